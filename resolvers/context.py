@@ -1,0 +1,63 @@
+"""Per-request state: the clusters a request may use and the snapshots it has fetched."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql import GraphQLResolveInfo
+
+from resolvers.plan import Plan, plan_operation
+from resolvers.snapshot import Snapshot
+from resolvers.source import SnapshotSource
+
+
+class ClusterNotFound(LookupError):
+    """No cluster of that name is configured."""
+
+
+@dataclass
+class RequestContext:
+    sources: Mapping[str, SnapshotSource]  # in configuration order: the first is the default
+    max_page_size: int
+    _plan: Plan | None = None
+    _snapshots: dict[str, asyncio.Task[Snapshot]] = field(default_factory=dict)
+
+    @property
+    def cluster_names(self) -> tuple[str, ...]:
+        return tuple(self.sources)
+
+    def resolve_cluster_name(self, name: str | None) -> str:
+        if name is None:
+            return self.cluster_names[0]
+        if name not in self.sources:
+            raise ClusterNotFound(name)
+        return name
+
+    def plan(self, info: GraphQLResolveInfo[Any]) -> Plan:
+        """The whole operation's needs, computed (and its input validated) once per request."""
+        if self._plan is None:
+            self._plan = plan_operation(
+                info.operation,
+                info.fragments,
+                _coerced(info.variable_values),
+                self.cluster_names,
+                self.max_page_size,
+            )
+        return self._plan
+
+    async def snapshot(self, cluster: str, info: GraphQLResolveInfo[Any]) -> Snapshot:
+        """This request's one snapshot of `cluster`, covering every field of the operation."""
+        needs = self.plan(info).needs_of(cluster)
+        task = self._snapshots.get(cluster)
+        if task is None:
+            task = asyncio.ensure_future(self.sources[cluster].get(needs))
+            self._snapshots[cluster] = task
+        return await asyncio.shield(task)
+
+
+def _coerced(variable_values: Any) -> dict[str, Any]:
+    """graphql-core 3.3 wraps coerced variables in VariableValues; 3.2 passed a plain dict."""
+    return dict(getattr(variable_values, "coerced", variable_values))

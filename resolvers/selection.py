@@ -1,0 +1,76 @@
+"""Filtering of records by what a query asks for. Pure, shared by every resolver."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+
+from resolvers.slurm.jobs import JobRecord
+from resolvers.slurm.nodes import NodeRecord
+
+# Slurm's base node state plus the DRAIN flag is what people call drained / draining.
+_BUSY = frozenset({"ALLOCATED", "MIXED", "COMPLETING"})
+
+
+def node_state(node: NodeRecord) -> str:
+    """The node's state as sinfo names it: DRAIN turns IDLE into DRAINED, MIXED into DRAINING."""
+    busy = node.state in _BUSY or "COMPLETING" in node.state_flags
+    if "FAIL" in node.state_flags:
+        return "FAILING" if busy else "FAIL"
+    if "DRAIN" in node.state_flags:
+        return "DRAINING" if busy else "DRAINED"
+    if node.state in ("IDLE", "ALLOCATED", "MIXED", "DOWN", "ERROR", "FUTURE"):
+        return node.state
+    return "UNKNOWN"
+
+
+def job_matches_id(job: JobRecord, wanted: str) -> bool:
+    """Slurm's own id semantics: `42` names job 42 or every task of array 42; `42_3` one task."""
+    if wanted == job.display_id or wanted == str(job.job_id):
+        return True
+    return job.array_job_id is not None and wanted == str(job.array_job_id)
+
+
+def job_partitions(job: JobRecord) -> tuple[str, ...]:
+    """A pending job may name several partitions (`debug,batch`)."""
+    return tuple(job.partition.split(",")) if job.partition else ()
+
+
+def filter_jobs(
+    jobs: Iterable[JobRecord],
+    *,
+    states: Collection[str] | None = None,
+    users: Collection[str] | None = None,
+    partitions: Collection[str] | None = None,
+    names: Collection[str] | None = None,
+    ids: Collection[str] | None = None,
+) -> list[JobRecord]:
+    """Jobs matching every given criterion; a criterion left out (None) matches everything."""
+    selected = []
+    for job in jobs:
+        if states is not None and job.state not in states:
+            continue
+        if users is not None and job.user not in users:
+            continue
+        if names is not None and job.name not in names:
+            continue
+        if partitions is not None and not any(p in partitions for p in job_partitions(job)):
+            continue
+        if ids is not None and not any(job_matches_id(job, wanted) for wanted in ids):
+            continue
+        selected.append(job)
+    return selected
+
+
+def filter_nodes(
+    nodes: Iterable[NodeRecord],
+    *,
+    states: Collection[str] | None = None,
+    members: Collection[str] | None = None,
+) -> list[NodeRecord]:
+    """Nodes in one of `states` (as `node_state` names them) and among `members`."""
+    return [
+        node
+        for node in nodes
+        if (states is None or node_state(node) in states)
+        and (members is None or node.name in members)
+    ]

@@ -1,0 +1,119 @@
+"""A snapshot: everything one request needs from one cluster, fetched in one transport call.
+
+A query first decides which datasets it touches (`Need`), then `fetch_snapshot` sends the matching
+commands as a single batch and parses the results. Resolvers only ever read a snapshot, so a query
+costs at most one round trip per cluster however deep it is.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from resolvers.slurm.errors import check
+from resolvers.slurm.hostlist import expand_hostlist
+from resolvers.slurm.jobs import JobRecord, new_boundary, parse_squeue, squeue_command
+from resolvers.slurm.nodes import NodeRecord, parse_nodes, show_nodes_command
+from resolvers.slurm.partitions import PartitionRecord, parse_partitions, show_partitions_command
+from resolvers.slurm.version import parse_version, version_command
+from transport.base import Command, Transport
+
+# Job states in which a job holds its nodes.
+ACTIVE_JOB_STATES = frozenset(
+    {"RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURING", "STOPPED", "SIGNALING", "RESIZING"}
+)
+
+
+class Need(enum.Flag):
+    NOTHING = 0
+    VERSION = enum.auto()
+    PARTITIONS = enum.auto()
+    NODES = enum.auto()
+    JOBS = enum.auto()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Parsed records of one cluster at one moment; a dataset not asked for is None."""
+
+    cluster: str
+    taken_at: float
+    needs: Need
+    version: str | None = None
+    partitions: tuple[PartitionRecord, ...] | None = None
+    nodes: tuple[NodeRecord, ...] | None = None
+    jobs: tuple[JobRecord, ...] | None = None
+
+    # Indexes below are derived on first use and kept with the snapshot: cached_property writes
+    # to the instance dict directly, which a frozen dataclass (without slots) allows.
+    @cached_property
+    def partitions_by_name(self) -> dict[str, PartitionRecord]:
+        return {p.name: p for p in self.partitions or ()}
+
+    @cached_property
+    def nodes_by_name(self) -> dict[str, NodeRecord]:
+        return {n.name: n for n in self.nodes or ()}
+
+    @cached_property
+    def nodes_of_partition(self) -> dict[str, tuple[str, ...]]:
+        return {p.name: expand_hostlist(p.node_list or "") for p in self.partitions or ()}
+
+    @cached_property
+    def partitions_of_node(self) -> dict[str, tuple[str, ...]]:
+        index: defaultdict[str, list[str]] = defaultdict(list)
+        for partition, nodes in self.nodes_of_partition.items():
+            for node in nodes:
+                index[node].append(partition)
+        return {node: tuple(names) for node, names in index.items()}
+
+    @cached_property
+    def jobs_sorted(self) -> tuple[JobRecord, ...]:
+        """Jobs in a stable order (by Slurm's unique job id), the order of every job listing."""
+        return tuple(sorted(self.jobs or (), key=lambda job: job.job_id))
+
+    @cached_property
+    def jobs_on_node(self) -> dict[str, tuple[JobRecord, ...]]:
+        """Jobs holding resources on each node; finished jobs keep their node list, so skip them."""
+        index: defaultdict[str, list[JobRecord]] = defaultdict(list)
+        for job in self.jobs_sorted:
+            if job.state not in ACTIVE_JOB_STATES:
+                continue
+            for node in expand_hostlist(job.node_list or ""):
+                index[node].append(job)
+        return {node: tuple(jobs) for node, jobs in index.items()}
+
+
+def _batch_for(needs: Need) -> tuple[list[Command], list[Callable[[str], tuple[str, Any]]]]:
+    commands: list[Command] = []
+    parsers: list[Callable[[str], tuple[str, Any]]] = []
+    if Need.VERSION in needs:
+        commands.append(version_command())
+        parsers.append(lambda out: ("version", parse_version(out)))
+    if Need.PARTITIONS in needs:
+        commands.append(show_partitions_command())
+        parsers.append(lambda out: ("partitions", tuple(parse_partitions(out))))
+    if Need.NODES in needs:
+        commands.append(show_nodes_command())
+        parsers.append(lambda out: ("nodes", tuple(parse_nodes(out))))
+    if Need.JOBS in needs:
+        boundary = new_boundary()
+        commands.append(squeue_command(boundary))
+        parsers.append(lambda out: ("jobs", tuple(parse_squeue(out, boundary))))
+    return commands, parsers
+
+
+async def fetch_snapshot(cluster: str, transport: Transport, needs: Need) -> Snapshot:
+    """Run the commands `needs` calls for as one batch and parse their output."""
+    if not needs:
+        return Snapshot(cluster=cluster, taken_at=time.time(), needs=needs)
+    commands, parsers = _batch_for(needs)
+    results = await transport.run(commands)
+    parsed = dict(
+        parse(check(result).stdout) for parse, result in zip(parsers, results, strict=True)
+    )
+    return Snapshot(cluster=cluster, taken_at=time.time(), needs=needs, **parsed)

@@ -1,0 +1,15 @@
+"""The public GraphQL contract: types only. Resolution lives in `resolvers/`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import strawberry
+from strawberry.extensions import SchemaExtension
+
+from schema.query import Query
+
+
+def build_schema(extensions: Sequence[Callable[[], SchemaExtension]] = ()) -> strawberry.Schema:
+    """The schema; `extensions` are factories, called once per request by strawberry."""
+    return strawberry.Schema(query=Query, extensions=list(extensions))

@@ -1,0 +1,57 @@
+"""Error codes clients see in `errors[].extensions.code`, and the translation to them.
+
+Expected failures carry a stable code and a message fit for a user (Slurm's own words where they
+help). Anything else is masked by the server as an internal error.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from graphql import GraphQLError
+
+from resolvers.context import ClusterNotFound
+from resolvers.ids import BadUserInput
+from resolvers.slurm.errors import CommandFailed, SlurmError, SlurmErrorKind, slurm_message
+from transport.errors import OutputTooLarge, TransportError, TransportTimeout
+
+
+class ErrorCode(enum.StrEnum):
+    BAD_USER_INPUT = "BAD_USER_INPUT"
+    CLUSTER_NOT_FOUND = "CLUSTER_NOT_FOUND"
+    SLURM_UNAVAILABLE = "SLURM_UNAVAILABLE"
+    SLURM_ERROR = "SLURM_ERROR"
+    TRANSPORT_TIMEOUT = "TRANSPORT_TIMEOUT"
+    OUTPUT_TOO_LARGE = "OUTPUT_TOO_LARGE"
+    INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+
+
+_UNAVAILABLE = {
+    SlurmErrorKind.CONTROLLER_UNREACHABLE,
+    SlurmErrorKind.AUTHENTICATION,
+    SlurmErrorKind.NOT_INSTALLED,
+}
+
+
+def coded(code: ErrorCode, message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": code.value})
+
+
+def to_graphql_error(exc: Exception) -> GraphQLError | None:
+    """The client-facing error for an expected failure; None if the failure is unexpected."""
+    if isinstance(exc, BadUserInput):
+        return coded(ErrorCode.BAD_USER_INPUT, str(exc))
+    if isinstance(exc, ClusterNotFound):
+        return coded(ErrorCode.CLUSTER_NOT_FOUND, f"no cluster named {exc.args[0]!r}")
+    if isinstance(exc, SlurmError):
+        code = ErrorCode.SLURM_UNAVAILABLE if exc.kind in _UNAVAILABLE else ErrorCode.SLURM_ERROR
+        return coded(code, f"Slurm: {exc.message or exc.kind.value}")
+    if isinstance(exc, CommandFailed):
+        return coded(ErrorCode.SLURM_ERROR, f"Slurm: {slurm_message(exc.stderr) or 'failed'}")
+    if isinstance(exc, TransportTimeout):
+        return coded(ErrorCode.TRANSPORT_TIMEOUT, str(exc))
+    if isinstance(exc, OutputTooLarge):
+        return coded(ErrorCode.OUTPUT_TOO_LARGE, str(exc))
+    if isinstance(exc, TransportError):
+        return coded(ErrorCode.SLURM_UNAVAILABLE, str(exc))
+    return None

@@ -1,0 +1,87 @@
+"""The Node type: one compute node as slurmctld sees it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from resolvers.selection import node_state
+from resolvers.slurm.nodes import NodeRecord
+from resolvers.snapshot import Snapshot
+from schema.enums import NodeState
+from schema.job import Job, to_datetime
+
+if TYPE_CHECKING:
+    from schema.partition import Partition
+
+
+@strawberry.type(description="A compute node.")
+class Node:
+    name: str
+    state: NodeState
+    state_flags: list[str] = strawberry.field(description="Slurm's other flags: DRAIN, …")
+    raw_state: str = strawberry.field(description="The state exactly as Slurm prints it.")
+    reason: str | None = strawberry.field(description="Why an admin drained or downed it.")
+    reason_set_by: str | None
+    reason_time: datetime | None
+    cpus: int
+    cpus_allocated: int
+    real_memory_mb: int
+    allocated_memory_mb: int
+    free_memory_mb: int | None
+    cpu_load: float | None
+    features: list[str]
+    active_features: list[str]
+    gres: list[str]
+    address: str | None
+    architecture: str | None
+    operating_system: str | None
+    slurmd_version: str | None
+    boot_time: datetime | None
+    _record: strawberry.Private[NodeRecord]
+    _snapshot: strawberry.Private[Snapshot]
+
+    @classmethod
+    def from_record(cls, record: NodeRecord, snapshot: Snapshot) -> Node:
+        return cls(
+            name=record.name,
+            state=NodeState(node_state(record)),
+            state_flags=list(record.state_flags),
+            raw_state="+".join((record.state, *record.state_flags)),
+            reason=record.reason,
+            reason_set_by=record.reason_set_by,
+            reason_time=to_datetime(record.reason_time),
+            cpus=record.cpus,
+            cpus_allocated=record.cpus_allocated,
+            real_memory_mb=record.real_memory_mb,
+            allocated_memory_mb=record.allocated_memory_mb,
+            free_memory_mb=record.free_memory_mb,
+            cpu_load=record.cpu_load,
+            features=list(record.features),
+            active_features=list(record.active_features),
+            gres=list(record.gres),
+            address=record.address,
+            architecture=record.architecture,
+            operating_system=record.operating_system,
+            slurmd_version=record.slurmd_version,
+            boot_time=to_datetime(record.boot_time),
+            _record=record,
+            _snapshot=snapshot,
+        )
+
+    @strawberry.field(description="Partitions this node belongs to.")
+    def partitions(self) -> list[Annotated[Partition, strawberry.lazy("schema.partition")]]:
+        from schema.partition import Partition
+
+        by_name = self._snapshot.partitions_by_name
+        names = self._snapshot.partitions_of_node.get(self.name, ())
+        return [Partition.from_record(by_name[name], self._snapshot) for name in names]
+
+    @strawberry.field(description="Jobs allocated on this node (running, completing, …).")
+    def jobs(self) -> list[Job]:
+        return [
+            Job.from_record(job, self._snapshot)
+            for job in self._snapshot.jobs_on_node.get(self.name, ())
+        ]

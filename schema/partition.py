@@ -1,0 +1,60 @@
+"""The Partition type: a queue of nodes with its own limits."""
+
+from __future__ import annotations
+
+import strawberry
+
+from resolvers.slurm.partitions import PartitionRecord
+from resolvers.snapshot import Snapshot
+from schema.connection import JobConnection, job_connection
+from schema.enums import PartitionState
+from schema.filters import JobFilter
+from schema.node import Node
+
+
+@strawberry.type(description="A Slurm partition.")
+class Partition:
+    name: str
+    state: PartitionState
+    is_default: bool
+    hidden: bool
+    max_time_minutes: int | None = strawberry.field(description="Null means unlimited.")
+    default_time_minutes: int | None
+    max_nodes: int | None = strawberry.field(description="Null means unlimited.")
+    total_cpus: int
+    total_nodes: int
+    node_list: str | None = strawberry.field(description="Member nodes as a Slurm hostlist.")
+    _snapshot: strawberry.Private[Snapshot]
+
+    @classmethod
+    def from_record(cls, record: PartitionRecord, snapshot: Snapshot) -> Partition:
+        return cls(
+            name=record.name,
+            state=PartitionState.from_slurm(record.state),
+            is_default=record.is_default,
+            hidden=record.hidden,
+            max_time_minutes=record.max_time_minutes,
+            default_time_minutes=record.default_time_minutes,
+            max_nodes=record.max_nodes,
+            total_cpus=record.total_cpus,
+            total_nodes=record.total_nodes,
+            node_list=record.node_list,
+            _snapshot=snapshot,
+        )
+
+    @strawberry.field(description="Member nodes.")
+    def nodes(self) -> list[Node]:
+        by_name = self._snapshot.nodes_by_name
+        names = self._snapshot.nodes_of_partition.get(self.name, ())
+        return [Node.from_record(by_name[n], self._snapshot) for n in names if n in by_name]
+
+    @strawberry.field(description="Jobs submitted to this partition.")
+    def jobs(
+        self,
+        info: strawberry.Info,
+        filter: JobFilter | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> JobConnection:
+        page_size: int = info.context.max_page_size
+        return job_connection(self._snapshot, filter, first, after, page_size, self.name)

@@ -1,0 +1,98 @@
+"""The ASGI application: GraphQL at /graphql (GraphiQL for browsers), static assets, health."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+from graphql import GraphQLError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
+
+from resolvers.context import RequestContext
+from resolvers.source import SnapshotSource
+from schema import build_schema
+from server.graphiql import render_graphiql
+from server.settings import Settings
+from transport import Transport, open_transport
+
+logger = logging.getLogger("slurm_graphql")
+
+STATIC_DIR = Path(__file__).parent / "static" / "graphiql"
+STATIC_PREFIX = "/static/graphiql"
+
+
+def _should_mask(error: GraphQLError) -> bool:
+    """Coded errors were made for clients; everything else is an internal error, logged."""
+    if error.extensions and "code" in error.extensions:
+        return False
+    logger.error("unexpected error at %s", error.path, exc_info=error.original_error)
+    return True
+
+
+class _GraphQLApp(GraphQL[RequestContext, None]):
+    def __init__(self, sources: Mapping[str, SnapshotSource], settings: Settings) -> None:
+        schema = build_schema(
+            [
+                lambda: ParserCache(maxsize=1024),
+                lambda: ValidationCache(maxsize=1024),
+                lambda: MaskErrors(should_mask_error=_should_mask, error_message="internal error"),
+            ]
+        )
+        super().__init__(schema, graphql_ide="graphiql" if settings.graphiql else None)
+        self._sources = sources
+        self._settings = settings
+        self._page = render_graphiql("/graphql", STATIC_PREFIX)
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> RequestContext:
+        return RequestContext(sources=self._sources, max_page_size=self._settings.max_page_size)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return HTMLResponse(self._page)
+
+
+def create_app(settings: Settings, transports: Mapping[str, Transport] | None = None) -> Starlette:
+    """The app for `settings`; `transports` replaces opening them from their URLs (tests)."""
+    sources: dict[str, SnapshotSource] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        opened: list[Transport] = []
+        for name, url in settings.clusters:
+            transport = (transports or {}).get(name)
+            if transport is None:
+                transport = open_transport(url)
+                opened.append(transport)
+            sources[name] = SnapshotSource(name, transport, ttl=settings.cache_ttl)
+        try:
+            yield
+        finally:
+            for transport in opened:
+                await transport.aclose()
+            sources.clear()
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    graphql_app = _GraphQLApp(sources, settings)
+    return Starlette(
+        routes=[
+            Route("/graphql", graphql_app, methods=["GET", "POST"]),
+            Route("/healthz", healthz),
+            Mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="graphiql-assets"),
+        ],
+        lifespan=lifespan,
+    )
+
+
+__all__ = ["create_app"]

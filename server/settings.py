@@ -1,0 +1,71 @@
+"""Settings, read once from the environment into a frozen object and passed explicitly."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+_CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+DEFAULT_CLUSTERS = "local=local://"
+
+
+class SettingsError(ValueError):
+    """A configuration value is wrong; the message names the variable and the fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    clusters: tuple[tuple[str, str], ...] = (("local", "local://"),)
+    cache_ttl: float = 1.0
+    max_page_size: int = 10_000
+    graphiql: bool = True
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        return cls(
+            clusters=parse_clusters(environ.get("SLURM_GRAPHQL_CLUSTERS") or DEFAULT_CLUSTERS),
+            cache_ttl=_number(environ, "SLURM_GRAPHQL_CACHE_TTL", 1.0, minimum=0.0),
+            max_page_size=int(_number(environ, "SLURM_GRAPHQL_MAX_PAGE_SIZE", 10_000, minimum=1)),
+            graphiql=_flag(environ, "SLURM_GRAPHQL_GRAPHIQL", True),
+        )
+
+
+def parse_clusters(value: str) -> tuple[tuple[str, str], ...]:
+    """`name=url,name=url` into ordered pairs; the first is the default cluster."""
+    pairs: list[tuple[str, str]] = []
+    for item in value.split(","):
+        name, sep, url = item.strip().partition("=")
+        if not sep or not _CLUSTER_NAME.match(name) or "://" not in url:
+            raise SettingsError(
+                f"SLURM_GRAPHQL_CLUSTERS: {item.strip()!r} is not name=url (e.g. local=local://)"
+            )
+        if any(existing == name for existing, _ in pairs):
+            raise SettingsError(f"SLURM_GRAPHQL_CLUSTERS: cluster {name!r} is listed twice")
+        pairs.append((name, url))
+    return tuple(pairs)
+
+
+def _number(environ: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: {raw!r} is not a number") from None
+    if value < minimum:
+        raise SettingsError(f"{name}: must be at least {minimum:g}, got {raw}")
+    return value
+
+
+def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}: {raw!r} is not a boolean (use true or false)")

@@ -1,0 +1,24 @@
+"""How a command reaches a head node: one interface, backends chosen by URL."""
+
+from transport.base import Command, CommandResult, Transport
+from transport.errors import (
+    OutputTooLarge,
+    SlurmGraphQLError,
+    TransportError,
+    TransportTimeout,
+    TransportUnavailable,
+)
+from transport.registry import open_transport, register_backend
+
+__all__ = [
+    "Command",
+    "CommandResult",
+    "OutputTooLarge",
+    "SlurmGraphQLError",
+    "Transport",
+    "TransportError",
+    "TransportTimeout",
+    "TransportUnavailable",
+    "open_transport",
+    "register_backend",
+]

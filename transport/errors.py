@@ -1,0 +1,36 @@
+"""The one exception tree of slurm-graphql.
+
+    SlurmGraphQLError
+    ├── TransportError                 the head node could not be asked, or did not answer
+    │   ├── TransportTimeout           a batch took longer than its deadline
+    │   ├── TransportUnavailable       nothing to talk to (no agent, instance gone, binary missing)
+    │   └── OutputTooLarge             output was truncated on the way and cannot be recovered
+    ├── CommandFailed                  a command ran and exited non-zero (resolvers/slurm/errors.py)
+    ├── SlurmError                     Slurm said no, classified by kind (resolvers/slurm/errors.py)
+    └── ParseError                     output did not have the shape we asked for
+
+Backends translate their own library's errors into these at their edge (`raise X(...) from exc`);
+nothing above the transport ever sees a botocore or OS error.
+"""
+
+from __future__ import annotations
+
+
+class SlurmGraphQLError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class TransportError(SlurmGraphQLError):
+    """A batch could not be run on the head node."""
+
+
+class TransportTimeout(TransportError):
+    """A batch did not finish before its deadline; what it started has been stopped."""
+
+
+class TransportUnavailable(TransportError):
+    """The head node (or the program asked for) cannot be reached at all."""
+
+
+class OutputTooLarge(TransportError):
+    """Output was truncated in transit and the full copy is out of reach."""
