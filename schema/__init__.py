@@ -6,10 +6,16 @@ from collections.abc import Callable, Sequence
 
 import strawberry
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.config import StrawberryConfig
 
 from schema.query import Query
+from schema.scalars import SCALAR_MAP
 
 
 def build_schema(extensions: Sequence[Callable[[], SchemaExtension]] = ()) -> strawberry.Schema:
     """The schema; `extensions` are factories, called once per request by strawberry."""
-    return strawberry.Schema(query=Query, extensions=list(extensions))
+    return strawberry.Schema(
+        query=Query,
+        extensions=list(extensions),
+        config=StrawberryConfig(scalar_map=SCALAR_MAP),
+    )

@@ -12,6 +12,7 @@ from resolvers.slurm.hostlist import expand_hostlist
 from resolvers.slurm.jobs import JobRecord
 from resolvers.snapshot import Snapshot
 from schema.enums import JobState
+from schema.scalars import Long
 
 if TYPE_CHECKING:
     from schema.node import Node
@@ -50,7 +51,9 @@ class Job:
     stderr_path: str | None
     command: str | None
     dependency: str | None
-    priority: int | None
+    priority: Long | None = strawberry.field(
+        description="Slurm's scheduling priority (unsigned 32-bit)."
+    )
     qos: str | None
     comment: str | None
     node_list: str | None = strawberry.field(description="Allocated nodes as a Slurm hostlist.")
@@ -82,7 +85,7 @@ class Job:
             stderr_path=record.stderr_path,
             command=record.command,
             dependency=record.dependency,
-            priority=record.priority,
+            priority=Long(record.priority) if record.priority is not None else None,
             qos=record.qos,
             comment=record.comment,
             node_list=record.node_list,

@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
+from strawberry.http.base import BaseRequestProtocol
 
 from resolvers.context import RequestContext
 from resolvers.source import SnapshotSource
@@ -56,6 +57,16 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> RequestContext:
         return RequestContext(sources=self._sources, max_page_size=self._settings.max_page_size)
+
+    def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
+        """A browser navigating to /graphql gets GraphiQL, also with `?query=` (a shared link);
+        scripts asking for JSON (or `*/*` with a query, as curl does) get the query executed."""
+        if request.method != "GET":
+            return False
+        accept = request.headers.get("accept", "")
+        if "text/html" in accept:
+            return True
+        return "*/*" in accept and request.query_params.get("query") is None
 
     async def render_graphql_ide(self, request: Request) -> Response:
         return HTMLResponse(self._page)

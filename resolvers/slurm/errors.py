@@ -98,7 +98,11 @@ def slurm_message(stderr: str) -> str:
 
 def check(result: CommandResult) -> CommandResult:
     """Return `result` when its output can be trusted; raise the classified error otherwise."""
+    # scontrol prints some refusals ("Node zz not found") on stdout, so a failed command's
+    # stdout is read too; a successful one's stdout is data and is never classified.
     kind = classify(result.stderr)
+    if kind is None and result.exit_code != 0:
+        kind = classify(result.stdout)
     if result.exit_code == 127:
         kind = SlurmErrorKind.NOT_INSTALLED
     if result.exit_code == 0 and kind not in (
@@ -108,4 +112,4 @@ def check(result: CommandResult) -> CommandResult:
         return result
     if kind is None:
         raise CommandFailed(result.argv, result.exit_code, result.stderr)
-    raise SlurmError(kind, slurm_message(result.stderr))
+    raise SlurmError(kind, slurm_message(result.stderr) or slurm_message(result.stdout))

@@ -1,0 +1,55 @@
+# slurm-graphql — `make run` serves GraphiQL over a real local Slurm cluster; `make test` proves it.
+PYTHON ?= python3
+VENV   ?= .venv
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+BIN    := $(VENV)/bin
+export LOCAL_CLUSTER_DIR ?= $(CURDIR)/.local-cluster
+export SLURM_CONF ?= $(LOCAL_CLUSTER_DIR)/slurm.conf
+
+.PHONY: install system-deps cluster-start cluster-stop run test check format golden bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --config-settings editable_mode=compat -e . --group dev
+	touch $@
+
+install: $(BIN)/.installed
+
+# Debian packages the tests drive: Slurm (installed by scripts/local-cluster) and Chromium.
+system-deps:
+	scripts/install-system-deps
+
+cluster-start:
+	scripts/local-cluster start
+
+cluster-stop:
+	scripts/local-cluster stop
+
+run: install cluster-start
+	$(BIN)/slurm-graphql serve --host $(HOST) --port $(PORT)
+
+# The suite starts the local cluster itself when it is not running, and stops what it started.
+test: install system-deps
+	$(BIN)/pytest
+	$(MAKE) check
+
+check: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+golden: install cluster-start
+	$(BIN)/python scripts/capture-golden
+
+bench: install
+	$(BIN)/python bench/parse.py
+	$(BIN)/python bench/query.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

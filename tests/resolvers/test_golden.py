@@ -1,0 +1,142 @@
+"""Parsers against output captured from real Slurm (scripts/capture-golden), per Slurm version.
+
+Every case is parsed as captured, with CRLF line ends, and without its final newline; all three
+must agree. Where Slurm's own JSON was captured at the same moment, the parse must agree with it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resolvers.slurm.errors import SlurmError, SlurmErrorKind, check
+from resolvers.slurm.jobs import parse_squeue
+from resolvers.slurm.nodes import parse_nodes
+from resolvers.slurm.partitions import parse_partitions
+from resolvers.slurm.version import parse_version
+from tests.support import oracle
+from transport.base import CommandResult, decode_output
+
+GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+
+
+@dataclass(frozen=True)
+class Case:
+    folder: Path
+    name: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.folder.parent.name}/{self.folder.name}/{self.name}"
+
+    def read(self, suffix: str) -> bytes:
+        return (self.folder / f"{self.name}.{suffix}").read_bytes()
+
+    def result(self) -> CommandResult:
+        argv = json.loads(self.read("argv.json"))["argv"]
+        return CommandResult(
+            tuple(argv),
+            decode_output(self.read("stdout")),
+            decode_output(self.read("stderr")),
+            int(self.read("exit")),
+        )
+
+    def boundary(self) -> str:
+        argv = json.loads(self.read("argv.json"))["argv"]
+        spec: str = next(a for a in argv if a.startswith("--Format="))
+        return spec.rsplit("\x1e", 1)[1]
+
+
+def cases() -> list[Case]:
+    found = []
+    for argv_file in sorted(GOLDEN.glob("*/*/*.argv.json")):
+        name = argv_file.name.removesuffix(".argv.json")
+        if not name.endswith("-json"):
+            found.append(Case(argv_file.parent, name))
+    return found
+
+
+def variants(text: str) -> list[str]:
+    """The text as captured, with CRLF line ends, and without its final newline."""
+    return [text, text.replace("\n", "\r\n"), text.rstrip("\n")]
+
+
+def parser_for(case: Case) -> Callable[[str], Any]:
+    command = case.folder.name
+    if command == "squeue":
+        boundary = case.boundary()
+        return lambda text: parse_squeue(text, boundary)
+    return {
+        "nodes": parse_nodes,
+        "partitions": parse_partitions,
+        "version": parse_version,
+    }[command]
+
+
+def test_golden_files_exist_for_this_slurm_line() -> None:
+    """At least one Slurm version's captures are in the tree."""
+    assert cases(), "no golden files: run `make golden` with the local cluster up"
+
+
+@pytest.mark.parametrize("case", cases(), ids=lambda c: c.id)
+def test_golden_case(case: Case) -> None:
+    """Success cases parse identically in all variants; failures classify as recorded."""
+    result = case.result()
+    kind_file = case.folder / f"{case.name}.kind"
+    if kind_file.exists():
+        with pytest.raises(SlurmError) as raised:
+            check(result)
+        assert raised.value.kind is SlurmErrorKind[kind_file.read_text().strip()]
+        assert raised.value.message
+        return
+    parse = parser_for(case)
+    parsed = [parse(text) for text in variants(check(result).stdout)]
+    assert parsed[0] == parsed[1] == parsed[2]
+    oracle_file = case.folder / f"{case.name}-json.stdout"
+    if case.name == "scenario" and oracle_file.exists():
+        slurm = json.loads(decode_output(oracle_file.read_bytes()))
+        COMPARE[case.folder.name](parsed[0], slurm)
+
+
+def compare_jobs(jobs: list[Any], slurm: dict[str, Any]) -> None:
+    theirs = {job["job_id"]: job for job in slurm["jobs"]}
+    assert {job.job_id for job in jobs} == set(theirs)
+    for job in jobs:
+        expected = theirs[job.job_id]
+        assert job.name == expected["name"]
+        assert job.user == expected["user_name"]
+        assert job.state == oracle.first_state(expected["job_state"])
+        assert (job.exit_code, job.signal) == oracle.exit_code(expected["exit_code"])
+        assert job.time_limit_minutes == oracle.number(expected["time_limit"])
+        assert job.submit_time == oracle.number(expected["submit_time"])
+        assert (job.comment or "") == expected["comment"]
+        if expected["cpus"] is not None:  # null in Slurm's JSON for some jobs that never ran
+            assert job.num_cpus == oracle.number(expected["cpus"])
+
+
+def compare_nodes(nodes: list[Any], slurm: dict[str, Any]) -> None:
+    theirs = {node["name"]: node for node in slurm["nodes"]}
+    assert {node.name for node in nodes} == set(theirs)
+    for node in nodes:
+        expected = theirs[node.name]
+        assert node.cpus == oracle.number(expected["cpus"])
+        assert node.real_memory_mb == oracle.number(expected["real_memory"])
+        assert list(node.features) == oracle.as_list(expected["features"])
+        assert (node.reason or "") == expected["reason"]
+        assert list(node.partitions) == list(expected["partitions"])
+        assert set(node.state_flags) == set(expected.get("state_flags") or ()) | (
+            set(oracle.as_list(expected["state"])[1:])
+            if isinstance(expected["state"], list)
+            else set()
+        )
+
+
+COMPARE: dict[str, Callable[[list[Any], dict[str, Any]], None]] = {
+    "squeue": compare_jobs,
+    "nodes": compare_nodes,
+}

@@ -1,0 +1,159 @@
+"""Filters, pagination and bad input, against the real local cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from server.app import create_app
+from server.settings import Settings
+from tests.conftest import Api
+from tests.support.counting import CountingTransport
+from tests.support.scenario import OTHER_USER, Scenario
+from transport.local import LocalTransport
+
+
+async def ids(api: Api, arguments: str) -> list[str]:
+    arguments = f"({arguments})" if arguments else ""
+    body = await api.query(f"{{ cluster {{ jobs{arguments} {{ edges {{ node {{ id }} }} }} }} }}")
+    assert "errors" not in body, body
+    return [e["node"]["id"] for e in body["data"]["cluster"]["jobs"]["edges"]]
+
+
+async def test_filters_select_like_squeue(api: Api, scenario: Scenario) -> None:
+    """states, users, partitions, names and ids each narrow the list as squeue's options do."""
+    ours = set(scenario.all_ids)
+    others = await ids(api, f'filter: {{users: ["{OTHER_USER}"]}}')
+    assert [i for i in others if i in ours] == [scenario.other_user]
+    assert [i for i in await ids(api, 'filter: {names: ["held"]}') if i in ours] == [scenario.held]
+    failed = await ids(api, "filter: {states: [FAILED]}")
+    assert scenario.failed in failed
+    assert all(i != scenario.completed for i in failed)
+    array = await ids(api, f'filter: {{ids: ["{scenario.array}"]}}')
+    assert len(array) == 3 and all(i.startswith(f"{scenario.array}_") for i in array)
+    one_task = array[0]
+    assert await ids(api, f'filter: {{ids: ["{one_task}"]}}') == [one_task]
+    batch_running = await ids(api, 'filter: {partitions: ["batch"], states: [RUNNING]}')
+    assert len(batch_running) == 2  # the two array tasks; nothing else runs in batch
+
+
+async def test_pages_cover_every_job_once(api: Api, scenario: Scenario) -> None:
+    """Walking pages of 2 with `after` visits every job once, in job id order."""
+    everything = await ids(api, "")
+    seen: list[str] = []
+    after = None
+    while True:
+        arguments = "first: 2" + (f', after: "{after}"' if after else "")
+        body = await api.query(
+            f"{{ cluster {{ jobs({arguments}) {{ totalCount edges {{ node {{ id }} }} "
+            "pageInfo { hasNextPage endCursor } } } }"
+        )
+        page = body["data"]["cluster"]["jobs"]
+        assert page["totalCount"] == len(everything)
+        seen += [e["node"]["id"] for e in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert seen == everything
+
+
+async def test_single_lookups_and_missing_things(api: Api, scenario: Scenario) -> None:
+    """job(id), node(name), partition(name) find things; unknown ones are null, not errors."""
+    body = await api.query(
+        f'{{ cluster {{ job(id: "{scenario.failed}") {{ id exitCode }}'
+        ' nope: job(id: "99999999") { id }'
+        ' node(name: "n2") { name } n: node(name: "zz") { name }'
+        ' partition(name: "batch") { name } p: partition(name: "zz") { name } } }'
+    )
+    assert "errors" not in body, body
+    cluster = body["data"]["cluster"]
+    assert cluster["job"] == {"id": scenario.failed, "exitCode": 3}
+    assert cluster["nope"] is None and cluster["n"] is None and cluster["p"] is None
+    assert cluster["node"] == {"name": "n2"} and cluster["partition"] == {"name": "batch"}
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ('{ cluster { job(id: "1; rm -rf /") { id } } }', "BAD_USER_INPUT"),
+        ('{ cluster { jobs(filter: {ids: ["$(id)"]}) { totalCount } } }', "BAD_USER_INPUT"),
+        ("{ cluster { jobs(first: 100001) { totalCount } } }", "BAD_USER_INPUT"),
+        ("{ cluster { jobs(first: -1) { totalCount } } }", "BAD_USER_INPUT"),
+        ('{ cluster { jobs(after: "not a cursor") { totalCount } } }', "BAD_USER_INPUT"),
+        ('{ cluster(name: "elsewhere") { name } }', "CLUSTER_NOT_FOUND"),
+    ],
+)
+async def test_bad_input_is_refused_before_any_command(api: Api, query: str, code: str) -> None:
+    """Malformed ids, page sizes, cursors and unknown clusters fail with a code, running nothing."""
+    body = await api.query(query)
+    assert body["data"] == {"cluster": None}
+    assert [e["extensions"]["code"] for e in body["errors"]] == [code]
+    assert api.transport.calls == 0
+
+
+async def test_bad_input_in_variables_is_refused_too(api: Api) -> None:
+    """Validation sees through variables."""
+    body = await api.query("query($id: String!) { cluster { job(id: $id) { id } } }", id="x y")
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert api.transport.calls == 0
+
+
+async def _first_error(conf: Path, deadline: float, query: str) -> dict[str, Any]:
+    """Run `query` with the Slurm CLI pointed at `conf`; return the one error it must produce."""
+    environ = {**os.environ, "SLURM_CONF": str(conf)}
+    transport = CountingTransport(LocalTransport(timeout=deadline, environ=environ))
+    app = create_app(Settings(cache_ttl=0.0), transports={"local": transport})
+    client_transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=client_transport, base_url="http://test") as client,
+    ):
+        response = await client.post("/graphql", json={"query": query})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["data"] == {"cluster": None}
+    assert "Traceback" not in response.text
+    [error] = body["errors"]
+    assert isinstance(error, dict)
+    return error
+
+
+def _conf_pointing_at(slurm_conf: str, tmp_path: Path, port: int) -> Path:
+    text = Path(slurm_conf).read_text()
+    lines = [line for line in text.splitlines() if not line.startswith("SlurmctldPort")]
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("\n".join([f"SlurmctldPort={port}", *lines]) + "\n")
+    return conf
+
+
+async def test_unreachable_controller_is_slurm_unavailable(
+    slurm_cluster: str, tmp_path: Path
+) -> None:
+    """With no controller listening, the client gets SLURM_UNAVAILABLE and Slurm's message."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    conf = _conf_pointing_at(slurm_cluster, tmp_path, port)
+    error = await _first_error(conf, 60, "{ cluster { jobs { totalCount } } }")
+    assert error["extensions"]["code"] == "SLURM_UNAVAILABLE"
+    assert "Unable to contact slurm controller" in error["message"]
+
+
+async def test_a_silent_controller_is_a_transport_timeout(
+    slurm_cluster: str, tmp_path: Path
+) -> None:
+    """A controller that accepts but never answers ends in TRANSPORT_TIMEOUT at the deadline."""
+    server = await asyncio.start_server(lambda r, w: asyncio.sleep(30), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    conf = _conf_pointing_at(slurm_cluster, tmp_path, port)
+    try:
+        error = await _first_error(conf, 1.0, "{ cluster { jobs { totalCount } } }")
+    finally:
+        server.close()
+    assert error["extensions"]["code"] == "TRANSPORT_TIMEOUT"

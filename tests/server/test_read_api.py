@@ -1,0 +1,181 @@
+"""The read API against the real local cluster, compared with Slurm's own JSON answer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from tests.conftest import Api
+from tests.support import oracle
+from tests.support.scenario import (
+    DRAIN_REASON,
+    DRAINED_NODE,
+    OTHER_USER,
+    TRICKY_COMMENT,
+    TRICKY_NAME,
+    Scenario,
+)
+
+JOB_FIELDS = """
+  id jobId arrayJobId arrayTaskId name user account state reason submitTime startTime endTime
+  timeLimitMinutes numNodes numCpus exitCode signal workDir stdoutPath stderrPath command
+  dependency priority comment nodeList partition { name } nodes { name }
+"""
+
+
+async def all_jobs(api: Api) -> dict[int, dict[str, Any]]:
+    body = await api.query(f"{{ cluster {{ jobs {{ edges {{ node {{ {JOB_FIELDS} }} }} }} }} }}")
+    assert "errors" not in body, body
+    return {e["node"]["jobId"]: e["node"] for e in body["data"]["cluster"]["jobs"]["edges"]}
+
+
+def epoch(value: str | None) -> int | None:
+    return None if value is None else int(datetime.fromisoformat(value).timestamp())
+
+
+async def test_every_job_matches_squeue_json(api: Api, scenario: Scenario) -> None:
+    """Each job field equals what `squeue --json` (Slurm's own serializer) says."""
+    ours = await all_jobs(api)
+    theirs = {job["job_id"]: job for job in oracle.squeue_json()}
+    assert set(ours) == set(theirs)
+    for job_id, slurm in theirs.items():
+        job = ours[job_id]
+        assert_job_matches(job, slurm)
+
+
+def assert_job_matches(job: dict[str, Any], slurm: dict[str, Any]) -> None:
+    __tracebackhide__ = True
+    try:
+        assert job["name"] == slurm["name"]
+        assert job["user"] == slurm["user_name"]
+        assert job["state"] == oracle.first_state(slurm["job_state"])
+        assert job["partition"]["name"] == slurm["partition"].split(",")[0]
+        # Slurm's JSON has null counts for some jobs that never ran; squeue prints the request.
+        if slurm["cpus"] is not None:
+            assert job["numCpus"] == oracle.number(slurm["cpus"])
+        if slurm["node_count"] is not None:
+            assert job["numNodes"] == oracle.number(slurm["node_count"])
+        assert job["timeLimitMinutes"] == oracle.number(slurm["time_limit"])
+        assert epoch(job["submitTime"]) == oracle.number(slurm["submit_time"])
+        assert job["workDir"] == slurm["current_working_directory"]
+        assert (job["comment"] or "") == slurm["comment"]
+        assert (job["exitCode"], job["signal"]) == oracle.exit_code(slurm["exit_code"])
+        if oracle.first_state(slurm["job_state"]) == "RUNNING":
+            assert job["nodeList"] == slurm["nodes"]
+    except AssertionError as failure:
+        raise AssertionError(f"job {job['id']}: {failure}\nours: {job}\nslurm: {slurm}") from None
+
+
+async def test_the_scenario_reads_back_as_submitted(api: Api, scenario: Scenario) -> None:
+    """Every kind of job in the scenario has the fields its submission implies."""
+    jobs = await all_jobs(api)
+    running = jobs[int(scenario.running)]
+    assert running["name"] == TRICKY_NAME
+    assert running["comment"] == TRICKY_COMMENT
+    assert running["state"] == "RUNNING"
+    assert running["partition"]["name"] == "debug"
+    assert running["timeLimitMinutes"] == 30
+    assert len(running["nodes"]) == 1
+    assert epoch(running["startTime"]) is not None
+    assert running["reason"] is None
+
+    assert jobs[int(scenario.failed)]["state"] == "FAILED"
+    assert jobs[int(scenario.failed)]["exitCode"] == 3
+    assert jobs[int(scenario.completed)]["state"] == "COMPLETED"
+    assert jobs[int(scenario.completed)]["exitCode"] == 0
+    assert jobs[int(scenario.cancelled)]["state"] == "CANCELLED"
+    assert jobs[int(scenario.held)]["reason"] == "JobHeldUser"
+    assert jobs[int(scenario.pending)]["reason"] == "BeginTime"
+    assert jobs[int(scenario.dependent)]["reason"] == "Dependency"
+    assert f"afterok:{scenario.running}" in jobs[int(scenario.dependent)]["dependency"]
+    assert jobs[int(scenario.unlimited)]["timeLimitMinutes"] is None
+    assert jobs[int(scenario.other_user)]["user"] == OTHER_USER
+    assert "\ufffd" in jobs[int(scenario.invalid_utf8)]["name"]
+
+    tasks = [j for j in jobs.values() if j["arrayJobId"] == int(scenario.array)]
+    running_tasks = [t for t in tasks if t["state"] == "RUNNING"]
+    pending_rest = [t for t in tasks if t["state"] == "PENDING"]
+    assert len(running_tasks) == 2
+    assert {t["id"] for t in running_tasks} == {
+        f"{scenario.array}_{t['arrayTaskId']}" for t in running_tasks
+    }
+    assert [t["id"] for t in pending_rest] == [f"{scenario.array}_[3-6%2]"]
+    assert pending_rest[0]["arrayTaskId"] == "3-6%2"
+
+
+async def test_nodes_match_sinfo_json(api: Api, scenario: Scenario) -> None:
+    """Each node's resources, state flags, reason and partitions equal `sinfo --json`."""
+    body = await api.query(
+        """{ cluster { nodes { name state stateFlags reason reasonSetBy cpus cpusAllocated
+             realMemoryMb allocatedMemoryMb features partitions { name } } } }"""
+    )
+    ours = {n["name"]: n for n in body["data"]["cluster"]["nodes"]}
+    theirs = {n["name"]: n for n in oracle.sinfo_json()}
+    assert set(ours) == set(theirs) == {"n1", "n2", "n3", "n4"}
+    for name, slurm in theirs.items():
+        node = ours[name]
+        assert node["cpus"] == oracle.number(slurm["cpus"])
+        assert node["cpusAllocated"] == oracle.number(slurm["alloc_cpus"])
+        assert node["realMemoryMb"] == oracle.number(slurm["real_memory"])
+        assert node["allocatedMemoryMb"] == oracle.number(slurm["alloc_memory"])
+        assert node["features"] == oracle.as_list(slurm["features"])
+        assert sorted(p["name"] for p in node["partitions"]) == sorted(slurm["partitions"])
+        assert (node["reason"] or "") == slurm["reason"]
+    drained = ours[DRAINED_NODE]
+    assert drained["state"] == "DRAINED"
+    assert "DRAIN" in drained["stateFlags"]
+    assert drained["reason"] == DRAIN_REASON
+    assert drained["reasonSetBy"] == "root"
+
+
+async def test_partitions_and_relations(api: Api, scenario: Scenario) -> None:
+    """Partitions carry their limits; partition→nodes, node→jobs and job→partition agree."""
+    body = await api.query(
+        """{ cluster { partitions { name state isDefault maxTimeMinutes totalCpus totalNodes
+               nodes { name }
+               jobs(filter: {states: [RUNNING]}) { totalCount edges { node { id } } } }
+             node(name: "n1") { name jobs { jobId partition { name } } } } }"""
+    )
+    assert "errors" not in body, body
+    cluster = body["data"]["cluster"]
+    partitions = {p["name"]: p for p in cluster["partitions"]}
+    assert set(partitions) == {"debug", "batch"}
+    assert partitions["debug"]["isDefault"] and not partitions["batch"]["isDefault"]
+    assert partitions["debug"]["maxTimeMinutes"] == 60
+    assert partitions["batch"]["maxTimeMinutes"] is None
+    assert [n["name"] for n in partitions["debug"]["nodes"]] == ["n1", "n2"]
+    assert [n["name"] for n in partitions["batch"]["nodes"]] == ["n1", "n2", "n3", "n4"]
+    assert partitions["batch"]["totalNodes"] == 4
+    assert partitions["batch"]["totalCpus"] == 16
+    assert partitions["debug"]["state"] == "UP"
+    debug_running = {e["node"]["id"] for e in partitions["debug"]["jobs"]["edges"]}
+    assert scenario.running in debug_running
+    assert partitions["batch"]["jobs"]["totalCount"] == 2  # the two running array tasks
+
+
+async def test_deep_query_costs_one_round_trip(api: Api, scenario: Scenario) -> None:
+    """However deep, a query is one transport call carrying exactly the commands it needs."""
+    body = await api.query(
+        "{ clusters { partitions { nodes { jobs { partition { nodes { name } } } } } } }"
+    )
+    assert "errors" not in body, body
+    assert api.transport.calls == 1
+    programs = sorted(" ".join(argv[:2]) for argv in api.transport.batches[0])
+    assert programs == ["scontrol --oneliner", "scontrol --oneliner", "squeue --all"]
+
+
+async def test_a_query_asks_only_for_what_it_reads(api: Api) -> None:
+    """Names cost nothing; the version alone costs `scontrol --version` alone."""
+    body = await api.query("{ clusters { name } cluster { name } }")
+    assert body["data"] == {"clusters": [{"name": "local"}], "cluster": {"name": "local"}}
+    assert api.transport.calls == 0
+    body = await api.query("{ cluster { slurmVersion } }")
+    assert body["data"]["cluster"]["slurmVersion"].count(".") == 2
+    assert api.transport.batches == [[("scontrol", "--version")]]
+
+
+async def test_two_root_fields_on_one_cluster_share_one_round_trip(api: Api) -> None:
+    """`clusters` and `cluster` in one operation still cost one call for the cluster."""
+    body = await api.query("{ a: cluster { nodes { name } } b: clusters { jobs { totalCount } } }")
+    assert "errors" not in body, body
+    assert api.transport.calls == 1

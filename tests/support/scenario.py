@@ -1,0 +1,133 @@
+"""The scenario every cluster test and golden capture runs against: one of each kind of job.
+
+Made with Slurm's own CLI (sbatch, scancel, scontrol), never through the code under test, so the
+tests compare our answers with what Slurm was actually asked to do.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+OTHER_USER = "sgtest"
+DRAINED_NODE = "n4"
+DRAIN_REASON = "disk failure on sda, waiting for replacement"
+# A name that breaks naive parsers: spaces, a pipe, '=', quotes and non-ASCII letters.
+TRICKY_NAME = 'tricky | name = "quoted" ünïcödé ✓'
+TRICKY_COMMENT = "comment with | pipes, key=value and 'quotes'"
+INVALID_UTF8_NAME = b"bad-\xff\xfe-bytes"
+
+
+@dataclass
+class Scenario:
+    """Job ids by role (all strings, Slurm's unique job ids)."""
+
+    running: str = ""
+    pending: str = ""
+    held: str = ""
+    array: str = ""
+    dependent: str = ""
+    failed: str = ""
+    cancelled: str = ""
+    completed: str = ""
+    other_user: str = ""
+    unlimited: str = ""
+    invalid_utf8: str = ""
+    all_ids: list[str] = field(default_factory=list)
+
+
+def slurm(*argv: str | bytes, user: str | None = None) -> str:
+    """Run a Slurm command (as `user` if given) and return its stdout; fail loudly."""
+    full: list[str | bytes] = list(argv)
+    if user is not None:
+        full = ["runuser", "-u", user, "--", *full]
+    result = subprocess.run(full, capture_output=True, check=False, timeout=60)
+    if result.returncode != 0:
+        raise RuntimeError(f"{argv!r} failed: {result.stderr.decode(errors='replace')}")
+    return result.stdout.decode(errors="replace")
+
+
+def ensure_other_user() -> None:
+    try:
+        pwd.getpwnam(OTHER_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--create-home", OTHER_USER], check=True)
+
+
+def sbatch(*options: str | bytes, user: str | None = None) -> str:
+    out = slurm("sbatch", "--parsable", "--chdir=/tmp", "--output=/dev/null", *options, user=user)
+    return out.strip().split(";")[0]
+
+
+def create_scenario() -> Scenario:
+    """Submit one job of each kind and wait until each has reached the state it is there for."""
+    ensure_other_user()
+    slurm("scontrol", "update", f"nodename={DRAINED_NODE}", "state=drain", f"reason={DRAIN_REASON}")
+    s = Scenario()
+    s.running = sbatch("-J", TRICKY_NAME, f"--comment={TRICKY_COMMENT}", "-p", "debug",
+                       "--time=30", "--wrap", "sleep 600")  # fmt: skip
+    s.pending = sbatch("-J", "waits for its begin time", "--begin=now+3600", "--wrap", "true")
+    s.held = sbatch("-J", "held", "--hold", "--wrap", "true")
+    s.array = sbatch("-J", "array", "--array=1-6%2", "-p", "batch", "--wrap", "sleep 600")
+    s.dependent = sbatch("-J", "dependent", f"--dependency=afterok:{s.running}", "--wrap", "true")
+    s.failed = sbatch("-J", "fails with 3", "-p", "batch", "--wrap", "exit 3")
+    s.completed = sbatch("-J", "completes", "-p", "batch", "--wrap", "true")
+    s.cancelled = sbatch("-J", "cancelled", "-p", "batch", "--wrap", "sleep 600")
+    s.unlimited = sbatch("-J", "unlimited", "-p", "batch", "--time=UNLIMITED", "--hold",
+                         "--wrap", "true")  # fmt: skip
+    s.other_user = sbatch("-J", "someone else's", "--hold", "--wrap", "true", user=OTHER_USER)
+    s.invalid_utf8 = sbatch(b"--job-name=" + INVALID_UTF8_NAME, "--hold", "--wrap", "true")
+    s.all_ids = [
+        s.running, s.pending, s.held, s.array, s.dependent, s.failed, s.completed,
+        s.cancelled, s.unlimited, s.other_user, s.invalid_utf8,
+    ]  # fmt: skip
+    wait_for_state(s.cancelled, "RUNNING")
+    slurm("scancel", s.cancelled)
+    wait_for_state(s.running, "RUNNING")
+    wait_for_state(s.failed, "FAILED")
+    wait_for_state(s.completed, "COMPLETED")
+    wait_for_state(s.cancelled, "CANCELLED")
+    wait_for_array_running(s.array, 2)
+    return s
+
+
+def job_state(job_id: str) -> str:
+    out = slurm("squeue", "--states=all", "--noheader", "--format=%T", f"--jobs={job_id}")
+    return out.split()[0] if out.split() else ""
+
+
+def wait_for_state(job_id: str, state: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while (current := job_state(job_id)) != state:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"job {job_id} is {current!r}, not {state} after {timeout} s")
+        time.sleep(0.2)
+
+
+def wait_for_array_running(array_id: str, count: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        out = slurm("squeue", "--noheader", "--format=%T", "--states=RUNNING", f"--jobs={array_id}")
+        if len(out.split()) >= count:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"array {array_id} has not {count} running tasks")
+        time.sleep(0.2)
+
+
+def tear_down(scenario: Scenario) -> None:
+    """Cancel what is left of the scenario and return the drained node to service."""
+    if scenario.all_ids:
+        subprocess.run(["scancel", *scenario.all_ids], capture_output=True, check=False)
+    subprocess.run(
+        ["scontrol", "update", f"nodename={DRAINED_NODE}", "state=resume"],
+        capture_output=True,
+        check=False,
+    )
+
+
+def slurm_conf() -> str:
+    return os.environ["SLURM_CONF"]
