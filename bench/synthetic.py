@@ -1,0 +1,67 @@
+"""A large synthetic cluster made from real rows: golden files captured from the local Slurm.
+
+Rows are copied from `tests/golden/<version>/squeue/scenario` with fresh job ids, so every byte
+pattern a parser sees (names with `|`, unicode, invalid UTF-8, pending array ranges) is Slurm's.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from resolvers.slurm.jobs import FIELD_SEPARATOR, RECORD_SEPARATOR
+from transport.base import decode_output
+
+GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "golden"
+
+
+def golden_dir() -> Path:
+    versions = sorted(p for p in GOLDEN.iterdir() if (p / "squeue" / "scenario.stdout").exists())
+    if not versions:
+        raise SystemExit("no golden files: run `make golden` first")
+    return versions[-1]
+
+
+def golden_text(command: str, case: str = "scenario") -> str:
+    return decode_output((golden_dir() / command / f"{case}.stdout").read_bytes())
+
+
+def golden_boundary() -> str:
+    argv = json.loads((golden_dir() / "squeue" / "scenario.argv.json").read_text())["argv"]
+    spec: str = next(a for a in argv if a.startswith("--Format="))
+    return spec.rsplit(RECORD_SEPARATOR, 1)[1]
+
+
+def synthetic_squeue(count: int, boundary: str) -> str:
+    """`count` squeue rows in the API's own format, framed with `boundary`."""
+    source = golden_boundary()
+    end = RECORD_SEPARATOR + source
+    rows = [r.lstrip("\n") for r in golden_text("squeue").split(end) if r.strip("\n")]
+    out = []
+    for index in range(count):
+        job_id = 100_000 + index
+        fields = rows[index % len(rows)].split(FIELD_SEPARATOR, 4)
+        task = fields[3]
+        display = str(job_id) if task == "N/A" else f"{job_id}_{task}"
+        if "-" in task or "," in task:
+            display = f"{job_id}_[{task}]"
+        fields[0:3] = [display, str(job_id), str(job_id)]
+        out.append(
+            FIELD_SEPARATOR.join(fields).replace(source, boundary) + RECORD_SEPARATOR + boundary
+        )
+    return "\n".join(out) + "\n"
+
+
+def synthetic_squeue_json(count: int) -> str:
+    """The same cluster as Slurm's own `squeue --json` would print it."""
+    document: dict[str, Any] = json.loads(golden_text("squeue", "scenario-json"))
+    jobs = document["jobs"]
+    replicated = []
+    for index in range(count):
+        job = copy.copy(jobs[index % len(jobs)])
+        job["job_id"] = 100_000 + index
+        replicated.append(job)
+    document["jobs"] = replicated
+    return json.dumps(document, indent=2)
