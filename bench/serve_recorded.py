@@ -1,0 +1,29 @@
+"""Serve the API over a recorded N-job cluster with uvicorn (one worker), for bench/query.py.
+
+    python -m bench.serve_recorded --port 8100 --jobs 10000 --cache-ttl 1.0
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+from bench.recorded import RecordedTransport
+from server.app import create_app
+from server.settings import Settings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--cache-ttl", type=float, default=1.0)
+    args = parser.parse_args()
+    settings = Settings(clusters=(("local", "local://"),), cache_ttl=args.cache_ttl)
+    app = create_app(settings, transports={"local": RecordedTransport(args.jobs)})
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()
