@@ -159,7 +159,9 @@ def main() -> int:
     fresh, port = start_server(args.jobs, cache_ttl=0.0)
     try:
         wall = asyncio.run(full_listing(port, args.jobs, runs=5))
-        print(f"fresh full listing of {args.jobs:,} jobs x 10 fields: {wall * 1000:.0f} ms (median of 5)")
+        print(
+            f"fresh full listing of {args.jobs:,} jobs x 10 fields: {wall * 1000:.0f} ms (median of 5)"
+        )
         asyncio.run(concurrent_listings(port, args.jobs, clients=4))
         print(f"peak RSS after 4 concurrent full listings: {peak_rss_mb(fresh.pid):.0f} MB")
     finally:

@@ -1,6 +1,6 @@
 """Serve the API over a recorded N-job cluster with uvicorn (one worker), for bench/query.py.
 
-    python -m bench.serve_recorded --port 8100 --jobs 10000 --cache-ttl 1.0
+python -m bench.serve_recorded --port 8100 --jobs 10000 --cache-ttl 1.0
 """
 
 from __future__ import annotations

@@ -7,15 +7,20 @@ from collections.abc import Callable, Sequence
 import strawberry
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from schema.query import Query
 from schema.scalars import SCALAR_MAP
 
 
-def build_schema(extensions: Sequence[Callable[[], SchemaExtension]] = ()) -> strawberry.Schema:
+def build_schema(
+    extensions: Sequence[Callable[[], SchemaExtension]] = (),
+    execution_context_class: type[StrawberryGraphQLCoreExecutionContext] | None = None,
+) -> strawberry.Schema:
     """The schema; `extensions` are factories, called once per request by strawberry."""
     return strawberry.Schema(
         query=Query,
         extensions=list(extensions),
+        execution_context_class=execution_context_class,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
     )

@@ -21,6 +21,7 @@ from strawberry.http.base import BaseRequestProtocol
 from resolvers.context import RequestContext
 from resolvers.source import SnapshotSource
 from schema import build_schema
+from server.execution import LeanExecutionContext
 from server.graphiql import render_graphiql
 from server.settings import Settings
 from transport import Transport, open_transport
@@ -46,7 +47,8 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
                 lambda: ParserCache(maxsize=1024),
                 lambda: ValidationCache(maxsize=1024),
                 lambda: MaskErrors(should_mask_error=_should_mask, error_message="internal error"),
-            ]
+            ],
+            execution_context_class=LeanExecutionContext,
         )
         super().__init__(schema, graphql_ide="graphiql" if settings.graphiql else None)
         self._sources = sources
