@@ -19,8 +19,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--cache-ttl", type=float, default=1.0)
+    parser.add_argument("--no-response-cache", action="store_true")
     args = parser.parse_args()
-    settings = Settings(clusters=(("local", "local://"),), cache_ttl=args.cache_ttl)
+    settings = Settings(
+        clusters=(("local", "local://"),),
+        cache_ttl=args.cache_ttl,
+        response_cache=not args.no_response_cache,
+    )
     app = create_app(settings, transports={"local": RecordedTransport(args.jobs)})
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 

@@ -22,6 +22,7 @@ class ClusterNotFound(LookupError):
 class RequestContext:
     sources: Mapping[str, SnapshotSource]  # in configuration order: the first is the default
     max_page_size: int
+    jobs_listed: int = 0  # jobs put in connections, to size what the response cache keeps
     _plan: Plan | None = None
     _snapshots: dict[str, asyncio.Task[Snapshot]] = field(default_factory=dict)
 
@@ -56,6 +57,14 @@ class RequestContext:
             task = asyncio.ensure_future(self.sources[cluster].get(needs))
             self._snapshots[cluster] = task
         return await asyncio.shield(task)
+
+    def snapshots_used(self) -> tuple[Snapshot, ...]:
+        """The snapshots this request read, once it has finished."""
+        return tuple(
+            task.result()
+            for task in self._snapshots.values()
+            if task.done() and not task.cancelled() and task.exception() is None
+        )
 
 
 def _coerced(variable_values: Any) -> dict[str, Any]:

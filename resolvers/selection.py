@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 
 from resolvers.slurm.jobs import JobRecord
 from resolvers.slurm.nodes import NodeRecord
@@ -33,6 +34,24 @@ def job_matches_id(job: JobRecord, wanted: str) -> bool:
 def job_partitions(job: JobRecord) -> tuple[str, ...]:
     """A pending job may name several partitions (`debug,batch`)."""
     return tuple(job.partition.split(",")) if job.partition else ()
+
+
+@dataclass(frozen=True)
+class JobCriteria:
+    """What a job listing selects; None matches everything. Hashable, to memoise selections."""
+
+    states: frozenset[str] | None = None
+    users: frozenset[str] | None = None
+    partitions: frozenset[str] | None = None
+    names: frozenset[str] | None = None
+    ids: tuple[str, ...] | None = None
+
+    @property
+    def selects_all(self) -> bool:
+        return all(
+            value is None
+            for value in (self.states, self.users, self.partitions, self.names, self.ids)
+        )
 
 
 def filter_jobs(

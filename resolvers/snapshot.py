@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from resolvers.selection import JobCriteria, filter_jobs
 from resolvers.slurm.errors import check
 from resolvers.slurm.hostlist import expand_hostlist
 from resolvers.slurm.jobs import JobRecord, new_boundary, parse_squeue, squeue_command
@@ -27,6 +28,10 @@ from transport.base import Command, Transport
 ACTIVE_JOB_STATES = frozenset(
     {"RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURING", "STOPPED", "SIGNALING", "RESIZING"}
 )
+
+
+_MAX_SELECTIONS = 64
+PARSE_IN_THREAD_ABOVE = 256 * 1024  # characters of output
 
 
 class Need(enum.Flag):
@@ -75,6 +80,32 @@ class Snapshot:
     def jobs_sorted(self) -> tuple[JobRecord, ...]:
         """Jobs in a stable order (by Slurm's unique job id), the order of every job listing."""
         return tuple(sorted(self.jobs or (), key=lambda job: job.job_id))
+
+    @cached_property
+    def _selections(self) -> dict[JobCriteria, tuple[JobRecord, ...]]:
+        return {}
+
+    def jobs_matching(self, criteria: JobCriteria) -> tuple[JobRecord, ...]:
+        """Jobs matching `criteria`, in listing order; repeated selections are memoised, since
+        a snapshot serves every request within the cache TTL and dashboards repeat filters."""
+        if criteria.selects_all:
+            return self.jobs_sorted
+        selected = self._selections.get(criteria)
+        if selected is None:
+            selected = tuple(
+                filter_jobs(
+                    self.jobs_sorted,
+                    states=criteria.states,
+                    users=criteria.users,
+                    partitions=criteria.partitions,
+                    names=criteria.names,
+                    ids=criteria.ids,
+                )
+            )
+            if len(self._selections) >= _MAX_SELECTIONS:
+                self._selections.clear()
+            self._selections[criteria] = selected
+        return selected
 
     @cached_property
     def jobs_on_node(self) -> dict[str, tuple[JobRecord, ...]]:

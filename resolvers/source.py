@@ -3,16 +3,27 @@
 Concurrent requests that need the same data share one transport call (single flight), and a
 snapshot younger than `ttl` seconds that covers what a request needs is served again. With many
 readers, the controller sees one squeue per TTL instead of one per request.
+
+Under steady load a snapshot is refreshed ahead of time: once it is past half its TTL, the next
+request starts a refresh in the background and is still served the current snapshot, which is
+within its TTL. Readers then rarely wait for the head node, and no snapshot is served older than
+the TTL. A refresh fetches everything recent requests needed, so one snapshot serves them all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 
 from resolvers.snapshot import Need, Snapshot, fetch_snapshot
 from transport.base import Transport
+
+logger = logging.getLogger(__name__)
+
+# Past this fraction of its TTL, a snapshot in use is refreshed in the background.
+REFRESH_AHEAD = 0.5
 
 
 class SnapshotSource:
@@ -30,20 +41,52 @@ class SnapshotSource:
         self._clock = clock
         self._latest: tuple[float, Snapshot] | None = None
         self._in_flight: dict[Need, asyncio.Future[Snapshot]] = {}
+        self._background: set[asyncio.Task[Snapshot]] = set()
         self.fetches = 0  # transport calls made, for metrics and tests
 
     async def get(self, needs: Need) -> Snapshot:
         """A snapshot holding at least `needs`, fresh within the TTL."""
         if not needs:
             return Snapshot(cluster=self.cluster, taken_at=time.time(), needs=needs)
-        if self._latest is not None:
-            taken, snapshot = self._latest
-            if needs in snapshot.needs and self._clock() - taken <= self.ttl:
-                return snapshot
+        fresh = self.fresh()
+        if fresh is not None:
+            if needs in fresh.needs:
+                self._refresh_ahead(fresh)
+                return fresh
+            needs |= fresh.needs
         for pending_needs, pending in self._in_flight.items():
             if needs in pending_needs:
                 return await asyncio.shield(pending)
         return await self._fetch(needs)
+
+    def fresh(self) -> Snapshot | None:
+        """The cached snapshot if it is within its TTL, else None."""
+        if self._latest is None:
+            return None
+        taken, snapshot = self._latest
+        return snapshot if self._clock() - taken <= self.ttl else None
+
+    def _refresh_ahead(self, current: Snapshot) -> None:
+        assert self._latest is not None
+        if self._clock() - self._latest[0] < self.ttl * REFRESH_AHEAD:
+            return
+        if any(current.needs in pending for pending in self._in_flight):
+            return
+        task = asyncio.ensure_future(self._fetch(current.needs))
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Snapshot]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # The next request that needs the data fetches it again and reports the error.
+            logger.warning("background refresh of %s failed: %s", self.cluster, task.exception())
+
+    async def aclose(self) -> None:
+        """Stop background refreshes."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
 
     def invalidate(self) -> None:
         """Forget the cached snapshot (after a write, so the writer reads what it did)."""

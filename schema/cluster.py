@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
+from resolvers.context import RequestContext
 from resolvers.ids import validate_job_id
 from resolvers.selection import filter_nodes, job_matches_id
 from resolvers.snapshot import Snapshot
@@ -57,8 +58,8 @@ class Cluster:
         first: int | None = None,
         after: str | None = None,
     ) -> JobConnection:
-        page_size: int = info.context.max_page_size
-        return job_connection(self._snapshot, filter, first, after, page_size)
+        context: RequestContext = info.context
+        return job_connection(context, self._snapshot, filter, first, after, context.max_page_size)
 
     @strawberry.field(
         description="A job by id (42, 42_3, 42_[4-9]); null if Slurm does not know it."

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import strawberry
 
+from resolvers.context import RequestContext
 from resolvers.pagination import encode_cursor, paginate
-from resolvers.selection import filter_jobs
-from resolvers.slurm.jobs import JobRecord
+from resolvers.selection import JobCriteria
 from resolvers.snapshot import Snapshot
 from schema.filters import JobFilter
 from schema.job import Job
@@ -24,8 +22,11 @@ class PageInfo:
 
 @strawberry.type
 class JobEdge:
-    cursor: str
     node: Job
+
+    @strawberry.field(description="Where the page after this job starts (pass it as `after`).")
+    def cursor(self) -> str:
+        return encode_cursor(self.node._record)
 
 
 @strawberry.type(description="A page of jobs, ordered by Slurm's unique job id.")
@@ -36,6 +37,7 @@ class JobConnection:
 
 
 def job_connection(
+    context: RequestContext,
     snapshot: Snapshot,
     job_filter: JobFilter | None,
     first: int | None,
@@ -44,32 +46,33 @@ def job_connection(
     only_partition: str | None = None,
 ) -> JobConnection:
     """Filter the snapshot's jobs, cut one page, and wrap it (first/after are pre-validated)."""
-    records: Sequence[JobRecord] = snapshot.jobs_sorted
     criteria = job_filter or JobFilter()
     partitions = criteria.partitions
     if only_partition is not None:
         partitions = [p for p in (partitions or [only_partition]) if p == only_partition]
-    if any(
-        value is not None
-        for value in (criteria.states, criteria.users, criteria.names, criteria.ids, partitions)
-    ):
-        records = filter_jobs(
-            records,
-            states=None if criteria.states is None else {s.value for s in criteria.states},
-            users=None if criteria.users is None else set(criteria.users),
-            partitions=None if partitions is None else set(partitions),
-            names=None if criteria.names is None else set(criteria.names),
-            ids=criteria.ids,
+    records = snapshot.jobs_matching(
+        JobCriteria(
+            states=_set(None if criteria.states is None else [s.value for s in criteria.states]),
+            users=_set(criteria.users),
+            partitions=_set(partitions),
+            names=_set(criteria.names),
+            ids=None if criteria.ids is None else tuple(criteria.ids),
         )
+    )
     page = paginate(records, default_page_size if first is None else first, after)
-    edges = [JobEdge(cursor=encode_cursor(r), node=Job.from_record(r, snapshot)) for r in page.jobs]
+    context.jobs_listed += len(page.jobs)
+    edges = [JobEdge(node=Job.from_record(r, snapshot)) for r in page.jobs]
     return JobConnection(
         edges=edges,
         page_info=PageInfo(
             has_next_page=page.has_next_page,
             has_previous_page=page.has_previous_page,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
+            start_cursor=encode_cursor(page.jobs[0]) if page.jobs else None,
+            end_cursor=encode_cursor(page.jobs[-1]) if page.jobs else None,
         ),
         total_count=page.total_count,
     )
+
+
+def _set(values: list[str] | None) -> frozenset[str] | None:
+    return None if values is None else frozenset(values)

@@ -1,4 +1,8 @@
-"""The Job type: one row of Slurm's job list (a job, an array task, or an array's pending rest)."""
+"""The Job type: one row of Slurm's job list (a job, an array task, or an array's pending rest).
+
+A Job wraps its parsed record and converts a field only when a query asks for it: listings of
+thousands of jobs usually select a handful of fields.
+"""
 
 from __future__ import annotations
 
@@ -25,76 +29,120 @@ def to_datetime(epoch: int | None) -> datetime | None:
 
 @strawberry.type(description="A Slurm job, array task, or the pending remainder of an array.")
 class Job:
-    id: str = strawberry.field(description="Slurm's display id: 42, 42_3 or 42_[4-9%2].")
-    job_id: int = strawberry.field(description="Slurm's unique numeric job id.")
-    array_job_id: int | None
-    array_task_id: str | None = strawberry.field(description="A task index, or a pending range.")
-    name: str
-    user: str
-    account: str | None
-    state: JobState
-    reason: str | None = strawberry.field(description="Why the job waits or ended, if it does.")
-    submit_time: datetime | None
-    start_time: datetime | None = strawberry.field(
-        description="When the job started, or when Slurm expects it to start if pending."
-    )
-    end_time: datetime | None = strawberry.field(
-        description="When the job ended, or when its time limit will end it if running."
-    )
-    time_limit_minutes: int | None = strawberry.field(description="Null means unlimited.")
-    num_nodes: int
-    num_cpus: int
-    exit_code: int | None
-    signal: int | None = strawberry.field(description="The signal that ended the job, 0 if none.")
-    work_dir: str | None
-    stdout_path: str | None
-    stderr_path: str | None
-    command: str | None
-    dependency: str | None
-    priority: Long | None = strawberry.field(
-        description="Slurm's scheduling priority (unsigned 32-bit)."
-    )
-    qos: str | None
-    comment: str | None
-    node_list: str | None = strawberry.field(description="Allocated nodes as a Slurm hostlist.")
     _record: strawberry.Private[JobRecord]
     _snapshot: strawberry.Private[Snapshot]
 
     @classmethod
     def from_record(cls, record: JobRecord, snapshot: Snapshot) -> Job:
-        return cls(
-            id=record.display_id,
-            job_id=record.job_id,
-            array_job_id=record.array_job_id,
-            array_task_id=record.array_task_id,
-            name=record.name,
-            user=record.user,
-            account=record.account,
-            state=JobState.from_slurm(record.state),
-            reason=record.reason,
-            submit_time=to_datetime(record.submit_time),
-            start_time=to_datetime(record.start_time),
-            end_time=to_datetime(record.end_time),
-            time_limit_minutes=record.time_limit_minutes,
-            num_nodes=record.num_nodes,
-            num_cpus=record.num_cpus,
-            exit_code=record.exit_code,
-            signal=record.signal,
-            work_dir=record.work_dir,
-            stdout_path=record.stdout_path,
-            stderr_path=record.stderr_path,
-            command=record.command,
-            dependency=record.dependency,
-            priority=Long(record.priority) if record.priority is not None else None,
-            qos=record.qos,
-            comment=record.comment,
-            node_list=record.node_list,
-            _record=record,
-            _snapshot=snapshot,
-        )
+        return cls(_record=record, _snapshot=snapshot)
+
+    @strawberry.field(description="Slurm's display id: 42, 42_3 or 42_[4-9%2].")
+    def id(self) -> str:
+        return self._record.display_id
+
+    @strawberry.field(description="Slurm's unique numeric job id.")
+    def job_id(self) -> int:
+        return self._record.job_id
+
+    @strawberry.field
+    def array_job_id(self) -> int | None:
+        return self._record.array_job_id
+
+    @strawberry.field(description="A task index, or the range still pending (`3-6%2`).")
+    def array_task_id(self) -> str | None:
+        return self._record.array_task_id
+
+    @strawberry.field
+    def name(self) -> str:
+        return self._record.name
+
+    @strawberry.field
+    def user(self) -> str:
+        return self._record.user
+
+    @strawberry.field
+    def account(self) -> str | None:
+        return self._record.account
+
+    @strawberry.field
+    def state(self) -> JobState:
+        return JobState.from_slurm(self._record.state)
+
+    @strawberry.field(description="Why the job waits or ended, if it does.")
+    def reason(self) -> str | None:
+        return self._record.reason
+
+    @strawberry.field
+    def submit_time(self) -> datetime | None:
+        return to_datetime(self._record.submit_time)
+
+    @strawberry.field(description="When the job started, or when Slurm expects it to if pending.")
+    def start_time(self) -> datetime | None:
+        return to_datetime(self._record.start_time)
+
+    @strawberry.field(description="When the job ended, or when its time limit will end it.")
+    def end_time(self) -> datetime | None:
+        return to_datetime(self._record.end_time)
+
+    @strawberry.field(description="Null means unlimited.")
+    def time_limit_minutes(self) -> int | None:
+        return self._record.time_limit_minutes
+
+    @strawberry.field
+    def num_nodes(self) -> int:
+        return self._record.num_nodes
+
+    @strawberry.field
+    def num_cpus(self) -> int:
+        return self._record.num_cpus
+
+    @strawberry.field
+    def exit_code(self) -> int | None:
+        return self._record.exit_code
+
+    @strawberry.field(description="The signal that ended the job, 0 if none.")
+    def signal(self) -> int | None:
+        return self._record.signal
+
+    @strawberry.field
+    def work_dir(self) -> str | None:
+        return self._record.work_dir
+
+    @strawberry.field
+    def stdout_path(self) -> str | None:
+        return self._record.stdout_path
+
+    @strawberry.field
+    def stderr_path(self) -> str | None:
+        return self._record.stderr_path
+
+    @strawberry.field
+    def command(self) -> str | None:
+        return self._record.command
+
+    @strawberry.field
+    def dependency(self) -> str | None:
+        return self._record.dependency
+
+    @strawberry.field(description="Slurm's scheduling priority (unsigned 32-bit).")
+    def priority(self) -> Long | None:
+        priority = self._record.priority
+        return None if priority is None else Long(priority)
+
+    @strawberry.field
+    def qos(self) -> str | None:
+        return self._record.qos
+
+    @strawberry.field
+    def comment(self) -> str | None:
+        return self._record.comment
+
+    @strawberry.field(description="Allocated nodes as a Slurm hostlist.")
+    def node_list(self) -> str | None:
+        return self._record.node_list
 
     @strawberry.field(
-        description="The partition the job runs in (the first one, if pending in several)."
+        description="The partition the job runs in (the first, if pending in several)."
     )
     def partition(self) -> Annotated[Partition, strawberry.lazy("schema.partition")] | None:
         from schema.partition import Partition

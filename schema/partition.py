@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
+from resolvers.context import RequestContext
 from resolvers.slurm.partitions import PartitionRecord
 from resolvers.snapshot import Snapshot
 from schema.connection import JobConnection, job_connection
@@ -56,5 +57,7 @@ class Partition:
         first: int | None = None,
         after: str | None = None,
     ) -> JobConnection:
-        page_size: int = info.context.max_page_size
-        return job_connection(self._snapshot, filter, first, after, page_size, self.name)
+        context: RequestContext = info.context
+        return job_connection(
+            context, self._snapshot, filter, first, after, context.max_page_size, self.name
+        )

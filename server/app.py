@@ -6,6 +6,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from graphql import GraphQLError
 from starlette.applications import Starlette
@@ -16,13 +17,16 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
+from strawberry.http import GraphQLRequestData
 from strawberry.http.base import BaseRequestProtocol
+from strawberry.types import ExecutionResult
 
 from resolvers.context import RequestContext
 from resolvers.source import SnapshotSource
 from schema import build_schema
 from server.execution import LeanExecutionContext
 from server.graphiql import render_graphiql
+from server.response_cache import ResponseCache
 from server.settings import Settings
 from transport import Transport, open_transport
 
@@ -54,6 +58,30 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         self._sources = sources
         self._settings = settings
         self._page = render_graphiql("/graphql", STATIC_PREFIX)
+        self._responses = ResponseCache(sources)
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: Any,
+        sub_response: Response,
+        context: RequestContext,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        key = ResponseCache.key(
+            request_data.query, request_data.operation_name, request_data.variables
+        )
+        if not self._settings.response_cache:
+            key = None
+        if key is not None and (cached := self._responses.get(key)) is not None:
+            return cached
+        result: ExecutionResult = await super().execute_single(
+            request, request_adapter, sub_response, context, root_value, request_data
+        )
+        if key is not None:
+            self._responses.put(key, result, context.snapshots_used(), context.jobs_listed)
+        return result
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -90,6 +118,8 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
         try:
             yield
         finally:
+            for source in sources.values():
+                await source.aclose()
             for transport in opened:
                 await transport.aclose()
             sources.clear()

@@ -21,6 +21,7 @@ class Settings:
     cache_ttl: float = 1.0
     max_page_size: int = 10_000
     graphiql: bool = True
+    response_cache: bool = True
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -29,6 +30,7 @@ class Settings:
             cache_ttl=_number(environ, "SLURM_GRAPHQL_CACHE_TTL", 1.0, minimum=0.0),
             max_page_size=int(_number(environ, "SLURM_GRAPHQL_MAX_PAGE_SIZE", 10_000, minimum=1)),
             graphiql=_flag(environ, "SLURM_GRAPHQL_GRAPHIQL", True),
+            response_cache=_flag(environ, "SLURM_GRAPHQL_RESPONSE_CACHE", True),
         )
 
 

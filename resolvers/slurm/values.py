@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 _ABSENT = frozenset({"", "(null)", "N/A", "n/a", "None", "NONE", "Unknown", "UNKNOWN", "(none)"})
 
 
@@ -11,6 +13,8 @@ def text_or_none(value: str) -> str | None:
 
 
 def int_or_none(value: str) -> int | None:
+    if value.isdigit():  # the common case, without the cost of a caught exception
+        return int(value)
     try:
         return int(value)
     except ValueError:
@@ -30,6 +34,7 @@ def epoch_or_none(value: str) -> int | None:
     return seconds if seconds else None
 
 
+@lru_cache(maxsize=4096)  # a cluster has few distinct time limits; listings repeat them
 def minutes_or_none(value: str) -> int | None:
     """A Slurm duration in whole minutes, seconds rounded up; `UNLIMITED` and unset are None.
 

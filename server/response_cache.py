@@ -1,0 +1,85 @@
+"""Results of read queries, reused while the snapshots they were computed from are still in use.
+
+A query's result is a function of its text, its variables and the snapshots it read. While the
+snapshot source still serves those same snapshot objects (within the cache TTL), the same query
+gets the same answer, so dashboards polling one query cost the server one execution per snapshot
+instead of one per request. An entry dies with its snapshots: nothing here has a clock.
+
+Not cached: mutations and subscriptions, results with errors, and results listing many jobs
+(they would hold a lot of memory for little gain). When results come to depend on who asks
+(authorization), the identity must become part of the key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from graphql import GraphQLError, OperationType, get_operation_ast, parse
+from strawberry.types import ExecutionResult
+
+from resolvers.snapshot import Snapshot
+from resolvers.source import SnapshotSource
+
+MAX_ENTRIES = 256
+MAX_JOBS_PER_ENTRY = 1_000
+
+
+@dataclass(frozen=True)
+class _Entry:
+    result: ExecutionResult
+    snapshots: tuple[Snapshot, ...]
+
+
+class ResponseCache:
+    def __init__(self, sources: Mapping[str, SnapshotSource]) -> None:
+        self._sources = sources
+        self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
+        self.hits = 0
+
+    @staticmethod
+    def key(query: str | None, operation: str | None, variables: Any) -> Hashable | None:
+        """The cache key of a request, or None if it is not a read query."""
+        if not query or not _is_query(query, operation):
+            return None
+        try:
+            encoded = json.dumps(variables, sort_keys=True, separators=(",", ":"))
+        except (TypeError, ValueError):
+            return None
+        return (query, operation, encoded)
+
+    def get(self, key: Hashable) -> ExecutionResult | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        for snapshot in entry.snapshots:
+            source = self._sources.get(snapshot.cluster)
+            if source is None or source.fresh() is not snapshot:
+                del self._entries[key]
+                return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return entry.result
+
+    def put(
+        self, key: Hashable, result: ExecutionResult, snapshots: tuple[Snapshot, ...], jobs: int
+    ) -> None:
+        if result.errors or jobs > MAX_JOBS_PER_ENTRY:
+            return
+        self._entries[key] = _Entry(result, snapshots)
+        self._entries.move_to_end(key)
+        while len(self._entries) > MAX_ENTRIES:
+            self._entries.popitem(last=False)
+
+
+@lru_cache(maxsize=1024)
+def _is_query(query: str, operation: str | None) -> bool:
+    try:
+        definition = get_operation_ast(parse(query), operation)
+    except GraphQLError:
+        return False
+    return definition is not None and definition.operation is OperationType.QUERY

@@ -1,0 +1,102 @@
+"""The lean executor gives exactly graphql-core's results and errors, only faster."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import pytest
+import strawberry
+
+from server.execution import LeanExecutionContext
+
+
+@strawberry.enum
+class Colour(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+@strawberry.type
+class Leaf:
+    text: str
+    maybe: str | None
+    colour: Colour
+    _value: strawberry.Private[int]
+
+    @strawberry.field
+    def doubled(self) -> int:
+        return self._value * 2
+
+    @strawberry.field
+    def broken(self) -> int:
+        if self._value == 2:
+            raise ValueError("broken getter")
+        return self._value
+
+    @strawberry.field
+    def must(self) -> str:
+        # Breaks its non-null promise for one item: the error must null the parent item.
+        return None if self._value == 3 else "ok"  # type: ignore[return-value]
+
+    @strawberry.field
+    def huge(self) -> int:
+        return 2**40 if self._value == 1 else 1  # beyond Int: a coercion error
+
+
+@strawberry.type
+class Edge:
+    node: Leaf
+
+    @strawberry.field
+    def again(self) -> Leaf | None:
+        return self.node if self.node._value % 2 else None
+
+
+def make_edges() -> list[Edge]:
+    return [
+        Edge(node=Leaf(text=f"t{i}", maybe=None, colour=Colour.RED, _value=i)) for i in range(5)
+    ]
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def edges(self) -> list[Edge]:
+        return make_edges()
+
+    @strawberry.field
+    def loose(self) -> list[Edge | None]:
+        return list(make_edges())
+
+    @strawberry.field
+    async def later(self) -> Leaf:
+        return Leaf(text="later", maybe="m", colour=Colour.BLUE, _value=7)
+
+
+QUERIES = [
+    "{ edges { node { text maybe colour doubled } again { text } } }",
+    "{ edges { node { broken } } }",
+    "{ edges { node { must text } } }",
+    "{ edges { node { huge } } }",
+    "{ loose { node { must } } }",
+    "{ edges { again { must text } } }",
+    "{ later { text doubled colour } edges { node { text } } }",
+    "query { a: edges { n: node { t: text ...F } } } fragment F on Leaf { maybe colour }",
+    "{ edges { __typename node { __typename text } } }",
+]
+
+
+def normalise(result: Any) -> dict[str, Any]:
+    errors = sorted((e.message, tuple(e.path or ())) for e in result.errors or ())
+    return {"data": result.data, "errors": errors}
+
+
+@pytest.mark.parametrize("query", QUERIES)
+async def test_same_results_and_errors_as_graphql_core(query: str) -> None:
+    """Every query, including failing getters, nulls in non-null fields and coercion errors."""
+    plain = strawberry.Schema(query=Query)
+    lean = strawberry.Schema(query=Query, execution_context_class=LeanExecutionContext)
+    expected = normalise(await plain.execute(query))
+    assert normalise(await lean.execute(query)) == expected
+    assert expected["data"] is not None or expected["errors"]  # the query itself is valid
