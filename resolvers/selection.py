@@ -84,12 +84,12 @@ def filter_nodes(
     nodes: Iterable[NodeRecord],
     *,
     states: Collection[str] | None = None,
-    members: Collection[str] | None = None,
+    partitions: Collection[str] | None = None,
 ) -> list[NodeRecord]:
-    """Nodes in one of `states` (as `node_state` names them) and among `members`."""
+    """Nodes in one of `states` (as `node_state` names them) and in one of `partitions`."""
     return [
         node
         for node in nodes
         if (states is None or node_state(node) in states)
-        and (members is None or node.name in members)
+        and (partitions is None or any(p in partitions for p in node.partitions))
     ]

@@ -37,12 +37,10 @@ class Cluster:
     def nodes(self, filter: NodeFilter | None = None) -> list[Node]:
         records = self._snapshot.nodes or ()
         if filter is not None and (filter.states is not None or filter.partitions is not None):
-            members = None
-            if filter.partitions is not None:
-                index = self._snapshot.nodes_of_partition
-                members = {n for p in filter.partitions for n in index.get(p, ())}
+            # Each node record lists its own partitions: no partition data needs fetching.
             states = None if filter.states is None else {s.value for s in filter.states}
-            records = tuple(filter_nodes(records, states=states, members=members))
+            wanted = None if filter.partitions is None else set(filter.partitions)
+            records = tuple(filter_nodes(records, states=states, partitions=wanted))
         return [Node.from_record(n, self._snapshot) for n in records]
 
     @strawberry.field(description="A node by name; null if there is none.")

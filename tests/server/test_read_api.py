@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +20,7 @@ from tests.support.scenario import (
 JOB_FIELDS = """
   id jobId arrayJobId arrayTaskId name user account state reason submitTime startTime endTime
   timeLimitMinutes numNodes numCpus exitCode signal workDir stdoutPath stderrPath command
-  dependency priority comment nodeList partition { name } nodes { name }
+  dependency priority comment nodeList qos partition { name } nodes { name }
 """
 
 
@@ -60,6 +61,20 @@ def assert_job_matches(job: dict[str, Any], slurm: dict[str, Any]) -> None:
         assert job["workDir"] == slurm["current_working_directory"]
         assert (job["comment"] or "") == slurm["comment"]
         assert (job["exitCode"], job["signal"]) == oracle.exit_code(slurm["exit_code"])
+        assert epoch(job["startTime"]) == (oracle.number(slurm["start_time"]) or None)
+        assert epoch(job["endTime"]) == (oracle.number(slurm["end_time"]) or None)
+        assert job["priority"] == oracle.number(slurm["priority"])
+        assert job["reason"] == (None if slurm["state_reason"] == "None" else slurm["state_reason"])
+        if slurm["standard_output"]:  # empty in the JSON when defaulted; squeue names the file
+            assert job["stdoutPath"] == slurm["standard_output"]
+        assert job["arrayJobId"] == (oracle.number(slurm["array_job_id"]) or None)
+        task = oracle.number(slurm["array_task_id"])
+        assert job["arrayTaskId"] == (str(task) if task is not None else None) or (
+            slurm["array_task_string"] or None
+        )
+        assert (job["dependency"] or "") == slurm["dependency"]
+        assert (job["command"] or "") == slurm["command"]
+        assert (job["account"] or "") == slurm["account"]
         if oracle.first_state(slurm["job_state"]) == "RUNNING":
             assert job["nodeList"] == slurm["nodes"]
     except AssertionError as failure:
@@ -179,3 +194,25 @@ async def test_two_root_fields_on_one_cluster_share_one_round_trip(api: Api) -> 
     body = await api.query("{ a: cluster { nodes { name } } b: clusters { jobs { totalCount } } }")
     assert "errors" not in body, body
     assert api.transport.calls == 1
+
+
+async def test_node_filters_and_version(api: Api, scenario: Scenario) -> None:
+    """nodes(filter:) selects by sinfo-style state and by partition; the version is Slurm's."""
+    body = await api.query(
+        """{ cluster { slurmVersion
+             drained: nodes(filter: {states: [DRAINED]}) { name }
+             debug: nodes(filter: {partitions: ["debug"]}) { name }
+             busyDebug: nodes(filter: {partitions: ["debug"], states: [MIXED, ALLOCATED]}) { name }
+             none: nodes(filter: {partitions: ["nope"]}) { name } } }"""
+    )
+    assert "errors" not in body, body
+    cluster = body["data"]["cluster"]
+    assert cluster["drained"] == [{"name": DRAINED_NODE}]
+    assert cluster["debug"] == [{"name": "n1"}, {"name": "n2"}]
+    running_on = {n["name"] for n in cluster["busyDebug"]}
+    assert running_on and running_on <= {"n1", "n2"}
+    assert cluster["none"] == []
+    version = subprocess.run(  # noqa: ASYNC221 - a one-off reference read in a test
+        ["scontrol", "--version"], capture_output=True, text=True, check=True
+    )
+    assert cluster["slurmVersion"] == version.stdout.split()[-1]
