@@ -1,0 +1,43 @@
+"""Settings come from the environment once, with clear errors for bad values."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.settings import Settings, SettingsError
+
+
+def test_defaults_serve_the_local_cluster() -> None:
+    """With nothing set, one cluster named local over local://."""
+    settings = Settings.from_environ({})
+    assert settings.clusters == (("local", "local://"),)
+    assert settings.cache_ttl == 1.0
+    assert settings.max_page_size == 10_000
+    assert settings.graphiql and settings.response_cache
+
+
+def test_clusters_keep_their_order_and_the_first_is_the_default() -> None:
+    """`name=url,name=url` becomes ordered pairs; URLs keep their query strings."""
+    environ = {"SLURM_GRAPHQL_CLUSTERS": "hpc=local://?timeout=5, gpu=local://"}
+    assert Settings.from_environ(environ).clusters == (
+        ("hpc", "local://?timeout=5"),
+        ("gpu", "local://"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"SLURM_GRAPHQL_CLUSTERS": "local"}, "not name=url"),
+        ({"SLURM_GRAPHQL_CLUSTERS": "a=local://,a=local://"}, "listed twice"),
+        ({"SLURM_GRAPHQL_CLUSTERS": "bad name=local://"}, "not name=url"),
+        ({"SLURM_GRAPHQL_CACHE_TTL": "soon"}, "not a number"),
+        ({"SLURM_GRAPHQL_CACHE_TTL": "-1"}, "at least 0"),
+        ({"SLURM_GRAPHQL_MAX_PAGE_SIZE": "0"}, "at least 1"),
+        ({"SLURM_GRAPHQL_GRAPHIQL": "maybe"}, "not a boolean"),
+    ],
+)
+def test_bad_values_name_the_variable(environ: dict[str, str], message: str) -> None:
+    """Each mistake is refused at start-up with the variable's name and the fix."""
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_environ(environ)
