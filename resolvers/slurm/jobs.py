@@ -139,15 +139,12 @@ class JobRecord(NamedTuple):
 
     @property
     def exit_code(self) -> int | None:
-        """squeue prints the raw wait status: the exit code is its high byte."""
-        status = int_or_none(self.raw_wait_status)
-        return None if status is None else status >> 8
+        return _exit_status(self.raw_wait_status)[0]
 
     @property
     def signal(self) -> int | None:
-        """The signal that ended the job: the low seven bits of the wait status."""
-        status = int_or_none(self.raw_wait_status)
-        return None if status is None else status & 0x7F
+        """The signal that ended the job, 0 if none."""
+        return _exit_status(self.raw_wait_status)[1]
 
     @property
     def priority(self) -> int | None:
@@ -175,11 +172,26 @@ class JobRecord(NamedTuple):
 
     @property
     def stderr_path(self) -> str | None:
-        return text_or_none(self._free(4))
+        # Without --error, a batch job's stderr goes where its stdout goes. Slurm 22.05 prints
+        # that path here; 24.11 prints (null).
+        return text_or_none(self._free(4)) or self.stdout_path
 
     @property
     def command(self) -> str | None:
         return text_or_none(self._free(5))
+
+
+def _exit_status(raw: str) -> tuple[int | None, int | None]:
+    """(exit code, signal) from squeue's exit_code column.
+
+    Slurm 22.05 prints the raw wait status (exit code in the high byte, signal in the low seven
+    bits); 24.11 prints `code:signal`, as scontrol does.
+    """
+    code, colon, signal = raw.partition(":")
+    if colon:
+        return int_or_none(code), int_or_none(signal)
+    status = int_or_none(raw)
+    return (None, None) if status is None else (status >> 8, status & 0x7F)
 
 
 def new_boundary() -> str:

@@ -23,8 +23,16 @@ def squeue_json() -> list[dict[str, Any]]:
     return jobs
 
 
-def sinfo_json() -> list[dict[str, Any]]:
-    nodes: list[dict[str, Any]] = _slurm_json("sinfo", "--all", "--json")["nodes"]
+def nodes_json() -> list[dict[str, Any]]:
+    """One record per node: `scontrol --json show nodes` (23.02+), else `sinfo --json` (22.05,
+    where scontrol has no --json; newer sinfo groups nodes instead of listing them)."""
+    probe = subprocess.run(
+        ["scontrol", "--json", "show", "nodes"], capture_output=True, check=False
+    )
+    if probe.returncode == 0:
+        nodes: list[dict[str, Any]] = json.loads(probe.stdout.decode(errors="replace"))["nodes"]
+        return nodes
+    nodes = _slurm_json("sinfo", "--all", "--json")["nodes"]
     return nodes
 
 
