@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +19,20 @@ from transport.base import decode_output
 GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "golden"
 
 
+@lru_cache(maxsize=1)
 def golden_dir() -> Path:
+    """Captures of this machine's Slurm line if there are any, else the newest line's."""
     versions = sorted(p for p in GOLDEN.iterdir() if (p / "squeue" / "scenario.stdout").exists())
     if not versions:
         raise SystemExit("no golden files: run `make golden` first")
-    return versions[-1]
+    try:
+        # The installed package's version: scontrol --version needs a cluster configuration.
+        query = ["dpkg-query", "--show", "--showformat=${Version}", "slurm-client"]
+        out = subprocess.run(query, capture_output=True, text=True, check=True)
+        local = ".".join(out.stdout.split(".")[:2])
+    except (OSError, subprocess.CalledProcessError):
+        return versions[-1]
+    return next((p for p in versions if p.name == local), versions[-1])
 
 
 def golden_text(command: str, case: str = "scenario") -> str:

@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from resolvers.ids import BadUserInput
-from resolvers.slurm.jobs import JobRecord
+from resolvers.slurm.jobs import JobRow
 
 _PREFIX = "job:"
 
 
-def encode_cursor(job: JobRecord) -> str:
-    return base64.urlsafe_b64encode(f"{_PREFIX}{job.job_id}".encode()).decode()
+def encode_cursor(job_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{_PREFIX}{job_id}".encode()).decode()
 
 
 def decode_cursor(cursor: str) -> int:
@@ -34,13 +34,13 @@ def decode_cursor(cursor: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    jobs: Sequence[JobRecord]
+    jobs: Sequence[JobRow]
     total_count: int
     has_next_page: bool
     has_previous_page: bool
 
 
-def paginate(jobs: Sequence[JobRecord], first: int, after: str | None) -> Page:
+def paginate(jobs: Sequence[JobRow], first: int, after: str | None) -> Page:
     """The `first` jobs after the cursor; `jobs` must be ordered by job id."""
     start = 0
     if after is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from resolvers.slurm.jobs import JobRecord
+from resolvers.slurm.jobs import JobRecord, JobRow
 from resolvers.slurm.nodes import NodeRecord
 
 # Slurm's base node state plus the DRAIN flag is what people call drained / draining.
@@ -55,17 +55,18 @@ class JobCriteria:
 
 
 def filter_jobs(
-    jobs: Iterable[JobRecord],
+    jobs: Iterable[JobRow],
     *,
     states: Collection[str] | None = None,
     users: Collection[str] | None = None,
     partitions: Collection[str] | None = None,
     names: Collection[str] | None = None,
     ids: Collection[str] | None = None,
-) -> list[JobRecord]:
+) -> list[JobRow]:
     """Jobs matching every given criterion; a criterion left out (None) matches everything."""
     selected = []
-    for job in jobs:
+    for row in jobs:
+        job = row.fields()
         if states is not None and job.state not in states:
             continue
         if users is not None and job.user not in users:
@@ -76,7 +77,7 @@ def filter_jobs(
             continue
         if ids is not None and not any(job_matches_id(job, wanted) for wanted in ids):
             continue
-        selected.append(job)
+        selected.append(row)
     return selected
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from resolvers.selection import JobCriteria, filter_jobs
 from resolvers.slurm.errors import check
 from resolvers.slurm.hostlist import expand_hostlist
-from resolvers.slurm.jobs import JobRecord, new_boundary, parse_squeue, squeue_command
+from resolvers.slurm.jobs import JobRow, new_boundary, parse_squeue, squeue_command
 from resolvers.slurm.nodes import NodeRecord, parse_nodes, show_nodes_command
 from resolvers.slurm.partitions import PartitionRecord, parse_partitions, show_partitions_command
 from resolvers.slurm.version import parse_version, version_command
@@ -52,7 +52,7 @@ class Snapshot:
     version: str | None = None
     partitions: tuple[PartitionRecord, ...] | None = None
     nodes: tuple[NodeRecord, ...] | None = None
-    jobs: tuple[JobRecord, ...] | None = None
+    jobs: tuple[JobRow, ...] | None = None
 
     # Indexes below are derived on first use and kept with the snapshot: cached_property writes
     # to the instance dict directly, which a frozen dataclass (without slots) allows.
@@ -77,15 +77,15 @@ class Snapshot:
         return {node: tuple(names) for node, names in index.items()}
 
     @cached_property
-    def jobs_sorted(self) -> tuple[JobRecord, ...]:
+    def jobs_sorted(self) -> tuple[JobRow, ...]:
         """Jobs in a stable order (by Slurm's unique job id), the order of every job listing."""
         return tuple(sorted(self.jobs or (), key=lambda job: job.job_id))
 
     @cached_property
-    def _selections(self) -> dict[JobCriteria, tuple[JobRecord, ...]]:
+    def _selections(self) -> dict[JobCriteria, tuple[JobRow, ...]]:
         return {}
 
-    def jobs_matching(self, criteria: JobCriteria) -> tuple[JobRecord, ...]:
+    def jobs_matching(self, criteria: JobCriteria) -> tuple[JobRow, ...]:
         """Jobs matching `criteria`, in listing order; repeated selections are memoised, since
         a snapshot serves every request within the cache TTL and dashboards repeat filters."""
         if criteria.selects_all:
@@ -108,14 +108,15 @@ class Snapshot:
         return selected
 
     @cached_property
-    def jobs_on_node(self) -> dict[str, tuple[JobRecord, ...]]:
+    def jobs_on_node(self) -> dict[str, tuple[JobRow, ...]]:
         """Jobs holding resources on each node; finished jobs keep their node list, so skip them."""
-        index: defaultdict[str, list[JobRecord]] = defaultdict(list)
-        for job in self.jobs_sorted:
+        index: defaultdict[str, list[JobRow]] = defaultdict(list)
+        for row in self.jobs_sorted:
+            job = row.fields()
             if job.state not in ACTIVE_JOB_STATES:
                 continue
             for node in expand_hostlist(job.node_list or ""):
-                index[node].append(job)
+                index[node].append(row)
         return {node: tuple(jobs) for node, jobs in index.items()}
 
 

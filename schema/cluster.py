@@ -66,10 +66,10 @@ class Cluster:
         validate_job_id(id)
         jobs = self._snapshot.jobs_sorted
         # An exact display id or unique id first; `42` for an array means its own record.
-        for record in jobs:
-            if record.display_id == id or str(record.job_id) == id:
-                return Job.from_record(record, self._snapshot)
-        for record in jobs:
-            if job_matches_id(record, id):
-                return Job.from_record(record, self._snapshot)
+        for row in jobs:
+            if row.display_id == id or str(row.job_id) == id:
+                return Job.from_row(row, self._snapshot)
+        for row in jobs:
+            if job_matches_id(row.fields(), id):
+                return Job.from_row(row, self._snapshot)
         return None

@@ -26,7 +26,7 @@ class JobEdge:
 
     @strawberry.field(description="Where the page after this job starts (pass it as `after`).")
     def cursor(self) -> str:
-        return encode_cursor(self.node._record)
+        return encode_cursor(self.node._record.job_id)
 
 
 @strawberry.type(description="A page of jobs, ordered by Slurm's unique job id.")
@@ -61,14 +61,14 @@ def job_connection(
     )
     page = paginate(records, default_page_size if first is None else first, after)
     context.jobs_listed += len(page.jobs)
-    edges = [JobEdge(node=Job.from_record(r, snapshot)) for r in page.jobs]
+    edges = [JobEdge(node=Job.from_row(r, snapshot)) for r in page.jobs]
     return JobConnection(
         edges=edges,
         page_info=PageInfo(
             has_next_page=page.has_next_page,
             has_previous_page=page.has_previous_page,
-            start_cursor=encode_cursor(page.jobs[0]) if page.jobs else None,
-            end_cursor=encode_cursor(page.jobs[-1]) if page.jobs else None,
+            start_cursor=encode_cursor(page.jobs[0].job_id) if page.jobs else None,
+            end_cursor=encode_cursor(page.jobs[-1].job_id) if page.jobs else None,
         ),
         total_count=page.total_count,
     )

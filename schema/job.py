@@ -13,7 +13,7 @@ import strawberry
 
 from resolvers.selection import job_partitions
 from resolvers.slurm.hostlist import expand_hostlist
-from resolvers.slurm.jobs import JobRecord
+from resolvers.slurm.jobs import JobRecord, JobRow
 from resolvers.snapshot import Snapshot
 from schema.enums import JobState
 from schema.scalars import Long
@@ -33,8 +33,8 @@ class Job:
     _snapshot: strawberry.Private[Snapshot]
 
     @classmethod
-    def from_record(cls, record: JobRecord, snapshot: Snapshot) -> Job:
-        return cls(_record=record, _snapshot=snapshot)
+    def from_row(cls, row: JobRow, snapshot: Snapshot) -> Job:
+        return cls(_record=row.fields(), _snapshot=snapshot)
 
     @strawberry.field(description="Slurm's display id: 42, 42_3 or 42_[4-9%2].")
     def id(self) -> str:

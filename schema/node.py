@@ -82,6 +82,6 @@ class Node:
     @strawberry.field(description="Jobs allocated on this node (running, completing, …).")
     def jobs(self) -> list[Job]:
         return [
-            Job.from_record(job, self._snapshot)
+            Job.from_row(job, self._snapshot)
             for job in self._snapshot.jobs_on_node.get(self.name, ())
         ]

@@ -50,13 +50,11 @@ RECORD_SEPARATOR = "\x1e"
 
 
 class JobRecord(NamedTuple):
-    """One squeue row: a job, an array task, or the pending remainder of an array.
+    """One job's fields (a job, an array task, or the pending remainder of an array).
 
-    Fields hold the text Slurm printed (only the job id is converted: it orders every listing);
-    the properties below convert on access, and the free-text fields are split on access. A
-    100,000-job listing is mostly filtered and cut into pages, not read, so converting only what
-    a response uses keeps parsing near 4 us a row; a frozen dataclass converting all 26 fields
-    up front cost 27 us. It is a tuple, so it is immutable.
+    Made from a JobRow when a job is shown or filtered. Fields hold the text Slurm printed; the
+    properties convert on access, so a response pays only for the fields it selects. A frozen
+    dataclass converting all 26 fields up front cost 27 us a job.
     """
 
     display_id: str  # Slurm's own id: 42, 42_3, 42_[4-9%2], 42+1
@@ -215,7 +213,29 @@ def squeue_command(boundary: str, job_ids: Sequence[str] = ()) -> Command:
     return Command(tuple(argv), env={"SLURM_TIME_FORMAT": "%s"})
 
 
-def parse_squeue(text: str, boundary: str) -> list[JobRecord]:
+class JobRow(NamedTuple):
+    """One squeue row as parsed: checked, but split into its fields only when asked (`fields`).
+
+    A snapshot of 100,000 jobs is mostly sorted, filtered and cut into pages; only the rows a
+    response shows, or a filter reads, are split. That keeps parsing near 2 us a row.
+    """
+
+    job_id: int
+    display_id: str  # Slurm's own id: 42, 42_3, 42_[4-9%2], 42+1
+    structured: str  # the STRUCTURED_FIELDS, \x1f-separated, as Slurm printed them
+    free_text: str  # the FREE_TEXT_FIELDS, separated by free_separator
+    free_separator: str
+
+    def fields(self) -> JobRecord:
+        values: list[object] = self.structured.split(FIELD_SEPARATOR)  # type: ignore[assignment]
+        values[1] = self.job_id
+        values.append(self.free_text)
+        values.append(self.free_separator)
+        record: JobRecord = tuple.__new__(JobRecord, values)
+        return record
+
+
+def parse_squeue(text: str, boundary: str) -> list[JobRow]:
     """Every job in squeue output made by `squeue_command(boundary)`; [] for empty output."""
     end_of_row = RECORD_SEPARATOR + boundary + "\n"
     if "\r" in text:
@@ -227,9 +247,10 @@ def parse_squeue(text: str, boundary: str) -> list[JobRecord]:
     if tail:
         raise ParseError("squeue", tail, "output ends in the middle of a row")
     free_separator = FIELD_SEPARATOR + boundary
-    structured_count, free_separators = len(STRUCTURED_FIELDS), len(FREE_TEXT_FIELDS) - 1
+    structured_separators = len(STRUCTURED_FIELDS) - 1
+    free_separators = len(FREE_TEXT_FIELDS) - 1
     new = tuple.__new__
-    records: list[JobRecord] = []
+    parsed: list[JobRow] = []
     # The rows hold no reference cycles, so the cyclic collector has nothing to find here; left
     # on, it would walk the growing list over and over and take a third of the time.
     collecting = gc.isenabled()
@@ -237,17 +258,17 @@ def parse_squeue(text: str, boundary: str) -> list[JobRecord]:
     try:
         for row in rows:
             structured, _, free = row.partition(free_separator)
-            values: list[object] = structured.split(FIELD_SEPARATOR)  # type: ignore[assignment]
-            if len(values) != structured_count or free.count(free_separator) != free_separators:
+            if (
+                structured.count(FIELD_SEPARATOR) != structured_separators
+                or free.count(free_separator) != free_separators
+            ):
                 raise ParseError("squeue", row, "wrong number of fields")
-            job_id = values[1]
-            if not job_id.isdigit():  # type: ignore[attr-defined]
+            display_id, _, rest = structured.partition(FIELD_SEPARATOR)
+            job_id = rest[: rest.find(FIELD_SEPARATOR)]
+            if not job_id.isdigit():
                 raise ParseError("squeue", row, "job id is not a number")
-            values[1] = int(job_id)  # type: ignore[call-overload]
-            values.append(free)
-            values.append(free_separator)
-            records.append(new(JobRecord, values))
+            parsed.append(new(JobRow, (int(job_id), display_id, structured, free, free_separator)))
     finally:
         if collecting:
             gc.enable()
-    return records
+    return parsed

@@ -71,7 +71,7 @@ def parser_for(case: Case) -> Callable[[str], Any]:
     command = case.folder.name
     if command == "squeue":
         boundary = case.boundary()
-        return lambda text: parse_squeue(text, boundary)
+        return lambda text: [row.fields() for row in parse_squeue(text, boundary)]
     return {
         "job-details": parse_job_details,
         "nodes": parse_nodes,
