@@ -13,7 +13,13 @@ from graphql import GraphQLError
 from resolvers.context import ClusterNotFound
 from resolvers.ids import BadUserInput
 from resolvers.slurm.errors import CommandFailed, SlurmError, SlurmErrorKind, slurm_message
-from transport.errors import OutputTooLarge, TransportError, TransportTimeout
+from transport.errors import (
+    HeadNodeNotFound,
+    OutputTooLarge,
+    TransportError,
+    TransportThrottled,
+    TransportTimeout,
+)
 
 
 class ErrorCode(enum.StrEnum):
@@ -21,7 +27,9 @@ class ErrorCode(enum.StrEnum):
     CLUSTER_NOT_FOUND = "CLUSTER_NOT_FOUND"
     SLURM_UNAVAILABLE = "SLURM_UNAVAILABLE"
     SLURM_ERROR = "SLURM_ERROR"
+    CLUSTER_UNAVAILABLE = "CLUSTER_UNAVAILABLE"
     TRANSPORT_TIMEOUT = "TRANSPORT_TIMEOUT"
+    TRANSPORT_THROTTLED = "TRANSPORT_THROTTLED"
     OUTPUT_TOO_LARGE = "OUTPUT_TOO_LARGE"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 
@@ -48,6 +56,10 @@ def to_graphql_error(exc: Exception) -> GraphQLError | None:
         return coded(code, f"Slurm: {exc.message or exc.kind.value}")
     if isinstance(exc, CommandFailed):
         return coded(ErrorCode.SLURM_ERROR, f"Slurm: {slurm_message(exc.stderr) or 'failed'}")
+    if isinstance(exc, HeadNodeNotFound):
+        return coded(ErrorCode.CLUSTER_UNAVAILABLE, str(exc))
+    if isinstance(exc, TransportThrottled):
+        return coded(ErrorCode.TRANSPORT_THROTTLED, f"{exc}; try again shortly")
     if isinstance(exc, TransportTimeout):
         return coded(ErrorCode.TRANSPORT_TIMEOUT, str(exc))
     if isinstance(exc, OutputTooLarge):

@@ -2,9 +2,11 @@
 
 from transport.base import Command, CommandResult, Transport
 from transport.errors import (
+    HeadNodeNotFound,
     OutputTooLarge,
     SlurmGraphQLError,
     TransportError,
+    TransportThrottled,
     TransportTimeout,
     TransportUnavailable,
 )
@@ -13,10 +15,12 @@ from transport.registry import open_transport, register_backend
 __all__ = [
     "Command",
     "CommandResult",
+    "HeadNodeNotFound",
     "OutputTooLarge",
     "SlurmGraphQLError",
     "Transport",
     "TransportError",
+    "TransportThrottled",
     "TransportTimeout",
     "TransportUnavailable",
     "open_transport",

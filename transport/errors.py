@@ -4,6 +4,8 @@
     ├── TransportError                 the head node could not be asked, or did not answer
     │   ├── TransportTimeout           a batch took longer than its deadline
     │   ├── TransportUnavailable       nothing to talk to (no agent, instance gone, binary missing)
+    │   │   └── HeadNodeNotFound       no running head node carries the cluster's tags
+    │   ├── TransportThrottled         the service kept refusing for rate, after retries
     │   └── OutputTooLarge             output was truncated on the way and cannot be recovered
     ├── CommandFailed                  a command ran and exited non-zero (resolvers/slurm/errors.py)
     ├── SlurmError                     Slurm said no, classified by kind (resolvers/slurm/errors.py)
@@ -30,6 +32,14 @@ class TransportTimeout(TransportError):
 
 class TransportUnavailable(TransportError):
     """The head node (or the program asked for) cannot be reached at all."""
+
+
+class HeadNodeNotFound(TransportUnavailable):
+    """No running instance is tagged as the cluster's head node."""
+
+
+class TransportThrottled(TransportError):
+    """The service throttled the calls even after retrying with backoff."""
 
 
 class OutputTooLarge(TransportError):

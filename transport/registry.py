@@ -24,7 +24,14 @@ def _open_local(url: str) -> Transport:
     )
 
 
-_BACKENDS: dict[str, Opener] = {"local": _open_local}
+def _open_ssm(url: str) -> Transport:
+    # boto3 is imported only when an ssm:// cluster is configured.
+    from transport.ssm import open_ssm
+
+    return open_ssm(url)
+
+
+_BACKENDS: dict[str, Opener] = {"local": _open_local, "ssm": _open_ssm}
 
 
 def register_backend(scheme: str, opener: Opener) -> None:
