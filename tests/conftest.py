@@ -9,13 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
 
 from server.app import create_app
 from server.settings import Settings
+from tests.support.aws import SsmEndpoint, aws_environ, moto_s3_server, ssm_endpoint
 from tests.support.counting import CountingTransport
 from tests.support.scenario import Scenario, create_scenario, tear_down
+from transport import Transport, open_transport
 from transport.local import LocalTransport
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,6 +53,45 @@ def scenario(slurm_cluster: str) -> Iterator[Scenario]:
         tear_down(made)
 
 
+INSTANCE = "i-0123456789abcdef0"
+BUCKET = "slurm-graphql-output"
+
+
+@dataclass
+class Aws:
+    """The local SSM endpoint and moto's S3, with boto3's environment pointing at them."""
+
+    endpoint: SsmEndpoint
+    s3_url: str
+
+    def ssm_url(self, timeout: float = 30, bucket: bool = True, target: str = INSTANCE) -> str:
+        options = f"region=us-east-1&timeout={timeout:g}" + (f"&bucket={BUCKET}" if bucket else "")
+        return (
+            f"ssm://{target}?{options}" if target.startswith("i-") else f"ssm://?{target}&{options}"
+        )
+
+
+@pytest.fixture(scope="session")
+def aws(slurm_cluster: str) -> Iterator[Aws]:
+    """moto's S3 server and the local SSM endpoint (which runs commands against the local
+    cluster, so it starts after SLURM_CONF is set), reachable through boto3's own settings."""
+    with moto_s3_server() as s3_url, ssm_endpoint(s3_url) as endpoint:
+        environ = aws_environ(endpoint.url, s3_url, ec2_url=s3_url)
+        saved = {name: os.environ.get(name) for name in environ}
+        os.environ.update(environ)
+        try:
+            s3 = boto3.client("s3")
+            s3.create_bucket(Bucket=BUCKET)
+            s3.close()
+            yield Aws(endpoint, s3_url)
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
 @dataclass
 class Api:
     """An HTTP client on the ASGI app, and the transport under it (to count round trips)."""
@@ -64,13 +106,24 @@ class Api:
         return body
 
 
-@pytest.fixture
-async def api(slurm_cluster: str) -> AsyncIterator[Api]:
-    """The app over the real cluster with the cache off, so every query asks Slurm afresh."""
-    transport = CountingTransport(LocalTransport())
+@pytest.fixture(params=["local", "ssm"])
+async def api(request: pytest.FixtureRequest, slurm_cluster: str) -> AsyncIterator[Api]:
+    """The app over the real cluster, through each transport, with the snapshot cache off so
+    every query asks Slurm afresh."""
+    if request.param == "local":
+        inner: Transport = LocalTransport()
+    else:
+        aws: Aws = request.getfixturevalue("aws")
+        inner = open_transport(aws.ssm_url())
+    transport = CountingTransport(inner)
     settings = Settings(clusters=(("local", "local://"),), cache_ttl=0.0)
     app = create_app(settings, transports={"local": transport})
-    async with app.router.lifespan_context(app):
-        client_transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=client_transport, base_url="http://test") as client:
-            yield Api(client, transport)
+    try:
+        async with app.router.lifespan_context(app):
+            client_transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(
+                transport=client_transport, base_url="http://test"
+            ) as client:
+                yield Api(client, transport)
+    finally:
+        await inner.aclose()

@@ -6,7 +6,11 @@ import subprocess
 from datetime import datetime
 from typing import Any
 
-from tests.conftest import Api
+import httpx
+
+from server.app import create_app
+from server.settings import Settings
+from tests.conftest import Api, Aws
 from tests.support import oracle
 from tests.support.scenario import (
     DRAIN_REASON,
@@ -16,6 +20,7 @@ from tests.support.scenario import (
     TRICKY_NAME,
     Scenario,
 )
+from transport import open_transport
 
 JOB_FIELDS = """
   id jobId arrayJobId arrayTaskId name user account state reason submitTime startTime endTime
@@ -220,3 +225,25 @@ async def test_node_filters_and_version(api: Api, scenario: Scenario) -> None:
         ["scontrol", "--version"], capture_output=True, text=True, check=True
     )
     assert cluster["slurmVersion"] == version.stdout.split()[-1]
+
+
+async def test_over_ssm_the_deep_query_is_one_send_command(aws: Aws, scenario: Scenario) -> None:
+    """Through boto3 and the SSM endpoint, the deep query costs exactly one SendCommand."""
+    transport = open_transport(aws.ssm_url())
+    app = create_app(Settings(cache_ttl=0.0), transports={"local": transport})
+    aws.endpoint.reset_stats()
+    try:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://test"
+            ) as client,
+        ):
+            query = (
+                "{ clusters { partitions { nodes { jobs { partition { nodes { name } } } } } } }"
+            )
+            response = await client.post("/graphql", json={"query": query})
+    finally:
+        await transport.aclose()
+    assert "errors" not in response.json()
+    assert aws.endpoint.stats()["SendCommand"] == 1

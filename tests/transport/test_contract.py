@@ -1,0 +1,112 @@
+"""One contract for every transport: the same assertions over local:// and ssm://.
+
+ssm:// runs through real boto3 against the project's local SSM endpoint, which executes the
+commands on this machine and writes full output to moto's S3 server (tests/support/aws.py).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import string
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Aws
+from transport import Command, Transport, TransportTimeout, open_transport
+from transport.local import LocalTransport
+
+PY = sys.executable
+
+
+@pytest.fixture(params=["local", "ssm"])
+async def transport(request: pytest.FixtureRequest) -> AsyncIterator[Transport]:
+    """Each backend, configured as a deployment would configure it."""
+    if request.param == "local":
+        opened: Transport = LocalTransport(timeout=20)
+    else:
+        aws: Aws = request.getfixturevalue("aws")
+        opened = open_transport(aws.ssm_url(timeout=20))
+    try:
+        yield opened
+    finally:
+        await opened.aclose()
+
+
+def py(code: str, *args: str, **kwargs: object) -> Command:
+    return Command((PY, "-c", code, *args), **kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_batch_comes_back_in_order(transport: Transport) -> None:
+    """stdout, stderr and exit code of each command, in the order the batch gave them."""
+    results = await transport.run(
+        [
+            py("print('one')"),
+            py("import sys; print('two', file=sys.stderr); sys.exit(3)"),
+            Command(("true",)),
+        ]
+    )
+    assert [(r.stdout, r.stderr, r.exit_code) for r in results] == [
+        ("one\n", "", 0),
+        ("", "two\n", 3),
+        ("", "", 0),
+    ]
+
+
+async def test_stdin_and_environment_reach_the_program(transport: Transport) -> None:
+    """stdin bytes arrive intact and `env` adds variables, values with spaces and `=` included."""
+    code = "import os, sys; sys.stdout.write(sys.stdin.read() + '|' + os.environ['EXTRA'])"
+    [result] = await transport.run(
+        [py(code, stdin=b"line 1\nline 2 $(id)\n", env={"EXTRA": "a=1 b"})]
+    )
+    assert result.stdout == "line 1\nline 2 $(id)\n|a=1 b"
+
+
+async def test_arguments_never_reach_a_shell(transport: Transport, tmp_path: Path) -> None:
+    """Shell syntax in argv arrives verbatim and runs nothing (a canary file stays absent)."""
+    canary = tmp_path / "canary"
+    hostile = f"x'; touch {canary}; echo '$(touch {canary})`touch {canary}`\"\\"
+    [result] = await transport.run([py("import sys; print(sys.argv[1])", hostile)])
+    assert result.stdout == hostile + "\n"
+    assert not canary.exists()
+
+
+async def test_invalid_utf8_is_replaced(transport: Transport) -> None:
+    """Undecodable bytes become U+FFFD and the rest of the output survives."""
+    [result] = await transport.run([py("import sys; sys.stdout.buffer.write(b'ok \\xff end')")])
+    assert result.stdout == "ok \ufffd end"
+
+
+async def test_a_missing_program_exits_127(transport: Transport) -> None:
+    """As a shell reports it, so failures classify the same over every transport."""
+    [result] = await transport.run([Command(("no-such-program-xyz",))])
+    assert result.exit_code == 127
+    assert "not found" in result.stderr
+
+
+async def test_large_output_arrives_complete(transport: Transport) -> None:
+    """Output far over SSM's 24,000 inline characters, even incompressible, is exact."""
+    noise = "".join(random.Random(7).choices(string.ascii_letters + string.digits, k=300_000))
+    [result] = await transport.run(
+        [py("import sys; sys.stdout.write(sys.stdin.read())", stdin=noise.encode())]
+    )
+    assert result.stdout == noise
+
+
+async def test_a_batch_over_its_deadline_times_out(aws: Aws) -> None:
+    """Both backends stop a batch at its deadline with TransportTimeout."""
+    for transport in (LocalTransport(timeout=1.0), open_transport(aws.ssm_url(timeout=2))):
+        try:
+            with pytest.raises(TransportTimeout):
+                await transport.run([Command(("sleep", "30"))])
+        finally:
+            await transport.aclose()
+
+
+def test_no_test_reads_real_aws() -> None:
+    """The suite runs with endpoints on loopback only."""
+    for name in ("AWS_ENDPOINT_URL_SSM", "AWS_ENDPOINT_URL_S3"):
+        assert os.environ.get(name, "http://127.0.0.1").startswith("http://127.0.0.1")
