@@ -158,8 +158,14 @@ class SsmTransport:
             p for p in (self.prefix, command_id, instance, "awsrunShellScript",
                         "0.awsrunshellscript", "stdout") if p
         )  # fmt: skip
-        body = await self._call(self._s3.get_object, Bucket=self.bucket, Key=key)
-        data: bytes = await asyncio.to_thread(body["Body"].read)
+        try:
+            body = await self._call(self._s3.get_object, Bucket=self.bucket, Key=key)
+            data: bytes = await asyncio.to_thread(body["Body"].read)
+        except TransportError as exc:
+            raise OutputTooLarge(
+                f"the batch's output was cut inline and its full copy could not be read from "
+                f"s3://{self.bucket}/{key} ({exc}); check the head node's write access to it"
+            ) from exc
         return data.decode("ascii", errors="replace")
 
     async def _wait(self, command_id: str, instance: str, deadline: float) -> dict[str, Any]:
