@@ -149,11 +149,22 @@ async def test_a_silent_controller_is_a_transport_timeout(
     slurm_cluster: str, tmp_path: Path
 ) -> None:
     """A controller that accepts but never answers ends in TRANSPORT_TIMEOUT at the deadline."""
-    server = await asyncio.start_server(lambda r, w: asyncio.sleep(30), "127.0.0.1", 0)
+    done = asyncio.Event()
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def say_nothing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        await done.wait()
+
+    server = await asyncio.start_server(say_nothing, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     conf = _conf_pointing_at(slurm_cluster, tmp_path, port)
     try:
         error = await _first_error(conf, 1.0, "{ cluster { jobs { totalCount } } }")
     finally:
+        done.set()
+        for writer in accepted:
+            writer.close()
         server.close()
+        await server.wait_closed()
     assert error["extensions"]["code"] == "TRANSPORT_TIMEOUT"
