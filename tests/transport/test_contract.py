@@ -110,3 +110,18 @@ def test_no_test_reads_real_aws() -> None:
     """The suite runs with endpoints on loopback only."""
     for name in ("AWS_ENDPOINT_URL_SSM", "AWS_ENDPOINT_URL_S3"):
         assert os.environ.get(name, "http://127.0.0.1").startswith("http://127.0.0.1")
+
+
+async def test_a_20000_job_listing_is_complete_and_exact(
+    transport: Transport, tmp_path: Path
+) -> None:
+    """squeue-shaped output of 20,000 jobs (rows from the golden files) arrives byte-exact."""
+    from bench.synthetic import synthetic_squeue
+    from resolvers.slurm.jobs import parse_squeue
+
+    boundary = "contract0boundary"
+    listing = tmp_path / "squeue.out"
+    listing.write_text(synthetic_squeue(20_000, boundary))
+    [result] = await transport.run([Command(("cat", str(listing)))])
+    assert result.stdout == listing.read_text()
+    assert len(parse_squeue(result.stdout, boundary)) == 20_000

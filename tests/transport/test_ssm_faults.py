@@ -194,3 +194,22 @@ async def test_hostile_input_through_the_api_runs_nothing(aws: Aws, tmp_path: Pa
     finally:
         await transport.aclose()
     assert not canary.exists()
+
+
+async def test_a_replaced_head_node_is_found_again(faults: Aws) -> None:
+    """When the head node is replaced, the next batch finds the new one by its tags."""
+    with head_node("rolling") as first:
+        transport = open_transport(faults.ssm_url(target="cluster=rolling"))
+        try:
+            [before] = await transport.run([Command(("echo", "first"))])
+            with head_node("rolling") as second:
+                # The old instance is gone: SSM no longer knows it.
+                boto3_ec2 = boto3.client("ec2")
+                boto3_ec2.terminate_instances(InstanceIds=[first])
+                boto3_ec2.close()
+                faults.endpoint.set_faults(unknown_instances=[first])
+                [after] = await transport.run([Command(("echo", "second"))])
+                assert second != first
+        finally:
+            await transport.aclose()
+    assert (before.stdout, after.stdout) == ("first\n", "second\n")
