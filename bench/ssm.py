@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -37,8 +36,8 @@ from resolvers.slurm.jobs import (  # noqa: E402
 )
 from resolvers.slurm.nodes import show_nodes_command  # noqa: E402
 from resolvers.slurm.partitions import show_partitions_command  # noqa: E402
-from server.app import create_app  # noqa: E402
 from server.settings import Settings  # noqa: E402
+from tests.support.app import app_client  # noqa: E402
 from tests.support.aws import aws_environ, moto_s3_server, ssm_endpoint  # noqa: E402
 from transport import Command, open_transport  # noqa: E402
 
@@ -80,14 +79,8 @@ def seed_style(commands: list[str]) -> tuple[float, list[str]]:
 
 async def ours_deep_query(url: str) -> float:
     transport = open_transport(url)
-    app = create_app(Settings(cache_ttl=0.0), transports={"local": transport})
     try:
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://bench"
-            ) as client,
-        ):
+        async with app_client(Settings(cache_ttl=0.0), {"local": transport}) as client:
             started = time.perf_counter()
             response = await client.post("/graphql", json={"query": DEEP})
             elapsed = time.perf_counter() - started

@@ -8,12 +8,11 @@ import socket
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from server.app import create_app
 from server.settings import Settings
 from tests.conftest import Api
+from tests.support.app import app_client
 from tests.support.counting import CountingTransport
 from tests.support.scenario import OTHER_USER, Scenario
 from transport.local import LocalTransport
@@ -108,12 +107,7 @@ async def _first_error(conf: Path, deadline: float, query: str) -> dict[str, Any
     """Run `query` with the Slurm CLI pointed at `conf`; return the one error it must produce."""
     environ = {**os.environ, "SLURM_CONF": str(conf)}
     transport = CountingTransport(LocalTransport(timeout=deadline, environ=environ))
-    app = create_app(Settings(cache_ttl=0.0), transports={"local": transport})
-    client_transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=client_transport, base_url="http://test") as client,
-    ):
+    async with app_client(Settings(cache_ttl=0.0), {"local": transport}) as client:
         response = await client.post("/graphql", json={"query": query})
     assert response.status_code == 200
     body = response.json()

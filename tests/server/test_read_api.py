@@ -6,12 +6,10 @@ import subprocess
 from datetime import datetime
 from typing import Any
 
-import httpx
-
-from server.app import create_app
 from server.settings import Settings
 from tests.conftest import Api, Aws
 from tests.support import oracle
+from tests.support.app import app_client
 from tests.support.scenario import (
     DRAIN_REASON,
     DRAINED_NODE,
@@ -230,15 +228,9 @@ async def test_node_filters_and_version(api: Api, scenario: Scenario) -> None:
 async def test_over_ssm_the_deep_query_is_one_send_command(aws: Aws, scenario: Scenario) -> None:
     """Through boto3 and the SSM endpoint, the deep query costs exactly one SendCommand."""
     transport = open_transport(aws.ssm_url())
-    app = create_app(Settings(cache_ttl=0.0), transports={"local": transport})
     aws.endpoint.reset_stats()
     try:
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://test"
-            ) as client,
-        ):
+        async with app_client(Settings(cache_ttl=0.0), {"local": transport}) as client:
             query = (
                 "{ clusters { partitions { nodes { jobs { partition { nodes { name } } } } } } }"
             )

@@ -8,12 +8,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
-import httpx
 import pytest
 
-from server.app import create_app
 from server.settings import Settings
 from tests.conftest import INSTANCE, Aws
+from tests.support.app import app_client
 from transport import (
     Command,
     HeadNodeNotFound,
@@ -125,11 +124,7 @@ async def test_a_cluster_with_no_head_node_is_cluster_unavailable(aws: Aws) -> N
     url = aws.ssm_url(target="cluster=nowhere")
     with pytest.raises(HeadNodeNotFound, match="nowhere"):
         await run_once(url, Command(("true",)))
-    app = create_app(Settings(clusters=(("nowhere", url),), cache_ttl=0.0))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
-    ):
+    async with app_client(Settings(clusters=(("nowhere", url),), cache_ttl=0.0)) as client:
         body = (
             await client.post("/graphql", json={"query": "{ cluster { jobs { totalCount } } }"})
         ).json()
@@ -167,17 +162,11 @@ async def test_hostile_input_through_the_api_runs_nothing(aws: Aws, tmp_path: Pa
     """Hostile job ids are refused before any SendCommand; hostile names never reach a shell."""
     canary = tmp_path / "canary"
     transport = open_transport(aws.ssm_url())
-    app = create_app(Settings(cache_ttl=0.0), transports={"local": transport})
     aws.endpoint.reset_stats()
     bad_id = f"1; touch {canary}"
     bad_name = f"$(touch {canary})`touch {canary}`'; touch {canary}; '"
     try:
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://test"
-            ) as client,
-        ):
+        async with app_client(Settings(cache_ttl=0.0), {"local": transport}) as client:
             refused = await client.post(
                 "/graphql",
                 json={"query": "query($id: String!) { cluster { job(id: $id) { id } } }",

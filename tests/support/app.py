@@ -1,0 +1,24 @@
+"""The ASGI app with its lifespan running, and an HTTP client on it (no server process)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import httpx
+
+from server.app import create_app
+from server.settings import Settings
+from transport import Transport
+
+
+@asynccontextmanager
+async def app_client(
+    settings: Settings, transports: Mapping[str, Transport] | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, transports=transports)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
+    ):
+        yield client
