@@ -6,7 +6,9 @@ Starts moto's S3 and the project's local SSM endpoint (tests/support/aws.py) wit
 delayed by --latency seconds, then measures:
   (a) the read API's deep query, over the real local cluster (started if not running);
   (b) a listing of 20,000 jobs: the batch prints a synthetic squeue output built from golden
-      rows (far over SSM's 24,000 inline characters), read back complete.
+      rows (far over SSM's 24,000 inline characters), read back complete; once with the rows
+      repeated (it compresses to fit inline) and once with every job named differently (it
+      does not, and is read from S3).
 The seed-style client is what the system we replace did: one SendCommand per Slurm command,
 GetCommandInvocation every second (time.sleep(1)), and the output read from S3.
 """
@@ -153,18 +155,23 @@ def main() -> int:
             seed = seed_style(deep_commands)[0], stats()
             report("(a) the deep query", ours, seed)
 
-            boundary = new_boundary()
-            with tempfile.NamedTemporaryFile("w", suffix=".squeue", delete=False) as listing:
-                listing.write(synthetic_squeue(args.jobs, boundary))
-            try:
-                size = Path(listing.name).stat().st_size
-                ours = asyncio.run(ours_listing(url, listing.name, boundary, args.jobs)), stats()
-                seed_time, outputs = seed_style([f"cat {listing.name}"])
-                assert len(parse_squeue(outputs[0], boundary)) == args.jobs
-                report(f"(b) a listing of {args.jobs:,} jobs ({size / 1e6:.1f} MB)", ours,
-                       (seed_time, stats()))  # fmt: skip
-            finally:
-                os.unlink(listing.name)
+            for varied in (False, True):
+                boundary = new_boundary()
+                with tempfile.NamedTemporaryFile("w", suffix=".squeue", delete=False) as listing:
+                    listing.write(synthetic_squeue(args.jobs, boundary, varied_names=varied))
+                try:
+                    size = Path(listing.name).stat().st_size
+                    ours = (
+                        asyncio.run(ours_listing(url, listing.name, boundary, args.jobs)),
+                        stats(),
+                    )
+                    seed_time, outputs = seed_style([f"cat {listing.name}"])
+                    assert len(parse_squeue(outputs[0], boundary)) == args.jobs
+                    names = "each job its own name" if varied else "golden rows repeated"
+                    label = f"(b) a listing of {args.jobs:,} jobs, {size / 1e6:.1f} MB, {names}"
+                    report(label, ours, (seed_time, stats()))
+                finally:
+                    os.unlink(listing.name)
     finally:
         if started_cluster:
             subprocess.run([LOCAL_CLUSTER, "stop"], capture_output=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import json
+import random
+import string
 import subprocess
 from functools import lru_cache
 from pathlib import Path
@@ -45,8 +47,13 @@ def golden_boundary() -> str:
     return spec.rsplit(RECORD_SEPARATOR, 1)[1]
 
 
-def synthetic_squeue(count: int, boundary: str) -> str:
-    """`count` squeue rows in the API's own format, framed with `boundary`."""
+def synthetic_squeue(count: int, boundary: str, varied_names: bool = False) -> str:
+    """`count` squeue rows in the API's own format, framed with `boundary`.
+
+    Rows repeat a dozen golden rows, so they compress far better than a real cluster's; with
+    `varied_names` each job gets its own random 16-character name, closer to real output.
+    """
+    names = random.Random(1)
     source = golden_boundary()
     end = RECORD_SEPARATOR + source
     rows = [r.lstrip("\n") for r in golden_text("squeue").split(end) if r.strip("\n")]
@@ -59,9 +66,15 @@ def synthetic_squeue(count: int, boundary: str) -> str:
         if "-" in task or "," in task:
             display = f"{job_id}_[{task}]"
         fields[0:3] = [display, str(job_id), str(job_id)]
-        out.append(
-            FIELD_SEPARATOR.join(fields).replace(source, boundary) + RECORD_SEPARATOR + boundary
-        )
+        row = FIELD_SEPARATOR.join(fields)
+        if varied_names:
+            structured, separator, free = row.partition(FIELD_SEPARATOR + source)
+            free = (
+                "".join(names.choices(string.ascii_lowercase, k=16))
+                + free[free.index(FIELD_SEPARATOR) :]
+            )
+            row = structured + separator + free
+        out.append(row.replace(source, boundary) + RECORD_SEPARATOR + boundary)
     return "\n".join(out) + "\n"
 
 
