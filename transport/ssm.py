@@ -159,14 +159,18 @@ class SsmTransport:
                         "0.awsrunshellscript", "stdout") if p
         )  # fmt: skip
         try:
-            body = await self._call(self._s3.get_object, Bucket=self.bucket, Key=key)
-            data: bytes = await asyncio.to_thread(body["Body"].read)
+            data = await self._call(self._read_object, Bucket=self.bucket, Key=key)
         except TransportError as exc:
             raise OutputTooLarge(
                 f"the batch's output was cut inline and its full copy could not be read from "
                 f"s3://{self.bucket}/{key} ({exc}); check the head node's write access to it"
             ) from exc
         return data.decode("ascii", errors="replace")
+
+    def _read_object(self, *, Bucket: str, Key: str) -> bytes:  # noqa: N803 - boto3's names
+        # The body is read inside the same thread and the same error translation as the call.
+        body: bytes = self._s3.get_object(Bucket=Bucket, Key=Key)["Body"].read()
+        return body
 
     async def _wait(self, command_id: str, instance: str, deadline: float) -> dict[str, Any]:
         delay = FIRST_POLL
