@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from transport import (
     Command,
     HeadNodeNotFound,
     OutputTooLarge,
+    TransportError,
     TransportThrottled,
     TransportUnavailable,
     open_transport,
@@ -202,3 +204,28 @@ async def test_a_replaced_head_node_is_found_again(faults: Aws) -> None:
         finally:
             await transport.aclose()
     assert (before.stdout, after.stdout) == ("first\n", "second\n")
+
+
+async def test_a_command_cancelled_on_the_service_is_an_error(aws: Aws) -> None:
+    """Someone cancels the invocation in SSM: the batch fails with a TransportError, typed."""
+    transport = open_transport(aws.ssm_url(timeout=30))
+    try:
+        running = asyncio.ensure_future(transport.run([Command(("sleep", "30"))]))
+        ssm = boto3.client("ssm")
+        try:
+            command_id = None
+            for _ in range(100):
+                await asyncio.sleep(0.1)
+                listed = ssm.list_command_invocations(InstanceId=INSTANCE)["CommandInvocations"]
+                pending = [i for i in listed if i["Status"] in ("Pending", "InProgress")]
+                if pending:
+                    command_id = pending[0]["CommandId"]
+                    break
+            assert command_id is not None
+            ssm.cancel_command(CommandId=command_id)
+        finally:
+            ssm.close()
+        with pytest.raises(TransportError, match="Cancelled"):
+            await running
+    finally:
+        await transport.aclose()
