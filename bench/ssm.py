@@ -42,6 +42,7 @@ from server.settings import Settings  # noqa: E402
 from tests.support.app import app_client  # noqa: E402
 from tests.support.aws import aws_environ, moto_s3_server, ssm_endpoint  # noqa: E402
 from transport import Command, open_transport  # noqa: E402
+from transport.shell_batch import shell_line  # noqa: E402
 
 INSTANCE = "i-0123456789abcdef0"
 BUCKET = "bench-output"
@@ -104,12 +105,6 @@ async def ours_listing(url: str, path: str, boundary: str, jobs: int) -> float:
         await transport.aclose()
 
 
-def shell(command: Command) -> str:
-    from transport.shell_batch import shell_line
-
-    return shell_line(command)
-
-
 def report(
     label: str, ours: tuple[float, dict[str, int]], seed: tuple[float, dict[str, int]]
 ) -> None:
@@ -148,9 +143,9 @@ def main() -> int:
             endpoint.reset_stats()
             ours = asyncio.run(ours_deep_query(url)), stats()
             deep_commands = [
-                shell(show_partitions_command()),
-                shell(show_nodes_command()),
-                shell(squeue_command(new_boundary())),
+                shell_line(show_partitions_command()),
+                shell_line(show_nodes_command()),
+                shell_line(squeue_command(new_boundary())),
             ]
             seed = seed_style(deep_commands)[0], stats()
             report("(a) the deep query", ours, seed)

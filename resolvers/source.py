@@ -42,7 +42,6 @@ class SnapshotSource:
         self._latest: tuple[float, Snapshot] | None = None
         self._in_flight: dict[Need, asyncio.Future[Snapshot]] = {}
         self._background: set[asyncio.Task[Snapshot]] = set()
-        self.fetches = 0  # transport calls made, for metrics and tests
 
     async def get(self, needs: Need) -> Snapshot:
         """A snapshot holding at least `needs`, fresh within the TTL."""
@@ -97,7 +96,6 @@ class SnapshotSource:
         self._in_flight[needs] = future
         started = self._clock()
         try:
-            self.fetches += 1
             snapshot = await fetch_snapshot(self.cluster, self.transport, needs)
         except BaseException as exc:
             future.set_exception(exc)

@@ -17,7 +17,7 @@ def _open_local(url: str) -> Transport:
     parts = urlsplit(url)
     if parts.netloc or parts.path not in ("", "/"):
         raise ValueError(f"local:// takes no host or path, got {url!r}")
-    options = _options(parts.query, {"timeout", "concurrency"})
+    options = url_options(parts.query, {"timeout", "concurrency"})
     return LocalTransport(
         timeout=float(options.get("timeout", DEFAULT_TIMEOUT)),
         concurrency=int(options.get("concurrency", DEFAULT_CONCURRENCY)),
@@ -50,7 +50,8 @@ def open_transport(url: str) -> Transport:
     return opener(url)
 
 
-def _options(query: str, allowed: set[str]) -> dict[str, str]:
+def url_options(query: str, allowed: set[str]) -> dict[str, str]:
+    """A transport URL's query string as options; the last value wins, unknown names fail."""
     options = {key: values[-1] for key, values in parse_qs(query, strict_parsing=False).items()}
     unknown = set(options) - allowed
     if unknown:

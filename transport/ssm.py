@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import boto3
 import botocore.config
@@ -37,6 +37,7 @@ from transport.errors import (
     TransportTimeout,
     TransportUnavailable,
 )
+from transport.registry import url_options
 from transport.shell_batch import build_script, new_boundary, parse_batch_output
 
 INLINE_STDOUT_LIMIT = 24_000
@@ -233,10 +234,8 @@ class _NotYet(Exception):
 def open_ssm(url: str) -> SsmTransport:
     """An SsmTransport for a URL, checked at start-up: form, region and credentials."""
     parts = urlsplit(url)
-    options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-    unknown = set(options) - {"region", "bucket", "prefix", "cluster", "timeout", "concurrency"}
-    if unknown:
-        raise ValueError(f"unknown ssm:// option(s): {', '.join(sorted(unknown))}")
+    allowed = {"region", "bucket", "prefix", "cluster", "timeout", "concurrency"}
+    options = url_options(parts.query, allowed)
     instance = parts.netloc or None
     if parts.path not in ("", "/"):
         raise ValueError(f"ssm:// takes an instance id, not a path: {url!r}")

@@ -9,12 +9,7 @@ that make an unmodified boto3 (and so the code under test) talk to them instead 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support.server import free_port
+from tests.support.server import free_port, running_process
 
 REPO = Path(__file__).resolve().parents[2]
 # Loopback only: never through a proxy from the environment.
@@ -38,59 +33,13 @@ def _request(url: str, payload: Mapping[str, Any] | None = None) -> Any:
         return json.loads(response.read())
 
 
-def _answers(url: str) -> bool:
-    try:
-        with _OPENER.open(url, timeout=1):
-            return True
-    except urllib.error.HTTPError:
-        return True  # an HTTP error is an answer all the same
-    except OSError:
-        return False
-
-
-@contextmanager
-def _process(
-    argv: Sequence[str], probe_url: str, environ: Mapping[str, str] | None
-) -> Iterator[int]:
-    """Run `argv` until `probe_url` answers, yield its PID, then SIGTERM it (SIGKILL after 10 s).
-
-    Its output goes to a temporary file (a pipe nobody reads would fill and block it), shown if
-    it does not start.
-    """
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            list(argv),
-            cwd=REPO,
-            env={**os.environ, **(environ or {})},
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while not _answers(probe_url):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    output = log.read().decode(errors="replace")[-3000:]
-                    raise RuntimeError(f"{argv[2]} did not start: {output}")
-                time.sleep(0.05)
-            yield process.pid
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
 @contextmanager
 def moto_s3_server() -> Iterator[str]:
     """moto's server (S3, EC2 and the rest) on a free loopback port; yields its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    with _process(argv, f"{url}/moto-api/", None):
+    with running_process(argv, f"{url}/moto-api/", None):
         yield url
 
 
@@ -180,7 +129,7 @@ def ssm_endpoint(
         argv.append("--undeliverable")
     if s3_failure:
         argv.append("--s3-failure")
-    with _process(argv, f"{url}/_health", environ) as pid:
+    with running_process(argv, f"{url}/_health", environ) as pid:
         yield SsmEndpoint(url, pid)
 
 

@@ -1,4 +1,4 @@
-"""Run `slurm-graphql serve` as a real process on a free loopback port, and stop it by PID."""
+"""Services the tests start as real processes on free loopback ports, and stop by PID."""
 
 from __future__ import annotations
 
@@ -7,10 +7,17 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+# Loopback only: never through a proxy from the environment.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def free_port() -> int:
@@ -20,35 +27,57 @@ def free_port() -> int:
         return port
 
 
+def _answers(url: str) -> bool:
+    try:
+        with _OPENER.open(url, timeout=1):
+            return True
+    except urllib.error.HTTPError:
+        return True  # an HTTP error is an answer all the same
+    except OSError:
+        return False
+
+
+@contextmanager
+def running_process(
+    argv: Sequence[str], probe_url: str, environ: Mapping[str, str] | None
+) -> Iterator[int]:
+    """Run `argv` until `probe_url` answers, yield its PID, then SIGTERM it (SIGKILL after 10 s).
+
+    Its output goes to a temporary file (a pipe nobody reads would fill and block it), shown if
+    it does not start.
+    """
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            list(argv),
+            cwd=REPO,
+            env={**os.environ, **(environ or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not _answers(probe_url):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    output = log.read().decode(errors="replace")[-3000:]
+                    raise RuntimeError(f"{' '.join(argv[:3])} did not start: {output}")
+                time.sleep(0.05)
+            yield process.pid
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
 @contextmanager
 def running_server(environ: Mapping[str, str] | None = None) -> Iterator[str]:
-    """Start the server, wait for /healthz, yield its base URL, then stop what was started."""
+    """`slurm-graphql serve` on a free loopback port until /healthz answers; yields its URL."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env={**os.environ, **(environ or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
     base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base_url}/healthz", timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    stderr = process.stderr.read().decode() if process.stderr else ""
-                    raise RuntimeError(f"server did not start: {stderr[-2000:]}") from None
-                time.sleep(0.1)
+    argv = [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    with running_process(argv, f"{base_url}/healthz", environ):
         yield base_url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr:
-            process.stderr.close()

@@ -6,13 +6,13 @@ commands on this machine and writes full output to moto's S3 server (tests/suppo
 
 from __future__ import annotations
 
-import os
 import random
 import string
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import boto3
 import pytest
 
 from tests.conftest import Aws
@@ -106,10 +106,15 @@ async def test_a_batch_over_its_deadline_times_out(aws: Aws) -> None:
             await transport.aclose()
 
 
-def test_no_test_reads_real_aws() -> None:
-    """The suite runs with endpoints on loopback only."""
-    for name in ("AWS_ENDPOINT_URL_SSM", "AWS_ENDPOINT_URL_S3"):
-        assert os.environ.get(name, "http://127.0.0.1").startswith("http://127.0.0.1")
+def test_ssm_tests_never_reach_real_aws(aws: Aws) -> None:
+    """Under the aws fixture, boto3 resolves SSM, S3 and EC2 to loopback endpoints only."""
+    session = boto3.session.Session()
+    for service in ("ssm", "s3", "ec2"):
+        client = session.client(service)
+        try:
+            assert client.meta.endpoint_url.startswith("http://127.0.0.1:"), service
+        finally:
+            client.close()
 
 
 async def test_a_20000_job_listing_is_complete_and_exact(

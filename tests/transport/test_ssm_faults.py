@@ -141,7 +141,7 @@ async def test_a_cluster_with_no_head_node_is_cluster_unavailable(aws: Aws) -> N
         ("ssm://i-0123456789abcdef0/path?region=us-east-1", "not a path"),
         ("ssm://?region=us-east-1", "instance id"),
         ("ssm://i-0123456789abcdef0?region=mars-north-1", "unknown AWS region"),
-        ("ssm://i-0123456789abcdef0?region=us-east-1&colour=blue", "unknown ssm:// option"),
+        ("ssm://i-0123456789abcdef0?region=us-east-1&colour=blue", "unknown transport option"),
     ],
 )
 def test_bad_urls_fail_at_startup(aws: Aws, url: str, message: str) -> None:
