@@ -9,6 +9,8 @@ from typing import Any
 
 from graphql import GraphQLResolveInfo
 
+from resolvers.identity import SERVER_IDENTITY, Identity
+from resolvers.output import OutputReader
 from resolvers.plan import Plan, plan_operation
 from resolvers.snapshot import Snapshot
 from resolvers.source import SnapshotSource
@@ -22,9 +24,12 @@ class ClusterNotFound(LookupError):
 class RequestContext:
     sources: Mapping[str, SnapshotSource]  # in configuration order: the first is the default
     max_page_size: int
+    identity: Identity = SERVER_IDENTITY
     jobs_listed: int = 0  # jobs put in connections, to size what the response cache keeps
+    cacheable: bool = True  # False once the answer holds something the snapshot does not
     _plan: Plan | None = None
     _snapshots: dict[str, asyncio.Task[Snapshot]] = field(default_factory=dict)
+    _readers: dict[str, OutputReader] = field(default_factory=dict)
 
     @property
     def cluster_names(self) -> tuple[str, ...]:
@@ -57,6 +62,15 @@ class RequestContext:
             task = asyncio.ensure_future(self.sources[cluster].get(needs))
             self._snapshots[cluster] = task
         return await asyncio.shield(task)
+
+    def output_reader(self, cluster: str) -> OutputReader:
+        """This request's reader of job output files on `cluster`, as the requesting user."""
+        reader = self._readers.get(cluster)
+        if reader is None:
+            reader = OutputReader(self.sources[cluster].transport, self.identity.user)
+            self._readers[cluster] = reader
+        self.cacheable = False  # files change without the snapshot changing
+        return reader
 
     def snapshots_used(self) -> tuple[Snapshot, ...]:
         """The snapshots this request read, once it has finished."""

@@ -40,7 +40,10 @@ class SnapshotSource:
         self.ttl = ttl
         self._clock = clock
         self._latest: tuple[float, Snapshot] | None = None
-        self._in_flight: dict[Need, asyncio.Future[Snapshot]] = {}
+        self._in_flight: dict[Need, tuple[int, asyncio.Future[Snapshot]]] = {}
+        # Bumped by invalidate(): fetches started before a write neither serve nor fill the
+        # cache after it, so a writer never reads a snapshot older than its write.
+        self._generation = 0
         self._background: set[asyncio.Task[Snapshot]] = set()
 
     async def get(self, needs: Need) -> Snapshot:
@@ -53,8 +56,8 @@ class SnapshotSource:
                 self._refresh_ahead(fresh)
                 return fresh
             needs |= fresh.needs
-        for pending_needs, pending in self._in_flight.items():
-            if needs in pending_needs:
+        for pending_needs, (generation, pending) in self._in_flight.items():
+            if needs in pending_needs and generation == self._generation:
                 return await asyncio.shield(pending)
         return await self._fetch(needs)
 
@@ -90,10 +93,12 @@ class SnapshotSource:
     def invalidate(self) -> None:
         """Forget the cached snapshot (after a write, so the writer reads what it did)."""
         self._latest = None
+        self._generation += 1
 
     async def _fetch(self, needs: Need) -> Snapshot:
         future: asyncio.Future[Snapshot] = asyncio.get_running_loop().create_future()
-        self._in_flight[needs] = future
+        generation = self._generation
+        self._in_flight[needs] = (generation, future)
         started = self._clock()
         try:
             snapshot = await fetch_snapshot(self.cluster, self.transport, needs)
@@ -103,8 +108,11 @@ class SnapshotSource:
             future.exception()
             raise
         finally:
-            del self._in_flight[needs]
+            if self._in_flight.get(needs, (0, None))[1] is future:
+                del self._in_flight[needs]
         future.set_result(snapshot)
+        if generation != self._generation:
+            return snapshot
         if self._latest is None or self._latest[0] <= started:
             self._latest = (started, snapshot)
         return snapshot

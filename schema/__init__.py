@@ -9,6 +9,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from schema.mutation import Mutation
 from schema.query import Query
 from schema.scalars import SCALAR_MAP
 
@@ -20,6 +21,7 @@ def build_schema(
     """The schema; `extensions` are factories, called once per request by strawberry."""
     return strawberry.Schema(
         query=Query,
+        mutation=Mutation,
         extensions=list(extensions),
         execution_context_class=execution_context_class,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),

@@ -7,11 +7,14 @@ help). Anything else is masked by the server as an internal error.
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from graphql import GraphQLError
 
 from resolvers.context import ClusterNotFound
 from resolvers.ids import BadUserInput
+from resolvers.output import OutputForbidden
 from resolvers.slurm.errors import CommandFailed, SlurmError, SlurmErrorKind, slurm_message
 from transport.errors import (
     HeadNodeNotFound,
@@ -31,6 +34,8 @@ class ErrorCode(enum.StrEnum):
     TRANSPORT_TIMEOUT = "TRANSPORT_TIMEOUT"
     TRANSPORT_THROTTLED = "TRANSPORT_THROTTLED"
     OUTPUT_TOO_LARGE = "OUTPUT_TOO_LARGE"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 
 
@@ -49,6 +54,8 @@ def to_graphql_error(exc: Exception) -> GraphQLError | None:
     """The client-facing error for an expected failure; None if the failure is unexpected."""
     if isinstance(exc, BadUserInput):
         return coded(ErrorCode.BAD_USER_INPUT, str(exc))
+    if isinstance(exc, OutputForbidden):
+        return coded(ErrorCode.PERMISSION_DENIED, str(exc))
     if isinstance(exc, ClusterNotFound):
         return coded(ErrorCode.CLUSTER_NOT_FOUND, f"no cluster named {exc.args[0]!r}")
     if isinstance(exc, SlurmError):
@@ -67,3 +74,17 @@ def to_graphql_error(exc: Exception) -> GraphQLError | None:
     if isinstance(exc, TransportError):
         return coded(ErrorCode.SLURM_UNAVAILABLE, str(exc))
     return None
+
+
+T = TypeVar("T")
+
+
+async def expected_errors_as_graphql(work: Awaitable[T]) -> T:
+    """Let expected failures reach the client as coded errors; others stay unexpected."""
+    try:
+        return await work
+    except Exception as exc:
+        error = to_graphql_error(exc)
+        if error is None:
+            raise
+        raise error from exc

@@ -11,11 +11,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from resolvers.output import DEFAULT_TAIL_BYTES
 from resolvers.selection import job_partitions
 from resolvers.slurm.hostlist import expand_hostlist
 from resolvers.slurm.jobs import JobRecord, JobRow
+from resolvers.slurm.sbatch import split_comment
 from resolvers.snapshot import Snapshot
 from schema.enums import JobState
+from schema.errors import expected_errors_as_graphql
+from schema.output import JobOutput, OutputStream
 from schema.scalars import Long
 
 if TYPE_CHECKING:
@@ -135,7 +139,30 @@ class Job:
 
     @strawberry.field
     def comment(self) -> str | None:
-        return self._record.comment
+        return split_comment(self._record.comment)[0]
+
+    @strawberry.field(description="The key of the submitJob call that created this job, if any.")
+    def client_mutation_id(self) -> str | None:
+        return split_comment(self._record.comment)[1]
+
+    @strawberry.field(
+        description="The end of the job's output file, read as the requesting user; null "
+        "while the file does not exist."
+    )
+    async def output(
+        self,
+        info: strawberry.Info,
+        stream: OutputStream = OutputStream.STDOUT,
+        tail_bytes: int = DEFAULT_TAIL_BYTES,
+    ) -> JobOutput | None:
+        path = (
+            self._record.stdout_path if stream is OutputStream.STDOUT else self._record.stderr_path
+        )
+        if path is None:
+            return None
+        reader = info.context.output_reader(self._snapshot.cluster)
+        tail = await expected_errors_as_graphql(reader.read(path, tail_bytes))
+        return None if tail is None else JobOutput.from_tail(tail)
 
     @strawberry.field(description="Allocated nodes as a Slurm hostlist.")
     def node_list(self) -> str | None:

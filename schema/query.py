@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import TypeVar
 
 import strawberry
 
 from resolvers.context import RequestContext
 from schema.cluster import Cluster
-from schema.errors import to_graphql_error
-
-T = TypeVar("T")
+from schema.errors import expected_errors_as_graphql
 
 
 async def _load(context: RequestContext, name: str, info: strawberry.Info) -> Cluster:
     snapshot = await context.snapshot(name, info._raw_info)
     return Cluster(name=name, _snapshot=snapshot)
-
-
-async def _expected_errors_as_graphql(work: Awaitable[T]) -> T:
-    """Let expected failures reach the client as coded errors; others stay unexpected."""
-    try:
-        return await work
-    except Exception as exc:
-        error = to_graphql_error(exc)
-        if error is None:
-            raise
-        raise error from exc
 
 
 @strawberry.type
@@ -37,7 +22,7 @@ class Query:
     async def clusters(self, info: strawberry.Info) -> list[Cluster]:
         context: RequestContext = info.context
         loads = asyncio.gather(*(_load(context, name, info) for name in context.cluster_names))
-        return await _expected_errors_as_graphql(loads)
+        return await expected_errors_as_graphql(loads)
 
     @strawberry.field(description="A cluster by name; the default cluster when name is omitted.")
     async def cluster(self, info: strawberry.Info, name: str | None = None) -> Cluster | None:
@@ -46,4 +31,4 @@ class Query:
         async def load() -> Cluster:
             return await _load(context, context.resolve_cluster_name(name), info)
 
-        return await _expected_errors_as_graphql(load())
+        return await expected_errors_as_graphql(load())

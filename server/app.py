@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
@@ -24,12 +25,14 @@ from strawberry.http.base import BaseRequestProtocol
 from strawberry.types import ExecutionResult
 
 from resolvers.context import RequestContext
+from resolvers.identity import SERVER_IDENTITY, Identity
 from resolvers.source import SnapshotSource
 from schema import build_schema
 from server.execution import LeanExecutionContext
 from server.graphiql import render_graphiql
 from server.response_cache import ResponseCache
 from server.settings import Settings
+from server.tokens import bearer_token, identity_for_token
 from transport import Transport, open_transport
 
 logger = logging.getLogger("slurm_graphql")
@@ -73,7 +76,10 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
     ) -> ExecutionResult:
         key = (
             ResponseCache.key(
-                request_data.query, request_data.operation_name, request_data.variables
+                request_data.query,
+                request_data.operation_name,
+                request_data.variables,
+                context.identity.cache_key,
             )
             if self._settings.response_cache
             else None
@@ -83,14 +89,43 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         result: ExecutionResult = await super().execute_single(
             request, request_adapter, sub_response, context, root_value, request_data
         )
-        if key is not None:
+        if key is not None and context.cacheable:
             self._responses.put(key, result, context.snapshots_used(), context.jobs_listed)
         return result
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._settings.tokens:
+            request = Request(scope)
+            identity = self._authenticate(request.headers.get("authorization"))
+            # GraphiQL's page is public; what it sends to run a query carries the token.
+            if identity is None and not self._is_ide_page(request):
+                await _unauthenticated()(scope, receive, send)
+                return
+            scope.setdefault("state", {})["identity"] = identity
+        await super().__call__(scope, receive, send)
+
+    def _authenticate(self, authorization: str | None) -> Identity | None:
+        token = bearer_token(authorization)
+        return None if token is None else identity_for_token(self._settings.tokens, token)
+
+    def _is_ide_page(self, request: Request) -> bool:
+        return request.method == "GET" and "text/html" in request.headers.get("accept", "")
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> RequestContext:
-        return RequestContext(sources=self._sources, max_page_size=self._settings.max_page_size)
+        identity: Identity | None = SERVER_IDENTITY
+        if self._settings.tokens:
+            identity = request.scope.get("state", {}).get("identity") or self._authenticate(
+                request.headers.get("authorization")
+            )
+            if identity is None:
+                # A WebSocket without a token: nothing may run as nobody in particular.
+                raise PermissionError("unauthenticated")
+        assert identity is not None
+        return RequestContext(
+            sources=self._sources, max_page_size=self._settings.max_page_size, identity=identity
+        )
 
     def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
         """A browser navigating to /graphql gets GraphiQL, also with `?query=` (a shared link);
@@ -104,6 +139,18 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
 
     async def render_graphql_ide(self, request: Request) -> Response:
         return HTMLResponse(self._page)
+
+
+def _unauthenticated() -> Response:
+    body = {
+        "errors": [
+            {
+                "message": "authentication required: send Authorization: Bearer <token>",
+                "extensions": {"code": "UNAUTHENTICATED"},
+            }
+        ]
+    }
+    return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
 
 def create_app(settings: Settings, transports: Mapping[str, Transport] | None = None) -> Starlette:

@@ -42,15 +42,18 @@ class ResponseCache:
         self.hits = 0
 
     @staticmethod
-    def key(query: str | None, operation: str | None, variables: Any) -> Hashable | None:
-        """The cache key of a request, or None if it is not a read query."""
+    def key(
+        query: str | None, operation: str | None, variables: Any, identity: str = ""
+    ) -> Hashable | None:
+        """The cache key of a request, or None if it is not a read query. Answers can differ
+        by caller (output files are read as the caller), so the caller's identity is part of it."""
         if not query or not _is_query(query, operation):
             return None
         try:
             encoded = json.dumps(variables, sort_keys=True, separators=(",", ":"))
         except (TypeError, ValueError):
             return None
-        return (query, operation, encoded)
+        return (query, operation, encoded, identity)
 
     def get(self, key: Hashable) -> ExecutionResult | None:
         entry = self._entries.get(key)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from resolvers.identity import Identity
+from server.tokens import TokenMapError, parse_token_map
 
 _CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -22,6 +25,8 @@ class Settings:
     max_page_size: int = 10_000
     graphiql: bool = True
     response_cache: bool = True
+    # Bearer token -> identity. Empty: every request acts as the server's own user.
+    tokens: Mapping[str, Identity] = field(default_factory=dict)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -31,6 +36,7 @@ class Settings:
             max_page_size=int(_number(environ, "SLURM_GRAPHQL_MAX_PAGE_SIZE", 10_000, minimum=1)),
             graphiql=_flag(environ, "SLURM_GRAPHQL_GRAPHIQL", True),
             response_cache=_flag(environ, "SLURM_GRAPHQL_RESPONSE_CACHE", True),
+            tokens=_tokens(environ.get("SLURM_GRAPHQL_TOKENS", "")),
         )
 
 
@@ -71,3 +77,10 @@ def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise SettingsError(f"{name}: {raw!r} is not a boolean (use true or false)")
+
+
+def _tokens(value: str) -> Mapping[str, Identity]:
+    try:
+        return parse_token_map(value)
+    except TokenMapError as exc:
+        raise SettingsError(str(exc)) from None

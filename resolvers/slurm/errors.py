@@ -21,6 +21,7 @@ class SlurmErrorKind(enum.Enum):
     INVALID_PARTITION = "invalid partition"
     INVALID_NODE = "invalid node"
     ACCESS_DENIED = "access denied"
+    INVALID_STATE = "the job is not in a state that allows this"
     OTHER = "Slurm reported an error"
 
 
@@ -70,7 +71,16 @@ _RULES: tuple[tuple[re.Pattern[str], SlurmErrorKind], ...] = tuple(
         (r"invalid job id", SlurmErrorKind.INVALID_JOB_ID),
         (r"invalid partition|partition \S+ not found", SlurmErrorKind.INVALID_PARTITION),
         (r"invalid node name|node \S+ not found", SlurmErrorKind.INVALID_NODE),
-        (r"access.?/?permission denied|access denied|not authorized", SlurmErrorKind.ACCESS_DENIED),
+        (
+            r"access.?/?permission denied|access denied|not authorized|invalid user id",
+            SlurmErrorKind.ACCESS_DENIED,
+        ),
+        (
+            r"pending execution|not pending|no longer pending|already completing or completed|"
+            r"job has (?:already )?finished|job is not running|job is (?:already )?suspended|"
+            r"requeue.* not allowed|disabled for this job",
+            SlurmErrorKind.INVALID_STATE,
+        ),
         (r"command not found|no such file or directory", SlurmErrorKind.NOT_INSTALLED),
     )
 )

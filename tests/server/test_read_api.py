@@ -6,6 +6,7 @@ import subprocess
 from datetime import datetime
 from typing import Any
 
+from resolvers.slurm.sbatch import split_comment
 from server.settings import Settings
 from tests.conftest import Api, Aws
 from tests.support import oracle
@@ -23,7 +24,7 @@ from transport import open_transport
 JOB_FIELDS = """
   id jobId arrayJobId arrayTaskId name user account state reason submitTime startTime endTime
   timeLimitMinutes numNodes numCpus exitCode signal workDir stdoutPath stderrPath command
-  dependency priority comment nodeList qos partition { name } nodes { name }
+  dependency priority comment clientMutationId nodeList qos partition { name } nodes { name }
 """
 
 
@@ -62,7 +63,9 @@ def assert_job_matches(job: dict[str, Any], slurm: dict[str, Any]) -> None:
         assert job["timeLimitMinutes"] == oracle.number(slurm["time_limit"])
         assert epoch(job["submitTime"]) == oracle.number(slurm["submit_time"])
         assert job["workDir"] == slurm["current_working_directory"]
-        assert (job["comment"] or "") == slurm["comment"]
+        # A submitJob idempotency key is kept in Slurm's comment, ahead of the client's text.
+        comment, key = split_comment(slurm["comment"] or None)
+        assert (job["comment"], job["clientMutationId"]) == (comment, key)
         assert (job["exitCode"], job["signal"]) == oracle.exit_code(slurm["exit_code"])
         assert epoch(job["startTime"]) == (oracle.number(slurm["start_time"]) or None)
         if job["timeLimitMinutes"] is None and job["state"] == "RUNNING":

@@ -1,0 +1,142 @@
+"""Writes: submit a job, or act on one, as the requesting user, in one round trip each.
+
+The outcome is data: `Written` (the job as Slurm reports it right after the write) or `Rejected`
+(a typed reason a client can act on). Only a cluster that cannot be reached raises. After a write
+the cluster's cached snapshot is dropped, so the writer's next query sees what it did.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from resolvers.identity import Identity
+from resolvers.slurm.actions import (
+    CONTROL_JOB_ID,
+    control_command,
+    parse_submit,
+    primary_row,
+    submit_command,
+)
+from resolvers.slurm.errors import (
+    CommandFailed,
+    SlurmError,
+    SlurmErrorKind,
+    check,
+    slurm_message,
+)
+from resolvers.slurm.jobs import JobRow, new_boundary, parse_squeue
+from resolvers.slurm.sbatch import InvalidSubmission, SubmitRequest, sbatch_arguments
+from resolvers.snapshot import Need, Snapshot
+from resolvers.source import SnapshotSource
+from transport.base import CommandResult
+
+
+class Rejection(enum.StrEnum):
+    INVALID_INPUT = "INVALID_INPUT"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    JOB_NOT_FOUND = "JOB_NOT_FOUND"
+    INVALID_STATE = "INVALID_STATE"
+    SLURM_REJECTED = "SLURM_REJECTED"
+
+
+@dataclass(frozen=True)
+class Rejected:
+    code: Rejection
+    message: str
+    field: str | None = None
+
+
+@dataclass(frozen=True)
+class Written:
+    row: JobRow
+    snapshot: Snapshot  # holds the job's rows as Slurm showed them right after the write
+    created: bool = True
+
+
+_REJECTIONS = {
+    SlurmErrorKind.ACCESS_DENIED: Rejection.PERMISSION_DENIED,
+    SlurmErrorKind.INVALID_JOB_ID: Rejection.JOB_NOT_FOUND,
+    SlurmErrorKind.INVALID_STATE: Rejection.INVALID_STATE,
+}
+# Failures of the cluster, not of the request: reported as errors, not as rejections.
+_UNAVAILABLE = {
+    SlurmErrorKind.CONTROLLER_UNREACHABLE,
+    SlurmErrorKind.AUTHENTICATION,
+    SlurmErrorKind.NOT_INSTALLED,
+}
+
+
+def _rejection(result: CommandResult) -> Rejected | None:
+    """None if `result` succeeded; the rejection if Slurm refused; raises if Slurm is down."""
+    if "runuser: user" in result.stderr and "does not exist" in result.stderr:
+        return Rejected(Rejection.PERMISSION_DENIED, "the user does not exist on the head node")
+    try:
+        check(result)
+    except SlurmError as exc:
+        if exc.kind in _UNAVAILABLE:
+            raise
+        code = _REJECTIONS.get(exc.kind, Rejection.SLURM_REJECTED)
+        return Rejected(code, exc.message or exc.kind.value)
+    except CommandFailed as exc:
+        message = slurm_message(exc.stderr) or f"exited with status {exc.exit_code}"
+        return Rejected(Rejection.SLURM_REJECTED, message)
+    return None
+
+
+def _written(source: SnapshotSource, rows: Sequence[JobRow], row: JobRow, created: bool) -> Written:
+    source.invalidate()
+    snapshot = Snapshot(
+        cluster=source.cluster, taken_at=time.time(), needs=Need.JOBS, jobs=tuple(rows)
+    )
+    return Written(row, snapshot, created)
+
+
+async def submit_job(
+    source: SnapshotSource, identity: Identity, request: SubmitRequest
+) -> Written | Rejected:
+    try:
+        environment, options = sbatch_arguments(request)
+    except InvalidSubmission as exc:
+        return Rejected(Rejection.INVALID_INPUT, exc.message, exc.field)
+    boundary = new_boundary()
+    command = submit_command(
+        boundary,
+        request.client_mutation_id,
+        environment,
+        options,
+        request.script.encode(),
+        identity.user,
+    )
+    [result] = await source.transport.run([command])
+    if (rejected := _rejection(result)) is not None:
+        return rejected
+    submitted = parse_submit(result.stdout, boundary)
+    row = primary_row(submitted.rows, submitted.job_id)
+    if row is None:
+        return Rejected(Rejection.JOB_NOT_FOUND, f"job {submitted.job_id} ended and was purged")
+    return _written(source, submitted.rows, row, submitted.created)
+
+
+async def control_job(
+    source: SnapshotSource, identity: Identity, job_id: str, action: Sequence[str]
+) -> Written | Rejected:
+    """Run `action` (an argv naming `job_id`) and report the job afterwards."""
+    if not CONTROL_JOB_ID.match(job_id):
+        return Rejected(
+            Rejection.INVALID_INPUT, f"{job_id[:40]!r} is not a job id (e.g. 42 or 42_3)", "id"
+        )
+    boundary = new_boundary()
+    command = control_command(boundary, job_id, action, identity.control_user())
+    [result] = await source.transport.run([command])
+    if (rejected := _rejection(result)) is not None:
+        return rejected
+    rows = parse_squeue(result.stdout, boundary)
+    row = next((r for r in rows if job_id in (r.display_id, str(r.job_id))), None)
+    if row is None and rows:
+        row = rows[0]
+    if row is None:
+        return Rejected(Rejection.JOB_NOT_FOUND, f"Slurm no longer knows job {job_id}")
+    return _written(source, rows, row, created=False)

@@ -1,0 +1,108 @@
+"""A job's output files, read on the head node as the requesting user, the end of each only.
+
+The file system decides who may read: the reading command runs as the requesting user, so a file
+another user cannot open is refused by the kernel, not by us. All reads one request asks for go to
+the head node as one batch, after the snapshot that named the files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from resolvers.ids import BadUserInput
+from transport.base import Command, CommandResult, Transport
+from transport.errors import SlurmGraphQLError
+
+DEFAULT_TAIL_BYTES = 65_536
+MAX_TAIL_BYTES = 1_048_576
+
+# The size first (to tell whether the tail is the whole file), then the last bytes. The path is a
+# positional argument, never part of the program text.
+_READ_TAIL = 'size=$(wc -c < "$1") || exit 66\nprintf "%s\\n" "$size"\nexec tail -c "$2" -- "$1"\n'
+
+
+class OutputForbidden(SlurmGraphQLError):
+    """The requesting user may not read this file."""
+
+
+@dataclass(frozen=True)
+class OutputTail:
+    path: str
+    text: str  # the last bytes, decoded as UTF-8 with invalid bytes replaced
+    size_bytes: int
+    truncated: bool  # True when the file is longer than what `text` holds
+
+
+def validate_tail_bytes(value: int) -> int:
+    if not 0 <= value <= MAX_TAIL_BYTES:
+        raise BadUserInput(f"tailBytes must be between 0 and {MAX_TAIL_BYTES}, got {value}")
+    return value
+
+
+def read_tail_command(path: str, tail_bytes: int, user: str | None) -> Command:
+    if "\x00" in path:
+        raise BadUserInput("the path holds a NUL byte")
+    return Command(("sh", "-c", _READ_TAIL, "sh", path, str(tail_bytes)), user=user)
+
+
+def parse_tail(path: str, tail_bytes: int, result: CommandResult) -> OutputTail | None:
+    """The tail of `path`; None if the file does not exist (yet)."""
+    if result.exit_code != 0:
+        if "permission denied" in result.stderr.lower():
+            raise OutputForbidden(f"not allowed to read {path}")
+        return None
+    size_line, _, text = result.stdout.partition("\n")
+    size = int(size_line.strip() or 0)
+    return OutputTail(path, text, size, truncated=size > tail_bytes)
+
+
+class OutputReader:
+    """Collects the reads of one request and sends them to the head node together."""
+
+    def __init__(self, transport: Transport, user: str | None) -> None:
+        self._transport = transport
+        self._user = user
+        self._pending: dict[tuple[str, int], asyncio.Future[OutputTail | None]] = {}
+        self._flush: asyncio.Handle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def read(self, path: str, tail_bytes: int) -> OutputTail | None:
+        validate_tail_bytes(tail_bytes)
+        key = (path, tail_bytes)
+        future = self._pending.get(key)
+        if future is None:
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
+            self._pending[key] = future
+            if self._flush is None:
+                # Every resolver of this execution step asks before the loop turns again.
+                self._flush = loop.call_soon(self._start)
+        return await asyncio.shield(future)
+
+    def _start(self) -> None:
+        batch, self._pending, self._flush = self._pending, {}, None
+        task = asyncio.ensure_future(self._run(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: dict[tuple[str, int], asyncio.Future[OutputTail | None]]) -> None:
+        keys = list(batch)
+        try:
+            commands = [read_tail_command(path, tail, self._user) for path, tail in keys]
+            results = await self._transport.run(commands)
+        except BaseException as exc:
+            for future in batch.values():
+                if not future.done():
+                    future.set_exception(exc)
+                    future.exception()  # retrieved: each waiter re-raises its own copy
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (path, tail), result in zip(keys, results, strict=True):
+            future = batch[(path, tail)]
+            try:
+                future.set_result(parse_tail(path, tail, result))
+            except Exception as exc:  # a refusal, or output of an unexpected shape
+                future.set_exception(exc)
+                future.exception()

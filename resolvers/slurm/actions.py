@@ -1,0 +1,125 @@
+"""Job submission and control as single commands that also report the job afterwards. Pure.
+
+A write and the read of its result must happen in order on the head node, and a transport batch
+runs its commands concurrently. So each write is one `sh -c PROGRAM sh ARGS...` command: PROGRAM
+is a constant of this module, and everything that comes from a client is a positional argument,
+expanded only inside double quotes. No client value is ever parsed by the shell, and the whole
+write costs one round trip, reading of the job included.
+
+The submit program also makes submission idempotent: with a key, it first looks for a job of the
+same user whose comment carries that key, under a per-user lock on the head node, and reports that
+job instead of submitting again. The key lives with the job in Slurm, so a retry finds the job
+after a client timeout or a server restart, for as long as Slurm remembers the job.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from resolvers.slurm.errors import ParseError
+from resolvers.slurm.jobs import JobRow, parse_squeue, squeue_command
+from resolvers.slurm.sbatch import KEY_END, KEY_MARKER
+from transport.base import Command
+
+# Job ids a control command accepts: a job or one array task (Slurm's own forms).
+CONTROL_JOB_ID = re.compile(r"^\d{1,10}(?:_\d{1,10})?$")
+
+
+def _show_prefix(count: int) -> str:
+    """Shell lines that take the squeue argv from the first `count` positional arguments."""
+    names = " ".join(f'q{i}="${{{i}}}"' for i in range(1, count + 1))
+    args = " ".join(f'"$q{i}"' for i in range(1, count + 1))
+    return f'{names}\nshift {count}\nshow() {{ SLURM_TIME_FORMAT=%s {args} --jobs="$1"; }}\n'
+
+
+_SUBMIT_BODY = f"""\
+case $key in *[!A-Za-z0-9_-]*) echo "invalid key" >&2; exit 64;; esac
+cd "$HOME" 2>/dev/null || cd /
+if [ -n "$key" ]; then
+  # Serialise this user's keyed submissions, so that two retries cannot both submit.
+  lock="${{TMPDIR:-/tmp}}/slurm-graphql-submit.$(id -u).lock"
+  if command -v flock >/dev/null 2>&1 && : 2>/dev/null >>"$lock"; then
+    exec 9>>"$lock"
+    flock -w 60 9 || true
+  fi
+  found=$(squeue --noheader --states=all --user="$(id -un)" --format='%F %k' |
+    sed -n "s/^\\([0-9][0-9]*\\) {KEY_MARKER}$key{KEY_END}.*/\\1/p" | head -n 1)
+  if [ -n "$found" ]; then
+    printf 'EXISTING %s\\n' "$found"
+    show "$found"
+    exit
+  fi
+fi
+conf=SLURM_GRAPHQL_SUBMIT=1
+if [ -n "${{SLURM_CONF-}}" ]; then conf="SLURM_CONF=$SLURM_CONF"; fi
+# sbatch runs in a clean environment: the server's own variables must not reach the job.
+out=$(env -i "PATH=$PATH" "HOME=$HOME" "USER=$(id -un)" "LOGNAME=$(id -un)" "$conf" "$@") || exit
+id=${{out%%;*}}
+printf 'SUBMITTED %s\\n' "$id"
+show "$id"
+"""
+
+_CONTROL_BODY = """\
+# The action's own output goes to stderr: stdout is the job as squeue shows it afterwards.
+"$@" >&2 || exit
+show "$job"
+"""
+
+
+def _program(first: str, count: int, body: str) -> str:
+    return f'set -u\n{first}="$1"\nshift\n{_show_prefix(count)}{body}'
+
+
+def submit_command(
+    boundary: str,
+    key: str | None,
+    environment: Sequence[str],
+    options: Sequence[str],
+    script: bytes,
+    user: str | None,
+) -> Command:
+    """Submit `script` with sbatch `options` as `user`, then show the job (or the job that
+    already carries `key`)."""
+    show = squeue_command(boundary).argv
+    program = _program("key", len(show), _SUBMIT_BODY)
+    argv = ("sh", "-c", program, "sh", key or "", *show, *environment, "sbatch", *options)
+    return Command(argv, stdin=script, user=user)
+
+
+def control_command(boundary: str, job_id: str, action: Sequence[str], user: str | None) -> Command:
+    """Run `action` (scancel/scontrol argv) as `user`, then show job `job_id`."""
+    if not CONTROL_JOB_ID.match(job_id):
+        raise ValueError(f"{job_id!r} is not a job or array task id")
+    show = squeue_command(boundary).argv
+    program = _program("job", len(show), _CONTROL_BODY)
+    return Command(("sh", "-c", program, "sh", job_id, *show, *action), user=user)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job_id: int
+    created: bool  # False when a job with the same key already existed
+    rows: tuple[JobRow, ...]
+
+
+def parse_submit(stdout: str, boundary: str) -> Submitted:
+    """What `submit_command` printed: a status line, then squeue rows of the job."""
+    status, _, rest = stdout.partition("\n")
+    word, _, job_id = status.partition(" ")
+    if word not in ("SUBMITTED", "EXISTING") or not job_id.strip().isdigit():
+        raise ParseError("submit", status, "no job id")
+    rows = tuple(parse_squeue(rest, boundary))
+    return Submitted(int(job_id), word == "SUBMITTED", rows)
+
+
+def primary_row(rows: Sequence[JobRow], job_id: int) -> JobRow | None:
+    """The row that stands for job `job_id`: its own record, else its first array task."""
+    for row in rows:
+        if row.job_id == job_id:
+            return row
+    for row in rows:
+        if row.fields().array_job_id == job_id:
+            return row
+    return None

@@ -1,0 +1,84 @@
+"""The root Mutation: submit jobs and act on them, as the requesting user."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import strawberry
+
+from resolvers.context import RequestContext
+from resolvers.mutations import Rejected, Rejection, Written, control_job, submit_job
+from resolvers.slurm.sbatch import InvalidSubmission, update_arguments, validate_signal
+from schema.errors import expected_errors_as_graphql
+from schema.inputs import SubmitJobInput, UpdateJobInput
+from schema.payloads import JobActionPayload, SubmitJobPayload, action_payload, submit_payload
+
+
+async def _act(
+    info: strawberry.Info, cluster: str | None, id: str, argv: Callable[[str], list[str]]
+) -> JobActionPayload:
+    context: RequestContext = info.context
+
+    async def run() -> Written | Rejected:
+        source = context.sources[context.resolve_cluster_name(cluster)]
+        try:
+            action = argv(id)
+        except InvalidSubmission as exc:
+            return Rejected(Rejection.INVALID_INPUT, exc.message, exc.field)
+        return await control_job(source, context.identity, id, action)
+
+    return action_payload(await expected_errors_as_graphql(run()))
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Submit a batch job as the requesting user.")
+    async def submit_job(
+        self, info: strawberry.Info, input: SubmitJobInput, cluster: str | None = None
+    ) -> SubmitJobPayload:
+        context: RequestContext = info.context
+
+        async def run() -> Written | Rejected:
+            source = context.sources[context.resolve_cluster_name(cluster)]
+            return await submit_job(source, context.identity, input.to_request())
+
+        return submit_payload(await expected_errors_as_graphql(run()), input.client_mutation_id)
+
+    @strawberry.mutation(description="Cancel a job, or send it a signal (scancel).")
+    async def cancel_job(
+        self, info: strawberry.Info, id: str, cluster: str | None = None, signal: str | None = None
+    ) -> JobActionPayload:
+        def argv(job: str) -> list[str]:
+            if signal is None:
+                return ["scancel", "--", job]
+            return ["scancel", f"--signal={validate_signal(signal)}", "--", job]
+
+        return await _act(info, cluster, id, argv)
+
+    @strawberry.mutation(description="Hold a pending job: it will not start until released.")
+    async def hold_job(
+        self, info: strawberry.Info, id: str, cluster: str | None = None
+    ) -> JobActionPayload:
+        return await _act(info, cluster, id, lambda job: ["scontrol", "hold", job])
+
+    @strawberry.mutation(description="Release a held job.")
+    async def release_job(
+        self, info: strawberry.Info, id: str, cluster: str | None = None
+    ) -> JobActionPayload:
+        return await _act(info, cluster, id, lambda job: ["scontrol", "release", job])
+
+    @strawberry.mutation(description="Requeue a job (held afterwards when `hold` is true).")
+    async def requeue_job(
+        self, info: strawberry.Info, id: str, cluster: str | None = None, hold: bool = False
+    ) -> JobActionPayload:
+        verb = "requeuehold" if hold else "requeue"
+        return await _act(info, cluster, id, lambda job: ["scontrol", verb, job])
+
+    @strawberry.mutation(description="Change a job's limits, name, comment, partition and more.")
+    async def update_job(
+        self, info: strawberry.Info, id: str, input: UpdateJobInput, cluster: str | None = None
+    ) -> JobActionPayload:
+        def argv(job: str) -> list[str]:
+            return ["scontrol", "update", f"JobId={job}", *update_arguments(input.to_update())]
+
+        return await _act(info, cluster, id, argv)
