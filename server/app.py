@@ -37,6 +37,8 @@ from transport import Transport, open_transport
 
 logger = logging.getLogger("slurm_graphql")
 
+NOBODY = Identity(user="nobody")
+
 STATIC_DIR = Path(__file__).parent / "static" / "graphiql"
 STATIC_PREFIX = "/static/graphiql"
 
@@ -119,9 +121,12 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
             identity = request.scope.get("state", {}).get("identity") or self._authenticate(
                 request.headers.get("authorization")
             )
-            if identity is None:
-                # A WebSocket without a token: nothing may run as nobody in particular.
+            if identity is None and isinstance(request, WebSocket):
                 raise PermissionError("unauthenticated")
+            if identity is None:
+                # Only GraphiQL's page gets here without a token (see __call__), and it runs
+                # nothing; should anything run, it runs with no one's rights.
+                identity = NOBODY
         assert identity is not None
         return RequestContext(
             sources=self._sources, max_page_size=self._settings.max_page_size, identity=identity

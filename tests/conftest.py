@@ -15,6 +15,7 @@ import pytest
 
 from server.app import create_app
 from server.settings import Settings
+from server.tokens import parse_token_map
 from tests.support.aws import SsmEndpoint, aws_environ, moto_s3_server, ssm_endpoint
 from tests.support.counting import CountingTransport
 from tests.support.scenario import Scenario, create_scenario, tear_down
@@ -104,6 +105,64 @@ class Api:
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
+
+
+# Token map of the tests: alice and bob are users, carol administers the API.
+TOKENS = "alice-token=alice,bob-token=bob,carol-token=carol:admin"
+
+
+@pytest.fixture(scope="session")
+def unix_users(slurm_cluster: str) -> None:
+    """alice, bob and carol exist as Unix users, as they would on a real head node."""
+    subprocess.run([REPO / "scripts" / "test-users", "ensure"], check=True)
+
+
+@dataclass
+class UserApi:
+    """The app with the test token map, over one transport; requests act as a named user."""
+
+    client: httpx.AsyncClient
+    transport: CountingTransport
+    kind: str
+
+    async def as_user(self, user: str, query: str, **variables: Any) -> dict[str, Any]:
+        response = await self.client.post(
+            "/graphql",
+            json={"query": query, "variables": variables},
+            headers={"Authorization": f"Bearer {user}-token"},
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        assert "errors" not in body or body.get("data") is not None, body
+        return body
+
+
+def open_inner_transport(request: pytest.FixtureRequest, kind: str) -> Transport:
+    if kind == "local":
+        return LocalTransport()
+    aws: Aws = request.getfixturevalue("aws")
+    return open_transport(aws.ssm_url())
+
+
+@pytest.fixture(params=["local", "ssm"])
+async def user_api(request: pytest.FixtureRequest, unix_users: None) -> AsyncIterator[UserApi]:
+    """The app over the real cluster with the test token map, through each transport."""
+    inner = open_inner_transport(request, request.param)
+    transport = CountingTransport(inner)
+    settings = Settings(
+        clusters=(("local", "local://"),), cache_ttl=0.0, tokens=parse_token_map(TOKENS)
+    )
+    app = create_app(settings, transports={"local": transport})
+    try:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://test"
+            ) as client,
+        ):
+            yield UserApi(client, transport, request.param)
+    finally:
+        await inner.aclose()
 
 
 @pytest.fixture(params=["local", "ssm"])
