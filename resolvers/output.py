@@ -11,6 +11,9 @@ import asyncio
 from dataclasses import dataclass
 
 from resolvers.ids import BadUserInput
+from resolvers.slurm.filename import expand_output_pattern
+from resolvers.slurm.hostlist import expand_hostlist
+from resolvers.slurm.jobs import JobRecord
 from transport.base import Command, CommandResult, Transport
 from transport.errors import SlurmGraphQLError
 
@@ -38,6 +41,25 @@ def validate_tail_bytes(value: int) -> int:
     if not 0 <= value <= MAX_TAIL_BYTES:
         raise BadUserInput(f"tailBytes must be between 0 and {MAX_TAIL_BYTES}, got {value}")
     return value
+
+
+def output_file(record: JobRecord, stderr: bool) -> str | None:
+    """The file a job writes its stdout (or stderr) to: squeue's pattern, expanded."""
+    pattern = record.stderr_path if stderr else record.stdout_path
+    if pattern is None:
+        return None
+    task = record.array_task_id
+    hosts = expand_hostlist(record.node_list or "")
+    return expand_output_pattern(
+        pattern,
+        job_id=record.job_id,
+        array_job_id=record.array_job_id,
+        array_task_id=int(task) if task is not None and task.isdigit() else None,
+        user=record.user,
+        name=record.name,
+        # The node name stands for the batch host's name, as on clusters where they agree.
+        batch_host=hosts[0] if hosts else None,
+    )
 
 
 def read_tail_command(path: str, tail_bytes: int, user: str | None) -> Command:

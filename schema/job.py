@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
-from resolvers.output import DEFAULT_TAIL_BYTES
+from resolvers.output import DEFAULT_TAIL_BYTES, output_file
 from resolvers.selection import job_partitions
 from resolvers.slurm.hostlist import expand_hostlist
 from resolvers.slurm.jobs import JobRecord, JobRow
@@ -155,9 +155,7 @@ class Job:
         stream: OutputStream = OutputStream.STDOUT,
         tail_bytes: int = DEFAULT_TAIL_BYTES,
     ) -> JobOutput | None:
-        path = (
-            self._record.stdout_path if stream is OutputStream.STDOUT else self._record.stderr_path
-        )
+        path = output_file(self._record, stderr=stream is OutputStream.STDERR)
         if path is None:
             return None
         reader = info.context.output_reader(self._snapshot.cluster)

@@ -44,8 +44,11 @@ STATIC_PREFIX = "/static/graphiql"
 
 
 def _should_mask(error: GraphQLError) -> bool:
-    """Coded errors were made for clients; everything else is an internal error, logged."""
+    """Coded errors were made for clients, and so are graphql-core's own parse and validation
+    errors (they wrap no exception); anything else is an internal error, logged."""
     if error.extensions and "code" in error.extensions:
+        return False
+    if error.original_error is None:
         return False
     logger.error("unexpected error at %s", error.path, exc_info=error.original_error)
     return True

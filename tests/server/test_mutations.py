@@ -9,8 +9,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import UserApi
+from server.settings import Settings
+from server.tokens import parse_token_map
+from tests.conftest import TOKENS, UserApi
 from tests.support import oracle
+from tests.support.app import app_client
+from transport.local import LocalTransport
 
 pytestmark = pytest.mark.cluster
 
@@ -256,3 +260,33 @@ async def test_unauthenticated_requests_are_refused(user_api: UserApi) -> None:
     page = await user_api.client.get("/graphql", headers={"Accept": "text/html"})
     assert page.status_code == 200 and "graphiql" in page.text.lower()
     assert user_api.transport.calls == before
+
+
+async def test_the_writer_reads_its_write_through_a_warm_cache(unix_users: None) -> None:
+    """With a 60 s snapshot cache already warm, a query right after a submit or a hold sees
+    it: a write drops the cached snapshot."""
+    settings = Settings(cache_ttl=60.0, tokens=parse_token_map(TOKENS))
+    headers = {"Authorization": "Bearer alice-token"}
+    async with app_client(settings, {"local": LocalTransport()}) as client:
+
+        async def run(query: str, **variables: Any) -> dict[str, Any]:
+            response = await client.post(
+                "/graphql", json={"query": query, "variables": variables}, headers=headers
+            )
+            data: dict[str, Any] = response.json()["data"]
+            return data
+
+        count = "{ cluster { jobs { totalCount } } }"
+        warm = (await run(count))["cluster"]["jobs"]["totalCount"]
+        job = (await run(SUBMIT, input={"script": SLEEP, "partition": "batch", "hold": True}))[
+            "submitJob"
+        ]["job"]
+        try:
+            assert (await run(count))["cluster"]["jobs"]["totalCount"] == warm + 1
+            released = await run(RELEASE, id=job["id"])
+            assert released["releaseJob"]["job"]["reason"] != "JobHeldUser"
+            held = await run(HOLD, id=job["id"])
+            assert held["holdJob"]["job"]["reason"] == "JobHeldUser"
+            assert (await run(JOB, id=job["id"]))["cluster"]["job"]["reason"] == "JobHeldUser"
+        finally:
+            scancel(job["jobId"])

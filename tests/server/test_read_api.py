@@ -74,7 +74,10 @@ def assert_job_matches(job: dict[str, Any], slurm: dict[str, Any]) -> None:
         else:
             assert epoch(job["endTime"]) == (oracle.number(slurm["end_time"]) or None)
         assert job["priority"] == oracle.number(slurm["priority"])
-        assert job["reason"] == (None if slurm["state_reason"] == "None" else slurm["state_reason"])
+        # squeue prints Slurm's description of the reason when it has one (a requeued, held
+        # job: "job requeued in held state"), else the reason code.
+        reason = slurm.get("state_description") or slurm["state_reason"]
+        assert job["reason"] == (None if reason == "None" else reason)
         if slurm["standard_output"]:  # empty in the JSON when defaulted; squeue names the file
             assert job["stdoutPath"] == slurm["standard_output"]
         assert job["arrayJobId"] == (oracle.number(slurm["array_job_id"]) or None)
