@@ -5,13 +5,30 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.types import ExecutionContext
 
 from schema.mutation import Mutation
 from schema.query import Query
 from schema.scalars import SCALAR_MAP
+
+
+class _Schema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Log what went wrong unexpectedly; a coded error is an answer to the client (a bad id,
+        an unknown cluster), and a parse or validation error is the client's, not ours."""
+        unexpected = [
+            error
+            for error in errors
+            if error.original_error is not None
+            and not (error.extensions and "code" in error.extensions)
+        ]
+        super().process_errors(unexpected, execution_context)
 
 
 def build_schema(
@@ -19,7 +36,7 @@ def build_schema(
     execution_context_class: type[StrawberryGraphQLCoreExecutionContext] | None = None,
 ) -> strawberry.Schema:
     """The schema; `extensions` are factories, called once per request by strawberry."""
-    return strawberry.Schema(
+    return _Schema(
         query=Query,
         mutation=Mutation,
         extensions=list(extensions),

@@ -61,7 +61,7 @@ class SubmitJobInput:
         default=False, description="Start when any dependency is met, not all."
     )
     work_dir: str | None = strawberry.field(
-        default=None, description="Defaults to the user's home directory."
+        default=None, description="An absolute path; the user's home directory if omitted."
     )
     stdout_path: str | None = None
     stderr_path: str | None = None

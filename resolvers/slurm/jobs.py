@@ -239,7 +239,8 @@ def parse_squeue(text: str, boundary: str) -> list[JobRow]:
     """Every job in squeue output made by `squeue_command(boundary)`; [] for empty output."""
     end_of_row = RECORD_SEPARATOR + boundary + "\n"
     if "\r" in text:
-        text = text.replace("\r\n", "\n")
+        # Only row ends may have become CRLF: a "\r\n" inside a job's name or comment is data.
+        text = text.replace(end_of_row[:-1] + "\r\n", end_of_row)
     if text.endswith(end_of_row[:-1]):
         text += "\n"  # output cut before its final newline
     rows = text.split(end_of_row)

@@ -207,6 +207,9 @@ def sbatch_arguments(request: SubmitRequest) -> tuple[list[str], list[str]]:
     _text("script", request.script, 4 * 1024 * 1024)
     if not request.script.startswith("#!"):
         raise InvalidSubmission("script", "must start with an interpreter line such as #!/bin/sh")
+    if "\r\n" in request.script:
+        # sbatch refuses these itself; saying so here names the field and saves a round trip.
+        raise InvalidSubmission("script", "has DOS line breaks (\\r\\n); use \\n")
     options = ["--parsable"]
     if request.name is not None:
         if not request.name:
@@ -247,6 +250,9 @@ def sbatch_arguments(request: SubmitRequest) -> tuple[list[str], list[str]]:
     if request.dependencies:
         value = dependency_option(request.dependencies, request.any_dependency)
         options.append("--dependency=" + value)
+    if request.work_dir is not None and not request.work_dir.startswith("/"):
+        # sbatch would resolve it against the submission directory: say what is meant instead.
+        raise InvalidSubmission("workDir", "must be an absolute path")
     for option, field_name, path in (
         ("--chdir", "workDir", request.work_dir),
         ("--output", "stdoutPath", request.stdout_path),
