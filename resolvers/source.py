@@ -42,6 +42,10 @@ class SnapshotSource:
         self._latest: tuple[float, Snapshot] | None = None
         self._in_flight: dict[Need, asyncio.Future[Snapshot]] = {}
         self._background: set[asyncio.Task[Snapshot]] = set()
+        # Read by the metrics endpoint: gets served from the cache, and gets that waited for
+        # the head node (a fetch of their own or one already in flight).
+        self.hits = 0
+        self.misses = 0
 
     async def get(self, needs: Need) -> Snapshot:
         """A snapshot holding at least `needs`, fresh within the TTL."""
@@ -50,9 +54,11 @@ class SnapshotSource:
         fresh = self.fresh()
         if fresh is not None:
             if needs in fresh.needs:
+                self.hits += 1
                 self._refresh_ahead(fresh)
                 return fresh
             needs |= fresh.needs
+        self.misses += 1
         for pending_needs, pending in self._in_flight.items():
             if needs in pending_needs:
                 return await asyncio.shield(pending)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 _CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 DEFAULT_CLUSTERS = "local=local://"
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class SettingsError(ValueError):
@@ -22,6 +24,10 @@ class Settings:
     max_page_size: int = 10_000
     graphiql: bool = True
     response_cache: bool = True
+    log_format: str = "text"
+    log_level: str = "info"
+    metrics: bool = True
+    ready_interval: float = 30.0
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -31,6 +37,10 @@ class Settings:
             max_page_size=int(_number(environ, "SLURM_GRAPHQL_MAX_PAGE_SIZE", 10_000, minimum=1)),
             graphiql=_flag(environ, "SLURM_GRAPHQL_GRAPHIQL", True),
             response_cache=_flag(environ, "SLURM_GRAPHQL_RESPONSE_CACHE", True),
+            log_format=_choice(environ, "SLURM_GRAPHQL_LOG_FORMAT", "text", LOG_FORMATS),
+            log_level=_choice(environ, "SLURM_GRAPHQL_LOG_LEVEL", "info", LOG_LEVELS),
+            metrics=_flag(environ, "SLURM_GRAPHQL_METRICS", True),
+            ready_interval=_number(environ, "SLURM_GRAPHQL_READY_INTERVAL", 30.0, minimum=1.0),
         )
 
 
@@ -71,3 +81,12 @@ def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise SettingsError(f"{name}: {raw!r} is not a boolean (use true or false)")
+
+
+def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in choices:
+        raise SettingsError(f"{name}: {raw!r} is not one of {', '.join(choices)}")
+    return raw
