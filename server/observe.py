@@ -86,6 +86,22 @@ def outcome_of(record: RequestRecord, status: int) -> str:
     return "rejected" if status >= 400 else "ok"
 
 
+def _request_id(scope: Scope) -> str:
+    """The caller's id if sane; under Lambda, API Gateway's request id or else the invocation's,
+    so that our line matches theirs in CloudWatch; else a new one."""
+    event = scope.get("aws.event")
+    request_context = event.get("requestContext") if isinstance(event, dict) else None
+    candidates = (
+        Headers(scope=scope).get("x-request-id"),
+        request_context.get("requestId") if isinstance(request_context, dict) else None,
+        getattr(scope.get("aws.context"), "aws_request_id", None),
+    )
+    for candidate in candidates:
+        if isinstance(candidate, str) and _REQUEST_ID.match(candidate):
+            return candidate
+    return uuid.uuid4().hex
+
+
 class ObserveMiddleware:
     """Gives each HTTP request an id (the caller's `X-Request-Id` when it sends a sane one),
     echoes it in the response, and logs and measures the request when it ends."""
@@ -98,8 +114,7 @@ class ObserveMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = Headers(scope=scope).get("x-request-id", "")
-        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = _request_id(scope)
         record = RequestRecord(request_id, scope["method"], scope["path"])
         status = 500  # what the client gets if the app fails before answering
 
