@@ -60,22 +60,15 @@ CONFIGURATIONS = {
 }
 
 
-def measure(environ: dict[str, str], runs: int) -> list[dict[str, float]]:
+def measure_once(environ: dict[str, str]) -> dict[str, float]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SLURM_GRAPHQL_"))}
     # As the SAM template deploys it: metrics off, JSON logs (to /dev/null here).
     env = {**base, "SLURM_GRAPHQL_METRICS": "false", "SLURM_GRAPHQL_LOG_FORMAT": "json", **environ}
-    samples = []
-    for _ in range(runs + 1):
-        done = subprocess.run(
-            [sys.executable, "-c", PROBE],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            env=env,
-            check=True,
-        )
-        samples.append(json.loads(done.stdout))
-    return samples[1:]  # the first run also writes .pyc files
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, cwd=REPO, env=env, check=True
+    )
+    sample: dict[str, float] = json.loads(done.stdout)
+    return sample
 
 
 def main() -> None:
@@ -84,8 +77,14 @@ def main() -> None:
     args = parser.parse_args()
     print(f"Python {sys.version.split()[0]}, {args.runs} fresh processes each, median (fastest)")
     print(f"{'clusters':<22} {'import':>16} {'first request':>16} {'modules':>8}  heavy imports")
-    for name, environ in CONFIGURATIONS.items():
-        samples = measure(environ, args.runs)
+    for environ in CONFIGURATIONS.values():
+        measure_once(environ)  # the first run also writes .pyc files
+    # Rounds alternate the configurations, so that load from elsewhere hits them alike.
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in CONFIGURATIONS}
+    for _ in range(args.runs):
+        for name, environ in CONFIGURATIONS.items():
+            runs[name].append(measure_once(environ))
+    for name, samples in runs.items():
         imports = [s["import"] * 1000 for s in samples]
         firsts = [s["first"] * 1000 for s in samples]
         heavy = [m for m in ("boto3", "prometheus") if samples[0][m]] or ["none"]
