@@ -14,6 +14,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,8 +54,8 @@ def container_environ(image: Stage, port: int, slurm_conf: str) -> dict[str, str
     return environ
 
 
-@pytest.fixture(scope="module")
-def container(image: Stage, slurm_cluster: str) -> Iterator[Container]:
+@contextmanager
+def run_container(image: Stage, slurm_cluster: str) -> Iterator[Container]:
     """ENTRYPOINT + CMD exactly as the Dockerfile has them, until /healthz answers."""
     port = free_port()
     environ = container_environ(image, port, slurm_cluster)
@@ -81,6 +82,13 @@ def container(image: Stage, slurm_cluster: str) -> Iterator[Container]:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+@pytest.fixture(scope="module")
+def container(image: Stage, slurm_cluster: str) -> Iterator[Container]:
+    """The image's command, shared by the tests that only send it requests."""
+    with run_container(image, slurm_cluster) as running:
+        yield running
 
 
 def _answers(url: str) -> bool:
@@ -153,13 +161,17 @@ def test_the_healthcheck_command(image: Stage, container: Container) -> None:
     assert failed.returncode != 0
 
 
-def test_sigterm_stops_it_gracefully(container: Container) -> None:
+def test_sigterm_stops_it_gracefully(image: Stage, slurm_cluster: str) -> None:
     """SIGTERM (ECS's stop signal) runs the app's shutdown before the process ends (uvicorn then
     re-raises the signal, as a process without a handler would end); its request lines are
     JSON, as the image's SLURM_GRAPHQL_LOG_FORMAT asks."""
-    container.process.send_signal(signal.SIGTERM)
-    assert container.process.wait(timeout=15) == -signal.SIGTERM
-    output = container.output.read_text()
+    with run_container(image, slurm_cluster) as container:
+        query = {"query": "query Parts { cluster { partitions { name } } }"}
+        httpx.post(f"{container.url}/graphql", json=query, trust_env=False, timeout=30)
+        container.process.send_signal(signal.SIGTERM)
+        stopped = container.process.wait(timeout=15)
+        output = container.output.read_text()
+    assert stopped == -signal.SIGTERM
     assert "Application shutdown complete." in output
     lines = output.splitlines()
     requests = [json.loads(x) for x in lines if x.startswith("{")]
