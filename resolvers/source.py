@@ -42,15 +42,16 @@ class SnapshotSource:
         self._latest: tuple[float, Snapshot] | None = None
         self._in_flight: dict[Need, asyncio.Future[Snapshot]] = {}
         self._background: set[asyncio.Task[Snapshot]] = set()
-        # Read by the metrics endpoint: gets served from the cache, and gets that waited for
-        # the head node (a fetch of their own or one already in flight).
+        # Read by the metrics endpoint: gets, and gets served from the cache; the others waited
+        # for the head node (a fetch of their own or one already in flight).
+        self.lookups = 0
         self.hits = 0
-        self.misses = 0
 
     async def get(self, needs: Need) -> Snapshot:
         """A snapshot holding at least `needs`, fresh within the TTL."""
         if not needs:
             return Snapshot(cluster=self.cluster, taken_at=time.time(), needs=needs)
+        self.lookups += 1
         fresh = self.fresh()
         if fresh is not None:
             if needs in fresh.needs:
@@ -58,7 +59,6 @@ class SnapshotSource:
                 self._refresh_ahead(fresh)
                 return fresh
             needs |= fresh.needs
-        self.misses += 1
         for pending_needs, pending in self._in_flight.items():
             if needs in pending_needs:
                 return await asyncio.shield(pending)

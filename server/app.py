@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
@@ -28,11 +28,11 @@ from resolvers.source import SnapshotSource
 from schema import build_schema
 from server.execution import LeanExecutionContext
 from server.graphiql import render_graphiql
-from server.health import Readiness, healthz, readyz_endpoint
+from server.health import Readiness, readyz_endpoint
 from server.observe import ObserveMiddleware, RequestObserver, note_result
 from server.response_cache import ResponseCache
+from server.round_trips import RoundTripListener, WatchedTransport
 from server.settings import Settings
-from server.watched import RoundTripListener, WatchedTransport
 from transport import Transport, open_transport
 
 logger = logging.getLogger("slurm_graphql")
@@ -150,6 +150,9 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
             for transport in opened:
                 await transport.aclose()
             sources.clear()
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
 
     graphql_app = _GraphQLApp(sources, settings)
     app = Starlette(

@@ -1,5 +1,5 @@
-"""Health for load balancers: `/healthz` (the process answers) and `/readyz` (every configured
-cluster answered recently).
+"""Readiness for load balancers: `/readyz` answers whether every configured cluster answered
+recently. (`/healthz`, in server/app.py, only says the process serves requests.)
 
 A load balancer asks every few seconds from every node, so `/readyz` must not reach the head
 node each time. A cluster counts as ready while its latest answer, within `interval` seconds,
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from server.watched import RoundTrip
+from server.round_trips import RoundTrip
 from transport import Command, Transport, TransportError
 
 PROBE = Command(("scontrol", "ping"))
@@ -124,11 +124,6 @@ def _describe(error: Exception) -> str:
     return "internal error"
 
 
-async def healthz(request: Request) -> Response:
-    """The process is up and serving; no cluster is asked."""
-    return JSONResponse({"status": "ok"})
-
-
 def readyz_endpoint(readiness: Readiness) -> Callable[[Request], Awaitable[Response]]:
     async def readyz(request: Request) -> Response:
         """200 when every cluster answered within the interval, else 503 with each one's state."""
@@ -139,4 +134,4 @@ def readyz_endpoint(readiness: Readiness) -> Callable[[Request], Awaitable[Respo
     return readyz
 
 
-__all__ = ["Readiness", "healthz", "readyz_endpoint"]
+__all__ = ["Readiness", "readyz_endpoint"]

@@ -38,7 +38,7 @@ from starlette.responses import Response
 
 from resolvers.source import SnapshotSource
 from server.observe import RequestRecord, outcome_of
-from server.watched import RoundTrip
+from server.round_trips import RoundTrip
 
 # Operation names come from clients: past this many distinct names, new ones count as "other",
 # so a client cannot grow the series without bound.
@@ -135,7 +135,7 @@ class _SnapshotCacheCollector(Collector):
         )
         for name, source in self._sources.items():
             family.add_metric([name, "hit"], source.hits)
-            family.add_metric([name, "miss"], source.misses)
+            family.add_metric([name, "miss"], source.lookups - source.hits)
         yield family
 
     def describe(self) -> Iterator[Metric]:
