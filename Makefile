@@ -7,7 +7,8 @@ BIN    := $(VENV)/bin
 export LOCAL_CLUSTER_DIR ?= $(CURDIR)/.local-cluster
 export SLURM_CONF ?= $(LOCAL_CLUSTER_DIR)/slurm.conf
 
-.PHONY: install system-deps cluster-start cluster-stop run test check format golden bench clean
+.PHONY: install system-deps cluster-start cluster-stop run test check format golden bench clean \
+	build-Function
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +40,8 @@ check: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/cfn-lint deploy/*.yaml
 
 format: install
 	$(BIN)/ruff format .
@@ -50,6 +53,17 @@ golden: install cluster-start
 bench: install
 	$(BIN)/python bench/parse.py
 	$(BIN)/python bench/query.py
+
+# `sam build -t deploy/lambda.yaml` runs this (BuildMethod: makefile) with ARTIFACTS_DIR set: the
+# package and its dependencies as wheels for Lambda's runtime, whatever machine builds it.
+LAMBDA_PYTHON   ?= 3.12
+LAMBDA_PLATFORM ?= manylinux2014_x86_64
+build-Function:
+	rm -rf build/lambda-wheel
+	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir build/lambda-wheel .
+	$(PYTHON) -m pip install --quiet --target "$(ARTIFACTS_DIR)" --only-binary=:all: \
+		--platform $(LAMBDA_PLATFORM) --implementation cp --python-version $(LAMBDA_PYTHON) \
+		build/lambda-wheel/*.whl
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

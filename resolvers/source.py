@@ -45,14 +45,20 @@ class SnapshotSource:
         # cache after it, so a writer never reads a snapshot older than its write.
         self._generation = 0
         self._background: set[asyncio.Task[Snapshot]] = set()
+        # Read by the metrics endpoint: gets, and gets served from the cache; the others waited
+        # for the head node (a fetch of their own or one already in flight).
+        self.lookups = 0
+        self.hits = 0
 
     async def get(self, needs: Need) -> Snapshot:
         """A snapshot holding at least `needs`, fresh within the TTL."""
         if not needs:
             return Snapshot(cluster=self.cluster, taken_at=time.time(), needs=needs)
+        self.lookups += 1
         fresh = self.fresh()
         if fresh is not None:
             if needs in fresh.needs:
+                self.hits += 1
                 self._refresh_ahead(fresh)
                 return fresh
             needs |= fresh.needs

@@ -30,7 +30,10 @@ from resolvers.source import SnapshotSource
 from schema import build_schema
 from server.execution import LeanExecutionContext
 from server.graphiql import render_graphiql
+from server.health import Readiness, readyz_endpoint
+from server.observe import ObserveMiddleware, RequestObserver, note_result
 from server.response_cache import ResponseCache
+from server.round_trips import RoundTripListener, WatchedTransport
 from server.settings import Settings
 from server.tokens import bearer_token, identity_for_token
 from transport import Transport, open_transport
@@ -90,12 +93,14 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
             else None
         )
         if key is not None and (cached := self._responses.get(key)) is not None:
+            note_result(request_data.query, request_data.operation_name, cached, cached=True)
             return cached
         result: ExecutionResult = await super().execute_single(
             request, request_adapter, sub_response, context, root_value, request_data
         )
         if key is not None and context.cacheable:
             self._responses.put(key, result, context.snapshots_used(), context.jobs_listed)
+        note_result(request_data.query, request_data.operation_name, result)
         return result
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -164,19 +169,37 @@ def _unauthenticated() -> Response:
 def create_app(settings: Settings, transports: Mapping[str, Transport] | None = None) -> Starlette:
     """The app for `settings`; `transports` replaces opening them from their URLs (tests)."""
     sources: dict[str, SnapshotSource] = {}
+    # Readiness and metrics outlive a lifespan: Mangum runs one per Lambda invocation.
+    readiness = Readiness(tuple(name for name, _ in settings.clusters), settings.ready_interval)
+    listeners: list[RoundTripListener] = [readiness.record]
+    observers: list[RequestObserver] = []
+    extra_routes: list[Route] = []
+    metrics = None
+    if settings.metrics:
+        from server.metrics import Metrics  # prometheus_client only when metrics are on
+
+        metrics = Metrics()
+        metrics.watch_sources(sources)
+        listeners.append(metrics.observe_round_trip)
+        observers.append(metrics.observe_request)
+        extra_routes.append(Route("/metrics", metrics.endpoint))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         opened: list[Transport] = []
+        watched: dict[str, Transport] = {}
         for name, url in settings.clusters:
             transport = (transports or {}).get(name)
             if transport is None:
                 transport = open_transport(url)
                 opened.append(transport)
-            sources[name] = SnapshotSource(name, transport, ttl=settings.cache_ttl)
+            watched[name] = WatchedTransport(transport, name, listeners)
+            sources[name] = SnapshotSource(name, watched[name], ttl=settings.cache_ttl)
+        readiness.attach(watched)
         try:
             yield
         finally:
+            await readiness.detach()
             for source in sources.values():
                 await source.aclose()
             for transport in opened:
@@ -187,17 +210,26 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
         return JSONResponse({"status": "ok"})
 
     graphql_app = _GraphQLApp(sources, settings)
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
             Route("/healthz", healthz),
+            Route("/readyz", readyz_endpoint(readiness)),
+            *extra_routes,
             Mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="graphiql-assets"),
         ],
-        # GraphiQL's bundle is 3.5 MB and job listings are repetitive JSON: both shrink ~5x.
-        # A moderate level keeps compressing a 10,000-job answer cheap next to executing it.
-        middleware=[Middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)],
+        middleware=[
+            # Outermost, so a request's duration and log line include everything below.
+            Middleware(ObserveMiddleware, observers=tuple(observers)),
+            # GraphiQL's bundle is 3.5 MB and job listings are repetitive JSON: both shrink ~5x.
+            # A moderate level keeps compressing a 10,000-job answer cheap next to executing it.
+            Middleware(GZipMiddleware, minimum_size=1024, compresslevel=5),
+        ],
         lifespan=lifespan,
     )
+    app.state.metrics = metrics  # None when metrics are off; the poller sets its gauges here
+    app.state.readiness = readiness
+    return app
 
 
 __all__ = ["create_app"]

@@ -10,16 +10,39 @@ import sys
 import uvicorn
 
 from server.app import create_app
-from server.settings import Settings, SettingsError
+from server.logs import configure_logging
+from server.settings import LOG_LEVELS, Settings, SettingsError
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slurm-graphql", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the GraphQL API and GraphiQL")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    # Defaults from the environment, so a container sets them without changing its command.
+    env = os.environ
+    serve.add_argument(
+        "--host",
+        default=env.get("SLURM_GRAPHQL_HOST", "127.0.0.1"),
+        help="address to bind (SLURM_GRAPHQL_HOST, default 127.0.0.1)",
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=env.get("SLURM_GRAPHQL_PORT", "8000"),  # argparse applies `type` to it
+        help="port to bind (SLURM_GRAPHQL_PORT, default 8000)",
+    )
+    serve.add_argument(
+        "--keep-alive",
+        type=int,
+        default=env.get("SLURM_GRAPHQL_KEEP_ALIVE", "5"),
+        help="seconds an idle connection stays open (SLURM_GRAPHQL_KEEP_ALIVE, default 5); "
+        "behind a load balancer, more than its idle timeout",
+    )
+    serve.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        help="overrides SLURM_GRAPHQL_LOG_LEVEL (default info)",
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -27,13 +50,20 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"slurm-graphql: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    log_level = args.log_level or settings.log_level
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_format, log_level)
     print(f"GraphiQL: http://{args.host}:{args.port}/graphql", file=sys.stderr)
     uvicorn.run(
         create_app(settings),
         host=args.host,
         port=args.port,
-        log_level=args.log_level,
+        log_level=log_level,
+        # The app logs one line per request itself, with its id, operation and round trips.
+        access_log=False,
+        timeout_keep_alive=args.keep_alive,
+        # Client address and scheme from X-Forwarded-* sent by the hosts FORWARDED_ALLOW_IPS
+        # names (uvicorn reads it; default 127.0.0.1, the container sets "*" behind its ALB).
         proxy_headers=True,
         timeout_graceful_shutdown=10,
     )

@@ -12,6 +12,8 @@ from server.tokens import TokenMapError, parse_token_map
 _CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 DEFAULT_CLUSTERS = "local=local://"
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class SettingsError(ValueError):
@@ -21,6 +23,11 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     clusters: tuple[tuple[str, str], ...] = (("local", "local://"),)
+    # Operations: request logs, metrics, and how long an answer keeps a cluster ready.
+    log_format: str = "text"
+    log_level: str = "info"
+    metrics: bool = True
+    ready_interval: float = 30.0
     cache_ttl: float = 1.0
     max_page_size: int = 10_000
     graphiql: bool = True
@@ -32,6 +39,10 @@ class Settings:
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
         return cls(
             clusters=parse_clusters(environ.get("SLURM_GRAPHQL_CLUSTERS") or DEFAULT_CLUSTERS),
+            log_format=_choice(environ, "SLURM_GRAPHQL_LOG_FORMAT", "text", LOG_FORMATS),
+            log_level=_choice(environ, "SLURM_GRAPHQL_LOG_LEVEL", "info", LOG_LEVELS),
+            metrics=_flag(environ, "SLURM_GRAPHQL_METRICS", True),
+            ready_interval=_number(environ, "SLURM_GRAPHQL_READY_INTERVAL", 30.0, minimum=1.0),
             cache_ttl=_number(environ, "SLURM_GRAPHQL_CACHE_TTL", 1.0, minimum=0.0),
             max_page_size=int(_number(environ, "SLURM_GRAPHQL_MAX_PAGE_SIZE", 10_000, minimum=1)),
             graphiql=_flag(environ, "SLURM_GRAPHQL_GRAPHIQL", True),
@@ -53,6 +64,15 @@ def parse_clusters(value: str) -> tuple[tuple[str, str], ...]:
             raise SettingsError(f"SLURM_GRAPHQL_CLUSTERS: cluster {name!r} is listed twice")
         pairs.append((name, url))
     return tuple(pairs)
+
+
+def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in choices:
+        raise SettingsError(f"{name}: {raw!r} is not one of {', '.join(choices)}")
+    return raw
 
 
 def _number(environ: Mapping[str, str], name: str, default: float, minimum: float) -> float:

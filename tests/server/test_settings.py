@@ -35,9 +35,29 @@ def test_clusters_keep_their_order_and_the_first_is_the_default() -> None:
         ({"SLURM_GRAPHQL_CACHE_TTL": "-1"}, "at least 0"),
         ({"SLURM_GRAPHQL_MAX_PAGE_SIZE": "0"}, "at least 1"),
         ({"SLURM_GRAPHQL_GRAPHIQL": "maybe"}, "not a boolean"),
+        ({"SLURM_GRAPHQL_LOG_FORMAT": "xml"}, "not one of text, json"),
+        ({"SLURM_GRAPHQL_LOG_LEVEL": "loud"}, "not one of debug"),
+        ({"SLURM_GRAPHQL_METRICS": "sometimes"}, "not a boolean"),
+        ({"SLURM_GRAPHQL_READY_INTERVAL": "0.5"}, "at least 1"),
     ],
 )
 def test_bad_values_name_the_variable(environ: dict[str, str], message: str) -> None:
     """Each mistake is refused at start-up with the variable's name and the fix."""
     with pytest.raises(SettingsError, match=message):
         Settings.from_environ(environ)
+
+
+def test_operations_settings() -> None:
+    """Log format and level, metrics and the readiness interval: defaults, then set."""
+    defaults = Settings.from_environ({})
+    assert (defaults.log_format, defaults.log_level) == ("text", "info")
+    assert defaults.metrics and defaults.ready_interval == 30.0
+    environ = {
+        "SLURM_GRAPHQL_LOG_FORMAT": "JSON",
+        "SLURM_GRAPHQL_LOG_LEVEL": "debug",
+        "SLURM_GRAPHQL_METRICS": "false",
+        "SLURM_GRAPHQL_READY_INTERVAL": "10",
+    }
+    settings = Settings.from_environ(environ)
+    assert (settings.log_format, settings.log_level) == ("json", "debug")
+    assert not settings.metrics and settings.ready_interval == 10.0

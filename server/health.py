@@ -1,0 +1,137 @@
+"""Readiness for load balancers: `/readyz` answers whether every configured cluster answered
+recently. (`/healthz`, in server/app.py, only says the process serves requests.)
+
+A load balancer asks every few seconds from every node, so `/readyz` must not reach the head
+node each time. A cluster counts as ready while its latest answer, within `interval` seconds,
+was a success: real traffic refreshes that for free. Only a cluster nothing has reached within
+the interval is probed, with `scontrol ping` (it needs slurmctld, not just the head node), and
+the probe's answer, success or failure, then stands for the interval. So the head node sees at
+most one probe per interval per process however often the checks come, and none while the API
+is in use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from server.round_trips import RoundTrip
+from transport import Command, Transport, TransportError
+
+PROBE = Command(("scontrol", "ping"))
+# A load balancer's check times out after a few seconds; a slower probe is a failed one.
+PROBE_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    at: float  # on the readiness clock
+    ok: bool
+    detail: str
+    source: str  # "traffic" or "probe"
+
+
+class Readiness:
+    def __init__(
+        self,
+        clusters: tuple[str, ...],
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.clusters = clusters
+        self.interval = interval
+        self._clock = clock
+        self._answers: dict[str, Answer] = {}
+        self._transports: dict[str, Transport] = {}
+        self._probes: dict[str, asyncio.Task[Answer]] = {}
+
+    def attach(self, transports: Mapping[str, Transport]) -> None:
+        """Use these transports for probes (at start-up); answers seen so far are kept."""
+        self._transports = dict(transports)
+
+    async def detach(self) -> None:
+        """Stop using the transports (at shutdown): cancel probes still running."""
+        self._transports = {}
+        for task in list(self._probes.values()):
+            task.cancel()
+        await asyncio.gather(*self._probes.values(), return_exceptions=True)
+        self._probes.clear()
+
+    def record(self, trip: RoundTrip) -> None:
+        """A round trip ended: the cluster answered, or did not (a round trip listener)."""
+        detail = "answered" if trip.error is None else _describe(trip.error)
+        self._answers[trip.cluster] = Answer(self._clock(), trip.error is None, detail, "traffic")
+
+    async def check(self) -> tuple[bool, dict[str, dict[str, object]]]:
+        """Whether every cluster is ready, and each cluster's latest answer."""
+        answers = await asyncio.gather(*(self._answer(name) for name in self.clusters))
+        now = self._clock()
+        detail = {
+            name: {
+                "ready": answer.ok,
+                "detail": answer.detail,
+                "source": answer.source,
+                "age_seconds": round(now - answer.at, 3),
+            }
+            for name, answer in zip(self.clusters, answers, strict=True)
+        }
+        return all(answer.ok for answer in answers), detail
+
+    async def _answer(self, cluster: str) -> Answer:
+        latest = self._answers.get(cluster)
+        if latest is not None and self._clock() - latest.at < self.interval:
+            return latest
+        task = self._probes.get(cluster)
+        if task is None:
+            task = asyncio.ensure_future(self._probe(cluster))
+            self._probes[cluster] = task
+            task.add_done_callback(lambda _: self._probes.pop(cluster, None))
+        # Concurrent checks share the probe; a check that gives up does not cancel it for others.
+        return await asyncio.shield(task)
+
+    async def _probe(self, cluster: str) -> Answer:
+        transport = self._transports.get(cluster)
+        if transport is None:
+            return Answer(self._clock(), False, "starting", "probe")
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                [result] = await transport.run([PROBE])
+        except TimeoutError:
+            answer = Answer(self._clock(), False, f"no answer within {PROBE_TIMEOUT:g} s", "probe")
+        except Exception as exc:
+            answer = Answer(self._clock(), False, _describe(exc), "probe")
+        else:
+            if result.ok:
+                answer = Answer(self._clock(), True, "scontrol ping succeeded", "probe")
+            else:
+                # Its first line says it: "Slurmctld(primary) at head is DOWN".
+                said = (result.stdout.strip() or result.stderr.strip()).split("\n")[0][:300]
+                answer = Answer(self._clock(), False, f"scontrol ping failed: {said}", "probe")
+        # This answer is later than the one the transport wrapper recorded for the same call.
+        self._answers[cluster] = answer
+        return answer
+
+
+def _describe(error: Exception) -> str:
+    """Transport errors were written for operators; anything else stays internal."""
+    if isinstance(error, TransportError):
+        return f"{type(error).__name__}: {error}"
+    return "internal error"
+
+
+def readyz_endpoint(readiness: Readiness) -> Callable[[Request], Awaitable[Response]]:
+    async def readyz(request: Request) -> Response:
+        """200 when every cluster answered within the interval, else 503 with each one's state."""
+        ready, clusters = await readiness.check()
+        body = {"status": "ready" if ready else "not ready", "clusters": clusters}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    return readyz
+
+
+__all__ = ["Readiness", "readyz_endpoint"]

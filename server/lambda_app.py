@@ -1,0 +1,114 @@
+"""The app as an AWS Lambda handler (Mangum), for API Gateway REST and HTTP APIs and ALBs.
+
+Mangum turns each event into one ASGI request and runs the app's lifespan around it. A Lambda
+invocation cannot hold a connection open, so subscriptions are refused before execution, with a
+coded error that points to the container deployment; the document is parsed here for that, so
+the refusal holds whether or not the schema has a Subscription type.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs
+
+from mangum import Mangum
+from starlette.middleware import Middleware
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.app import create_app
+from server.logs import configure_logging
+from server.observe import GRAPHQL_PATH, ObserveMiddleware, note_refused
+from server.operations import Operation, selected_operation
+from server.settings import Settings
+from transport import Transport, open_transport
+
+SUBSCRIPTIONS_REFUSED = "SUBSCRIPTIONS_NOT_SUPPORTED"
+REFUSAL = (
+    "Subscriptions need a long-lived connection, which this API's Lambda deployment (behind "
+    "API Gateway) cannot hold. Subscribe through its container deployment (ECS behind an "
+    "Application Load Balancer), which serves subscriptions over WebSocket at /graphql."
+)
+
+
+class RefuseSubscriptions:
+    """ASGI middleware: a /graphql request whose selected operation is a subscription gets a
+    GraphQL error instead of executing; everything else passes through untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != GRAPHQL_PATH:
+            await self.app(scope, receive, send)
+            return
+        received: list[Message] = []
+        body = b""
+        if scope["method"] == "POST":
+            while True:
+                message = await receive()
+                received.append(message)
+                body += message.get("body", b"")
+                if message["type"] != "http.request" or not message.get("more_body"):
+                    break
+        subscription = next((o for o in _operations(scope, body) if o.type == "subscription"), None)
+        if subscription is not None:
+            note_refused(subscription.type, subscription.name)
+            error = {"message": REFUSAL, "extensions": {"code": SUBSCRIPTIONS_REFUSED}}
+            await JSONResponse({"errors": [error]})(scope, receive, send)
+            return
+        pending = iter(received)
+
+        async def replay() -> Message:
+            # The body read above, then whatever the client sends next (a disconnect).
+            return next(pending, None) or await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _operations(scope: Scope, body: bytes) -> list[Operation]:
+    """The operations a GET's query string or a JSON POST (or batch) selects."""
+    if scope["method"] == "GET":
+        params = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        requests: list[Any] = [{k: v[-1] for k, v in params.items()}]
+    else:
+        try:
+            decoded = json.loads(body)
+        except ValueError:
+            return []  # not JSON: the app answers it as it answers any malformed request
+        requests = decoded if isinstance(decoded, list) else [decoded]
+    found = []
+    for request in requests:
+        if not isinstance(request, dict):
+            continue
+        query, name = request.get("query"), request.get("operationName")
+        if isinstance(query, str) and (name is None or isinstance(name, str)):
+            operation = selected_operation(query, name)
+            if operation is not None:
+                found.append(operation)
+    return found
+
+
+def make_handler(settings: Settings, transports: Mapping[str, Transport] | None = None) -> Mangum:
+    """A Lambda handler serving the app for `settings` (transports as in create_app)."""
+    app = create_app(settings, transports)
+    # Just inside the request log and metrics, so that refusals are logged and counted too.
+    # (Starlette builds its middleware stack at the first call, from this list.)
+    classes = [m.cls for m in app.user_middleware]
+    observe = classes.index(ObserveMiddleware)  # type: ignore[arg-type]  # a class is a factory
+    app.user_middleware.insert(observe + 1, Middleware(RefuseSubscriptions))
+    # "on": a lifespan that fails to start fails the invocation instead of serving without it.
+    return Mangum(app, lifespan="on")
+
+
+def handler_from_environ(environ: Mapping[str, str]) -> Mangum:
+    """The handler as deployed: settings and logging from the environment, transports opened
+    once for the container. Mangum runs the app's lifespan around every invocation, so
+    transports the app opened itself would be opened and closed (boto3 clients and all) each
+    time; these live as long as the execution environment does."""
+    settings = Settings.from_environ(environ)
+    configure_logging(settings.log_format, settings.log_level)
+    transports = {name: open_transport(url) for name, url in settings.clusters}
+    return make_handler(settings, transports)

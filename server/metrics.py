@@ -1,0 +1,143 @@
+"""Prometheus metrics at `/metrics`, in a registry of the app's own.
+
+A registry per app (not prometheus_client's global one) lets several apps live in one process,
+as they do in the tests, without their series colliding. The app imports this module only when
+metrics are on: prometheus_client costs ~0.1 s of import, which a Lambda cold start should not
+pay for an endpoint nobody can scrape there.
+
+Series:
+- slurm_graphql_requests_total / _request_duration_seconds{operation, outcome}: /graphql
+  requests by operation name (bounded, see MAX_OPERATION_NAMES) and outcome (ok, error,
+  refused, rejected, failed).
+- slurm_graphql_transport_round_trips_total{cluster, backend, outcome} and
+  _transport_duration_seconds{cluster, backend}: every batch sent to a head node.
+- slurm_graphql_snapshot_cache_total{cluster, result}: snapshot gets served from the cache
+  (hit) or that waited for the head node (miss). Read from the snapshot sources at scrape time.
+- slurm_graphql_poller_subscribers / _poller_interval_seconds{cluster}: set by the shared poller
+  behind subscriptions (through `app.state.metrics`): how many subscribers it serves and how often
+  it polls each cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+from resolvers.source import SnapshotSource
+from server.observe import RequestRecord, outcome_of
+from server.round_trips import RoundTrip
+
+# Operation names come from clients: past this many distinct names, new ones count as "other",
+# so a client cannot grow the series without bound.
+MAX_OPERATION_NAMES = 200
+# An SSM round trip takes from a quarter of a second to its 60 s timeout.
+TRANSPORT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "slurm_graphql_requests",
+            "GraphQL requests by operation name and outcome.",
+            ["operation", "outcome"],
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "slurm_graphql_request_duration_seconds",
+            "Time to answer a GraphQL request, by operation name and outcome.",
+            ["operation", "outcome"],
+            registry=self.registry,
+        )
+        self.round_trips = Counter(
+            "slurm_graphql_transport_round_trips",
+            "Batches of commands sent to a head node, by cluster, backend and outcome.",
+            ["cluster", "backend", "outcome"],
+            registry=self.registry,
+        )
+        self.round_trip_seconds = Histogram(
+            "slurm_graphql_transport_duration_seconds",
+            "Time for one batch to reach the head node and come back.",
+            ["cluster", "backend"],
+            buckets=TRANSPORT_BUCKETS,
+            registry=self.registry,
+        )
+        # Set by the subscription poller; defined here so dashboards can rely on them.
+        self.poller_subscribers = Gauge(
+            "slurm_graphql_poller_subscribers",
+            "Subscriptions the shared poller currently serves, by cluster.",
+            ["cluster"],
+            registry=self.registry,
+        )
+        self.poller_interval_seconds = Gauge(
+            "slurm_graphql_poller_interval_seconds",
+            "Seconds between the shared poller's reads of a cluster.",
+            ["cluster"],
+            registry=self.registry,
+        )
+        self._operations: set[str] = set()
+
+    def watch_sources(self, sources: Mapping[str, SnapshotSource]) -> None:
+        """Report the cache counters of `sources` (read at scrape time, so it may change)."""
+        self.registry.register(_SnapshotCacheCollector(sources))
+
+    def observe_request(self, record: RequestRecord, status: int, seconds: float) -> None:
+        """A request observer for ObserveMiddleware."""
+        labels = (self._operation_label(record), outcome_of(record, status))
+        self.requests.labels(*labels).inc()
+        self.request_seconds.labels(*labels).observe(seconds)
+
+    def observe_round_trip(self, trip: RoundTrip) -> None:
+        """A round trip listener for WatchedTransport."""
+        outcome = "ok" if trip.error is None else type(trip.error).__name__
+        self.round_trips.labels(trip.cluster, trip.backend, outcome).inc()
+        self.round_trip_seconds.labels(trip.cluster, trip.backend).observe(trip.seconds)
+
+    def _operation_label(self, record: RequestRecord) -> str:
+        name = record.operation
+        if name is None:
+            # No operation type: nothing was executed (GraphiQL's page, a malformed request).
+            return "anonymous" if record.operation_type else "none"
+        if name in self._operations:
+            return name
+        if len(self._operations) < MAX_OPERATION_NAMES:
+            self._operations.add(name)
+            return name
+        return "other"
+
+    async def endpoint(self, request: Request) -> Response:
+        """The registry in Prometheus' text format."""
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class _SnapshotCacheCollector(Collector):
+    def __init__(self, sources: Mapping[str, SnapshotSource]) -> None:
+        self._sources = sources
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "slurm_graphql_snapshot_cache",
+            "Snapshot requests served from the cache (hit) or that waited for the head node.",
+            labels=["cluster", "result"],
+        )
+        for name, source in self._sources.items():
+            family.add_metric([name, "hit"], source.hits)
+            family.add_metric([name, "miss"], source.lookups - source.hits)
+        yield family
+
+    def describe(self) -> Iterator[Metric]:
+        # Describing without collecting: the sources are filled in later, at start-up.
+        return iter(())

@@ -1,0 +1,221 @@
+"""The deploy/ templates grant what the ssm:// transport needs and nothing wider, and configure
+the API so that it starts. (cfn-lint checks their syntax and types in `make check`.)"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.decode import decode
+
+from server.settings import Settings
+from tests.support.dockerfile import stages
+from transport.ssm import open_ssm
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+TEMPLATES = sorted(DEPLOY.glob("*.yaml"))
+PREFIX = "slurm-graphql"
+# What CloudFormation would substitute, to read the generated values as the server will.
+SUBSTITUTIONS = {
+    "ClusterName": "hpc",
+    "AWS::Partition": "aws",
+    "AWS::Region": "eu-west-1",
+    "AWS::AccountId": "123456789012",
+    "OutputBucket": "out-bucket",
+}
+
+
+def load(path: Path) -> dict[str, Any]:
+    template, problems = decode(str(path))
+    assert template is not None and not problems, problems
+    return dict(template)
+
+
+def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def api_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """The statements granted to the API: the Lambda function's or the ECS task role's."""
+    for function in resources(template, "AWS::Serverless::Function").values():
+        return [s for p in function["Properties"]["Policies"] for s in p["Statement"]]
+    role = template["Resources"]["TaskRole"]["Properties"]
+    return [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+
+
+def api_environment(template: dict[str, Any]) -> dict[str, Any]:
+    for function in resources(template, "AWS::Serverless::Function").values():
+        return dict(function["Properties"]["Environment"]["Variables"])
+    [container] = template["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+    return {pair["Name"]: pair["Value"] for pair in container["Environment"]}
+
+
+def substitute(value: Any) -> str:
+    text = value["Fn::Sub"] if isinstance(value, dict) else value
+    return re.sub(r"\$\{([^}]+)\}", lambda m: SUBSTITUTIONS[m.group(1)], text)
+
+
+def actions(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return [action] if isinstance(action, str) else list(action)
+
+
+def test_there_is_a_template_for_each_deployment() -> None:
+    """One for Lambda behind an HTTP API, one for ECS Fargate behind an ALB."""
+    assert [t.name for t in TEMPLATES] == ["ecs.yaml", "lambda.yaml"]
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
+def test_send_command_reaches_only_the_head_node_and_the_shell_document(path: Path) -> None:
+    """SendCommand is allowed on instances tagged as this cluster's head node, and on the
+    AWS-RunShellScript document; nothing else is granted on a named resource family."""
+    statements = api_statements(load(path))
+    assert all(s["Effect"] == "Allow" for s in statements)
+    send = [s for s in statements if "ssm:SendCommand" in actions(s)]
+    assert len(send) == 2 and all(actions(s) == ["ssm:SendCommand"] for s in send)
+    instance, document = sorted(send, key=lambda s: substitute(s["Resource"]))
+    assert substitute(instance["Resource"]) == "arn:aws:ec2:eu-west-1:123456789012:instance/*"
+    assert instance["Condition"] == {
+        "StringEquals": {
+            "aws:ResourceTag/parallelcluster:node-type": "HeadNode",
+            "aws:ResourceTag/parallelcluster:cluster-name": {"Ref": "ClusterName"},
+        }
+    }
+    assert substitute(document["Resource"]) == "arn:aws:ssm:eu-west-1::document/AWS-RunShellScript"
+    assert "Condition" not in document
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
+def test_only_unscopable_actions_use_a_wildcard(path: Path) -> None:
+    """`Resource: "*"` only for the actions AWS offers no resource-level form of; S3 reads are
+    limited to the output prefix; no service-wide action (ssm:*, s3:*) is granted."""
+    statements = api_statements(load(path))
+    granted = {a for s in statements for a in actions(s)}
+    assert granted == {
+        "ssm:SendCommand",
+        "ssm:GetCommandInvocation",
+        "ssm:CancelCommand",
+        "ec2:DescribeInstances",
+        "s3:GetObject",
+    }
+    for statement in statements:
+        if statement["Resource"] == "*":
+            assert set(actions(statement)) <= {
+                "ssm:GetCommandInvocation",
+                "ssm:CancelCommand",
+                "ec2:DescribeInstances",
+            }
+    [read] = [s for s in statements if actions(s) == ["s3:GetObject"]]
+    assert read["Resource"] == {"Fn::Sub": f"${{OutputBucket.Arn}}/{PREFIX}/*"}
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
+def test_the_output_bucket_is_private_encrypted_and_expires(path: Path) -> None:
+    """Encryption at rest, all four public-access blocks, ACLs off, TLS only, and a lifecycle
+    rule that deletes output after OutputRetentionDays."""
+    template = load(path)
+    bucket = template["Resources"]["OutputBucket"]["Properties"]
+    [rule] = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    assert set(bucket["PublicAccessBlockConfiguration"].values()) == {True}
+    assert len(bucket["PublicAccessBlockConfiguration"]) == 4
+    assert bucket["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    [expiry] = bucket["LifecycleConfiguration"]["Rules"]
+    assert expiry["Status"] == "Enabled"
+    assert expiry["ExpirationInDays"] == {"Ref": "OutputRetentionDays"}
+    [deny] = template["Resources"]["OutputBucketPolicy"]["Properties"]["PolicyDocument"][
+        "Statement"
+    ]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {
+        "Bool": {"aws:SecureTransport": "false"}
+    }
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
+def test_the_head_node_policy_writes_only_the_output_prefix(path: Path) -> None:
+    """The managed policy for the head node's role puts objects under the prefix the API reads,
+    and is an output, to be added to the cluster's AdditionalIamPolicies."""
+    template = load(path)
+    policy = template["Resources"]["HeadNodeOutputPolicy"]
+    assert policy["Type"] == "AWS::IAM::ManagedPolicy"
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    [write] = [s for s in statements if "s3:PutObject" in actions(s)]
+    assert set(actions(write)) == {"s3:PutObject", "s3:PutObjectAcl"}
+    assert write["Resource"] == {"Fn::Sub": f"${{OutputBucket.Arn}}/{PREFIX}/*"}
+    others = [s for s in statements if s is not write]
+    assert [actions(s) for s in others] == [["s3:GetEncryptionConfiguration"]]
+    assert template["Outputs"]["HeadNodePolicyArn"]["Value"] == {"Ref": "HeadNodeOutputPolicy"}
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
+async def test_the_api_configuration_starts_the_server(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The environment a template gives the API is read by Settings, and its cluster URL is one
+    the ssm:// transport opens (with the bucket and prefix the policies name)."""
+    environment = {k: substitute(v) for k, v in api_environment(load(path)).items()}
+    settings = Settings.from_environ(environment)
+    [(name, url)] = settings.clusters
+    assert name == "hpc"
+    # Placeholder credentials: opening the transport makes no AWS call, it only checks them.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "placeholder")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "placeholder")
+    transport = open_ssm(url)
+    try:
+        assert (transport.bucket, transport.prefix) == ("out-bucket", PREFIX)
+        assert (transport.region, transport.url) == ("eu-west-1", "ssm://?cluster=hpc")
+        if path.name == "lambda.yaml":  # the transport gives up before the function does
+            assert transport.timeout < template_timeout(path) < 30  # API Gateway's limit
+    finally:
+        await transport.aclose()
+
+
+def template_timeout(path: Path) -> int:
+    [function] = resources(load(path), "AWS::Serverless::Function").values()
+    timeout: int = function["Properties"]["Timeout"]
+    return timeout
+
+
+def test_the_lambda_template_runs_the_handler_and_can_require_cognito() -> None:
+    """The function runs server.lambda_handler.handler with metrics off; the JWT authorizer
+    exists only when a user pool is given, and /healthz never needs it."""
+    template = load(DEPLOY / "lambda.yaml")
+    [function] = resources(template, "AWS::Serverless::Function").values()
+    assert function["Properties"]["Handler"] == "server.lambda_handler.handler"
+    assert api_environment(template)["SLURM_GRAPHQL_METRICS"] == "false"
+    authorizer = template["Resources"]["JwtAuthorizer"]
+    assert authorizer["Condition"] == "UseCognito"
+    assert authorizer["Properties"]["AuthorizerType"] == "JWT"
+    routes = resources(template, "AWS::ApiGatewayV2::Route")
+    assert routes["ProxyRoute"]["Properties"]["AuthorizationType"] == {
+        "Fn::If": ["UseCognito", "JWT", "NONE"]
+    }
+    assert routes["HealthRoute"]["Properties"]["RouteKey"] == "GET /healthz"
+    assert routes["HealthRoute"]["Properties"]["AuthorizationType"] == "NONE"
+
+
+def test_the_ecs_template_matches_the_image() -> None:
+    """The task listens where the image does, checks health as its HEALTHCHECK does, and the
+    ALB keeps idle connections (WebSockets) for less time than the server does."""
+    template = load(DEPLOY / "ecs.yaml")
+    image = stages(Path(__file__).resolve().parents[2] / "Dockerfile")[-1]
+    port = int(image.env["SLURM_GRAPHQL_PORT"])
+    [container] = template["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+    assert [m["ContainerPort"] for m in container["PortMappings"]] == [port]
+    assert template["Resources"]["TargetGroup"]["Properties"]["Port"] == port
+    assert container["HealthCheck"]["Command"] == ["CMD", *image.healthcheck]
+    attributes = template["Resources"]["LoadBalancer"]["Properties"]["LoadBalancerAttributes"]
+    idle = int(next(a["Value"] for a in attributes if a["Key"] == "idle_timeout.timeout_seconds"))
+    assert idle < int(image.env["SLURM_GRAPHQL_KEEP_ALIVE"])
+    rule = template["Resources"]["HideMetrics"]["Properties"]
+    assert rule["Conditions"][0]["PathPatternConfig"]["Values"] == ["/metrics"]
+
+
+def test_both_templates_define_the_bucket_and_head_node_policy_alike() -> None:
+    """Each template stands alone (one deploy command), so the shared parts must not drift."""
+    ecs, lam = load(DEPLOY / "ecs.yaml"), load(DEPLOY / "lambda.yaml")
+    for name in ("OutputBucket", "OutputBucketPolicy", "HeadNodeOutputPolicy"):
+        assert ecs["Resources"][name] == lam["Resources"][name]
+    assert api_statements(ecs) == api_statements(lam)

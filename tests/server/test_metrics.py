@@ -1,0 +1,116 @@
+"""/metrics counts requests by operation, round trips by cluster and backend, and cache hits."""
+
+from __future__ import annotations
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from server.settings import Settings
+from tests.support.app import app_client
+from tests.support.counting import CountingTransport
+from transport.local import LocalTransport
+
+
+async def scrape(client: httpx.AsyncClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of /metrics, keyed by name and labels."""
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def labels(**pairs: str) -> frozenset[tuple[str, str]]:
+    return frozenset(pairs.items())
+
+
+async def post(client: httpx.AsyncClient, query: str) -> dict[str, object]:
+    response = await client.post("/graphql", json={"query": query})
+    assert response.status_code == 200
+    body: dict[str, object] = response.json()
+    return body
+
+
+async def test_requests_round_trips_and_cache_are_counted(slurm_cluster: str) -> None:
+    """Three named queries, one anonymous, one invalid: each counted under its name and outcome;
+    one round trip to the cluster; the second query found its snapshot in the cache."""
+    transport = CountingTransport(LocalTransport())
+    async with app_client(Settings(cache_ttl=60), {"local": transport}) as client:
+        await post(client, "query Version { cluster { slurmVersion } }")
+        await post(client, "query Again { cluster { name slurmVersion } }")
+        await post(client, "query Version { cluster { slurmVersion } }")  # response cache
+        await post(client, "{ clusters { name } }")
+        await post(client, "query Broken { cluster { nope } }")
+        samples = await scrape(client)
+    requests = "slurm_graphql_requests_total"
+    assert samples[requests, labels(operation="Version", outcome="ok")] == 2
+    assert samples[requests, labels(operation="Again", outcome="ok")] == 1
+    assert samples[requests, labels(operation="anonymous", outcome="ok")] == 1
+    assert samples[requests, labels(operation="Broken", outcome="error")] == 1
+    count = "slurm_graphql_request_duration_seconds_count"
+    assert samples[count, labels(operation="Version", outcome="ok")] == 2
+    trips = labels(cluster="local", backend="local", outcome="ok")
+    assert samples["slurm_graphql_transport_round_trips_total", trips] == transport.calls == 1
+    duration = labels(cluster="local", backend="local")
+    assert samples["slurm_graphql_transport_duration_seconds_count", duration] == 1
+    assert samples["slurm_graphql_transport_duration_seconds_sum", duration] > 0
+    cache = "slurm_graphql_snapshot_cache_total"
+    assert samples[cache, labels(cluster="local", result="miss")] == 1
+    assert samples[cache, labels(cluster="local", result="hit")] == 1
+
+
+async def test_failed_round_trips_are_counted_by_error(slurm_cluster: str) -> None:
+    """A batch that times out is a round trip with the error's type as its outcome."""
+    transport = LocalTransport(timeout=0.001)
+    async with app_client(Settings(cache_ttl=0), {"local": transport}) as client:
+        await post(client, "query V { cluster { slurmVersion } }")
+        samples = await scrape(client)
+    trips = labels(cluster="local", backend="local", outcome="TransportTimeout")
+    assert samples["slurm_graphql_transport_round_trips_total", trips] == 1
+    assert samples["slurm_graphql_requests_total", labels(operation="V", outcome="error")] == 1
+
+
+async def test_each_app_has_its_own_registry() -> None:
+    """Two apps in one process count their own requests, and both start from zero."""
+    async with app_client(Settings()) as first, app_client(Settings()) as second:
+        await post(first, "query Q { clusters { name } }")
+        await post(first, "query Q { clusters { name } }")
+        await post(second, "query Q { clusters { name } }")
+        key = ("slurm_graphql_requests_total", labels(operation="Q", outcome="ok"))
+        assert (await scrape(first))[key] == 2
+        assert (await scrape(second))[key] == 1
+
+
+async def test_operation_names_cannot_grow_the_series_without_bound() -> None:
+    """Past 200 distinct operation names, further ones are counted as `other`."""
+    async with app_client(Settings()) as client:
+        for number in range(205):
+            await post(client, f"query Q{number} {{ clusters {{ name }} }}")
+        samples = await scrape(client)
+    names = {
+        dict(pairs)["operation"]
+        for name, pairs in samples
+        if name == "slurm_graphql_requests_total"
+    }
+    assert len(names) == 201
+    assert samples["slurm_graphql_requests_total", labels(operation="other", outcome="ok")] == 5
+
+
+async def test_poller_gauges_are_declared() -> None:
+    """The poller's gauges are on the page before any subscription exists, so dashboards can
+    be built now; the app exposes them to the poller as app.state.metrics."""
+    async with app_client(Settings()) as client:
+        text = (await client.get("/metrics")).text
+    assert "# TYPE slurm_graphql_poller_subscribers gauge" in text
+    assert "# TYPE slurm_graphql_poller_interval_seconds gauge" in text
+
+
+async def test_metrics_can_be_turned_off() -> None:
+    """SLURM_GRAPHQL_METRICS=false: no /metrics route (e.g. where it would be public)."""
+    settings = Settings.from_environ({"SLURM_GRAPHQL_METRICS": "false"})
+    async with app_client(settings) as client:
+        assert (await client.get("/metrics")).status_code == 404
+        assert (await client.get("/healthz")).status_code == 200
