@@ -25,6 +25,7 @@ class RequestContext:
     sources: Mapping[str, SnapshotSource]  # in configuration order: the first is the default
     max_page_size: int
     identity: Identity = SERVER_IDENTITY
+    aws_cli: str = "aws"  # the head node's AWS CLI, for scripts submitted from S3
     jobs_listed: int = 0  # jobs put in connections, to size what the response cache keeps
     cacheable: bool = True  # False once the answer holds something the snapshot does not
     _plan: Plan | None = None

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from resolvers.identity import Identity
 from resolvers.slurm.actions import (
     CONTROL_JOB_ID,
+    FETCH_FAILED,
     control_command,
     parse_submit,
     primary_row,
@@ -71,6 +72,9 @@ _UNAVAILABLE = {
 
 def _rejection(result: CommandResult) -> Rejected | None:
     """None if `result` succeeded; the rejection if Slurm refused; raises if Slurm is down."""
+    if result.exit_code == 65 and FETCH_FAILED in result.stderr:
+        message = result.stderr.split(FETCH_FAILED, 1)[1].strip()[:500]
+        return Rejected(Rejection.INVALID_INPUT, f"cannot fetch: {message}", "scriptS3Uri")
     if "runuser: user" in result.stderr and "does not exist" in result.stderr:
         return Rejected(Rejection.PERMISSION_DENIED, "the user does not exist on the head node")
     try:
@@ -95,20 +99,22 @@ def _written(source: SnapshotSource, rows: Sequence[JobRow], row: JobRow, create
 
 
 async def submit_job(
-    source: SnapshotSource, identity: Identity, request: SubmitRequest
+    source: SnapshotSource, identity: Identity, request: SubmitRequest, aws_cli: str = "aws"
 ) -> Written | Rejected:
     try:
         environment, options = sbatch_arguments(request)
     except InvalidSubmission as exc:
         return Rejected(Rejection.INVALID_INPUT, exc.message, exc.field)
     boundary = new_boundary()
+    script = request.script_s3_uri or (request.script or "").encode()
     command = submit_command(
         boundary,
         request.client_mutation_id,
         environment,
         options,
-        request.script.encode(),
+        script,
         identity.user,
+        aws_cli,
     )
     [result] = await source.transport.run([command])
     if (rejected := _rejection(result)) is not None:

@@ -39,9 +39,16 @@ class SbatchOptionInput:
     value: str | None = None
 
 
-@strawberry.input(description="A batch job to submit. `script` is its text, starting with #!.")
+@strawberry.input(description="A batch job to submit: give `script` or `scriptS3Uri`.")
 class SubmitJobInput:
-    script: str
+    script: str | None = strawberry.field(
+        default=None, description="The batch script's text, starting with #!."
+    )
+    script_s3_uri: str | None = strawberry.field(
+        default=None,
+        description="s3://bucket/key of the script, fetched on the head node with its AWS CLI "
+        "(large scripts travel better this way than inline).",
+    )
     name: str | None = None
     partition: str | None = None
     account: str | None = None
@@ -91,6 +98,7 @@ class SubmitJobInput:
             begin = (when - datetime.now(UTC)).total_seconds()
         return SubmitRequest(
             script=self.script,
+            script_s3_uri=self.script_s3_uri,
             name=self.name,
             partition=self.partition,
             account=self.account,

@@ -40,7 +40,8 @@ class Mutation:
 
         async def run() -> Written | Rejected:
             source = context.sources[context.resolve_cluster_name(cluster)]
-            return await submit_job(source, context.identity, input.to_request())
+            request = input.to_request()
+            return await submit_job(source, context.identity, request, context.aws_cli)
 
         return submit_payload(await expected_errors_as_graphql(run()), input.client_mutation_id)
 

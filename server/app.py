@@ -137,7 +137,10 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
                 identity = NOBODY
         assert identity is not None
         return RequestContext(
-            sources=self._sources, max_page_size=self._settings.max_page_size, identity=identity
+            sources=self._sources,
+            max_page_size=self._settings.max_page_size,
+            identity=identity,
+            aws_cli=self._settings.aws_cli,
         )
 
     def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:

@@ -34,6 +34,8 @@ class Settings:
     response_cache: bool = True
     # Bearer token -> identity. Empty: every request acts as the server's own user.
     tokens: Mapping[str, Identity] = field(default_factory=dict)
+    # The AWS CLI on the head node, which fetches scripts submitted by scriptS3Uri.
+    aws_cli: str = "aws"
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -48,6 +50,7 @@ class Settings:
             graphiql=_flag(environ, "SLURM_GRAPHQL_GRAPHIQL", True),
             response_cache=_flag(environ, "SLURM_GRAPHQL_RESPONSE_CACHE", True),
             tokens=_tokens(environ.get("SLURM_GRAPHQL_TOKENS", "")),
+            aws_cli=environ.get("SLURM_GRAPHQL_AWS_CLI") or "aws",
         )
 
 

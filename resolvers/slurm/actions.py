@@ -34,9 +34,22 @@ def _show_prefix(count: int) -> str:
     return f'{names}\nshift {count}\nshow() {{ SLURM_TIME_FORMAT=%s {args} --jobs="$1"; }}\n'
 
 
+# Marks the refusal of a script that could not be fetched from S3 (exit status 65).
+FETCH_FAILED = "slurm-graphql: cannot fetch the script:"
+
 _SUBMIT_BODY = f"""\
 case $key in *[!A-Za-z0-9_-]*) echo "invalid key" >&2; exit 64;; esac
 cd "$HOME" 2>/dev/null || cd /
+if [ -n "$src" ]; then
+  # The script is an S3 object: fetched here, with the head node's AWS CLI and credentials.
+  script=$(mktemp) || exit 70
+  trap 'rm -f "$script"' EXIT
+  if ! err=$("$aws" s3 cp --only-show-errors "$src" "$script" 2>&1); then
+    printf '%s %s\n' "{FETCH_FAILED}" "$err" >&2
+    exit 65
+  fi
+  exec 0<"$script"
+fi
 if [ -n "$key" ]; then
   # Serialise this user's keyed submissions, so that two retries cannot both submit.
   lock="${{TMPDIR:-/tmp}}/slurm-graphql-submit.$(id -u).lock"
@@ -69,7 +82,10 @@ show "$job"
 
 
 def _program(first: str, count: int, body: str) -> str:
-    return f'set -u\n{first}="$1"\nshift\n{_show_prefix(count)}{body}'
+    """`first` names the leading positional arguments, then come `count` of squeue's argv."""
+    names = first.split()
+    taken = " ".join(f'{name}="${{{i}}}"' for i, name in enumerate(names, 1))
+    return f"set -u\n{taken}\nshift {len(names)}\n{_show_prefix(count)}{body}"
 
 
 def submit_command(
@@ -77,15 +93,18 @@ def submit_command(
     key: str | None,
     environment: Sequence[str],
     options: Sequence[str],
-    script: bytes,
+    script: bytes | str,
     user: str | None,
+    aws_cli: str = "aws",
 ) -> Command:
-    """Submit `script` with sbatch `options` as `user`, then show the job (or the job that
-    already carries `key`)."""
+    """Submit a script with sbatch `options` as `user`, then show the job (or the job that
+    already carries `key`). `script` is the text (bytes) or an s3:// URI (str) to fetch."""
     show = squeue_command(boundary).argv
-    program = _program("key", len(show), _SUBMIT_BODY)
-    argv = ("sh", "-c", program, "sh", key or "", *show, *environment, "sbatch", *options)
-    return Command(argv, stdin=script, user=user)
+    program = _program("key src aws", len(show), _SUBMIT_BODY)
+    source = script if isinstance(script, str) else ""
+    argv = ("sh", "-c", program, "sh", key or "", source, aws_cli, *show)
+    argv += (*environment, "sbatch", *options)
+    return Command(argv, stdin=None if isinstance(script, str) else script, user=user)
 
 
 def control_command(boundary: str, job_id: str, action: Sequence[str], user: str | None) -> Command:

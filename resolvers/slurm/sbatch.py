@@ -64,9 +64,11 @@ class Dependency:
 
 @dataclass(frozen=True)
 class SubmitRequest:
-    """What a client asked to submit; `script` is the batch script's text (stdin of sbatch)."""
+    """What a client asked to submit: the batch script's text (stdin of sbatch), or the S3
+    object the head node fetches it from."""
 
-    script: str
+    script: str | None = None
+    script_s3_uri: str | None = None
     name: str | None = None
     partition: str | None = None
     account: str | None = None
@@ -178,6 +180,26 @@ def split_comment(stored: str | None) -> tuple[str | None, str | None]:
     return comment or None, key
 
 
+_S3_URI = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.+)$", re.DOTALL)
+
+
+def validate_s3_uri(value: str) -> str:
+    match = _S3_URI.match(value)
+    if match is None or len(match.group(2)) > 1024:
+        raise InvalidSubmission("scriptS3Uri", f"{value[:80]!r} is not s3://bucket/key")
+    _path("scriptS3Uri", value)
+    return value
+
+
+def _validate_script(script: str) -> None:
+    _text("script", script, 4 * 1024 * 1024)
+    if not script.startswith("#!"):
+        raise InvalidSubmission("script", "must start with an interpreter line such as #!/bin/sh")
+    if "\r\n" in script:
+        # sbatch refuses these itself; saying so here names the field and saves a round trip.
+        raise InvalidSubmission("script", "has DOS line breaks (\\r\\n); use \\n")
+
+
 def dependency_option(dependencies: Sequence[Dependency], any_of: bool) -> str:
     parts = []
     for index, dependency in enumerate(dependencies):
@@ -204,12 +226,13 @@ def dependency_option(dependencies: Sequence[Dependency], any_of: bool) -> str:
 
 def sbatch_arguments(request: SubmitRequest) -> tuple[list[str], list[str]]:
     """(environment assignments for the job, sbatch options) for `request`, validated."""
-    _text("script", request.script, 4 * 1024 * 1024)
-    if not request.script.startswith("#!"):
-        raise InvalidSubmission("script", "must start with an interpreter line such as #!/bin/sh")
-    if "\r\n" in request.script:
-        # sbatch refuses these itself; saying so here names the field and saves a round trip.
-        raise InvalidSubmission("script", "has DOS line breaks (\\r\\n); use \\n")
+    if (request.script is None) == (request.script_s3_uri is None):
+        raise InvalidSubmission("script", "give either script or scriptS3Uri")
+    if request.script is not None:
+        _validate_script(request.script)
+    else:
+        assert request.script_s3_uri is not None
+        validate_s3_uri(request.script_s3_uri)
     options = ["--parsable"]
     if request.name is not None:
         if not request.name:

@@ -78,10 +78,11 @@ async def test_many_outputs_cost_one_extra_round_trip(user_api: UserApi) -> None
     try:
         before = user_api.transport.calls
         query = (
-            '{ cluster { jobs(filter: {users: ["alice"]}) '
-            "{ edges { node { output { text } } } } } }"
+            "query($ids: [String!]) { cluster { jobs(filter: {ids: $ids}) "
+            "{ totalCount edges { node { output { text } } } } } }"
         )
-        body = await user_api.as_user("alice", query)
+        body = await user_api.as_user("alice", query, ids=[job["id"] for job in jobs])
+        assert body["data"]["cluster"]["jobs"]["totalCount"] == 3
         assert "errors" not in body, body
         assert user_api.transport.calls - before == 2
     finally:

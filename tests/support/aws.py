@@ -146,3 +146,14 @@ def aws_environ(
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_EC2_METADATA_DISABLED": "true",
     }
+
+
+def s3_environ(s3_url: str, region: str = "us-east-1") -> dict[str, str]:
+    """What the head node's AWS CLI needs to reach moto's S3 (scripts submitted from S3)."""
+    return {
+        "AWS_ENDPOINT_URL_S3": s3_url,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
