@@ -21,6 +21,7 @@ class SlurmErrorKind(enum.Enum):
     INVALID_PARTITION = "invalid partition"
     INVALID_NODE = "invalid node"
     ACCESS_DENIED = "access denied"
+    ACCOUNTING_DISABLED = "accounting storage is disabled"
     OTHER = "Slurm reported an error"
 
 
@@ -68,6 +69,7 @@ _RULES: tuple[tuple[re.Pattern[str], SlurmErrorKind], ...] = tuple(
             SlurmErrorKind.AUTHENTICATION,
         ),
         (r"invalid job id", SlurmErrorKind.INVALID_JOB_ID),
+        (r"accounting storage is disabled", SlurmErrorKind.ACCOUNTING_DISABLED),
         (r"invalid partition|partition \S+ not found", SlurmErrorKind.INVALID_PARTITION),
         (r"invalid node name|node \S+ not found", SlurmErrorKind.INVALID_NODE),
         (r"access.?/?permission denied|access denied|not authorized", SlurmErrorKind.ACCESS_DENIED),
