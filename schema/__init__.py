@@ -11,6 +11,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from schema.query import Query
 from schema.scalars import SCALAR_MAP
+from schema.subscription import Subscription
 
 
 def build_schema(
@@ -20,6 +21,7 @@ def build_schema(
     """The schema; `extensions` are factories, called once per request by strawberry."""
     return strawberry.Schema(
         query=Query,
+        subscription=Subscription,
         extensions=list(extensions),
         execution_context_class=execution_context_class,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),

@@ -11,19 +11,28 @@ from typing import Any
 from graphql import GraphQLError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.gzip import GZipMiddleware
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
 from strawberry.http import GraphQLRequestData
 from strawberry.http.base import BaseRequestProtocol
+from strawberry.subscriptions import (
+    GRAPHQL_SSE_PROTOCOL,
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+)
 from strawberry.types import ExecutionResult
+from strawberry.types.unset import UnsetType
 
 from resolvers.context import RequestContext
+from resolvers.live_context import LiveContext
+from resolvers.poller import PollerHub
 from resolvers.source import SnapshotSource
 from schema import build_schema
 from server.execution import LeanExecutionContext
@@ -47,7 +56,9 @@ def _should_mask(error: GraphQLError) -> bool:
 
 
 class _GraphQLApp(GraphQL[RequestContext, None]):
-    def __init__(self, sources: Mapping[str, SnapshotSource], settings: Settings) -> None:
+    def __init__(
+        self, sources: Mapping[str, SnapshotSource], settings: Settings, pollers: PollerHub
+    ) -> None:
         schema = build_schema(
             [
                 lambda: ParserCache(maxsize=1024),
@@ -56,7 +67,19 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
             ],
             execution_context_class=LeanExecutionContext,
         )
-        super().__init__(schema, graphql_ide="graphiql" if settings.graphiql else None)
+        super().__init__(
+            schema,
+            graphql_ide="graphiql" if settings.graphiql else None,
+            # WebSocket (both protocols), then server-sent events and multipart over HTTP.
+            subscription_protocols=(
+                GRAPHQL_TRANSPORT_WS_PROTOCOL,
+                GRAPHQL_WS_PROTOCOL,
+                GRAPHQL_SSE_PROTOCOL,
+                MULTIPART_SUBSCRIPTION_PROTOCOL,
+            ),
+            max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
+        )
+        self._pollers = pollers
         self._sources = sources
         self._settings = settings
         self._page = render_graphiql("/graphql", STATIC_PREFIX)
@@ -90,7 +113,18 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> RequestContext:
-        return RequestContext(sources=self._sources, max_page_size=self._settings.max_page_size)
+        return LiveContext(
+            sources=self._sources,
+            max_page_size=self._settings.max_page_size,
+            pollers=self._pollers,
+            per_connection=isinstance(request, WebSocket),
+        )
+
+    async def on_ws_connect(self, context: RequestContext) -> UnsetType | dict[str, object] | None:
+        """Where WebSocket authentication plugs in: `context.connection_params` holds the
+        client's `connection_init` payload (e.g. `{"Authorization": "Bearer …"}`); raising
+        strawberry's ConnectionRejectionError refuses the connection (close code 4403)."""
+        return UnsetType()  # acknowledge with no payload
 
     def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
         """A browser navigating to /graphql gets GraphiQL, also with `?query=` (a shared link);
@@ -109,6 +143,7 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
 def create_app(settings: Settings, transports: Mapping[str, Transport] | None = None) -> Starlette:
     """The app for `settings`; `transports` replaces opening them from their URLs (tests)."""
     sources: dict[str, SnapshotSource] = {}
+    pollers = PollerHub(sources, settings.poll_interval, settings.subscriber_queue)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -122,6 +157,7 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
         try:
             yield
         finally:
+            await pollers.aclose()
             for source in sources.values():
                 await source.aclose()
             for transport in opened:
@@ -131,16 +167,25 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    graphql_app = _GraphQLApp(sources, settings)
+    graphql_app = _GraphQLApp(sources, settings, pollers)
     return Starlette(
         routes=[
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql_app),
             Route("/healthz", healthz),
             Mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="graphiql-assets"),
         ],
         # GraphiQL's bundle is 3.5 MB and job listings are repetitive JSON: both shrink ~5x.
         # A moderate level keeps compressing a 10,000-job answer cheap next to executing it.
-        middleware=[Middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)],
+        # Streamed subscriptions (multipart, like SSE) must reach the client event by event.
+        middleware=[
+            Middleware(
+                GZipMiddleware,
+                minimum_size=1024,
+                compresslevel=5,
+                exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, "multipart/mixed"),
+            )
+        ],
         lifespan=lifespan,
     )
 

@@ -22,6 +22,9 @@ class Settings:
     max_page_size: int = 10_000
     graphiql: bool = True
     response_cache: bool = True
+    poll_interval: float = 2.0
+    max_subscriptions_per_connection: int = 100
+    subscriber_queue: int = 256
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -31,6 +34,13 @@ class Settings:
             max_page_size=int(_number(environ, "SLURM_GRAPHQL_MAX_PAGE_SIZE", 10_000, minimum=1)),
             graphiql=_flag(environ, "SLURM_GRAPHQL_GRAPHIQL", True),
             response_cache=_flag(environ, "SLURM_GRAPHQL_RESPONSE_CACHE", True),
+            poll_interval=_number(environ, "SLURM_GRAPHQL_POLL_INTERVAL", 2.0, minimum=0.05),
+            max_subscriptions_per_connection=int(
+                _number(environ, "SLURM_GRAPHQL_MAX_SUBSCRIPTIONS", 100, minimum=1)
+            ),
+            subscriber_queue=int(
+                _number(environ, "SLURM_GRAPHQL_SUBSCRIBER_QUEUE", 256, minimum=1)
+            ),
         )
 
 

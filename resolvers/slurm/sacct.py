@@ -64,15 +64,18 @@ class AccountingRecord:
     name: str
 
 
-def sacct_command(job_ids: Sequence[int], *, completion_log: bool = False) -> Command:
-    """sacct for these jobs (Slurm's unique numeric ids); `completion_log` reads jobcomp (-c)."""
+def sacct_command(job_ids: Sequence[int | str], *, completion_log: bool = False) -> Command:
+    """sacct for these jobs; `completion_log` reads the job-completion log (-c).
+
+    String ids (`42_3`) must have been validated (resolvers/ids.py) by the caller.
+    """
     if not job_ids:
         raise ValueError("sacct needs at least one job id")
     argv = ["sacct"]
     if completion_log:
         argv.append("--completion")
     argv += ["--allocations", "--parsable2", "--noheader", f"--delimiter={SEPARATOR}"]
-    argv += ["--jobs=" + ",".join(str(int(job_id)) for job_id in job_ids)]
+    argv += ["--jobs=" + ",".join(str(job_id) for job_id in job_ids)]
     argv += ["--format=" + ",".join(SACCT_FIELDS)]
     return Command(tuple(argv), env={"SLURM_TIME_FORMAT": "%s"})
 

@@ -1,0 +1,38 @@
+"""The request context of subscriptions, and of every operation on one WebSocket connection.
+
+Strawberry builds one context per WebSocket connection and hands it to every operation sent on
+it, so the per-request memo of RequestContext (one plan, one snapshot per cluster) must not
+outlive an operation there: on a connection each operation plans for itself, and snapshots come
+straight from the source (which still coalesces fetches and caches them for the TTL).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql import GraphQLResolveInfo
+
+from resolvers.context import RequestContext
+from resolvers.plan import Plan
+from resolvers.poller import PollerHub
+from resolvers.snapshot import Snapshot
+
+
+@dataclass
+class LiveContext(RequestContext):
+    pollers: PollerHub | None = None
+    per_connection: bool = False
+    # What the client sent in `connection_init` (graphql-transport-ws and graphql-ws): strawberry
+    # stores it here before calling the view's on_ws_connect, where authentication plugs in.
+    connection_params: dict[str, Any] = field(default_factory=dict)
+
+    def plan(self, info: GraphQLResolveInfo[Any]) -> Plan:
+        if self.per_connection:
+            self._plan = None
+        return super().plan(info)
+
+    async def snapshot(self, cluster: str, info: GraphQLResolveInfo[Any]) -> Snapshot:
+        if self.per_connection:
+            return await self.sources[cluster].get(self.plan(info).needs_of(cluster))
+        return await super().snapshot(cluster, info)
