@@ -11,14 +11,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from resolvers.selection import JobCriteria, job_matches_id, job_partitions, node_state
+from resolvers.slurm.hostlist import expand_hostlist
 from resolvers.slurm.jobs import FIELD_SEPARATOR, STRUCTURED_FIELDS, JobRecord, JobRow
 from resolvers.slurm.nodes import NodeRecord
-
-if TYPE_CHECKING:
-    from resolvers.snapshot import Snapshot
+from resolvers.snapshot import Need, Snapshot
 
 # A job in one of these states will not change again.
 TERMINAL_STATES = frozenset(
@@ -113,16 +111,56 @@ def jobs_by_id(rows: tuple[JobRow, ...] | None) -> dict[int, JobRow]:
     return {row.job_id: row for row in rows or ()}
 
 
-def _significant(row: JobRow) -> tuple[list[str], str]:
+def _without_priority(row: JobRow) -> list[str]:
     fields = row.structured.split(FIELD_SEPARATOR)
     fields[_PRIORITY] = ""
-    return fields, row.free_text
+    return fields
 
 
 def row_changed(before: JobRow, after: JobRow) -> bool:
-    if before.structured == after.structured and before.free_text == after.free_text:
-        return False  # the common case, decided without splitting fields
-    return _significant(before) != _significant(after)
+    # Structured fields compare as text first, the common case; free text is split because each
+    # squeue call separates it with a boundary of its own.
+    if before.structured != after.structured and _without_priority(before) != _without_priority(
+        after
+    ):
+        return True
+    return before.free_text.split(before.free_separator) != after.free_text.split(
+        after.free_separator
+    )
+
+
+def job_view(snapshot: Snapshot, record: JobRecord, needs: Need) -> Snapshot:
+    """What an event about `record` keeps of its poll's snapshot, for a selection reading `needs`.
+
+    Strawberry and graphql-core hold on to the last event of every subscription while it waits
+    for the next one. Were that event to keep its whole poll, a thousand quiet subscribers would
+    keep up to a thousand polls of every job alive. So an event keeps the partitions and the
+    job's own nodes, if its selection reads them, and the job list only if it reads that too
+    (a node's jobs), which is rare.
+    """
+    if Need.JOBS in needs:
+        return snapshot
+    nodes = None
+    if Need.NODES in needs and snapshot.nodes is not None:
+        by_name = snapshot.nodes_by_name
+        wanted = expand_hostlist(record.node_list or "")
+        nodes = tuple(by_name[name] for name in wanted if name in by_name)
+    return _view(snapshot, needs, nodes)
+
+
+def node_view(snapshot: Snapshot, record: NodeRecord, needs: Need) -> Snapshot:
+    """As job_view, for an event about a node."""
+    if Need.JOBS in needs:
+        return snapshot
+    return _view(snapshot, needs, (record,))
+
+
+def _view(snapshot: Snapshot, needs: Need, nodes: tuple[NodeRecord, ...] | None) -> Snapshot:
+    partitions = snapshot.partitions if Need.PARTITIONS in needs else None
+    kept = (Need.PARTITIONS if partitions is not None else Need.NOTHING) | (
+        Need.NODES if nodes is not None else Need.NOTHING
+    )
+    return Snapshot(snapshot.cluster, snapshot.taken_at, kept, partitions=partitions, nodes=nodes)
 
 
 def diff_jobs(before: Mapping[int, JobRow], after: Mapping[int, JobRow]) -> list[JobChange]:

@@ -3,7 +3,8 @@
 The poller runs while at least one watch is registered: the first subscriber starts it and it
 stops when the last one leaves. Every `interval` seconds it takes one snapshot, whatever the
 number of subscribers, through the cluster's SnapshotSource, so queries arriving within the cache
-TTL are served from the poll's snapshot at no extra cost. It diffs the snapshot with the previous
+TTL are served from the poll's snapshot at no extra cost (a poll also fetches the datasets the
+cached snapshot holds, so what queries read lately stays covered). It diffs the snapshot with the previous
 one, looks up (in one more round trip, only when needed) how jobs that left squeue ended, and
 hands the result to every watch, which posts events to its own bounded mailbox without waiting.
 
@@ -63,6 +64,7 @@ class Poller:
         self.failure: Exception | None = None
         self._on_idle = on_idle
         self._watches: set[Watch] = set()
+        self._needs = Need.NOTHING
         self._task: asyncio.Task[None] | None = None
         self._sleeping = False
         self._closed = False
@@ -77,16 +79,22 @@ class Poller:
 
     @property
     def needs(self) -> Need:
+        return self._needs
+
+    def _count_needs(self) -> None:
+        # Kept up to date on add and remove: enum.Flag's | costs a microsecond, a poll of a
+        # thousand watches would pay a millisecond for it.
         needs = Need.NOTHING
-        for watch in self._watches:
-            needs |= watch.needs
-        return needs
+        for need in {watch.needs for watch in self._watches}:
+            needs |= need
+        self._needs = needs
 
     def add(self, watch: Watch) -> None:
         """Register `watch`; it starts from the latest poll if that has what it needs."""
         if self._closed:
             raise RuntimeError("this poller has stopped")
         self._watches.add(watch)
+        self._needs |= watch.needs
         if self.latest is not None and watch.needs in self.latest.snapshot.needs:
             watch.prime(self.latest)
         if self.failure is not None:
@@ -97,6 +105,8 @@ class Poller:
     def remove(self, watch: Watch) -> None:
         """Forget `watch`; after the last one the poller stops, and never restarts."""
         self._watches.discard(watch)
+        if self._watches:
+            self._count_needs()
         if self._watches or self._closed:
             return
         self._closed = True
@@ -136,7 +146,11 @@ class Poller:
     async def _poll(self) -> None:
         self.polls += 1
         try:
-            update = await self._update(await self.source.refresh(self.needs))
+            # Also fetch what queries asked for lately (the cached snapshot's datasets), so the
+            # poll's snapshot serves them too; this fades once they stop, with the cache TTL.
+            fresh = self.source.fresh()
+            needs = self._needs | fresh.needs if fresh is not None else self._needs
+            update = await self._update(await self.source.refresh(needs))
         except SlurmGraphQLError as exc:
             self._failed(exc)
             return

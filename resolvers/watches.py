@@ -26,6 +26,8 @@ from resolvers.events import (
     NodeEventData,
     RecordSource,
     job_matches,
+    job_view,
+    node_view,
 )
 from resolvers.plan import FIELD_NEEDS
 from resolvers.selection import JobCriteria, filter_nodes, node_state
@@ -108,6 +110,7 @@ class Watch:
 
     def __init__(self, mailbox: Mailbox, extra_needs: Need = Need.NOTHING) -> None:
         self.mailbox = mailbox
+        self.selection = extra_needs  # what the subscription's fields read, for job_view
         self.needs = self.needs | extra_needs
         self._unavailable = False
 
@@ -148,6 +151,7 @@ class JobWatch(Watch):
         self.numeric_id: int | None = int(job_id) if job_id.isdigit() else None
         self.state: str | None = None
         self.last: JobRecord | None = None
+        self._row: JobRow | None = None  # the squeue row last looked at
 
     def _lookup_key(self) -> str:
         return str(self.numeric_id) if self.numeric_id is not None else self.job_id
@@ -158,31 +162,37 @@ class JobWatch(Watch):
         return self._lookup_key()
 
     def prime(self, update: PollUpdate) -> None:
-        row = update.find_job(self.job_id)
-        if row is not None:
-            self._see(row.fields(), RecordSource.SQUEUE, update.snapshot)
+        self.on_poll(update, priming=True)
 
-    def on_poll(self, update: PollUpdate) -> None:
+    def on_poll(self, update: PollUpdate, priming: bool = False) -> None:
         if self.mailbox.closed:
             return
         row = update.find_job(self.job_id)
         if row is not None:
-            self._see(row.fields(), RecordSource.SQUEUE, update.snapshot)
+            # Most watched jobs did not change: compare the text before splitting fields.
+            if self._row is None or row.structured != self._row.structured:
+                self._see(row.fields(), RecordSource.SQUEUE, update.snapshot)
+            self._row = row
             return
+        if priming:
+            return  # looked up with the next poll
         final = update.finals.get(self._lookup_key())
         if final is None:
             return  # looked up with the next poll
+        self._row = None
         if final.record is not None:
             self._see(final.record, final.source, update.snapshot)
             return
+        snapshot = update.snapshot
+        view = job_view(snapshot, self.last, self.selection) if self.last is not None else None
         self.mailbox.post(
             JobEventData(
                 EventKind.UNKNOWN,
                 self.job_id,
                 self.last,
                 self.state,
-                update.snapshot.taken_at,
-                update.snapshot,
+                snapshot.taken_at,
+                view,
                 RecordSource.NONE,
             )
         )
@@ -192,8 +202,9 @@ class JobWatch(Watch):
         self.numeric_id = record.job_id
         if self.state is None or record.state != self.state:
             kind = EventKind.SNAPSHOT if self.state is None else EventKind.CHANGED
+            view = job_view(snapshot, record, self.selection)
             event = JobEventData(
-                kind, record.display_id, record, self.state, snapshot.taken_at, snapshot, source
+                kind, record.display_id, record, self.state, snapshot.taken_at, view, source
             )
             self.mailbox.post(event)
         self.state, self.last = record.state, record
@@ -286,10 +297,9 @@ class JobFeed(Watch):
         snapshot: Snapshot,
         source: RecordSource = RecordSource.SQUEUE,
     ) -> None:
+        view = job_view(snapshot, record, self.selection)
         self.mailbox.post(
-            JobEventData(
-                kind, record.display_id, record, previous, snapshot.taken_at, snapshot, source
-            )
+            JobEventData(kind, record.display_id, record, previous, snapshot.taken_at, view, source)
         )
 
     def _post_status(self, kind: EventKind, at: float, error: Exception | None) -> None:
@@ -354,7 +364,7 @@ class NodeFeed(Watch):
                 node_state(before) if before is not None else None,
                 before.reason if before is not None else None,
                 snapshot.taken_at,
-                snapshot,
+                node_view(snapshot, node, self.selection),
             )
         )
 

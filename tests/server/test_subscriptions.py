@@ -141,12 +141,12 @@ async def test_a_purged_job_gets_its_end_from_the_completion_log(live: Live) -> 
     """A job last seen PENDING that Slurm has purged (stand-in: PurgingTransport) ends with
     the state and exit code of `sacct -c`, marked as coming from the completion log."""
     assert isinstance(live.transport, PurgingTransport)
-    job = await submit("-J", "purged", "--begin=now+1", "--wrap", "exit 3")
+    job = await submit("-J", "purged", "--begin=now+2", "--wrap", "exit 3")
+    live.transport.freeze(job)  # polls keep seeing it PENDING, as it is now
     async with Connection.open(live.url) as connection:
         subscription = await connection.subscribe(STATE_CHANGED, id=job)
         first = (await subscription.next(10)).payload["data"]["jobStateChanged"]
         assert first["job"]["state"] == "PENDING"
-        live.transport.freeze(job)
         await wait_until_state(job, "FAILED")
         live.transport.purge(job)
         messages = await subscription.until_complete(30)
