@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import random
 import resource
@@ -175,7 +174,10 @@ async def subscriber(
             latencies.append(received - datetime.fromisoformat(event["at"]).timestamp())
 
 
-async def measure(port: int, pid: int, subscribers: int, interval: float, duration: float) -> None:
+async def measure(
+    port: int, pid: int, subscribers: int, interval: float, duration: float
+) -> list[asyncio.Task[None]]:
+    """Run the subscribers and report; returns their (still running) tasks."""
     latencies: list[float] = []
     first = asyncio.Event()
     ready = [0, subscribers]
