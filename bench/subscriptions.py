@@ -1,6 +1,6 @@
 """Subscriptions at scale: 1,000 WebSocket subscribers on loopback against a changing cluster.
 
-    python bench/subscriptions.py [--subscribers 1000] [--interval 1.0] [--changes 100]
+    python bench/subscriptions.py [--subscribers 1000] [--interval 1.0] [--changes 50]
                                   [--duration 600]
 
 Starts the API (uvicorn, one worker, in its own process) over a scripted cluster: squeue
@@ -256,7 +256,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--interval", type=float, default=1.0)
-    parser.add_argument("--changes", type=int, default=100, help="jobs changed per poll")
+    parser.add_argument("--changes", type=int, default=50, help="jobs changed per poll")
     parser.add_argument("--duration", type=float, default=600, help="seconds measured")
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -4,9 +4,10 @@ The poller runs while at least one watch is registered: the first subscriber sta
 stops when the last one leaves. Every `interval` seconds it takes one snapshot, whatever the
 number of subscribers, through the cluster's SnapshotSource, so queries arriving within the cache
 TTL are served from the poll's snapshot at no extra cost (a poll also fetches the datasets the
-cached snapshot holds, so what queries read lately stays covered). It diffs the snapshot with the previous
-one, looks up (in one more round trip, only when needed) how jobs that left squeue ended, and
-hands the result to every watch, which posts events to its own bounded mailbox without waiting.
+cached snapshot holds, so what queries read lately stays covered). It diffs the snapshot with
+the previous one, looks up (in one more round trip, only when needed) how jobs that left squeue
+ended, and hands the result to every watch, which posts events to its own bounded mailbox
+without waiting.
 
 A failed poll is reported once to every watch (UNAVAILABLE); polling goes on at the same pace,
 and the first poll that succeeds again says RECOVERED and diffs against the last good snapshot,
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -163,8 +165,17 @@ class Poller:
             for watch in list(self._watches):
                 watch.on_recovered(update.snapshot.taken_at)
         self.latest = update
-        for watch in list(self._watches):
-            watch.on_poll(update)
+        # A poll allocates thousands of short-lived, acyclic objects; left on, the cyclic
+        # collector would run over and over and promote them, and a full collection of a
+        # server holding a thousand connections stops everything for a few hundred ms.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for watch in list(self._watches):
+                watch.on_poll(update)
+        finally:
+            if collecting:
+                gc.enable()
         # A watch that finished, or whose consumer fell too far behind, takes no more events;
         # its mailbox keeps what it still has to hand over.
         for watch in [w for w in self._watches if w.mailbox.closed]:
