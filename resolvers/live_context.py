@@ -8,15 +8,22 @@ straight from the source (which still coalesces fetches and caches them for the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from graphql import GraphQLResolveInfo
+from graphql import (
+    FieldNode,
+    FragmentSpreadNode,
+    GraphQLResolveInfo,
+    InlineFragmentNode,
+    SelectionSetNode,
+)
 
 from resolvers.context import RequestContext
-from resolvers.plan import Plan
+from resolvers.plan import FIELD_NEEDS, Plan
 from resolvers.poller import PollerHub
-from resolvers.snapshot import Snapshot
+from resolvers.snapshot import Need, Snapshot
 
 
 @dataclass
@@ -36,3 +43,23 @@ class LiveContext(RequestContext):
         if self.per_connection:
             return await self.sources[cluster].get(self.plan(info).needs_of(cluster))
         return await super().snapshot(cluster, info)
+
+
+def selection_needs(
+    selection_set: SelectionSetNode | None,
+    fragments: Mapping[str, Any],
+    seen: frozenset[str] = frozenset(),
+) -> Need:
+    """The datasets the fields under a subscription's root field read (a job's `nodes`, …)."""
+    found = Need.NOTHING
+    for selection in selection_set.selections if selection_set is not None else ():
+        if isinstance(selection, FieldNode):
+            found |= FIELD_NEEDS.get(selection.name.value, Need.NOTHING)
+            found |= selection_needs(selection.selection_set, fragments, seen)
+        elif isinstance(selection, InlineFragmentNode):
+            found |= selection_needs(selection.selection_set, fragments, seen)
+        elif isinstance(selection, FragmentSpreadNode):
+            name = selection.name.value
+            if name in fragments and name not in seen:
+                found |= selection_needs(fragments[name].selection_set, fragments, seen | {name})
+    return found

@@ -32,9 +32,10 @@ from resolvers.events import (
     jobs_by_id,
 )
 from resolvers.final_state import look_up
+from resolvers.mailbox import Finished, Overflowed
 from resolvers.snapshot import Need, Snapshot
 from resolvers.source import SnapshotSource
-from resolvers.watches import Finished, Overflowed, PollUpdate, Watch
+from resolvers.watches import PollUpdate, Watch
 from transport.errors import SlurmGraphQLError
 
 logger = logging.getLogger(__name__)

@@ -1,20 +1,13 @@
-"""What one subscription follows, and its mailbox: the poller hands every poll to each watch,
-which turns the changes it cares about into events and posts them without ever waiting.
-
-A mailbox is bounded. A consumer that falls that many events behind is not waited for (that
-would delay every other subscriber of the cluster): its pending events are dropped, it is told
-once (`Overflowed`) and it is removed.
+"""What one subscription follows: the poller hands every poll to each watch, which turns the
+changes it cares about into events and posts them to its mailbox (resolvers/mailbox.py) without
+ever waiting.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
-
-from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
 
 from resolvers.events import (
     TERMINAL_STATES,
@@ -29,55 +22,11 @@ from resolvers.events import (
     job_view,
     node_view,
 )
-from resolvers.plan import FIELD_NEEDS
+from resolvers.mailbox import Mailbox
 from resolvers.selection import JobCriteria, filter_nodes, node_state
 from resolvers.slurm.jobs import JobRecord, JobRow
 from resolvers.slurm.nodes import NodeRecord
 from resolvers.snapshot import Need, Snapshot
-
-
-class Overflowed:
-    """Posted last to a mailbox whose consumer fell too far behind."""
-
-
-class Finished:
-    """Posted last when a subscription has nothing more to say (a job reached its end)."""
-
-
-Item = JobEventData | NodeEventData | Overflowed | Finished
-
-
-class Mailbox:
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.closed = False
-        self.overflowed = False
-        self._queue: asyncio.Queue[Item] = asyncio.Queue()
-
-    def post(self, item: JobEventData | NodeEventData) -> None:
-        if self.closed:
-            return
-        if self._queue.qsize() >= self.size:
-            self.overflowed = True
-            while not self._queue.empty():
-                self._queue.get_nowait()
-            self._close(Overflowed())
-            return
-        self._queue.put_nowait(item)
-
-    def finish(self) -> None:
-        self._close(Finished())
-
-    def _close(self, last: Overflowed | Finished) -> None:
-        if not self.closed:
-            self.closed = True
-            self._queue.put_nowait(last)
-
-    async def get(self) -> Item:
-        return await self._queue.get()
-
-    def qsize(self) -> int:
-        return self._queue.qsize()
 
 
 @dataclass
@@ -370,23 +319,3 @@ class NodeFeed(Watch):
 
     def _post_status(self, kind: EventKind, at: float, error: Exception | None) -> None:
         self.mailbox.post(NodeEventData(kind, "", None, None, None, at, None, error=error))
-
-
-def selection_needs(
-    selection_set: SelectionSetNode | None,
-    fragments: Mapping[str, Any],
-    seen: frozenset[str] = frozenset(),
-) -> Need:
-    """The datasets the fields under a subscription's root field read (a job's `nodes`, …)."""
-    found = Need.NOTHING
-    for selection in selection_set.selections if selection_set is not None else ():
-        if isinstance(selection, FieldNode):
-            found |= FIELD_NEEDS.get(selection.name.value, Need.NOTHING)
-            found |= selection_needs(selection.selection_set, fragments, seen)
-        elif isinstance(selection, InlineFragmentNode):
-            found |= selection_needs(selection.selection_set, fragments, seen)
-        elif isinstance(selection, FragmentSpreadNode):
-            name = selection.name.value
-            if name in fragments and name not in seen:
-                found |= selection_needs(fragments[name].selection_set, fragments, seen | {name})
-    return found

@@ -9,11 +9,12 @@ import strawberry
 from graphql import GraphQLError
 
 from resolvers.ids import validate_job_id, validate_name
-from resolvers.live_context import LiveContext
+from resolvers.live_context import LiveContext, selection_needs
+from resolvers.mailbox import Mailbox
 from resolvers.poller import PollerHub, SubscriberTooSlow
 from resolvers.selection import JobCriteria
 from resolvers.snapshot import Need
-from resolvers.watches import JobFeed, JobWatch, Mailbox, NodeFeed, Watch, selection_needs
+from resolvers.watches import JobFeed, JobWatch, NodeFeed, Watch
 from schema.errors import to_graphql_error
 from schema.event import JobEvent, NodeEvent
 from schema.filters import JobFilter, NodeFilter

@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 
 from resolvers.events import EventKind, JobEventData, diff_jobs, jobs_by_id, row_changed
+from resolvers.mailbox import Finished, Mailbox, Overflowed
 from resolvers.selection import JobCriteria
 from resolvers.slurm.jobs import FIELD_SEPARATOR, STRUCTURED_FIELDS, JobRow, parse_squeue
 from resolvers.snapshot import Need, Snapshot
-from resolvers.watches import Finished, JobFeed, JobWatch, Mailbox, Overflowed, PollUpdate
+from resolvers.watches import JobFeed, JobWatch, PollUpdate
 
 SQUEUE = Path(__file__).resolve().parent.parent / "golden" / "22.05" / "squeue"
 

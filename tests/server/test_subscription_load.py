@@ -15,10 +15,11 @@ from pathlib import Path
 import httpx
 
 from resolvers.events import EventKind, JobEventData, NodeEventData
+from resolvers.mailbox import Mailbox
 from resolvers.poller import PollerHub, SubscriberTooSlow
 from resolvers.selection import JobCriteria
 from resolvers.source import SnapshotSource
-from resolvers.watches import JobFeed, Mailbox
+from resolvers.watches import JobFeed
 from server.app import create_app
 from server.settings import Settings
 from tests.support.live import StampingTransport, poller_tasks, slurm_cli, submit
