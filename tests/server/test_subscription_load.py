@@ -44,8 +44,8 @@ async def no_poller_left(within: float = 3) -> None:
 
 
 async def test_200_subscribers_cost_one_squeue_per_interval(slurm_cluster: str) -> None:
-    """200 subscriptions to 200 jobs, on 4 connections: one batch with one squeue per poll;
-    when every connection has gone (one of them dropped abruptly), no poller is left."""
+    """200 subscribers to 200 jobs cost one squeue per interval; gone, they leave no poller."""
+    # Four connections of 50; one of them is dropped abruptly at the end.
     jobs = await asyncio.gather(
         *(submit("-J", "held", "--hold", "--wrap", "true") for _ in range(200))
     )
@@ -79,8 +79,8 @@ async def test_200_subscribers_cost_one_squeue_per_interval(slurm_cluster: str) 
 
 
 async def test_queries_within_the_poll_window_cost_no_round_trip(slurm_cluster: str) -> None:
-    """Once a query has asked for its datasets, each poll fetches them too, and later queries
-    within the cache TTL are answered from the poll's snapshot: one round trip per poll."""
+    """Queries within the cache TTL are answered from the poller's snapshots."""
+    # The first query may fetch: its datasets (jobs and nodes) are not polled until it asks.
     transport = StampingTransport(LocalTransport())
     settings = Settings(poll_interval=INTERVAL, cache_ttl=2.0, response_cache=False)
     query = {"query": "{ cluster { jobs(first: 3) { totalCount edges { node { id state } } } } }"}
@@ -117,8 +117,7 @@ async def _collect(
 async def test_a_slow_consumer_is_dropped_and_the_others_are_not(
     slurm_cluster: str, scenario: Scenario
 ) -> None:
-    """A consumer whose mailbox (3 events) overflows is told (SubscriberTooSlow) and removed;
-    another subscriber of the same poll gets every event, and polling goes on."""
+    """An overflowing subscriber is told and removed; another gets every event; polls go on."""
     transport = StampingTransport(LocalTransport())
     hub = PollerHub({"local": SnapshotSource("local", transport)}, 0.2, mailbox_size=3)
     fast: list[JobEventData] = []
@@ -151,8 +150,7 @@ def _local_cluster(command: str) -> None:
 
 
 async def test_a_controller_restart_is_reported_and_polling_recovers(slurm_cluster: str) -> None:
-    """slurmctld stops mid-stream: UNAVAILABLE (SLURM_UNAVAILABLE); it restarts with its saved
-    state: RECOVERED, and the job's COMPLETED still arrives, with its exit code."""
+    """slurmctld restarting mid-stream: UNAVAILABLE, RECOVERED, then the job's COMPLETED."""
     job = await submit("-J", "outlives-ctld", "--wrap", "sleep 3")
     transport = StampingTransport(LocalTransport())
     settings = Settings(poll_interval=INTERVAL)

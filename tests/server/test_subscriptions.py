@@ -97,8 +97,7 @@ def assert_polled_every_interval(transport: StampingTransport) -> None:
 
 
 async def test_a_job_is_followed_from_pending_to_completed(live: Live) -> None:
-    """SNAPSHOT (PENDING), then RUNNING, then COMPLETED with exit code 0, then complete; each
-    event reaches the client within 100 ms of the poll that saw it, polls one interval apart."""
+    """PENDING, RUNNING, COMPLETED (exit 0), each within 100 ms of its poll, polls 0.3 s apart."""
     job = await submit("-J", "followed", "--begin=now+1", "--wrap", "sleep 1")
     async with Connection.open(live.url) as connection:
         subscription = await connection.subscribe(STATE_CHANGED, id=job)
@@ -138,8 +137,8 @@ async def test_a_cancelled_job_reports_cancelled(live: Live) -> None:
 
 
 async def test_a_purged_job_gets_its_end_from_the_completion_log(live: Live) -> None:
-    """A job last seen PENDING that Slurm has purged (stand-in: PurgingTransport) ends with
-    the state and exit code of `sacct -c`, marked as coming from the completion log."""
+    """A job Slurm purged unseen ends with sacct -c's state and exit code."""
+    # PurgingTransport stands in for MinJobAge (300 s here): see tests/support/live.py.
     assert isinstance(live.transport, PurgingTransport)
     job = await submit("-J", "purged", "--begin=now+2", "--wrap", "exit 3")
     live.transport.freeze(job)  # polls keep seeing it PENDING, as it is now
@@ -178,8 +177,7 @@ async def test_bad_input_is_an_error_not_a_poll(live: Live) -> None:
 
 
 async def test_job_events_follow_a_filter(live: Live) -> None:
-    """By name: ADDED, then CHANGED to RUNNING and COMPLETED. Running only: ADDED when it
-    starts, REMOVED (with its final state) when it ends."""
+    """A name filter sees ADDED then CHANGED; a RUNNING filter sees ADDED then REMOVED."""
     name = f"followed-by-filter-{uuid.uuid4().hex[:8]}"
     async with Connection.open(live.url) as connection:
         by_name = await connection.subscribe(JOB_EVENTS, filter={"names": [name]})
