@@ -49,17 +49,24 @@ def selection_needs(
     selection_set: SelectionSetNode | None,
     fragments: Mapping[str, Any],
     seen: frozenset[str] = frozenset(),
+    top: bool = True,
 ) -> Need:
-    """The datasets the fields under a subscription's root field read (a job's `nodes`, …)."""
+    """The datasets the fields of an event's selection read (a job's `nodes`, a node's `jobs`).
+
+    The event's own fields (`job`, `node`) are the record the event carries, not a dataset to
+    fetch: only what is selected under them counts.
+    """
     found = Need.NOTHING
     for selection in selection_set.selections if selection_set is not None else ():
         if isinstance(selection, FieldNode):
-            found |= FIELD_NEEDS.get(selection.name.value, Need.NOTHING)
-            found |= selection_needs(selection.selection_set, fragments, seen)
+            if not top:
+                found |= FIELD_NEEDS.get(selection.name.value, Need.NOTHING)
+            found |= selection_needs(selection.selection_set, fragments, seen, top=False)
         elif isinstance(selection, InlineFragmentNode):
-            found |= selection_needs(selection.selection_set, fragments, seen)
+            found |= selection_needs(selection.selection_set, fragments, seen, top)
         elif isinstance(selection, FragmentSpreadNode):
             name = selection.name.value
             if name in fragments and name not in seen:
-                found |= selection_needs(fragments[name].selection_set, fragments, seen | {name})
+                spread = fragments[name].selection_set
+                found |= selection_needs(spread, fragments, seen | {name}, top)
     return found

@@ -112,3 +112,21 @@ def test_a_full_mailbox_is_emptied_and_told_once() -> None:
         mailbox.post(event)
     assert mailbox.overflowed and mailbox.qsize() == 1
     assert isinstance(mailbox._queue.get_nowait(), Overflowed)
+
+
+def test_an_event_selection_needs_only_what_is_read_under_its_record() -> None:
+    """`job { state }` needs no dataset; `job { nodes }` nodes; `node { jobs }` jobs."""
+    from graphql import OperationDefinitionNode, parse
+
+    from resolvers.live_context import selection_needs
+
+    def needs(query: str) -> Need:
+        document = parse(query)
+        operation = document.definitions[0]
+        assert isinstance(operation, OperationDefinitionNode)
+        root = operation.selection_set.selections[0]
+        return selection_needs(getattr(root, "selection_set", None), {})
+
+    assert needs("subscription { jobStateChanged(id: 1) { kind job { state } } }") == Need.NOTHING
+    assert needs("subscription { jobEvents { job { nodes { name } } } }") == Need.NODES
+    assert needs("subscription { nodeEvents { node { jobs { id } } } }") == Need.JOBS
