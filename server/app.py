@@ -35,8 +35,8 @@ from resolvers.live_context import LiveContext
 from resolvers.poller import PollerHub
 from resolvers.source import SnapshotSource
 from schema import build_schema
-from server.execution import LeanExecutionContext
 from server.graphiql import render_graphiql
+from server.live_execution import LiveExecutionContext
 from server.response_cache import ResponseCache
 from server.settings import Settings
 from transport import Transport, open_transport
@@ -65,7 +65,7 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
                 lambda: ValidationCache(maxsize=1024),
                 lambda: MaskErrors(should_mask_error=_should_mask, error_message="internal error"),
             ],
-            execution_context_class=LeanExecutionContext,
+            execution_context_class=LiveExecutionContext,
         )
         super().__init__(
             schema,
