@@ -183,7 +183,9 @@ class Poller:
             self.remove(watch)
 
     def _failed(self, error: Exception) -> None:
-        logger.warning("poll of %s failed: %s", self.cluster, error)
+        # Once per outage: polling goes on every interval while the cluster is away.
+        log = logger.warning if self.failure is None else logger.debug
+        log("poll of %s failed: %s", self.cluster, error)
         self.failure = error
         at = time.time()
         for watch in list(self._watches):
