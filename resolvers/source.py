@@ -67,6 +67,15 @@ class SnapshotSource:
                 return await asyncio.shield(pending)
         return await self._fetch(needs)
 
+    async def refresh(self, needs: Need) -> Snapshot:
+        """A new snapshot holding `needs`, whatever the cache holds: what a poller asks for on
+        every tick. A fetch already under way that covers `needs` is joined rather than doubled.
+        The result becomes the cached snapshot, so requests within the TTL are served from it."""
+        for pending_needs, (generation, pending) in self._in_flight.items():
+            if needs in pending_needs and generation == self._generation:
+                return await asyncio.shield(pending)
+        return await self._fetch(needs)
+
     def fresh(self) -> Snapshot | None:
         """The cached snapshot if it is within its TTL, else None."""
         if self._latest is None:

@@ -14,6 +14,7 @@ from strawberry.types import ExecutionContext
 from schema.mutation import Mutation
 from schema.query import Query
 from schema.scalars import SCALAR_MAP
+from schema.subscription import Subscription
 
 
 class _Schema(strawberry.Schema):
@@ -39,6 +40,7 @@ def build_schema(
     return _Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         extensions=list(extensions),
         execution_context_class=execution_context_class,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),

@@ -11,26 +11,36 @@ from typing import Any
 from graphql import GraphQLError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.gzip import GZipMiddleware
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
 from strawberry.http import GraphQLRequestData
 from strawberry.http.base import BaseRequestProtocol
+from strawberry.subscriptions import (
+    GRAPHQL_SSE_PROTOCOL,
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+)
 from strawberry.types import ExecutionResult
+from strawberry.types.unset import UnsetType
 
 from resolvers.context import RequestContext
 from resolvers.identity import SERVER_IDENTITY, Identity
+from resolvers.live_context import LiveContext
+from resolvers.poller import PollerHub
 from resolvers.source import SnapshotSource
 from schema import build_schema
-from server.execution import LeanExecutionContext
 from server.graphiql import render_graphiql
 from server.health import Readiness, readyz_endpoint
+from server.live_execution import LiveExecutionContext
 from server.observe import ObserveMiddleware, RequestObserver, note_result
 from server.response_cache import ResponseCache
 from server.round_trips import RoundTripListener, WatchedTransport
@@ -58,16 +68,30 @@ def _should_mask(error: GraphQLError) -> bool:
 
 
 class _GraphQLApp(GraphQL[RequestContext, None]):
-    def __init__(self, sources: Mapping[str, SnapshotSource], settings: Settings) -> None:
+    def __init__(
+        self, sources: Mapping[str, SnapshotSource], settings: Settings, pollers: PollerHub
+    ) -> None:
         schema = build_schema(
             [
                 lambda: ParserCache(maxsize=1024),
                 lambda: ValidationCache(maxsize=1024),
                 lambda: MaskErrors(should_mask_error=_should_mask, error_message="internal error"),
             ],
-            execution_context_class=LeanExecutionContext,
+            execution_context_class=LiveExecutionContext,
         )
-        super().__init__(schema, graphql_ide="graphiql" if settings.graphiql else None)
+        super().__init__(
+            schema,
+            graphql_ide="graphiql" if settings.graphiql else None,
+            # WebSocket (both protocols), then server-sent events and multipart over HTTP.
+            subscription_protocols=(
+                GRAPHQL_TRANSPORT_WS_PROTOCOL,
+                GRAPHQL_WS_PROTOCOL,
+                GRAPHQL_SSE_PROTOCOL,
+                MULTIPART_SUBSCRIPTION_PROTOCOL,
+            ),
+            max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
+        )
+        self._pollers = pollers
         self._sources = sources
         self._settings = settings
         self._page = render_graphiql("/graphql", STATIC_PREFIX)
@@ -124,24 +148,38 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> RequestContext:
-        identity: Identity | None = SERVER_IDENTITY
+        identity = SERVER_IDENTITY
         if self._settings.tokens:
-            identity = request.scope.get("state", {}).get("identity") or self._authenticate(
-                request.headers.get("authorization")
+            # GraphiQL's page (see __call__) runs nothing; a WebSocket authenticates with its
+            # connection_init payload (on_ws_connect). Until then: no one's rights.
+            identity = (
+                request.scope.get("state", {}).get("identity")
+                or self._authenticate(request.headers.get("authorization"))
+                or NOBODY
             )
-            if identity is None and isinstance(request, WebSocket):
-                raise PermissionError("unauthenticated")
-            if identity is None:
-                # Only GraphiQL's page gets here without a token (see __call__), and it runs
-                # nothing; should anything run, it runs with no one's rights.
-                identity = NOBODY
-        assert identity is not None
-        return RequestContext(
+        return LiveContext(
             sources=self._sources,
             max_page_size=self._settings.max_page_size,
             identity=identity,
             aws_cli=self._settings.aws_cli,
+            pollers=self._pollers,
+            per_connection=isinstance(request, WebSocket),
         )
+
+    async def on_ws_connect(self, context: RequestContext) -> UnsetType | dict[str, object] | None:
+        """WebSocket authentication: a token in the `Authorization` header of the upgrade, or
+        in the `connection_init` payload (`{"Authorization": "Bearer …"}`), as browsers cannot
+        set headers on a WebSocket. Without a known token the connection is refused (4403)."""
+        if self._settings.tokens and context.identity is NOBODY:
+            params = context.connection_params if isinstance(context, LiveContext) else None
+            presented = None
+            if isinstance(params, Mapping):
+                presented = params.get("Authorization") or params.get("authorization")
+            identity = self._authenticate(presented if isinstance(presented, str) else None)
+            if identity is None:
+                raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
+            context.identity = identity
+        return UnsetType()  # acknowledge with no payload
 
     def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
         """A browser navigating to /graphql gets GraphiQL, also with `?query=` (a shared link);
@@ -186,6 +224,7 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
         listeners.append(metrics.observe_round_trip)
         observers.append(metrics.observe_request)
         extra_routes.append(Route("/metrics", metrics.endpoint))
+    pollers = PollerHub(sources, settings.poll_interval, settings.subscriber_queue)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -202,6 +241,7 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
         try:
             yield
         finally:
+            await pollers.aclose()
             await readiness.detach()
             for source in sources.values():
                 await source.aclose()
@@ -212,10 +252,11 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    graphql_app = _GraphQLApp(sources, settings)
+    graphql_app = _GraphQLApp(sources, settings, pollers)
     app = Starlette(
         routes=[
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql_app),
             Route("/healthz", healthz),
             Route("/readyz", readyz_endpoint(readiness)),
             *extra_routes,
@@ -226,7 +267,13 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
             Middleware(ObserveMiddleware, observers=tuple(observers)),
             # GraphiQL's bundle is 3.5 MB and job listings are repetitive JSON: both shrink ~5x.
             # A moderate level keeps compressing a 10,000-job answer cheap next to executing it.
-            Middleware(GZipMiddleware, minimum_size=1024, compresslevel=5),
+            # Streamed subscriptions (multipart, like SSE) must reach the client event by event.
+            Middleware(
+                GZipMiddleware,
+                minimum_size=1024,
+                compresslevel=5,
+                exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, "multipart/mixed"),
+            ),
         ],
         lifespan=lifespan,
     )

@@ -42,8 +42,13 @@ _PAGE = """\
         "use strict";
         var config = {config};
         var params = new URLSearchParams(window.location.search);
+        // Subscriptions go over a WebSocket (graphql-transport-ws) to the same endpoint.
+        var ws = (location.protocol === "https:" ? "wss://" : "ws://") + location.host;
         var props = {{
-          fetcher: GraphiQL.createFetcher({{ url: config.endpoint }}),
+          fetcher: GraphiQL.createFetcher({{
+            url: config.endpoint,
+            subscriptionUrl: ws + config.endpoint
+          }}),
           isHeadersEditorEnabled: true,
           defaultEditorToolsVisibility: "headers"
         }};

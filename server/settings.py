@@ -36,6 +36,9 @@ class Settings:
     tokens: Mapping[str, Identity] = field(default_factory=dict)
     # The AWS CLI on the head node, which fetches scripts submitted by scriptS3Uri.
     aws_cli: str = "aws"
+    poll_interval: float = 2.0
+    max_subscriptions_per_connection: int = 100
+    subscriber_queue: int = 256
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -51,6 +54,13 @@ class Settings:
             response_cache=_flag(environ, "SLURM_GRAPHQL_RESPONSE_CACHE", True),
             tokens=_tokens(environ.get("SLURM_GRAPHQL_TOKENS", "")),
             aws_cli=environ.get("SLURM_GRAPHQL_AWS_CLI") or "aws",
+            poll_interval=_number(environ, "SLURM_GRAPHQL_POLL_INTERVAL", 2.0, minimum=0.05),
+            max_subscriptions_per_connection=int(
+                _number(environ, "SLURM_GRAPHQL_MAX_SUBSCRIPTIONS", 100, minimum=1)
+            ),
+            subscriber_queue=int(
+                _number(environ, "SLURM_GRAPHQL_SUBSCRIBER_QUEUE", 256, minimum=1)
+            ),
         )
 
 

@@ -22,6 +22,7 @@ class SlurmErrorKind(enum.Enum):
     INVALID_NODE = "invalid node"
     ACCESS_DENIED = "access denied"
     INVALID_STATE = "the job is not in a state that allows this"
+    ACCOUNTING_DISABLED = "accounting storage is disabled"
     OTHER = "Slurm reported an error"
 
 
@@ -69,6 +70,7 @@ _RULES: tuple[tuple[re.Pattern[str], SlurmErrorKind], ...] = tuple(
             SlurmErrorKind.AUTHENTICATION,
         ),
         (r"invalid job id", SlurmErrorKind.INVALID_JOB_ID),
+        (r"accounting storage is disabled", SlurmErrorKind.ACCOUNTING_DISABLED),
         (r"invalid partition|partition \S+ not found", SlurmErrorKind.INVALID_PARTITION),
         (r"invalid node name|node \S+ not found", SlurmErrorKind.INVALID_NODE),
         (

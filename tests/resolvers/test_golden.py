@@ -19,6 +19,7 @@ from resolvers.slurm.job_details import parse_job_details
 from resolvers.slurm.jobs import parse_squeue
 from resolvers.slurm.nodes import parse_nodes
 from resolvers.slurm.partitions import parse_partitions
+from resolvers.slurm.sacct import parse_sacct
 from resolvers.slurm.version import parse_version
 from tests.support import oracle
 from transport.base import CommandResult, decode_output
@@ -76,6 +77,7 @@ def parser_for(case: Case) -> Callable[[str], Any]:
         "job-details": parse_job_details,
         "nodes": parse_nodes,
         "partitions": parse_partitions,
+        "sacct": parse_sacct,
         "version": parse_version,
     }[command]
 

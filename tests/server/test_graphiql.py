@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.support.browser import headless_chromium, requested_urls, run_query_in_graphiql
+from tests.support.scenario import Scenario
 from tests.support.server import running_server
 
 pytestmark = pytest.mark.browser
@@ -36,3 +37,17 @@ def test_graphiql_runs_a_query_in_a_browser_without_outside_network(slurm_cluste
         assert partitions == {"debug", "batch"}
         hosts = {urlsplit(url).netloc for url in requested_urls(driver)}
         assert hosts == {urlsplit(base_url).netloc}
+
+
+def test_graphiql_runs_a_subscription_over_a_websocket(
+    slurm_cluster: str, scenario: Scenario
+) -> None:
+    """GraphiQL sends a subscription over graphql-transport-ws and shows the job's event."""
+    query = (
+        f'subscription {{ jobStateChanged(id: "{scenario.failed}") '
+        "{ kind job { state exitCode } } }"
+    )
+    with running_server() as base_url, headless_chromium() as driver:
+        shown = json.loads(run_query_in_graphiql(driver, base_url, query))
+    event = shown["data"]["jobStateChanged"]
+    assert (event["job"]["state"], event["job"]["exitCode"]) == ("FAILED", 3)

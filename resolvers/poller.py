@@ -1,0 +1,265 @@
+"""One poller per cluster, shared by every subscription to it.
+
+The poller runs while at least one watch is registered: the first subscriber starts it and it
+stops when the last one leaves. Every `interval` seconds it takes one snapshot, whatever the
+number of subscribers, through the cluster's SnapshotSource, so queries arriving within the cache
+TTL are served from the poll's snapshot at no extra cost (a poll also fetches the datasets the
+cached snapshot holds, so what queries read lately stays covered). It diffs the snapshot with
+the previous one, looks up (in one more round trip, only when needed) how jobs that left squeue
+ended, and hands the result to every watch, which posts events to its own bounded mailbox
+without waiting.
+
+A failed poll is reported once to every watch (UNAVAILABLE); polling goes on at the same pace,
+and the first poll that succeeds again says RECOVERED and diffs against the last good snapshot,
+so nothing that changed during the outage is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+
+from resolvers.events import (
+    TERMINAL_STATES,
+    JobEventData,
+    NodeEventData,
+    diff_jobs,
+    diff_nodes,
+    jobs_by_id,
+)
+from resolvers.final_state import look_up
+from resolvers.mailbox import Finished, Overflowed
+from resolvers.snapshot import Need, Snapshot
+from resolvers.source import SnapshotSource
+from resolvers.watches import PollUpdate, Watch
+from transport.errors import SlurmGraphQLError
+
+logger = logging.getLogger(__name__)
+
+
+class SubscriberTooSlow(Exception):
+    """A subscriber fell `size` events behind and was dropped, so others are not held up."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the subscriber fell {size} events behind and was dropped")
+        self.size = size
+
+
+class InternalPollError(SlurmGraphQLError):
+    """A poll failed for a reason that is a bug here, not the cluster's; details are logged."""
+
+
+class Poller:
+    def __init__(
+        self,
+        source: SnapshotSource,
+        interval: float,
+        on_idle: Callable[[Poller], None] = lambda poller: None,
+    ) -> None:
+        self.source = source
+        self.interval = interval
+        self.polls = 0  # successful or not
+        self.latest: PollUpdate | None = None
+        self.failure: Exception | None = None
+        self._on_idle = on_idle
+        self._watches: set[Watch] = set()
+        self._needs = Need.NOTHING
+        self._task: asyncio.Task[None] | None = None
+        self._sleeping = False
+        self._closed = False
+
+    @property
+    def cluster(self) -> str:
+        return self.source.cluster
+
+    @property
+    def watches(self) -> int:
+        return len(self._watches)
+
+    @property
+    def needs(self) -> Need:
+        return self._needs
+
+    def _count_needs(self) -> None:
+        # Kept up to date on add and remove: enum.Flag's | costs a microsecond, a poll of a
+        # thousand watches would pay a millisecond for it.
+        needs = Need.NOTHING
+        for need in {watch.needs for watch in self._watches}:
+            needs |= need
+        self._needs = needs
+
+    def add(self, watch: Watch) -> None:
+        """Register `watch`; it starts from the latest poll if that has what it needs."""
+        if self._closed:
+            raise RuntimeError("this poller has stopped")
+        self._watches.add(watch)
+        self._needs |= watch.needs
+        if self.latest is not None and watch.needs in self.latest.snapshot.needs:
+            watch.prime(self.latest)
+        if self.failure is not None:
+            watch.on_error(self.failure, time.time())
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"poller:{self.cluster}")
+
+    def remove(self, watch: Watch) -> None:
+        """Forget `watch`; after the last one the poller stops, and never restarts."""
+        self._watches.discard(watch)
+        if self._watches:
+            self._count_needs()
+        if self._watches or self._closed:
+            return
+        self._closed = True
+        self._on_idle(self)
+        # A fetch under way may be shared with queries: let it finish, stop before the next.
+        if self._task is not None and self._sleeping:
+            self._task.cancel()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while not self._closed:
+            await self._poll()
+            if self._closed:
+                return
+            due += self.interval
+            now = loop.time()
+            if due < now:  # the poll took longer than the interval: start again at once
+                due = now
+            self._sleeping = True
+            try:
+                await asyncio.sleep(due - now)
+            finally:
+                self._sleeping = False
+
+    async def _poll(self) -> None:
+        self.polls += 1
+        try:
+            # Also fetch what queries asked for lately (the cached snapshot's datasets), so the
+            # poll's snapshot serves them too; this fades once they stop, with the cache TTL.
+            fresh = self.source.fresh()
+            needs = self._needs | fresh.needs if fresh is not None else self._needs
+            update = await self._update(await self.source.refresh(needs))
+        except SlurmGraphQLError as exc:
+            self._failed(exc)
+            return
+        except Exception:
+            logger.exception("poll of %s failed", self.cluster)
+            self._failed(InternalPollError("internal error while polling"))
+            return
+        if self.failure is not None:
+            self.failure = None
+            for watch in list(self._watches):
+                watch.on_recovered(update.snapshot.taken_at)
+        self.latest = update
+        # A poll allocates thousands of short-lived, acyclic objects; left on, the cyclic
+        # collector would run over and over and promote them, and a full collection of a
+        # server holding a thousand connections stops everything for a few hundred ms.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for watch in list(self._watches):
+                watch.on_poll(update)
+        finally:
+            if collecting:
+                gc.enable()
+        # A watch that finished, or whose consumer fell too far behind, takes no more events;
+        # its mailbox keeps what it still has to hand over.
+        for watch in [w for w in self._watches if w.mailbox.closed]:
+            self.remove(watch)
+
+    def _failed(self, error: Exception) -> None:
+        # Once per outage: polling goes on every interval while the cluster is away.
+        log = logger.warning if self.failure is None else logger.debug
+        log("poll of %s failed: %s", self.cluster, error)
+        self.failure = error
+        at = time.time()
+        for watch in list(self._watches):
+            watch.on_error(error, at)
+
+    async def _update(self, snapshot: Snapshot) -> PollUpdate:
+        jobs = jobs_by_id(snapshot.jobs) if Need.JOBS in snapshot.needs else None
+        nodes = {n.name: n for n in snapshot.nodes or ()} if Need.NODES in snapshot.needs else None
+        job_changes = node_changes = None
+        if self.latest is not None and self.latest.jobs is not None and jobs is not None:
+            job_changes = diff_jobs(self.latest.jobs, jobs)
+        if self.latest is not None and self.latest.nodes is not None and nodes is not None:
+            node_changes = diff_nodes(self.latest.nodes, nodes)
+        update = PollUpdate(snapshot, jobs, nodes, job_changes, node_changes)
+        # Jobs that left squeue before a poll saw them end, and jobs watched but not listed.
+        wanted = {
+            str(change.job_id)
+            for change in job_changes or ()
+            if change.after is None
+            and change.before is not None
+            and change.before.state not in TERMINAL_STATES
+        }
+        for watch in self._watches:
+            if (job_id := watch.missing_job(update)) is not None:
+                wanted.add(job_id)
+        if wanted:
+            update.finals = await look_up(self.source.transport, sorted(wanted))
+        return update
+
+
+class PollerHub:
+    """The pollers of an app, one per cluster, made on demand and dropped when idle."""
+
+    def __init__(
+        self, sources: Mapping[str, SnapshotSource], interval: float, mailbox_size: int = 256
+    ) -> None:
+        self._sources = sources
+        self.interval = interval
+        self.mailbox_size = mailbox_size
+        self._pollers: dict[str, Poller] = {}
+
+    def poller(self, cluster: str) -> Poller:
+        poller = self._pollers.get(cluster)
+        if poller is None:
+            poller = Poller(self._sources[cluster], self.interval, self._forget)
+            self._pollers[cluster] = poller
+        return poller
+
+    def active(self) -> dict[str, Poller]:
+        return dict(self._pollers)
+
+    def _forget(self, poller: Poller) -> None:
+        if self._pollers.get(poller.cluster) is poller:
+            del self._pollers[poller.cluster]
+
+    async def follow(
+        self, cluster: str, watch: Watch
+    ) -> AsyncIterator[JobEventData | NodeEventData]:
+        """The events of `watch` on `cluster` until it finishes; leaving (or being closed) frees
+        everything it held. Raises SubscriberTooSlow if its consumer fell too far behind."""
+        poller = self.poller(cluster)
+        poller.add(watch)
+        try:
+            while True:
+                item = await watch.mailbox.get()
+                if isinstance(item, Finished):
+                    return
+                if isinstance(item, Overflowed):
+                    raise SubscriberTooSlow(watch.mailbox.size)
+                yield item
+        finally:
+            poller.remove(watch)
+
+    async def aclose(self) -> None:
+        pollers, self._pollers = list(self._pollers.values()), {}
+        for poller in pollers:
+            await poller.aclose()
