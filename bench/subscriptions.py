@@ -93,6 +93,7 @@ def serve(port: int, jobs: int, changes: int, interval: float) -> None:
     from starlette.types import Message, Receive, Scope, Send
 
     from server.app import create_app
+    from server.gc_tuning import tune_for_serving
     from server.settings import Settings
 
     transport = ScriptedTransport(jobs, changes)
@@ -121,6 +122,7 @@ def serve(port: int, jobs: int, changes: int, interval: float) -> None:
         )
 
     app.router.routes.append(Route("/bench/stats", stats))
+    tune_for_serving()  # as `slurm-graphql serve` does
     uvicorn.run(stamped, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 

@@ -10,6 +10,7 @@ import sys
 import uvicorn
 
 from server.app import create_app
+from server.gc_tuning import tune_for_serving
 from server.logs import configure_logging
 from server.settings import LOG_LEVELS, Settings, SettingsError
 
@@ -54,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s %(message)s")
     configure_logging(settings.log_format, log_level)
     print(f"GraphiQL: http://{args.host}:{args.port}/graphql", file=sys.stderr)
+    app = create_app(settings)
+    tune_for_serving()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=args.host,
         port=args.port,
         log_level=log_level,
