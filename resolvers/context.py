@@ -26,6 +26,7 @@ class RequestContext:
     max_page_size: int
     identity: Identity = SERVER_IDENTITY
     aws_cli: str = "aws"  # the head node's AWS CLI, for scripts submitted from S3
+    request_id: str = ""  # for the audit trail
     jobs_listed: int = 0  # jobs put in connections, to size what the response cache keeps
     cacheable: bool = True  # False once the answer holds something the snapshot does not
     _plan: Plan | None = None

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import strawberry
 
+from resolvers.audit import audited
 from resolvers.context import RequestContext
 from resolvers.mutations import Rejected, Rejection, Written, control_job, submit_job
 from resolvers.slurm.sbatch import InvalidSubmission, update_arguments, validate_signal
@@ -27,7 +28,10 @@ async def _act(
             return Rejected(Rejection.INVALID_INPUT, exc.message, exc.field)
         return await control_job(source, context.identity, id, action)
 
-    return action_payload(await expected_errors_as_graphql(run()))
+    operation = info.field_name
+    return action_payload(
+        await expected_errors_as_graphql(audited(context, operation, cluster, id, run()))
+    )
 
 
 @strawberry.type
@@ -43,7 +47,10 @@ class Mutation:
             request = input.to_request()
             return await submit_job(source, context.identity, request, context.aws_cli)
 
-        return submit_payload(await expected_errors_as_graphql(run()), input.client_mutation_id)
+        outcome = await expected_errors_as_graphql(
+            audited(context, "submitJob", cluster, None, run())
+        )
+        return submit_payload(outcome, input.client_mutation_id)
 
     @strawberry.mutation(description="Cancel a job, or send it a signal (scancel).")
     async def cancel_job(

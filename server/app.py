@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,16 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
-from strawberry.http import GraphQLRequestData
+from strawberry.extensions import (
+    AddValidationRules,
+    DisableIntrospection,
+    MaskErrors,
+    MaxTokensLimiter,
+    ParserCache,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.base import BaseRequestProtocol
 from strawberry.subscriptions import (
     GRAPHQL_SSE_PROTOCOL,
@@ -40,8 +48,9 @@ from resolvers.source import SnapshotSource
 from schema import build_schema
 from server.graphiql import render_graphiql
 from server.health import Readiness, readyz_endpoint
+from server.limits import Limits, limits_rule
 from server.live_execution import LiveExecutionContext
-from server.observe import ObserveMiddleware, RequestObserver, note_result
+from server.observe import ObserveMiddleware, RequestObserver, current_request, note_result
 from server.response_cache import ResponseCache
 from server.round_trips import RoundTripListener, WatchedTransport
 from server.settings import Settings
@@ -71,12 +80,23 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
     def __init__(
         self, sources: Mapping[str, SnapshotSource], settings: Settings, pollers: PollerHub
     ) -> None:
+        limits = Limits(
+            max_depth=settings.max_depth,
+            max_aliases=settings.max_aliases,
+            max_cost=settings.max_cost,
+            max_page_size=settings.max_page_size,
+        )
+        extensions: list[Callable[[], SchemaExtension]] = [
+            lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+            lambda: ParserCache(maxsize=1024),
+            lambda: AddValidationRules([limits_rule(limits)]),
+            lambda: ValidationCache(maxsize=1024),
+            lambda: MaskErrors(should_mask_error=_should_mask, error_message="internal error"),
+        ]
+        if not settings.introspection:
+            extensions.append(DisableIntrospection)
         schema = build_schema(
-            [
-                lambda: ParserCache(maxsize=1024),
-                lambda: ValidationCache(maxsize=1024),
-                lambda: MaskErrors(should_mask_error=_should_mask, error_message="internal error"),
-            ],
+            extensions,
             execution_context_class=LiveExecutionContext,
         )
         super().__init__(
@@ -162,6 +182,7 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
             max_page_size=self._settings.max_page_size,
             identity=identity,
             aws_cli=self._settings.aws_cli,
+            request_id=record.request_id if (record := current_request.get()) else "",
             pollers=self._pollers,
             per_connection=isinstance(request, WebSocket),
         )
@@ -181,6 +202,18 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
             context.identity = identity
         return UnsetType()  # acknowledge with no payload
 
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        """Every error a client sees carries a code: graphql-core's own get one here."""
+        response = await super().process_result(request, result)
+        for error in response.get("errors") or ():
+            if isinstance(error, dict):
+                extensions = error.setdefault("extensions", {})
+                if "code" not in extensions:
+                    extensions["code"] = _code_of(str(error.get("message", "")))
+        return response
+
     def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
         """A browser navigating to /graphql gets GraphiQL, also with `?query=` (a shared link);
         scripts asking for JSON (or `*/*` with a query, as curl does) get the query executed."""
@@ -193,6 +226,14 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
 
     async def render_graphql_ide(self, request: Request) -> Response:
         return HTMLResponse(self._page)
+
+
+def _code_of(message: str) -> str:
+    if "tokens. Parsing aborted" in message:
+        return "QUERY_TOO_COMPLEX"
+    if message.startswith("Syntax Error"):
+        return "GRAPHQL_PARSE_FAILED"
+    return "GRAPHQL_VALIDATION_FAILED"
 
 
 def _unauthenticated() -> Response:

@@ -36,6 +36,12 @@ class Settings:
     tokens: Mapping[str, Identity] = field(default_factory=dict)
     # The AWS CLI on the head node, which fetches scripts submitted by scriptS3Uri.
     aws_cli: str = "aws"
+    # What one document may ask for (server/limits.py), checked before anything runs.
+    max_depth: int = 15
+    max_aliases: int = 30
+    max_cost: int = 500_000
+    max_tokens: int = 10_000
+    introspection: bool = True
     poll_interval: float = 2.0
     max_subscriptions_per_connection: int = 100
     subscriber_queue: int = 256
@@ -54,6 +60,11 @@ class Settings:
             response_cache=_flag(environ, "SLURM_GRAPHQL_RESPONSE_CACHE", True),
             tokens=_tokens(environ.get("SLURM_GRAPHQL_TOKENS", "")),
             aws_cli=environ.get("SLURM_GRAPHQL_AWS_CLI") or "aws",
+            max_depth=int(_number(environ, "SLURM_GRAPHQL_MAX_DEPTH", 15, minimum=1)),
+            max_aliases=int(_number(environ, "SLURM_GRAPHQL_MAX_ALIASES", 30, minimum=0)),
+            max_cost=int(_number(environ, "SLURM_GRAPHQL_MAX_COST", 500_000, minimum=1)),
+            max_tokens=int(_number(environ, "SLURM_GRAPHQL_MAX_TOKENS", 10_000, minimum=1)),
+            introspection=_flag(environ, "SLURM_GRAPHQL_INTROSPECTION", True),
             poll_interval=_number(environ, "SLURM_GRAPHQL_POLL_INTERVAL", 2.0, minimum=0.05),
             max_subscriptions_per_connection=int(
                 _number(environ, "SLURM_GRAPHQL_MAX_SUBSCRIPTIONS", 100, minimum=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import time
 from typing import Any
@@ -290,3 +291,36 @@ async def test_the_writer_reads_its_write_through_a_warm_cache(unix_users: None)
             assert (await run(JOB, id=job["id"]))["cluster"]["job"]["reason"] == "JobHeldUser"
         finally:
             scancel(job["jobId"])
+
+
+async def test_every_mutation_leaves_one_audit_line(user_api: UserApi) -> None:
+    """Each mutation logs one structured audit record: who, as which POSIX user, what, on which
+    job, with what outcome; refusals included."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    audit = logging.getLogger("slurm_graphql.audit")
+    audit.addHandler(handler)
+    level = audit.level
+    audit.setLevel(logging.INFO)
+    try:
+        job = await submitted(user_api, "alice", partition="batch", hold=True)
+        await act(user_api, "bob", CANCEL, job["id"])
+        await act(user_api, "carol", CANCEL, job["id"])
+    finally:
+        audit.removeHandler(handler)
+        audit.setLevel(level)
+        scancel(job["jobId"])
+    lines = [record.request for record in records]  # type: ignore[attr-defined]
+    assert [(line["operation"], line["identity"], line["outcome"]) for line in lines] == [
+        ("submitJob", "alice", "done"),
+        ("cancelJob", "bob", "PERMISSION_DENIED"),
+        ("cancelJob", "carol", "done"),
+    ]
+    assert [line["posix_user"] for line in lines][:2] == ["alice", "bob"]
+    assert all(line["job_id"] == str(job["jobId"]) for line in lines)
+    assert all(line["cluster"] == "local" and line["request_id"] for line in lines)
