@@ -16,8 +16,19 @@ async def _load(context: RequestContext, name: str, info: strawberry.Info) -> Cl
     return Cluster(name=name, _snapshot=snapshot)
 
 
+@strawberry.type(description="Who the request acts as.")
+class Viewer:
+    user: str | None = strawberry.field(description="The Unix user; null: the server's own.")
+    admin: bool
+
+
 @strawberry.type
 class Query:
+    @strawberry.field(description="The caller, as the API sees it (no command runs).")
+    def viewer(self, info: strawberry.Info) -> Viewer:
+        identity = info.context.identity
+        return Viewer(user=identity.user, admin=identity.admin)
+
     @strawberry.field(description="Every configured cluster, the default one first.")
     async def clusters(self, info: strawberry.Info) -> list[Cluster]:
         context: RequestContext = info.context

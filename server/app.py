@@ -46,6 +46,7 @@ from resolvers.live_context import LiveContext
 from resolvers.poller import PollerHub
 from resolvers.source import SnapshotSource
 from schema import build_schema
+from server.auth import Authenticator, JwtAuthenticator, TokenAuthenticator
 from server.graphiql import render_graphiql
 from server.health import Readiness, readyz_endpoint
 from server.limits import Limits, limits_rule
@@ -54,7 +55,7 @@ from server.observe import ObserveMiddleware, RequestObserver, current_request, 
 from server.response_cache import ResponseCache
 from server.round_trips import RoundTripListener, WatchedTransport
 from server.settings import Settings
-from server.tokens import bearer_token, identity_for_token
+from server.tokens import bearer_token
 from transport import Transport, open_transport
 
 logger = logging.getLogger("slurm_graphql")
@@ -112,6 +113,7 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
             max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         )
         self._pollers = pollers
+        self._auth = build_authenticator(settings)
         self._sources = sources
         self._settings = settings
         self._page = render_graphiql("/graphql", STATIC_PREFIX)
@@ -148,9 +150,9 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         return result
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self._settings.tokens:
+        if scope["type"] == "http" and self._auth is not None:
             request = Request(scope)
-            identity = self._authenticate(request.headers.get("authorization"))
+            identity = await self._authenticate(request.headers.get("authorization"))
             # GraphiQL's page is public; what it sends to run a query carries the token.
             if identity is None and not self._is_ide_page(request):
                 await _unauthenticated()(scope, receive, send)
@@ -158,9 +160,11 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
             scope.setdefault("state", {})["identity"] = identity
         await super().__call__(scope, receive, send)
 
-    def _authenticate(self, authorization: str | None) -> Identity | None:
+    async def _authenticate(self, authorization: str | None) -> Identity | None:
         token = bearer_token(authorization)
-        return None if token is None else identity_for_token(self._settings.tokens, token)
+        if token is None or self._auth is None:
+            return None
+        return await self._auth.identity(token)
 
     def _is_ide_page(self, request: Request) -> bool:
         return request.method == "GET" and "text/html" in request.headers.get("accept", "")
@@ -169,12 +173,12 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> RequestContext:
         identity = SERVER_IDENTITY
-        if self._settings.tokens:
+        if self._auth is not None:
             # GraphiQL's page (see __call__) runs nothing; a WebSocket authenticates with its
             # connection_init payload (on_ws_connect). Until then: no one's rights.
             identity = (
                 request.scope.get("state", {}).get("identity")
-                or self._authenticate(request.headers.get("authorization"))
+                or await self._authenticate(request.headers.get("authorization"))
                 or NOBODY
             )
         return LiveContext(
@@ -191,12 +195,12 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         """WebSocket authentication: a token in the `Authorization` header of the upgrade, or
         in the `connection_init` payload (`{"Authorization": "Bearer …"}`), as browsers cannot
         set headers on a WebSocket. Without a known token the connection is refused (4403)."""
-        if self._settings.tokens and context.identity is NOBODY:
+        if self._auth is not None and context.identity is NOBODY:
             params = context.connection_params if isinstance(context, LiveContext) else None
             presented = None
             if isinstance(params, Mapping):
                 presented = params.get("Authorization") or params.get("authorization")
-            identity = self._authenticate(presented if isinstance(presented, str) else None)
+            identity = await self._authenticate(presented if isinstance(presented, str) else None)
             if identity is None:
                 raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
             context.identity = identity
@@ -226,6 +230,15 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
 
     async def render_graphql_ide(self, request: Request) -> Response:
         return HTMLResponse(self._page)
+
+
+def build_authenticator(settings: Settings) -> Authenticator | None:
+    """None: every request acts as the server's own user."""
+    if settings.jwt is not None:
+        return JwtAuthenticator(settings.jwt)
+    if settings.tokens:
+        return TokenAuthenticator(settings.tokens)
+    return None
 
 
 def _code_of(message: str) -> str:

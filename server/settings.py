@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from resolvers.identity import Identity
+from server.auth import ASYMMETRIC, JwtSettings
 from server.tokens import TokenMapError, parse_token_map
 
 _CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -42,6 +43,8 @@ class Settings:
     max_cost: int = 500_000
     max_tokens: int = 10_000
     introspection: bool = True
+    # SLURM_GRAPHQL_AUTH=jwt: OIDC bearer tokens checked against the issuer's keys.
+    jwt: JwtSettings | None = None
     poll_interval: float = 2.0
     max_subscriptions_per_connection: int = 100
     subscriber_queue: int = 256
@@ -65,6 +68,7 @@ class Settings:
             max_cost=int(_number(environ, "SLURM_GRAPHQL_MAX_COST", 500_000, minimum=1)),
             max_tokens=int(_number(environ, "SLURM_GRAPHQL_MAX_TOKENS", 10_000, minimum=1)),
             introspection=_flag(environ, "SLURM_GRAPHQL_INTROSPECTION", True),
+            jwt=_jwt(environ),
             poll_interval=_number(environ, "SLURM_GRAPHQL_POLL_INTERVAL", 2.0, minimum=0.05),
             max_subscriptions_per_connection=int(
                 _number(environ, "SLURM_GRAPHQL_MAX_SUBSCRIPTIONS", 100, minimum=1)
@@ -128,3 +132,37 @@ def _tokens(value: str) -> Mapping[str, Identity]:
         return parse_token_map(value)
     except TokenMapError as exc:
         raise SettingsError(str(exc)) from None
+
+
+AUTH_MODES = ("none", "tokens", "jwt")
+
+
+def _jwt(environ: Mapping[str, str]) -> JwtSettings | None:
+    """JWT settings when SLURM_GRAPHQL_AUTH=jwt (`tokens` and `none` need none of them)."""
+    mode = environ.get("SLURM_GRAPHQL_AUTH", "").strip().lower()
+    if mode in ("", "none", "tokens"):
+        return None
+    if mode not in AUTH_MODES:
+        raise SettingsError(f"SLURM_GRAPHQL_AUTH: {mode!r} is not one of {', '.join(AUTH_MODES)}")
+    issuer = environ.get("SLURM_GRAPHQL_JWT_ISSUER", "").strip()
+    if not issuer.startswith("https://") and not issuer.startswith("http://127."):
+        raise SettingsError("SLURM_GRAPHQL_JWT_ISSUER: an https:// issuer URL is required")
+    algorithms = tuple(
+        a.strip() for a in environ.get("SLURM_GRAPHQL_JWT_ALGORITHMS", "RS256,ES256").split(",")
+    )
+    if not algorithms or not set(algorithms) <= ASYMMETRIC:
+        raise SettingsError(
+            "SLURM_GRAPHQL_JWT_ALGORITHMS: only asymmetric algorithms "
+            f"({', '.join(sorted(ASYMMETRIC))}) are allowed"
+        )
+    return JwtSettings(
+        issuer=issuer,
+        jwks_url=environ.get("SLURM_GRAPHQL_JWT_JWKS_URL")
+        or issuer.rstrip("/") + "/.well-known/jwks.json",
+        audience=environ.get("SLURM_GRAPHQL_JWT_AUDIENCE") or None,
+        algorithms=algorithms,
+        user_claim=environ.get("SLURM_GRAPHQL_JWT_USER_CLAIM") or "username",
+        groups_claim=environ.get("SLURM_GRAPHQL_JWT_GROUPS_CLAIM") or "cognito:groups",
+        admin_group=environ.get("SLURM_GRAPHQL_JWT_ADMIN_GROUP") or None,
+        leeway_seconds=_number(environ, "SLURM_GRAPHQL_JWT_LEEWAY", 0.0, minimum=0.0),
+    )
