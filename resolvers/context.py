@@ -10,7 +10,7 @@ from typing import Any
 from graphql import GraphQLResolveInfo
 
 from resolvers.identity import SERVER_IDENTITY, Identity
-from resolvers.output import OutputReader
+from resolvers.output import OutputForbidden, OutputReader
 from resolvers.plan import Plan, plan_operation
 from resolvers.snapshot import Snapshot
 from resolvers.source import SnapshotSource
@@ -27,11 +27,13 @@ class RequestContext:
     identity: Identity = SERVER_IDENTITY
     aws_cli: str = "aws"  # the head node's AWS CLI, for scripts submitted from S3
     request_id: str = ""  # for the audit trail
+    own_jobs_only: bool = False  # SLURM_GRAPHQL_JOB_VISIBILITY=own, for users but not admins
+    admins_read_output: bool = False
     jobs_listed: int = 0  # jobs put in connections, to size what the response cache keeps
     cacheable: bool = True  # False once the answer holds something the snapshot does not
     _plan: Plan | None = None
     _snapshots: dict[str, asyncio.Task[Snapshot]] = field(default_factory=dict)
-    _readers: dict[str, OutputReader] = field(default_factory=dict)
+    _readers: dict[tuple[str, str | None], OutputReader] = field(default_factory=dict)
 
     @property
     def cluster_names(self) -> tuple[str, ...]:
@@ -63,14 +65,40 @@ class RequestContext:
         if task is None:
             task = asyncio.ensure_future(self.sources[cluster].get(needs))
             self._snapshots[cluster] = task
-        return await asyncio.shield(task)
+        return self.visible(await asyncio.shield(task))
 
-    def output_reader(self, cluster: str) -> OutputReader:
-        """This request's reader of job output files on `cluster`, as the requesting user."""
-        reader = self._readers.get(cluster)
+    @property
+    def sees_only(self) -> str | None:
+        """The one user whose jobs this request may see, or None for every job."""
+        identity = self.identity
+        if not self.own_jobs_only or identity.admin or identity.user is None:
+            return None
+        return identity.user
+
+    def visible(self, snapshot: Snapshot) -> Snapshot:
+        """`snapshot` as this request may see it."""
+        user = self.sees_only
+        return snapshot if user is None else snapshot.visible_to(user)
+
+    def may_read_output_of(self, owner: str) -> bool:
+        """Output is its owner's; administrators may read it too when configured."""
+        identity = self.identity
+        if identity.user is None or identity.user == owner:
+            return True
+        return identity.admin and self.admins_read_output
+
+    def output_reader(self, cluster: str, owner: str) -> OutputReader:
+        """This request's reader of `owner`'s output files on `cluster`: as the requesting user
+        (the file system decides), or with the server's rights for an administrator allowed to
+        read every user's output. Raises OutputForbidden when the API itself says no."""
+        if not self.may_read_output_of(owner):
+            raise OutputForbidden("only the job's owner may read its output")
+        identity = self.identity
+        user = None if identity.admin and identity.user != owner else identity.user
+        reader = self._readers.get((cluster, user))
         if reader is None:
-            reader = OutputReader(self.sources[cluster].transport, self.identity.user)
-            self._readers[cluster] = reader
+            reader = OutputReader(self.sources[cluster].transport, user)
+            self._readers[(cluster, user)] = reader
         self.cacheable = False  # files change without the snapshot changing
         return reader
 

@@ -41,7 +41,7 @@ class LiveContext(RequestContext):
 
     async def snapshot(self, cluster: str, info: GraphQLResolveInfo[Any]) -> Snapshot:
         if self.per_connection:
-            return await self.sources[cluster].get(self.plan(info).needs_of(cluster))
+            return self.visible(await self.sources[cluster].get(self.plan(info).needs_of(cluster)))
         return await super().snapshot(cluster, info)
 
 

@@ -7,6 +7,7 @@ costs at most one round trip per cluster however deep it is.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import time
 from collections import defaultdict
@@ -18,7 +19,13 @@ from typing import Any
 from resolvers.selection import JobCriteria, filter_jobs
 from resolvers.slurm.errors import check
 from resolvers.slurm.hostlist import expand_hostlist
-from resolvers.slurm.jobs import JobRow, new_boundary, parse_squeue, squeue_command
+from resolvers.slurm.jobs import (
+    FIELD_SEPARATOR,
+    JobRow,
+    new_boundary,
+    parse_squeue,
+    squeue_command,
+)
 from resolvers.slurm.nodes import NodeRecord, parse_nodes, show_nodes_command
 from resolvers.slurm.partitions import PartitionRecord, parse_partitions, show_partitions_command
 from resolvers.slurm.version import parse_version, version_command
@@ -106,6 +113,22 @@ class Snapshot:
                 self._selections.clear()
             self._selections[criteria] = selected
         return selected
+
+    def visible_to(self, user: str) -> Snapshot:
+        """This snapshot with only `user`'s jobs (like Slurm's PrivateData=jobs); one view per
+        user, kept with the snapshot."""
+        views: dict[str, Snapshot] = self.__dict__.setdefault("_views", {})
+        view = views.get(user)
+        if view is None:
+            jobs = None
+            if self.jobs is not None:
+                # The user is the fifth structured field: no need to split the whole row.
+                jobs = tuple(
+                    row for row in self.jobs if row.structured.split(FIELD_SEPARATOR, 5)[4] == user
+                )
+            view = dataclasses.replace(self, jobs=jobs)
+            views[user] = view
+        return view
 
     @cached_property
     def jobs_on_node(self) -> dict[str, tuple[JobRow, ...]]:

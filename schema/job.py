@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
-from resolvers.output import DEFAULT_TAIL_BYTES, output_file
+from resolvers.context import RequestContext
+from resolvers.output import DEFAULT_TAIL_BYTES, OutputTail, output_file
 from resolvers.selection import job_partitions
 from resolvers.slurm.hostlist import expand_hostlist
 from resolvers.slurm.jobs import JobRecord, JobRow
@@ -158,8 +159,14 @@ class Job:
         path = output_file(self._record, stderr=stream is OutputStream.STDERR)
         if path is None:
             return None
-        reader = info.context.output_reader(self._snapshot.cluster)
-        tail = await expected_errors_as_graphql(reader.read(path, tail_bytes))
+        context: RequestContext = info.context
+        owner = self._record.user
+
+        async def read() -> OutputTail | None:
+            reader = context.output_reader(self._snapshot.cluster, owner)
+            return await reader.read(path, tail_bytes)
+
+        tail = await expected_errors_as_graphql(read())
         return None if tail is None else JobOutput.from_tail(tail)
 
     @strawberry.field(description="Allocated nodes as a Slurm hostlist.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import TypeVar
 
@@ -83,7 +84,13 @@ class Subscription:
         def make(mailbox: Mailbox, needs: Need) -> Watch:
             return JobWatch(validate_job_id(id), mailbox, needs)
 
+        only = info.context.sees_only
         async for event in _events(info, cluster, make, JobEvent.from_data):
+            if only is not None and event.job is not None and event.job._record.user != only:
+                # Another user's job, under SLURM_GRAPHQL_JOB_VISIBILITY=own: as if unknown.
+                raise GraphQLError(
+                    f"no job {id} visible to you", extensions={"code": "JOB_NOT_FOUND"}
+                )
             yield event
 
     @strawberry.subscription(
@@ -97,8 +104,15 @@ class Subscription:
         filter: JobFilter | None = None,
         initial: bool = False,
     ) -> AsyncGenerator[JobEvent, None]:
+        criteria = _criteria(filter)
+        only = info.context.sees_only
+        if only is not None:
+            # Under SLURM_GRAPHQL_JOB_VISIBILITY=own a feed holds the caller's jobs at most.
+            users = frozenset({only}) & (criteria.users or frozenset({only}))
+            criteria = dataclasses.replace(criteria, users=users)
+
         def make(mailbox: Mailbox, needs: Need) -> Watch:
-            return JobFeed(_criteria(filter), mailbox, needs, initial=initial)
+            return JobFeed(criteria, mailbox, needs, initial=initial)
 
         async for event in _events(info, cluster, make, JobEvent.from_data):
             yield event

@@ -187,6 +187,8 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
             identity=identity,
             aws_cli=self._settings.aws_cli,
             request_id=record.request_id if (record := current_request.get()) else "",
+            own_jobs_only=self._settings.job_visibility == "own",
+            admins_read_output=self._settings.admins_read_output,
             pollers=self._pollers,
             per_connection=isinstance(request, WebSocket),
         )

@@ -43,6 +43,9 @@ class Settings:
     max_cost: int = 500_000
     max_tokens: int = 10_000
     introspection: bool = True
+    # Whose jobs a user sees: "all" (Slurm's default) or "own" (like PrivateData=jobs).
+    job_visibility: str = "all"
+    admins_read_output: bool = False
     # SLURM_GRAPHQL_AUTH=jwt: OIDC bearer tokens checked against the issuer's keys.
     jwt: JwtSettings | None = None
     poll_interval: float = 2.0
@@ -69,6 +72,8 @@ class Settings:
             max_tokens=int(_number(environ, "SLURM_GRAPHQL_MAX_TOKENS", 10_000, minimum=1)),
             introspection=_flag(environ, "SLURM_GRAPHQL_INTROSPECTION", True),
             jwt=_jwt(environ),
+            job_visibility=_choice(environ, "SLURM_GRAPHQL_JOB_VISIBILITY", "all", ("all", "own")),
+            admins_read_output=_flag(environ, "SLURM_GRAPHQL_ADMINS_READ_OUTPUT", False),
             poll_interval=_number(environ, "SLURM_GRAPHQL_POLL_INTERVAL", 2.0, minimum=0.05),
             max_subscriptions_per_connection=int(
                 _number(environ, "SLURM_GRAPHQL_MAX_SUBSCRIPTIONS", 100, minimum=1)
