@@ -61,6 +61,7 @@ from transport import Transport, open_transport
 logger = logging.getLogger("slurm_graphql")
 
 NOBODY = Identity(user="nobody")
+MASKED = "internal error"
 
 STATIC_DIR = Path(__file__).parent / "static" / "graphiql"
 STATIC_PREFIX = "/static/graphiql"
@@ -73,7 +74,13 @@ def _should_mask(error: GraphQLError) -> bool:
         return False
     if error.original_error is None:
         return False
-    logger.error("unexpected error at %s", error.path, exc_info=error.original_error)
+    record = current_request.get()
+    logger.error(
+        "unexpected error at %s (request_id=%s)",
+        error.path,
+        record.request_id if record else None,
+        exc_info=error.original_error,
+    )
     return True
 
 
@@ -92,7 +99,7 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
             lambda: ParserCache(maxsize=1024),
             lambda: AddValidationRules([limits_rule(limits)]),
             lambda: ValidationCache(maxsize=1024),
-            lambda: MaskErrors(should_mask_error=_should_mask, error_message="internal error"),
+            lambda: MaskErrors(should_mask_error=_should_mask, error_message=MASKED),
         ]
         if not settings.introspection:
             extensions.append(DisableIntrospection)
@@ -216,7 +223,14 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         for error in response.get("errors") or ():
             if isinstance(error, dict):
                 extensions = error.setdefault("extensions", {})
-                if "code" not in extensions:
+                if "code" in extensions:
+                    continue
+                if error.get("message") == MASKED:
+                    # The log line with the stack carries the same id.
+                    record = current_request.get()
+                    extensions["code"] = "INTERNAL_SERVER_ERROR"
+                    extensions["requestId"] = record.request_id if record else None
+                else:
                     extensions["code"] = _code_of(str(error.get("message", "")))
         return response
 

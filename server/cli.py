@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import sys
 
 import uvicorn
 
-from server.app import create_app
+from server.app import build_authenticator, create_app
 from server.gc_tuning import tune_for_serving
 from server.logs import configure_logging
 from server.settings import LOG_LEVELS, Settings, SettingsError
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +60,14 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_environ(os.environ)
     except SettingsError as exc:
         print(f"slurm-graphql: {exc}", file=sys.stderr)
+        return 2
+    if build_authenticator(settings) is None and not is_loopback(args.host):
+        # Without authentication every caller acts as this server's user: only for this host.
+        print(
+            f"slurm-graphql: refusing to serve on {args.host} without authentication; set "
+            "SLURM_GRAPHQL_AUTH=jwt or SLURM_GRAPHQL_TOKENS, or bind to 127.0.0.1",
+            file=sys.stderr,
+        )
         return 2
     log_level = args.log_level or settings.log_level
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s %(message)s")

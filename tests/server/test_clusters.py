@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from typing import Any
 
 import httpx
 
@@ -57,11 +59,20 @@ class BrokenTransport:
 
 
 async def test_unexpected_errors_are_masked() -> None:
-    """An internal failure reaches the client as `internal error`, without its details."""
+    """An internal failure reaches the client as `internal error` with the request's id (the
+    one its logged stack carries), without its details."""
     app = create_app(Settings(cache_ttl=0.0), transports={"local": BrokenTransport()})
     async with app.router.lifespan_context(app):
         body = await post(app, "{ cluster { jobs { totalCount } } }")
     assert body["data"] == {"cluster": None}
-    assert body["errors"] == [
-        {"message": "internal error", "locations": [{"line": 1, "column": 3}], "path": ["cluster"]}
-    ]
+    errors: Any = body["errors"]
+    (error,) = errors
+    request_id = error["extensions"].pop("requestId")
+    assert isinstance(request_id, str) and request_id
+    assert error == {
+        "message": "internal error",
+        "locations": [{"line": 1, "column": 3}],
+        "path": ["cluster"],
+        "extensions": {"code": "INTERNAL_SERVER_ERROR"},
+    }
+    assert "secret" not in json.dumps(body)
