@@ -46,7 +46,12 @@ from resolvers.live_context import LiveContext
 from resolvers.poller import PollerHub
 from resolvers.source import SnapshotSource
 from schema import build_schema
-from server.auth import Authenticator, JwtAuthenticator, TokenAuthenticator
+from server.auth import (
+    ApiGatewayAuthenticator,
+    Authenticator,
+    JwtAuthenticator,
+    TokenAuthenticator,
+)
 from server.graphiql import render_graphiql
 from server.health import Readiness, readyz_endpoint
 from server.limits import Limits, limits_rule
@@ -159,7 +164,10 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self._auth is not None:
             request = Request(scope)
-            identity = await self._authenticate(request.headers.get("authorization"))
+            if isinstance(self._auth, ApiGatewayAuthenticator):
+                identity = self._auth.identity_for_event(scope.get("aws.event"))
+            else:
+                identity = await self._authenticate(request.headers.get("authorization"))
             # GraphiQL's page is public; what it sends to run a query carries the token.
             if identity is None and not self._is_ide_page(request):
                 await _unauthenticated()(scope, receive, send)
@@ -250,6 +258,8 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
 
 def build_authenticator(settings: Settings) -> Authenticator | None:
     """None: every request acts as the server's own user."""
+    if settings.apigateway is not None:
+        return ApiGatewayAuthenticator(settings.apigateway)
     if settings.jwt is not None:
         return JwtAuthenticator(settings.jwt)
     if settings.tokens:

@@ -79,15 +79,69 @@ class JwtAuthenticator:
             return None
         if settings.audience is not None and not _for_audience(claims, settings.audience):
             return None
-        user = _user(claims.get(settings.user_claim), settings.user_claim)
-        if user is None:
+        return identity_from_claims(
+            claims, settings.user_claim, settings.groups_claim, settings.admin_group
+        )
+
+
+def identity_from_claims(
+    claims: Mapping[str, Any], user_claim: str, groups_claim: str, admin_group: str | None
+) -> Identity | None:
+    """The identity verified claims describe: the user from `user_claim` (validated as a POSIX
+    name), admin when `admin_group` is among the groups."""
+    user = _user(claims.get(user_claim), user_claim)
+    if user is None:
+        return None
+    admin = admin_group is not None and admin_group in _groups(claims.get(groups_claim))
+    try:
+        return Identity(user=user, admin=admin)
+    except InvalidUserName:
+        return None
+
+
+def _groups(value: object) -> list[str]:
+    """Groups as a list: API Gateway passes claims as strings, arrays flattened to "[a b]"."""
+    if isinstance(value, str):
+        return [g for g in value.strip("[]").replace(",", " ").split() if g]
+    if isinstance(value, list | tuple):
+        return [str(g) for g in value]
+    return []
+
+
+@dataclass(frozen=True)
+class ClaimMapping:
+    user_claim: str = "username"
+    groups_claim: str = "cognito:groups"
+    admin_group: str | None = None
+
+
+class ApiGatewayAuthenticator:
+    """SLURM_GRAPHQL_AUTH=apigateway: API Gateway's authorizer (JWT or Cognito) has verified
+    the caller; its claims arrive in the Lambda event, which only the Lambda handler sees."""
+
+    def __init__(self, mapping: ClaimMapping) -> None:
+        self._mapping = mapping
+
+    async def identity(self, token: str) -> Identity | None:
+        return None  # a bearer token alone proves nothing here: the event's claims do
+
+    def identity_for_event(self, event: object) -> Identity | None:
+        if not isinstance(event, Mapping):
             return None
-        groups = claims.get(settings.groups_claim) or ()
-        admin = settings.admin_group is not None and settings.admin_group in groups
-        try:
-            return Identity(user=user, admin=admin)
-        except InvalidUserName:
+        context = event.get("requestContext")
+        authorizer = context.get("authorizer") if isinstance(context, Mapping) else None
+        if not isinstance(authorizer, Mapping):
             return None
+        jwt_part = authorizer.get("jwt")
+        claims = (
+            jwt_part.get("claims") if isinstance(jwt_part, Mapping) else None
+        ) or authorizer.get("claims")
+        if not isinstance(claims, Mapping):
+            return None
+        mapping = self._mapping
+        return identity_from_claims(
+            claims, mapping.user_claim, mapping.groups_claim, mapping.admin_group
+        )
 
 
 def _for_audience(claims: Mapping[str, Any], audience: str) -> bool:

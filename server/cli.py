@@ -61,6 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"slurm-graphql: {exc}", file=sys.stderr)
         return 2
+    if settings.apigateway is not None:
+        print(
+            "slurm-graphql: SLURM_GRAPHQL_AUTH=apigateway trusts claims only API Gateway can "
+            "set; it works under the Lambda handler, not with serve",
+            file=sys.stderr,
+        )
+        return 2
     if build_authenticator(settings) is None and not is_loopback(args.host):
         # Without authentication every caller acts as this server's user: only for this host.
         print(

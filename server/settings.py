@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from resolvers.identity import Identity
-from server.auth import ASYMMETRIC, JwtSettings
+from server.auth import ASYMMETRIC, ClaimMapping, JwtSettings
 from server.tokens import TokenMapError, parse_token_map
 
 _CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -48,6 +48,8 @@ class Settings:
     admins_read_output: bool = False
     # SLURM_GRAPHQL_AUTH=jwt: OIDC bearer tokens checked against the issuer's keys.
     jwt: JwtSettings | None = None
+    # SLURM_GRAPHQL_AUTH=apigateway: claims API Gateway's authorizer put in the Lambda event.
+    apigateway: ClaimMapping | None = None
     poll_interval: float = 2.0
     max_subscriptions_per_connection: int = 100
     subscriber_queue: int = 256
@@ -72,6 +74,7 @@ class Settings:
             max_tokens=int(_number(environ, "SLURM_GRAPHQL_MAX_TOKENS", 10_000, minimum=1)),
             introspection=_flag(environ, "SLURM_GRAPHQL_INTROSPECTION", True),
             jwt=_jwt(environ),
+            apigateway=_apigateway(environ),
             job_visibility=_choice(environ, "SLURM_GRAPHQL_JOB_VISIBILITY", "all", ("all", "own")),
             admins_read_output=_flag(environ, "SLURM_GRAPHQL_ADMINS_READ_OUTPUT", False),
             poll_interval=_number(environ, "SLURM_GRAPHQL_POLL_INTERVAL", 2.0, minimum=0.05),
@@ -139,13 +142,23 @@ def _tokens(value: str) -> Mapping[str, Identity]:
         raise SettingsError(str(exc)) from None
 
 
-AUTH_MODES = ("none", "tokens", "jwt")
+AUTH_MODES = ("none", "tokens", "jwt", "apigateway")
+
+
+def _apigateway(environ: Mapping[str, str]) -> ClaimMapping | None:
+    if environ.get("SLURM_GRAPHQL_AUTH", "").strip().lower() != "apigateway":
+        return None
+    return ClaimMapping(
+        user_claim=environ.get("SLURM_GRAPHQL_JWT_USER_CLAIM") or "username",
+        groups_claim=environ.get("SLURM_GRAPHQL_JWT_GROUPS_CLAIM") or "cognito:groups",
+        admin_group=environ.get("SLURM_GRAPHQL_JWT_ADMIN_GROUP") or None,
+    )
 
 
 def _jwt(environ: Mapping[str, str]) -> JwtSettings | None:
     """JWT settings when SLURM_GRAPHQL_AUTH=jwt (`tokens` and `none` need none of them)."""
     mode = environ.get("SLURM_GRAPHQL_AUTH", "").strip().lower()
-    if mode in ("", "none", "tokens"):
+    if mode in ("", "none", "tokens", "apigateway"):
         return None
     if mode not in AUTH_MODES:
         raise SettingsError(f"SLURM_GRAPHQL_AUTH: {mode!r} is not one of {', '.join(AUTH_MODES)}")

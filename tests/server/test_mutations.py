@@ -114,11 +114,17 @@ async def test_submit_runs_as_the_requesting_user_in_one_round_trip(user_api: Us
 
 
 async def test_another_user_cannot_control_my_job_but_an_admin_can(user_api: UserApi) -> None:
-    """bob's cancel, hold and update of alice's job are refused by Slurm itself
+    """bob's cancel, hold, release, requeue and update of alice's job are refused by Slurm itself
     (PERMISSION_DENIED); carol, an administrator, can cancel it."""
     job = await submitted(user_api, "alice", partition="batch", hold=True)
     try:
-        for query, more in ((CANCEL, {}), (HOLD, {}), (UPDATE, {"input": {"name": "mine"}})):
+        for query, more in (
+            (CANCEL, {}),
+            (HOLD, {}),
+            (RELEASE, {}),
+            (REQUEUE, {"hold": True}),
+            (UPDATE, {"input": {"name": "mine"}}),
+        ):
             refused = await act(user_api, "bob", query, job["id"], **more)
             assert refused["__typename"] == "JobActionRejected", refused
             assert refused["code"] == "PERMISSION_DENIED", refused
