@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import jwt
@@ -47,6 +47,7 @@ class JwtSettings:
     groups_claim: str = "cognito:groups"
     admin_group: str | None = None
     leeway_seconds: float = 0.0
+    user_map: Mapping[str, str] = field(default_factory=dict)
 
 
 class JwtAuthenticator:
@@ -80,16 +81,27 @@ class JwtAuthenticator:
         if settings.audience is not None and not _for_audience(claims, settings.audience):
             return None
         return identity_from_claims(
-            claims, settings.user_claim, settings.groups_claim, settings.admin_group
+            claims,
+            settings.user_claim,
+            settings.groups_claim,
+            settings.admin_group,
+            settings.user_map,
         )
 
 
 def identity_from_claims(
-    claims: Mapping[str, Any], user_claim: str, groups_claim: str, admin_group: str | None
+    claims: Mapping[str, Any],
+    user_claim: str,
+    groups_claim: str,
+    admin_group: str | None,
+    user_map: Mapping[str, str] | None = None,
 ) -> Identity | None:
-    """The identity verified claims describe: the user from `user_claim` (validated as a POSIX
-    name), admin when `admin_group` is among the groups."""
-    user = _user(claims.get(user_claim), user_claim)
+    """The identity verified claims describe: the user from `user_claim` (through the explicit
+    map when it names the claim's value; validated as a POSIX name), admin when `admin_group` is
+    among the groups."""
+    value = claims.get(user_claim)
+    mapped = user_map.get(value) if user_map and isinstance(value, str) else None
+    user = mapped or _user(value, user_claim)
     if user is None:
         return None
     admin = admin_group is not None and admin_group in _groups(claims.get(groups_claim))
@@ -113,6 +125,7 @@ class ClaimMapping:
     user_claim: str = "username"
     groups_claim: str = "cognito:groups"
     admin_group: str | None = None
+    user_map: Mapping[str, str] = field(default_factory=dict)
 
 
 class ApiGatewayAuthenticator:
@@ -140,7 +153,7 @@ class ApiGatewayAuthenticator:
             return None
         mapping = self._mapping
         return identity_from_claims(
-            claims, mapping.user_claim, mapping.groups_claim, mapping.admin_group
+            claims, mapping.user_claim, mapping.groups_claim, mapping.admin_group, mapping.user_map
         )
 
 

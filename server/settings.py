@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from resolvers.identity import Identity
+from resolvers.identity import Identity, InvalidUserName, validate_user_name
 from server.auth import ASYMMETRIC, ClaimMapping, JwtSettings
 from server.tokens import TokenMapError, parse_token_map
 
@@ -152,6 +153,7 @@ def _apigateway(environ: Mapping[str, str]) -> ClaimMapping | None:
         user_claim=environ.get("SLURM_GRAPHQL_JWT_USER_CLAIM") or "username",
         groups_claim=environ.get("SLURM_GRAPHQL_JWT_GROUPS_CLAIM") or "cognito:groups",
         admin_group=environ.get("SLURM_GRAPHQL_JWT_ADMIN_GROUP") or None,
+        user_map=_user_map(environ.get("SLURM_GRAPHQL_USER_MAP")),
     )
 
 
@@ -183,4 +185,27 @@ def _jwt(environ: Mapping[str, str]) -> JwtSettings | None:
         groups_claim=environ.get("SLURM_GRAPHQL_JWT_GROUPS_CLAIM") or "cognito:groups",
         admin_group=environ.get("SLURM_GRAPHQL_JWT_ADMIN_GROUP") or None,
         leeway_seconds=_number(environ, "SLURM_GRAPHQL_JWT_LEEWAY", 0.0, minimum=0.0),
+        user_map=_user_map(environ.get("SLURM_GRAPHQL_USER_MAP")),
     )
+
+
+def _user_map(path: str | None) -> Mapping[str, str]:
+    """SLURM_GRAPHQL_USER_MAP: a JSON file mapping claim values to POSIX users, for identities
+    whose claim is not their Unix name (`{"alice@example.org": "asmith"}`)."""
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as file:
+            loaded = json.load(file)
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f"SLURM_GRAPHQL_USER_MAP: cannot read {path}: {exc}") from None
+    if not isinstance(loaded, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in loaded.items()
+    ):
+        raise SettingsError("SLURM_GRAPHQL_USER_MAP: expected a JSON object of strings")
+    for user in loaded.values():
+        try:
+            validate_user_name(user)
+        except InvalidUserName as exc:
+            raise SettingsError(f"SLURM_GRAPHQL_USER_MAP: {exc}") from None
+    return dict(loaded)

@@ -193,3 +193,31 @@ def test_jwt_settings_refuse_symmetric_algorithms_and_plain_http() -> None:
         Settings.from_environ({**base, "SLURM_GRAPHQL_JWT_ISSUER": "http://idp.example"})
     with pytest.raises(SettingsError, match="AUTH"):
         Settings.from_environ({**base, "SLURM_GRAPHQL_AUTH": "magic"})
+
+
+async def test_an_explicit_map_names_the_user(issuer: tuple[str, Keys], tmp_path: Any) -> None:
+    """SLURM_GRAPHQL_USER_MAP turns a claim value into a POSIX user; unmapped values follow the
+    claim rule (an e-mail's local part); a map naming an invalid user stops start-up."""
+    url, keys = issuer
+    user_map = tmp_path / "users.json"
+    user_map.write_text(json.dumps({"alice@example.org": "asmith"}))
+    environ = {
+        "SLURM_GRAPHQL_AUTH": "jwt",
+        "SLURM_GRAPHQL_JWT_ISSUER": url,
+        "SLURM_GRAPHQL_JWT_USER_CLAIM": "email",
+        "SLURM_GRAPHQL_USER_MAP": str(user_map),
+    }
+    seen = []
+    async with app_client(Settings.from_environ(environ), {"local": LocalTransport()}) as client:
+        for email in ("alice@example.org", "bob@example.org"):
+            token = jwt.encode(
+                claims(url, aud=None, email=email), keys.rsa, "RS256", headers={"kid": "rsa-1"}
+            )
+            response = await client.post(
+                "/graphql", json={"query": VIEWER}, headers={"Authorization": f"Bearer {token}"}
+            )
+            seen.append(response.json()["data"]["viewer"]["user"])
+    assert seen == ["asmith", "bob"]
+    user_map.write_text(json.dumps({"x": "Not A User"}))
+    with pytest.raises(SettingsError, match="USER_MAP"):
+        Settings.from_environ(environ)
