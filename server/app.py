@@ -47,6 +47,7 @@ from resolvers.poller import PollerHub
 from resolvers.source import SnapshotSource
 from schema import build_schema
 from server.auth import Authenticator, JwtAuthenticator, TokenAuthenticator
+from server.body_limit import BodyLimitMiddleware
 from server.graphiql import render_graphiql
 from server.health import Readiness, readyz_endpoint
 from server.limits import Limits, limits_rule
@@ -319,6 +320,8 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
         middleware=[
             # Outermost, so a request's duration and log line include everything below.
             Middleware(ObserveMiddleware, observers=tuple(observers)),
+            # Before anything reads a body, so no more than the cap is ever held in memory.
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
             # GraphiQL's bundle is 3.5 MB and job listings are repetitive JSON: both shrink ~5x.
             # A moderate level keeps compressing a 10,000-job answer cheap next to executing it.
             # Streamed subscriptions (multipart, like SSE) must reach the client event by event.

@@ -48,6 +48,8 @@ class Settings:
     poll_interval: float = 2.0
     max_subscriptions_per_connection: int = 100
     subscriber_queue: int = 256
+    # Abuse limits (server/body_limit.py, server/rate_limit.py), checked before any command.
+    max_body_bytes: int = 1024 * 1024
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -75,6 +77,9 @@ class Settings:
             ),
             subscriber_queue=int(
                 _number(environ, "SLURM_GRAPHQL_SUBSCRIBER_QUEUE", 256, minimum=1)
+            ),
+            max_body_bytes=int(
+                _number(environ, "SLURM_GRAPHQL_MAX_BODY_BYTES", 1024 * 1024, minimum=1)
             ),
         )
 
