@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ from server.health import Readiness, readyz_endpoint
 from server.limits import Limits, limits_rule
 from server.live_execution import LiveExecutionContext
 from server.observe import ObserveMiddleware, RequestObserver, current_request, note_result
+from server.rate_limit import RateLimiter, rate_key, rate_limited
 from server.response_cache import ResponseCache
 from server.round_trips import RoundTripListener, WatchedTransport
 from server.settings import Settings
@@ -119,6 +121,7 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         self._settings = settings
         self._page = render_graphiql("/graphql", STATIC_PREFIX)
         self._responses = ResponseCache(sources)
+        self._limiter = rate_limiter(settings)
 
     async def execute_single(
         self,
@@ -159,6 +162,12 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
                 await _unauthenticated()(scope, receive, send)
                 return
             scope.setdefault("state", {})["identity"] = identity
+        if scope["type"] == "http" and self._limiter is not None:
+            # After authentication, so each identity spends its own bucket.
+            wait = self._limiter.take(rate_key(scope))
+            if wait > 0:
+                await rate_limited(wait)(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
     async def _authenticate(self, authorization: str | None) -> Identity | None:
@@ -231,6 +240,13 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
 
     async def render_graphql_ide(self, request: Request) -> Response:
         return HTMLResponse(self._page)
+
+
+def rate_limiter(settings: Settings) -> RateLimiter | None:
+    """None when SLURM_GRAPHQL_RATE_LIMIT is unset or 0."""
+    if settings.rate_limit <= 0:
+        return None
+    return RateLimiter(settings.rate_limit, settings.rate_burst or math.ceil(settings.rate_limit))
 
 
 def build_authenticator(settings: Settings) -> Authenticator | None:

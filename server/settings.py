@@ -50,6 +50,8 @@ class Settings:
     subscriber_queue: int = 256
     # Abuse limits (server/body_limit.py, server/rate_limit.py), checked before any command.
     max_body_bytes: int = 1024 * 1024
+    rate_limit: float = 0.0  # requests a second per identity; 0: no limit
+    rate_burst: int = 0  # 0: the rate rounded up (at least 1)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -81,6 +83,8 @@ class Settings:
             max_body_bytes=int(
                 _number(environ, "SLURM_GRAPHQL_MAX_BODY_BYTES", 1024 * 1024, minimum=1)
             ),
+            rate_limit=_number(environ, "SLURM_GRAPHQL_RATE_LIMIT", 0.0, minimum=0.0),
+            rate_burst=int(_number(environ, "SLURM_GRAPHQL_RATE_BURST", 0, minimum=0)),
         )
 
 
