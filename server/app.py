@@ -12,6 +12,7 @@ from typing import Any
 from graphql import GraphQLError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -114,6 +115,10 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
                 MULTIPART_SUBSCRIPTION_PROTOCOL,
             ),
             max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
+            # Same-origin pages (GraphiQL here) and clients without an Origin are always let in.
+            allowed_origins=settings.cors_origins
+            if settings.ws_origins is None
+            else settings.ws_origins,
         )
         self._pollers = pollers
         self._auth = build_authenticator(settings)
@@ -242,6 +247,22 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         return HTMLResponse(self._page)
 
 
+def _cors(settings: Settings) -> list[Middleware]:
+    """CORS for the listed origins only; none listed, no CORS headers at all. Tokens travel in
+    the Authorization header, not cookies, so credentials need not be allowed."""
+    if not settings.cors_origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=("GET", "POST", "OPTIONS"),
+            allow_headers=("Authorization", "Content-Type", "X-Request-Id"),
+            expose_headers=("X-Request-Id",),
+        )
+    ]
+
+
 def rate_limiter(settings: Settings) -> RateLimiter | None:
     """None when SLURM_GRAPHQL_RATE_LIMIT is unset or 0."""
     if settings.rate_limit <= 0:
@@ -336,6 +357,7 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
         middleware=[
             # Outermost, so a request's duration and log line include everything below.
             Middleware(ObserveMiddleware, observers=tuple(observers)),
+            *_cors(settings),
             # Before anything reads a body, so no more than the cap is ever held in memory.
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
             # GraphiQL's bundle is 3.5 MB and job listings are repetitive JSON: both shrink ~5x.

@@ -6,6 +6,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from strawberry.http.websocket_origin import normalize_allowed_origins
+
 from resolvers.identity import Identity
 from server.auth import ASYMMETRIC, JwtSettings
 from server.tokens import TokenMapError, parse_token_map
@@ -52,6 +54,9 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     rate_limit: float = 0.0  # requests a second per identity; 0: no limit
     rate_burst: int = 0  # 0: the rate rounded up (at least 1)
+    # Browser pages on these origins may call the API (CORS) and open its WebSockets.
+    cors_origins: tuple[str, ...] = ()
+    ws_origins: tuple[str, ...] | None = None  # None: the CORS origins
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -85,6 +90,8 @@ class Settings:
             ),
             rate_limit=_number(environ, "SLURM_GRAPHQL_RATE_LIMIT", 0.0, minimum=0.0),
             rate_burst=int(_number(environ, "SLURM_GRAPHQL_RATE_BURST", 0, minimum=0)),
+            cors_origins=_origins(environ, "SLURM_GRAPHQL_CORS_ORIGINS") or (),
+            ws_origins=_origins(environ, "SLURM_GRAPHQL_WS_ORIGINS"),
         )
 
 
@@ -123,6 +130,19 @@ def _number(environ: Mapping[str, str], name: str, default: float, minimum: floa
     if value < minimum:
         raise SettingsError(f"{name}: must be at least {minimum:g}, got {raw}")
     return value
+
+
+def _origins(environ: Mapping[str, str], name: str) -> tuple[str, ...] | None:
+    """Comma-separated origins (`https://host[:port]`, or `*`); None when unset."""
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    origins = tuple(item.strip() for item in raw.split(",") if item.strip())
+    try:
+        normalize_allowed_origins(origins)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {exc}") from None
+    return origins
 
 
 def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
