@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from graphql import GraphQLError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -52,11 +54,13 @@ from server.auth import (
     JwtAuthenticator,
     TokenAuthenticator,
 )
+from server.body_limit import BodyLimitMiddleware
 from server.graphiql import render_graphiql
 from server.health import Readiness, readyz_endpoint
 from server.limits import Limits, limits_rule
 from server.live_execution import LiveExecutionContext
 from server.observe import ObserveMiddleware, RequestObserver, current_request, note_result
+from server.rate_limit import RateLimiter, rate_key, rate_limited
 from server.response_cache import ResponseCache
 from server.round_trips import RoundTripListener, WatchedTransport
 from server.settings import Settings
@@ -123,6 +127,10 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
                 MULTIPART_SUBSCRIPTION_PROTOCOL,
             ),
             max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
+            # Same-origin pages (GraphiQL here) and clients without an Origin are always let in.
+            allowed_origins=settings.cors_origins
+            if settings.ws_origins is None
+            else settings.ws_origins,
         )
         self._pollers = pollers
         self._auth = build_authenticator(settings)
@@ -130,6 +138,7 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         self._settings = settings
         self._page = render_graphiql("/graphql", STATIC_PREFIX)
         self._responses = ResponseCache(sources)
+        self._limiter = rate_limiter(settings)
 
     async def execute_single(
         self,
@@ -173,6 +182,12 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
                 await _unauthenticated()(scope, receive, send)
                 return
             scope.setdefault("state", {})["identity"] = identity
+        if scope["type"] == "http" and self._limiter is not None:
+            # After authentication, so each identity spends its own bucket.
+            wait = self._limiter.take(rate_key(scope))
+            if wait > 0:
+                await rate_limited(wait)(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
     async def _authenticate(self, authorization: str | None) -> Identity | None:
@@ -254,6 +269,29 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
 
     async def render_graphql_ide(self, request: Request) -> Response:
         return HTMLResponse(self._page)
+
+
+def _cors(settings: Settings) -> list[Middleware]:
+    """CORS for the listed origins only; none listed, no CORS headers at all. Tokens travel in
+    the Authorization header, not cookies, so credentials need not be allowed."""
+    if not settings.cors_origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=("GET", "POST", "OPTIONS"),
+            allow_headers=("Authorization", "Content-Type", "X-Request-Id"),
+            expose_headers=("X-Request-Id",),
+        )
+    ]
+
+
+def rate_limiter(settings: Settings) -> RateLimiter | None:
+    """None when SLURM_GRAPHQL_RATE_LIMIT is unset or 0."""
+    if settings.rate_limit <= 0:
+        return None
+    return RateLimiter(settings.rate_limit, settings.rate_burst or math.ceil(settings.rate_limit))
 
 
 def build_authenticator(settings: Settings) -> Authenticator | None:
@@ -345,6 +383,9 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
         middleware=[
             # Outermost, so a request's duration and log line include everything below.
             Middleware(ObserveMiddleware, observers=tuple(observers)),
+            *_cors(settings),
+            # Before anything reads a body, so no more than the cap is ever held in memory.
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
             # GraphiQL's bundle is 3.5 MB and job listings are repetitive JSON: both shrink ~5x.
             # A moderate level keeps compressing a 10,000-job answer cheap next to executing it.
             # Streamed subscriptions (multipart, like SSE) must reach the client event by event.

@@ -7,6 +7,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from strawberry.http.websocket_origin import normalize_allowed_origins
+
 from resolvers.identity import Identity, InvalidUserName, validate_user_name
 from server.auth import ASYMMETRIC, ClaimMapping, JwtSettings
 from server.tokens import TokenMapError, parse_token_map
@@ -54,6 +56,13 @@ class Settings:
     poll_interval: float = 2.0
     max_subscriptions_per_connection: int = 100
     subscriber_queue: int = 256
+    # Abuse limits (server/body_limit.py, server/rate_limit.py), checked before any command.
+    max_body_bytes: int = 1024 * 1024
+    rate_limit: float = 0.0  # requests a second per identity; 0: no limit
+    rate_burst: int = 0  # 0: the rate rounded up (at least 1)
+    # Browser pages on these origins may call the API (CORS) and open its WebSockets.
+    cors_origins: tuple[str, ...] = ()
+    ws_origins: tuple[str, ...] | None = None  # None: the CORS origins
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -85,6 +94,13 @@ class Settings:
             subscriber_queue=int(
                 _number(environ, "SLURM_GRAPHQL_SUBSCRIBER_QUEUE", 256, minimum=1)
             ),
+            max_body_bytes=int(
+                _number(environ, "SLURM_GRAPHQL_MAX_BODY_BYTES", 1024 * 1024, minimum=1)
+            ),
+            rate_limit=_number(environ, "SLURM_GRAPHQL_RATE_LIMIT", 0.0, minimum=0.0),
+            rate_burst=int(_number(environ, "SLURM_GRAPHQL_RATE_BURST", 0, minimum=0)),
+            cors_origins=_origins(environ, "SLURM_GRAPHQL_CORS_ORIGINS") or (),
+            ws_origins=_origins(environ, "SLURM_GRAPHQL_WS_ORIGINS"),
         )
 
 
@@ -123,6 +139,19 @@ def _number(environ: Mapping[str, str], name: str, default: float, minimum: floa
     if value < minimum:
         raise SettingsError(f"{name}: must be at least {minimum:g}, got {raw}")
     return value
+
+
+def _origins(environ: Mapping[str, str], name: str) -> tuple[str, ...] | None:
+    """Comma-separated origins (`https://host[:port]`, or `*`); None when unset."""
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    origins = tuple(item.strip() for item in raw.split(",") if item.strip())
+    try:
+        normalize_allowed_origins(origins)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {exc}") from None
+    return origins
 
 
 def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
