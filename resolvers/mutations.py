@@ -28,8 +28,9 @@ from resolvers.slurm.errors import (
     check,
     slurm_message,
 )
+from resolvers.slurm.job_fields import InvalidSubmission
 from resolvers.slurm.jobs import JobRow, new_boundary, parse_squeue
-from resolvers.slurm.sbatch import InvalidSubmission, SubmitRequest, sbatch_arguments
+from resolvers.slurm.sbatch import SubmitRequest, sbatch_arguments
 from resolvers.snapshot import Need, Snapshot
 from resolvers.source import SnapshotSource
 from transport.base import CommandResult

@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 
 import strawberry
 
-from resolvers.slurm.sbatch import Dependency, JobUpdate, SubmitRequest
+from resolvers.slurm.job_fields import Dependency
+from resolvers.slurm.job_update import JobUpdate
+from resolvers.slurm.sbatch import SubmitRequest
 
 
 @strawberry.enum(description="How a job depends on others (sbatch --dependency).")

@@ -15,8 +15,8 @@ from resolvers.context import RequestContext
 from resolvers.output import DEFAULT_TAIL_BYTES, OutputTail, output_file
 from resolvers.selection import job_partitions
 from resolvers.slurm.hostlist import expand_hostlist
+from resolvers.slurm.job_fields import split_comment
 from resolvers.slurm.jobs import JobRecord, JobRow
-from resolvers.slurm.sbatch import split_comment
 from resolvers.snapshot import Snapshot
 from schema.enums import JobState
 from schema.errors import expected_errors_as_graphql

@@ -9,7 +9,8 @@ import strawberry
 from resolvers.audit import audited
 from resolvers.context import RequestContext
 from resolvers.mutations import Rejected, Rejection, Written, control_job, submit_job
-from resolvers.slurm.sbatch import InvalidSubmission, update_arguments, validate_signal
+from resolvers.slurm.job_fields import InvalidSubmission
+from resolvers.slurm.job_update import update_arguments, validate_signal
 from schema.errors import expected_errors_as_graphql
 from schema.inputs import SubmitJobInput, UpdateJobInput
 from schema.payloads import JobActionPayload, SubmitJobPayload, action_payload, submit_payload

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from resolvers.slurm.errors import ParseError
+from resolvers.slurm.job_fields import KEY_END, KEY_MARKER
 from resolvers.slurm.jobs import JobRow, parse_squeue, squeue_command
-from resolvers.slurm.sbatch import KEY_END, KEY_MARKER
 from transport.base import Command
 
 # Job ids a control command accepts: a job or one array task (Slurm's own forms).

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from resolvers.slurm.job_fields import split_comment
 from tests.conftest import UserApi
 from tests.server.test_mutations import SUBMIT, UPDATE
 
@@ -192,7 +193,7 @@ def stored_value(job: dict[str, Any], field: str) -> str:
     if field == "array":
         return str(job["array_task_string"])
     if field == "clientMutationId":
-        return str(job["comment"]).removeprefix("slurm-graphql:cmid=").removesuffix(";")
+        return str(split_comment(job["comment"])[1])
     if field == "workDir":
         return str(job["current_working_directory"])
     path = str(job["standard_output" if field == "stdoutPath" else "standard_error"])

@@ -6,7 +6,7 @@ import subprocess
 from datetime import datetime
 from typing import Any
 
-from resolvers.slurm.sbatch import split_comment
+from resolvers.slurm.job_fields import split_comment
 from server.settings import Settings
 from tests.conftest import Api, Aws
 from tests.support import oracle
