@@ -188,7 +188,8 @@ class SsmTransport:
             except _NotYet:
                 continue  # eventually consistent: the invocation is not visible yet
             status = invocation["Status"]
-            if status in ("Pending", "InProgress", "Delayed"):
+            # Cancelling is on its way to Cancelled: not an outcome yet.
+            if status in ("Pending", "InProgress", "Delayed", "Cancelling"):
                 continue
             if status == "Success":
                 return dict(invocation)
