@@ -76,8 +76,6 @@ def _rejection(result: CommandResult) -> Rejected | None:
     if result.exit_code == 65 and FETCH_FAILED in result.stderr:
         message = result.stderr.split(FETCH_FAILED, 1)[1].strip()[:500]
         return Rejected(Rejection.INVALID_INPUT, f"cannot fetch: {message}", "scriptS3Uri")
-    if "runuser: user" in result.stderr and "does not exist" in result.stderr:
-        return Rejected(Rejection.PERMISSION_DENIED, "the user does not exist on the head node")
     try:
         check(result)
     except SlurmError as exc:

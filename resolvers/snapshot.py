@@ -19,13 +19,7 @@ from typing import Any
 from resolvers.selection import JobCriteria, filter_jobs
 from resolvers.slurm.errors import check
 from resolvers.slurm.hostlist import expand_hostlist
-from resolvers.slurm.jobs import (
-    FIELD_SEPARATOR,
-    JobRow,
-    new_boundary,
-    parse_squeue,
-    squeue_command,
-)
+from resolvers.slurm.jobs import JobRow, new_boundary, parse_squeue, squeue_command
 from resolvers.slurm.nodes import NodeRecord, parse_nodes, show_nodes_command
 from resolvers.slurm.partitions import PartitionRecord, parse_partitions, show_partitions_command
 from resolvers.slurm.version import parse_version, version_command
@@ -122,10 +116,7 @@ class Snapshot:
         if view is None:
             jobs = None
             if self.jobs is not None:
-                # The user is the fifth structured field: no need to split the whole row.
-                jobs = tuple(
-                    row for row in self.jobs if row.structured.split(FIELD_SEPARATOR, 5)[4] == user
-                )
+                jobs = tuple(row for row in self.jobs if row.user == user)
             view = dataclasses.replace(self, jobs=jobs)
             views[user] = view
         return view

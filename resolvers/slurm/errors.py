@@ -74,7 +74,8 @@ _RULES: tuple[tuple[re.Pattern[str], SlurmErrorKind], ...] = tuple(
         (r"invalid partition|partition \S+ not found", SlurmErrorKind.INVALID_PARTITION),
         (r"invalid node name|node \S+ not found", SlurmErrorKind.INVALID_NODE),
         (
-            r"access.?/?permission denied|access denied|not authorized|invalid user id",
+            r"access.?/?permission denied|access denied|not authorized|invalid user id|"
+            r"runuser: user \S+ does not exist",
             SlurmErrorKind.ACCESS_DENIED,
         ),
         (

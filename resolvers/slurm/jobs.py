@@ -44,6 +44,7 @@ STRUCTURED_FIELDS = (
 # Fields a user writes freely: separated by the random boundary.
 FREE_TEXT_FIELDS = ("Name", "Comment", "WorkDir", "STDOUT", "STDERR", "Command")
 SQUEUE_FIELDS = STRUCTURED_FIELDS + FREE_TEXT_FIELDS
+_USER = STRUCTURED_FIELDS.index("UserName")
 
 FIELD_SEPARATOR = "\x1f"
 RECORD_SEPARATOR = "\x1e"
@@ -225,6 +226,11 @@ class JobRow(NamedTuple):
     structured: str  # the STRUCTURED_FIELDS, \x1f-separated, as Slurm printed them
     free_text: str  # the FREE_TEXT_FIELDS, separated by free_separator
     free_separator: str
+
+    @property
+    def user(self) -> str:
+        """The job's user, without splitting the rest of the row."""
+        return self.structured.split(FIELD_SEPARATOR, _USER + 1)[_USER]
 
     def fields(self) -> JobRecord:
         values: list[object] = self.structured.split(FIELD_SEPARATOR)  # type: ignore[assignment]

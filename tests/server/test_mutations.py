@@ -330,3 +330,18 @@ async def test_every_mutation_leaves_one_audit_line(user_api: UserApi) -> None:
     assert [line["posix_user"] for line in lines][:2] == ["alice", "bob"]
     assert all(line["job_id"] == str(job["jobId"]) for line in lines)
     assert all(line["cluster"] == "local" and line["request_id"] for line in lines)
+
+
+async def test_a_user_the_head_node_does_not_know_is_refused(unix_users: None) -> None:
+    """A token mapped to a user who does not exist on the head node: PERMISSION_DENIED, with
+    runuser's own words, and no job."""
+    settings = Settings(cache_ttl=0.0, tokens=parse_token_map("ghost-token=ghost"))
+    async with app_client(settings, {"local": LocalTransport()}) as client:
+        response = await client.post(
+            "/graphql",
+            json={"query": SUBMIT, "variables": {"input": {"script": SLEEP, "hold": True}}},
+            headers={"Authorization": "Bearer ghost-token"},
+        )
+    payload = response.json()["data"]["submitJob"]
+    assert payload["code"] == "PERMISSION_DENIED", payload
+    assert "ghost" in payload["message"]

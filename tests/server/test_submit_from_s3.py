@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -75,10 +76,11 @@ async def test_a_script_from_s3_runs_as_the_user(client: httpx.AsyncClient) -> N
     job_id = payload["job"]["id"]
     try:
         assert payload["job"]["user"] == "alice"
-        for _ in range(300):
+        for _ in range(150):
             job = (await run(client, OUTPUT, id=job_id))["cluster"]["job"]
             if job["state"] == "COMPLETED" and job["output"] is not None:
                 break
+            await asyncio.sleep(0.2)
         assert job["output"]["text"] == "from s3 as alice\n"
     finally:
         scancel(job_id)
