@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 # The portable POSIX user name rule most distributions enforce (useradd's default).
-_POSIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_POSIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
 
 
 class InvalidUserName(ValueError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 # 42, 42_7, 42_[3-9%2], 42+1: Slurm's display forms of a job id.
-_JOB_ID = re.compile(r"^\d{1,10}(?:_(?:\d{1,10}|\[[\d,\-%]{1,64}\])|\+\d{1,5})?$")
+_JOB_ID = re.compile(r"^\d{1,10}(?:_(?:\d{1,10}|\[[\d,\-%]{1,64}\])|\+\d{1,5})?\Z")
 MAX_NAME = 256
 
 
@@ -21,6 +21,18 @@ def validate_job_id(value: str) -> str:
 
 def validate_name(kind: str, value: str) -> str:
     """Partition, node, user and job names: any text, but bounded and without control bytes."""
-    if len(value) > MAX_NAME or any(ord(c) < 32 for c in value):
+    if len(value) > MAX_NAME or any(ord(c) < 32 for c in value) or not is_unicode_text(value):
         raise BadUserInput(f"{value[:40]!r} is not a valid {kind} name")
     return value
+
+
+def is_unicode_text(value: str) -> bool:
+    """False for text holding lone surrogates (JSON's `\\ud800` escapes decode to them), which no
+    command line, file name or Slurm field can carry."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

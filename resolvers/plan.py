@@ -22,7 +22,7 @@ from graphql import (
     value_from_ast_untyped,
 )
 
-from resolvers.ids import BadUserInput, validate_job_id
+from resolvers.ids import BadUserInput, validate_job_id, validate_name
 from resolvers.pagination import decode_cursor
 from resolvers.snapshot import Need
 
@@ -129,3 +129,8 @@ class _Walker:
             for job_id in job_filter.get("ids") or ():
                 if isinstance(job_id, str):
                     validate_job_id(job_id)
+            # The same rule as subscriptions' filters (schema/subscription.py).
+            for key, kind in (("users", "user"), ("partitions", "partition"), ("names", "job")):
+                for value in job_filter.get(key) or ():
+                    if isinstance(value, str):
+                        validate_name(kind, value)

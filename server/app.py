@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -55,6 +56,13 @@ from server.auth import (
     TokenAuthenticator,
 )
 from server.body_limit import BodyLimitMiddleware
+from server.client_errors import (
+    BAD_USER_INPUT,
+    client_error_response,
+    is_variable_error,
+    is_variable_message,
+    parse_request_json,
+)
 from server.graphiql import render_graphiql
 from server.health import Readiness, readyz_endpoint
 from server.limits import Limits, limits_rule
@@ -81,7 +89,7 @@ def _should_mask(error: GraphQLError) -> bool:
     errors (they wrap no exception); anything else is an internal error, logged."""
     if error.extensions and "code" in error.extensions:
         return False
-    if error.original_error is None:
+    if error.original_error is None or is_variable_error(error):
         return False
     record = current_request.get()
     logger.error(
@@ -188,7 +196,18 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
             if wait > 0:
                 await rate_limited(wait)(scope, receive, send)
                 return
+        if scope["type"] == "http":
+            # As strawberry's own __call__, but its refusals of malformed requests are coded.
+            try:
+                response = await self.run(Request(scope, receive))
+            except HTTPException as exc:
+                response = client_error_response(exc.status_code, exc.reason)
+            await response(scope, receive, send)
+            return
         await super().__call__(scope, receive, send)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        return parse_request_json(data)
 
     async def _authenticate(self, authorization: str | None) -> Identity | None:
         token = bearer_token(authorization)
@@ -306,6 +325,8 @@ def build_authenticator(settings: Settings) -> Authenticator | None:
 
 
 def _code_of(message: str) -> str:
+    if is_variable_message(message):
+        return BAD_USER_INPUT
     if "tokens. Parsing aborted" in message:
         return "QUERY_TOO_COMPLEX"
     if message.startswith("Syntax Error"):

@@ -76,7 +76,7 @@ def _operations(scope: Scope, body: bytes) -> list[Operation]:
     else:
         try:
             decoded = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return []  # not JSON: the app answers it as it answers any malformed request
         requests = decoded if isinstance(decoded, list) else [decoded]
     found = []

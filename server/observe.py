@@ -32,7 +32,7 @@ GRAPHQL_PATH = "/graphql"
 # Load balancers and Prometheus ask these every few seconds: their lines are debug, not info.
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # An incoming id is echoed and logged, so it is held to a short, inert alphabet.
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}\Z")
 
 
 @dataclass

@@ -13,7 +13,7 @@ from resolvers.identity import Identity, InvalidUserName, validate_user_name
 from server.auth import ASYMMETRIC, ClaimMapping, JwtSettings
 from server.tokens import TokenMapError, parse_token_map
 
-_CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 DEFAULT_CLUSTERS = "local=local://"
 LOG_FORMATS = ("text", "json")

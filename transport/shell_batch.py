@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from transport.base import Command, CommandResult, decode_output
 from transport.errors import TransportError
 
-_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def new_boundary() -> str:

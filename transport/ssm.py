@@ -44,7 +44,7 @@ INLINE_STDOUT_LIMIT = 24_000
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_CONCURRENCY = 8
 FIRST_POLL, MAX_POLL, POLL_GROWTH = 0.1, 1.0, 1.5
-_INSTANCE = re.compile(r"^(i|mi)-[0-9a-f]{8,17}$")
+_INSTANCE = re.compile(r"^(i|mi)-[0-9a-f]{8,17}\Z")
 _THROTTLED = {
     "ThrottlingException",
     "Throttling",

@@ -6,7 +6,7 @@ import re
 from functools import lru_cache
 from itertools import product
 
-_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
+_RANGE = re.compile(r"^(\d+)(?:-(\d+))?\Z")
 
 
 @lru_cache(maxsize=4096)

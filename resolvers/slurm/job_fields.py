@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from resolvers.ids import validate_job_id
+from resolvers.ids import is_unicode_text, validate_job_id
 
 
 class InvalidSubmission(ValueError):
@@ -29,8 +29,8 @@ class InvalidSubmission(ValueError):
 # the job in Slurm and survives a server restart.
 KEY_MARKER = "slurm-graphql:cmid="
 KEY_END = ";"
-_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_SLURM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$")
+_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+_SLURM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}\Z")
 MAX_TEXT = 1024
 MAX_PATH = 4096
 MAX_COUNT = 1_000_000
@@ -56,6 +56,8 @@ class Dependency:
 def text_value(field: str, value: str, limit: int = MAX_TEXT) -> str:
     if "\x00" in value:
         raise InvalidSubmission(field, "must not contain NUL bytes")
+    if not is_unicode_text(value):
+        raise InvalidSubmission(field, "is not valid Unicode text (it holds a lone surrogate)")
     if len(value) > limit:
         raise InvalidSubmission(field, f"is longer than {limit} characters")
     return value
@@ -69,7 +71,8 @@ def path_value(field: str, value: str) -> str:
 
 
 def matching(field: str, value: str, pattern: re.Pattern[str], what: str) -> str:
-    if not pattern.match(value):
+    # fullmatch: a pattern ending in `$` would also accept the value followed by a newline.
+    if not pattern.fullmatch(value):
         raise InvalidSubmission(field, f"{value[:60]!r} is not {what}")
     return value
 

@@ -74,7 +74,7 @@ KNOWN_KEYS = [
 ]
 FREE_TEXT_KEYS = ("Reason", "OS", "Comment", "Extra")
 
-_REASON = re.compile(r"^(?P<text>.*?)\s*\[(?P<user>[^@\]]+)@(?P<time>[^\]]+)\]$", re.DOTALL)
+_REASON = re.compile(r"^(?P<text>.*?)\s*\[(?P<user>[^@\]]+)@(?P<time>[^\]]+)\]\Z", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,13 +28,13 @@ from resolvers.slurm.job_fields import (
 )
 
 _ARRAY_RANGE = r"\d{1,7}(?:-\d{1,7}(?::\d{1,7})?)?"
-_ARRAY = re.compile(rf"^{_ARRAY_RANGE}(?:,{_ARRAY_RANGE})*(?:%\d{{1,7}})?$")
-_GRES = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_:,.=/-]{0,255}$")
-_CONSTRAINT = re.compile(r"^[A-Za-z0-9_&|\[\]()*:,.!-]{1,256}$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_ARRAY = re.compile(rf"^{_ARRAY_RANGE}(?:,{_ARRAY_RANGE})*(?:%\d{{1,7}})?\Z")
+_GRES = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_:,.=/-]{0,255}\Z")
+_CONSTRAINT = re.compile(r"^[A-Za-z0-9_&|\[\]()*:,.!-]{1,256}\Z")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
 # Variables that change how sbatch or the dynamic loader behave: a client sets job variables,
 # not the submission tool's configuration.
-_RESERVED_ENV = re.compile(r"^(?:SLURM_|SBATCH_|SALLOC_|SRUN_|SPANK_|LD_|MALLOC_)|^PATH$")
+_RESERVED_ENV = re.compile(r"^(?:SLURM_|SBATCH_|SALLOC_|SRUN_|SPANK_|LD_|MALLOC_)|^PATH\Z")
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ _EXTRA_OPTIONS: Mapping[str, re.Pattern[str] | None] = {
 ALLOWED_EXTRA_OPTIONS = tuple(sorted(_EXTRA_OPTIONS))
 
 
-_S3_URI = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.+)$", re.DOTALL)
+_S3_URI = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.+)\Z", re.DOTALL)
 
 
 def validate_s3_uri(value: str) -> str:

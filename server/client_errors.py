@@ -1,0 +1,55 @@
+"""Requests that are wrong get a client error, never a server fault.
+
+A body that is not UTF-8, not JSON, nested beyond the parser's reach, or JSON of the wrong shape is
+answered 400 with a coded GraphQL error body (`BAD_REQUEST`), as is anything else strawberry refuses
+before execution (its own refusals are plain text otherwise). A variable of the wrong type is the
+client's mistake too: graphql-core reports it before execution, and it gets `BAD_USER_INPUT` instead
+of being masked as an internal error.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cross_web import HTTPException
+from graphql import GraphQLError
+from starlette.responses import JSONResponse, Response
+
+BAD_REQUEST = "BAD_REQUEST"
+BAD_USER_INPUT = "BAD_USER_INPUT"
+
+# graphql-core's variable coercion (execution/values.py) words every refusal this way.
+_VARIABLE_ERROR_PREFIX = "Variable '$"
+
+
+def parse_request_json(data: str | bytes) -> Any:
+    """A request's JSON: an object, or a list of objects (a batch); anything else is 400."""
+    try:
+        value = json.loads(data)
+    except UnicodeDecodeError:
+        raise HTTPException(400, "The request body is not valid UTF-8") from None
+    except ValueError:
+        raise HTTPException(400, "Unable to parse request body as JSON") from None
+    except RecursionError:
+        raise HTTPException(400, "The request body is nested too deeply") from None
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, list) and all(isinstance(item, dict) for item in value):
+        return value
+    raise HTTPException(400, "The request body must be a JSON object")
+
+
+def is_variable_error(error: GraphQLError) -> bool:
+    """A variable the client sent does not fit its declared type (refused before execution)."""
+    return error.path is None and is_variable_message(error.message)
+
+
+def is_variable_message(message: str) -> bool:
+    return message.startswith(_VARIABLE_ERROR_PREFIX)
+
+
+def client_error_response(status_code: int, reason: str) -> Response:
+    """Strawberry's refusal of a malformed request, as a coded GraphQL error body."""
+    body = {"errors": [{"message": reason, "extensions": {"code": BAD_REQUEST}}]}
+    return JSONResponse(body, status_code=status_code)
