@@ -91,19 +91,23 @@ class LocalTransport:
         return None
 
     async def _argv_for(self, command: Command) -> tuple[str, ...] | str:
-        """The argv to execute, or the reason the command may not run as its user."""
-        if command.user is None or command.user == self._whoami:
+        """The argv to execute, or the reason the command may not run as its user. The floor
+        applies to every named user, the server's own included: `user="root"` on a server
+        running as root is refused, not run without a switch."""
+        if command.user is None:
             return command.argv
-        if not self._is_root:
-            raise TransportError(
-                f"cannot run commands as {command.user!r}: the server does not run as root"
-            )
         try:
             uid = (await asyncio.to_thread(pwd.getpwnam, command.user)).pw_uid
         except KeyError:
             return "no such user on the head node"
         if uid < self.min_uid:
             return f"UID {uid} is below the minimum of {self.min_uid}"
+        if command.user == self._whoami:
+            return command.argv
+        if not self._is_root:
+            raise TransportError(
+                f"cannot run commands as {command.user!r}: the server does not run as root"
+            )
         return ("runuser", "-u", command.user, "--", *command.argv)
 
     async def _run_one(
