@@ -249,11 +249,11 @@ async def test_a_script_from_s3_is_never_fetched_with_the_servers_credentials(
 def test_secrets_can_never_be_named_for_commands(name: str, aws: Aws) -> None:
     """`?pass_env=` refuses, at start-up, any name that may hold a secret or change how
     programs load, on every transport."""
-    with pytest.raises(ValueError, match="never passed|not an environment variable"):
+    with pytest.raises(ValueError, match=r"never passed|not an environment variable"):
         open_transport(f"local://?pass_env=PATH,{name}")
-    with pytest.raises(ValueError, match="never passed|not an environment variable"):
+    with pytest.raises(ValueError, match=r"never passed|not an environment variable"):
         open_transport(aws.ssm_url() + f"&pass_env={name}")
-    with pytest.raises(ValueError, match="never passed|not an environment variable"):
+    with pytest.raises(ValueError, match=r"never passed|not an environment variable"):
         LocalTransport(pass_env=[name])
 
 
