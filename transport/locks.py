@@ -78,7 +78,9 @@ async def hold_lock(directory: str, name: str) -> AsyncIterator[None]:
 
     The caller's deadline bounds the wait: cancelling it closes the file and so drops the lock.
     """
-    fd = await asyncio.to_thread(open_lock, directory, name)
+    # Opened in the loop's thread (a few syscalls on a local directory), so that a cancelled
+    # request can never leave a descriptor behind in a worker thread.
+    fd = open_lock(directory, name)
     try:
         delay = _POLL_FIRST
         while True:

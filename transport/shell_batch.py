@@ -81,9 +81,11 @@ def environment_words(pass_env: Iterable[str] = ()) -> str:
     return " ".join(words)
 
 
-def shell_line(command: Command, environment: str = "env -i") -> str:
-    """The command as one shell line: the clean environment, runuser, the command's variables,
-    argv. Everything but `environment` (built by this module) is quoted with shlex."""
+def shell_line(command: Command, environment: str | None = None) -> str:
+    """The command as one shell line: the clean environment (`environment_words()` unless
+    given), the command's variables, runuser, argv. Everything but `environment` (built by this
+    module) is quoted with shlex."""
+    environment = environment_words() if environment is None else environment
     argv: list[str] = [f"{name}={value}" for name, value in command.env.items()]
     if command.user is not None:
         argv += ["runuser", "-u", command.user, "--"]

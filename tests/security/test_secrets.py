@@ -8,6 +8,7 @@ The attack these close: bob submits a held job with `stdoutPath: "/proc/self/env
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pwd
 import secrets
@@ -19,16 +20,21 @@ from typing import Any
 import boto3
 import pytest
 
+from server.lambda_app import make_handler
+from server.settings import Settings
+from server.tokens import parse_token_map
 from tests.conftest import BUCKET, Aws
 from tests.server.test_mutations import SUBMIT, scancel
 from tests.support.head_node import (
     SECRET_VALUES,
+    TOKENS,
     App,
     leaked,
     running_app,
     sbatch_as,
     secret_local_transport,
 )
+from tests.support.lambda_events import KINDS, LambdaRuntime, event, response_body
 from transport import Command, Transport, open_transport
 from transport.environment import FIXED, INHERITED
 from transport.local import LocalTransport
@@ -262,3 +268,29 @@ def test_the_secret_markers_are_really_there(aws: Aws) -> None:
     assert all(SECRET_VALUES)
     endpoint_environ = Path(f"/proc/{aws.endpoint.pid}/environ").read_bytes().decode()
     assert "agent-secret-aws-key" in endpoint_environ
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_through_the_lambda_handler_proc_environ_is_refused(kind: str, unix_users: None) -> None:
+    """The observed attack through each Lambda event kind: bob's output at /proc/self/environ
+    is PERMISSION_DENIED and the response holds no secret of the function's environment."""
+    settings = Settings(cache_ttl=0.0, tokens=parse_token_map(TOKENS))
+    transport = secret_local_transport()
+    runtime = LambdaRuntime(lambda: make_handler(settings, {"local": transport}))
+    job_id = sbatch_as("bob", "--output=/proc/self/environ")
+    try:
+        request = event(
+            kind,
+            "POST",
+            "/graphql",
+            headers={"Content-Type": "application/json", "Authorization": "Bearer bob-token"},
+            body=json.dumps({"query": OUTPUT, "variables": {"id": str(job_id)}}).encode(),
+        )
+        response = runtime.invoke(request)
+        text = response_body(response).decode()
+        body = json.loads(text)
+    finally:
+        scancel(job_id)
+        runtime.close()
+    assert not leaked(text), text
+    assert body["errors"][0]["extensions"]["code"] == "PERMISSION_DENIED", body
