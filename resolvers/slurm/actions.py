@@ -60,7 +60,9 @@ if [ -n "$key" ]; then
   # Keyed submissions of one user run under the transport's lock (Command.lock), so two
   # retries cannot both submit. Each row starts with a boundary chosen at random for this
   # request and names its user: a job name or comment holding a newline cannot forge a row.
-  found=$(squeue --noheader --states=all --user="$me" --format="$mark %F %u %k" |
+  # A lookup that fails must not look like "no such job": that would submit a second one.
+  rows=$(squeue --noheader --states=all --user="$me" --format="$mark %F %u %k") || exit
+  found=$(printf '%s\\n' "$rows" |
     sed -n "s/^$mark \\([0-9][0-9]*\\) $me {KEY_MARKER}$key{KEY_END}.*/\\1/p" | head -n 1)
   if [ -n "$found" ]; then
     printf 'EXISTING %s\\n' "$found"
