@@ -11,8 +11,10 @@ import contextlib
 import os
 import pwd
 import secrets
+import shutil
 import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,9 +27,11 @@ from resolvers.slurm.jobs import new_boundary, parse_squeue, squeue_command
 from tests.conftest import Aws
 from tests.server.test_mutations import SUBMIT, UPDATE, scancel
 from tests.support.head_node import App, running_app, sbatch_as, secret_local_transport
-from transport import Command, Transport, TransportUnavailable, open_transport
+from transport import Command, CommandResult, Transport, TransportUnavailable, open_transport
 from transport.local import LocalTransport
 from transport.locks import ROOT_LOCK_DIR
+from transport.shell_batch import build_script, parse_batch_output
+from transport.shell_batch import new_boundary as new_shell_boundary
 
 pytestmark = pytest.mark.cluster
 
@@ -276,3 +280,51 @@ async def test_python_accepts_a_keyed_job_only_for_its_user_and_key(unix_users: 
     assert keyed_job_matches(row, "alice", key)
     assert not keyed_job_matches(row, "bob", key)
     assert not keyed_job_matches(row, "alice", key + "x")
+
+
+def test_the_ssm_script_refuses_an_unsafe_lock_directory() -> None:
+    """The script of an ssm:// batch, run by a user other than root (whose locks live in
+    $TMPDIR/slurm-graphql-UID), refuses a lock directory that is a symlink, writable by others or
+    someone else's, and uses a safe one."""
+    bob = pwd.getpwnam("bob")
+    base = Path(tempfile.mkdtemp(prefix="sgq-locks-", dir="/tmp"))
+    os.chown(base, bob.pw_uid, bob.pw_gid)
+    locks = base / f"slurm-graphql-{bob.pw_uid}"
+    elsewhere = base / "elsewhere"
+
+    def run_batch() -> list[CommandResult]:
+        commands = [Command(("echo", "locked"), lock="submit.bob")]
+        boundary = new_shell_boundary()
+        script = build_script(commands, boundary)
+        done = subprocess.run(
+            ["runuser", "-u", "bob", "--", "sh", "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+            env={"PATH": os.environ["PATH"], "TMPDIR": str(base)},
+        )
+        return parse_batch_output(done.stdout, commands, boundary)
+
+    try:
+        elsewhere.mkdir()
+        os.chown(elsewhere, bob.pw_uid, bob.pw_gid)
+        locks.symlink_to(elsewhere)
+        with pytest.raises(TransportUnavailable, match="unsafe"):
+            run_batch()
+        locks.unlink()
+        locks.mkdir(mode=0o777)
+        locks.chmod(0o777)
+        os.chown(locks, bob.pw_uid, bob.pw_gid)
+        with pytest.raises(TransportUnavailable, match="unsafe"):
+            run_batch()
+        locks.chmod(0o755)
+        os.chown(locks, 0, 0)
+        with pytest.raises(TransportUnavailable, match="unsafe"):
+            run_batch()
+        os.chown(locks, bob.pw_uid, bob.pw_gid)
+        [result] = run_batch()
+        assert (result.exit_code, result.stdout) == (0, "locked\n")
+        assert stat.S_ISREG(os.lstat(locks / "submit.bob.lock").st_mode)
+    finally:
+        shutil.rmtree(base)
