@@ -14,6 +14,7 @@ from resolvers.output import OutputForbidden, OutputReader
 from resolvers.plan import Plan, plan_operation
 from resolvers.snapshot import Snapshot
 from resolvers.source import SnapshotSource
+from transport.base import USER_NAME
 
 
 class ClusterNotFound(LookupError):
@@ -33,7 +34,7 @@ class RequestContext:
     cacheable: bool = True  # False once the answer holds something the snapshot does not
     _plan: Plan | None = None
     _snapshots: dict[str, asyncio.Task[Snapshot]] = field(default_factory=dict)
-    _readers: dict[tuple[str, str | None], OutputReader] = field(default_factory=dict)
+    _readers: dict[tuple[str, str], OutputReader] = field(default_factory=dict)
 
     @property
     def cluster_names(self) -> tuple[str, ...]:
@@ -88,17 +89,16 @@ class RequestContext:
         return identity.admin and self.admins_read_output
 
     def output_reader(self, cluster: str, owner: str) -> OutputReader:
-        """This request's reader of `owner`'s output files on `cluster`: as the requesting user
-        (the file system decides), or with the server's rights for an administrator allowed to
-        read every user's output. Raises OutputForbidden when the API itself says no."""
-        if not self.may_read_output_of(owner):
+        """This request's reader of `owner`'s output files on `cluster`. Files are always read
+        as their owner, never with the server's rights: the owner's own request, an
+        administrator allowed to read every user's output, or the server's own identity all
+        read what the owner could. Raises OutputForbidden when the API itself says no."""
+        if not self.may_read_output_of(owner) or not USER_NAME.match(owner):
             raise OutputForbidden("only the job's owner may read its output")
-        identity = self.identity
-        user = None if identity.admin and identity.user != owner else identity.user
-        reader = self._readers.get((cluster, user))
+        reader = self._readers.get((cluster, owner))
         if reader is None:
-            reader = OutputReader(self.sources[cluster].transport, user)
-            self._readers[(cluster, user)] = reader
+            reader = OutputReader(self.sources[cluster].transport, owner)
+            self._readers[(cluster, owner)] = reader
         self.cacheable = False  # files change without the snapshot changing
         return reader
 

@@ -17,6 +17,7 @@ from resolvers.slurm.actions import (
     CONTROL_JOB_ID,
     FETCH_FAILED,
     control_command,
+    keyed_job_matches,
     parse_submit,
     primary_row,
     submit_command,
@@ -73,6 +74,8 @@ _UNAVAILABLE = {
 
 def _rejection(result: CommandResult) -> Rejected | None:
     """None if `result` succeeded; the rejection if Slurm refused; raises if Slurm is down."""
+    if result.refused:  # the transport would not act as this user (UID floor, unknown user)
+        return Rejected(Rejection.PERMISSION_DENIED, result.stderr.strip()[:500])
     if result.exit_code == 65 and FETCH_FAILED in result.stderr:
         message = result.stderr.split(FETCH_FAILED, 1)[1].strip()[:500]
         return Rejected(Rejection.INVALID_INPUT, f"cannot fetch: {message}", "scriptS3Uri")
@@ -122,6 +125,15 @@ async def submit_job(
     row = primary_row(submitted.rows, submitted.job_id)
     if row is None:
         return Rejected(Rejection.JOB_NOT_FOUND, f"job {submitted.job_id} ended and was purged")
+    key = request.client_mutation_id
+    if not submitted.created and key is not None and not keyed_job_matches(row, identity.user, key):
+        # The head node's program matched rows of this user only; checked again here, so that a
+        # forged row can never hand out another user's job.
+        return Rejected(
+            Rejection.INVALID_INPUT,
+            "no job of yours carries this clientMutationId as Slurm reports it; use a new key",
+            "clientMutationId",
+        )
     return _written(source, submitted.rows, row, submitted.created)
 
 

@@ -1,8 +1,11 @@
-"""A job's output files, read on the head node as the requesting user, the end of each only.
+"""A job's output files, read on the head node as the job's owner, the end of each only.
 
-The file system decides who may read: the reading command runs as the requesting user, so a file
-another user cannot open is refused by the kernel, not by us. All reads one request asks for go to
-the head node as one batch, after the snapshot that named the files.
+The file system decides who may read: the reading command runs as the job's owner (never as
+root, whoever asks: an administrator allowed to read output reads with the owner's rights), in
+the transport's clean environment, so a file the owner cannot open is refused by the kernel, and
+a path such as /proc/self/environ would show nothing of the server's. Only regular files are
+read; anything else (FIFOs, devices, /proc, /sys) is refused as PERMISSION_DENIED. All reads one
+request asks for go to the head node as one batch, after the snapshot that named the files.
 """
 
 from __future__ import annotations
@@ -20,9 +23,34 @@ from transport.errors import SlurmGraphQLError
 DEFAULT_TAIL_BYTES = 65_536
 MAX_TAIL_BYTES = 1_048_576
 
-# The size first (to tell whether the tail is the whole file), then the last bytes. The path is a
-# positional argument, never part of the program text.
-_READ_TAIL = 'size=$(wc -c < "$1") || exit 66\nprintf "%s\\n" "$size"\nexec tail -c "$2" -- "$1"\n'
+# Marks a path the reading program refused (not a regular file, or a kernel file system).
+REFUSED_MARK = "slurm-graphql: not a regular file"
+EXIT_REFUSED_PATH = 77
+
+# Runs as the job's owner, never as root, in the transport's clean environment. The path is a
+# positional argument, never part of the program text. It refuses, with the same answer whether
+# the target exists or not: paths under /proc, /sys and /dev (before and after resolving
+# symlinks); anything that is not a regular file (so a FIFO is never opened and cannot block);
+# and, checked again on the descriptor actually opened, a file that is not regular or lives on a
+# kernel file system (a symlink swapped in between the test and the open). Then the size (to tell
+# whether the tail is the whole file) and the last bytes, read from that same descriptor.
+_READ_TAIL = f"""\
+set -u
+refuse() {{ echo "{REFUSED_MARK}" >&2; exit {EXIT_REFUSED_PATH}; }}
+kernel_path() {{ case $1 in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) return 0;; esac; return 1; }}
+case $1 in /*) ;; *) refuse;; esac
+if kernel_path "$1"; then refuse; fi
+real=$(realpath -e -- "$1") || exit 66
+if kernel_path "$real" || [ ! -f "$real" ] || [ -p "$real" ] || [ -S "$real" ]; then refuse; fi
+exec 3<"$real" || exit 66
+opened=$(readlink /dev/fd/3) || refuse
+if kernel_path "$opened"; then refuse; fi
+case $(stat -L -c %F /dev/fd/3) in "regular file"|"regular empty file") ;; *) refuse;; esac
+case $(stat -f -L -c %T /dev/fd/3) in proc|sysfs|devtmpfs|devpts|securityfs|debugfs) refuse;; esac
+size=$(stat -L -c %s /dev/fd/3) || exit 66
+printf '%s\\n' "$size"
+exec tail -c "$2" <&3
+"""
 
 
 class OutputForbidden(SlurmGraphQLError):
@@ -71,7 +99,10 @@ def read_tail_command(path: str, tail_bytes: int, user: str | None) -> Command:
 def parse_tail(path: str, tail_bytes: int, result: CommandResult) -> OutputTail | None:
     """The tail of `path`; None if the file does not exist (yet)."""
     if result.exit_code != 0:
-        if "permission denied" in result.stderr.lower():
+        refused = result.refused or (
+            result.exit_code == EXIT_REFUSED_PATH and REFUSED_MARK in result.stderr
+        )
+        if refused or "permission denied" in result.stderr.lower():
             raise OutputForbidden(f"not allowed to read {path}")
         return None
     size_line, _, text = result.stdout.partition("\n")

@@ -17,6 +17,7 @@ from server.app import create_app
 from server.settings import Settings
 from server.tokens import parse_token_map
 from tests.support.aws import (
+    AGENT_SECRETS,
     SsmEndpoint,
     aws_environ,
     moto_s3_server,
@@ -82,7 +83,10 @@ class Aws:
 def aws(slurm_cluster: str) -> Iterator[Aws]:
     """moto's S3 server and the local SSM endpoint (which runs commands against the local
     cluster, so it starts after SLURM_CONF is set), reachable through boto3's own settings."""
-    with moto_s3_server() as s3_url, ssm_endpoint(s3_url, environ=s3_environ(s3_url)) as endpoint:
+    with (
+        moto_s3_server() as s3_url,
+        ssm_endpoint(s3_url, environ={**s3_environ(s3_url), **AGENT_SECRETS}) as endpoint,
+    ):
         environ = aws_environ(endpoint.url, s3_url, ec2_url=s3_url)
         saved = {name: os.environ.get(name) for name in environ}
         os.environ.update(environ)

@@ -7,35 +7,67 @@ backend that must go through a shell (ssm, ssh) quotes them, at its own edge.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from transport.environment import check_extra
+
+# The portable POSIX user name rule; also what the shell backends may pass to runuser unquoted.
+USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+# A lock is a file name in the head node's lock directory.
+LOCK_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+# The smallest UID a transport switches to by default: below are root and system accounts.
+DEFAULT_MIN_UID = 1000
+# The exit code of a refused command, as a shell reports a program it may not execute.
+EXIT_REFUSED = 126
+
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """One program to run: argv, extra environment, optional stdin and the Unix user to run as."""
+    """One program to run: argv, extra environment, optional stdin, the Unix user to run as, and
+    an optional lock.
+
+    `user` None runs as the transport's own user; any other user is switched to with `runuser`,
+    and only if its UID on the head node is at least the transport's `min_uid` (never root).
+    `lock` names an exclusive lock the transport holds, as its own user, for the whole run of the
+    command: commands with the same lock never overlap on one head node, whatever the backend.
+    The lock file lives in a directory only the transport's user can write, so a user cannot
+    pre-create it (as a FIFO, say) and stall everyone.
+    """
 
     argv: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
     stdin: bytes | None = None
     user: str | None = None
+    lock: str | None = None
 
     def __post_init__(self) -> None:
         if not self.argv or not all(isinstance(arg, str) for arg in self.argv):
             raise ValueError("a command needs a non-empty argv of strings")
         if any("\x00" in arg for arg in self.argv):
             raise ValueError("argv must not contain NUL bytes")
+        if self.user is not None and not USER_NAME.match(self.user):
+            raise ValueError(f"{self.user[:40]!r} is not a valid user name")
+        if self.lock is not None and not LOCK_NAME.match(self.lock):
+            raise ValueError(f"{self.lock[:40]!r} is not a valid lock name")
+        check_extra(self.env)
 
 
 @dataclass(frozen=True, slots=True)
 class CommandResult:
-    """What one command produced. Output is decoded as UTF-8; undecodable bytes become U+FFFD."""
+    """What one command produced. Output is decoded as UTF-8; undecodable bytes become U+FFFD.
+
+    `refused` is True when the transport did not run the command at all because it may not act
+    as `Command.user` (a UID below the floor, root, or no such user); `stderr` says why.
+    """
 
     argv: tuple[str, ...]
     stdout: str
     stderr: str
     exit_code: int
+    refused: bool = False
 
     @property
     def ok(self) -> bool:
@@ -57,6 +89,12 @@ class Transport(Protocol):
     async def aclose(self) -> None:
         """Release what the transport holds; it is not used afterwards."""
         ...
+
+
+def refused_result(command: Command, reason: str) -> CommandResult:
+    """The result of a command the transport would not run as its user."""
+    message = f"slurm-graphql: refusing to run as {command.user}: {reason}\n"
+    return CommandResult(command.argv, "", message, EXIT_REFUSED, refused=True)
 
 
 def decode_output(data: bytes) -> str:

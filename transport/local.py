@@ -1,8 +1,13 @@
 """`local://` — run the Slurm CLI as subprocesses of the server, for a server on the head node.
 
-The server's own environment is inherited, so `SLURM_CONF` and `PATH` decide which cluster and
-which binaries are used. Each command starts in a new session so that a timeout can kill the whole
-process group it started, and nothing else.
+    local://?timeout=30&concurrency=8&pass_env=AWS_ENDPOINT_URL_S3,AWS_REGION
+
+Commands never inherit the server's environment (it holds the token map and AWS credentials):
+each gets the allow-list of transport/environment.py, taken from the server's environment once,
+when the transport is made. Each command starts in a new session so that a timeout can kill the
+whole process group it started, and nothing else. Its stdin is an unlinked temporary file, not a
+pipe: a program that exits without reading it (a retried submit that finds its job) cannot turn
+into a broken pipe.
 """
 
 from __future__ import annotations
@@ -11,11 +16,16 @@ import asyncio
 import contextlib
 import getpass
 import os
+import pwd
 import signal
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import IO
 
-from transport.base import Command, CommandResult, decode_output
+from transport.base import DEFAULT_MIN_UID, Command, CommandResult, decode_output, refused_result
+from transport.environment import command_environ
 from transport.errors import TransportError, TransportTimeout
+from transport.locks import hold_lock, lock_directory
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_CONCURRENCY = 8
@@ -25,7 +35,12 @@ EXIT_NOT_FOUND = 127
 
 
 class LocalTransport:
-    """Runs each batch's commands concurrently, at most `concurrency` processes at a time."""
+    """Runs each batch's commands concurrently, at most `concurrency` processes at a time.
+
+    `environ` is the environment the command environment is taken from (the server's by
+    default), `pass_env` names more variables to take from it, `min_uid` is the smallest UID
+    a command may run as, and `lock_dir` holds the files behind `Command.lock`.
+    """
 
     def __init__(
         self,
@@ -33,18 +48,28 @@ class LocalTransport:
         timeout: float = DEFAULT_TIMEOUT,
         concurrency: int = DEFAULT_CONCURRENCY,
         environ: Mapping[str, str] | None = None,
+        pass_env: Iterable[str] = (),
+        min_uid: int = DEFAULT_MIN_UID,
+        lock_dir: str | None = None,
     ) -> None:
         if timeout <= 0 or concurrency < 1:
             raise ValueError("timeout must be positive and concurrency at least 1")
         self.timeout = timeout
+        self.min_uid = max(1, min_uid)  # root is never a user to switch to
         self._slots = asyncio.Semaphore(concurrency)
-        self._environ = dict(os.environ if environ is None else environ)
+        self._environ = command_environ(os.environ if environ is None else environ, pass_env)
         self._whoami = getpass.getuser()
         self._is_root = os.geteuid() == 0
+        self._lock_dir = lock_dir or lock_directory(self._is_root)
 
     @property
     def url(self) -> str:
         return "local://"
+
+    @property
+    def environ(self) -> Mapping[str, str]:
+        """What every command's environment starts from (before Command.env and runuser)."""
+        return dict(self._environ)
 
     async def run(self, commands: Sequence[Command]) -> list[CommandResult]:
         started: list[asyncio.subprocess.Process] = []
@@ -65,8 +90,19 @@ class LocalTransport:
     async def aclose(self) -> None:
         return None
 
-    def _argv_for(self, command: Command) -> tuple[str, ...]:
-        if command.user is None or command.user == self._whoami:
+    async def _argv_for(self, command: Command) -> tuple[str, ...] | str:
+        """The argv to execute, or the reason the command may not run as its user. The floor
+        applies to every named user, the server's own included: `user="root"` on a server
+        running as root is refused, not run without a switch."""
+        if command.user is None:
+            return command.argv
+        try:
+            uid = (await asyncio.to_thread(pwd.getpwnam, command.user)).pw_uid
+        except KeyError:
+            return "no such user on the head node"
+        if uid < self.min_uid:
+            return f"UID {uid} is below the minimum of {self.min_uid}"
+        if command.user == self._whoami:
             return command.argv
         if not self._is_root:
             raise TransportError(
@@ -77,13 +113,15 @@ class LocalTransport:
     async def _run_one(
         self, command: Command, started: list[asyncio.subprocess.Process]
     ) -> CommandResult:
-        argv = self._argv_for(command)
-        env = {**self._environ, **command.env} if command.env else self._environ
-        async with self._slots:
+        argv = await self._argv_for(command)
+        if isinstance(argv, str):
+            return refused_result(command, argv)
+        env = {**self._environ, **command.env}
+        async with self._locked(command.lock), self._slots, _stdin_file(command.stdin) as stdin:
             try:
                 process = await asyncio.create_subprocess_exec(
                     *argv,
-                    stdin=asyncio.subprocess.PIPE if command.stdin is not None else None,
+                    stdin=stdin if stdin is not None else asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.PIPE,
                     env=env,
@@ -96,12 +134,37 @@ class LocalTransport:
             except PermissionError as exc:
                 return CommandResult(command.argv, "", f"{argv[0]}: {exc.strerror}\n", 126)
             started.append(process)
-            stdout, stderr = await process.communicate(command.stdin)
+            stdout, stderr = await process.communicate()
             started.remove(process)
         assert process.returncode is not None
         # A negative return code is a signal; report it as a shell would (128 + signal).
         code = process.returncode if process.returncode >= 0 else 128 - process.returncode
         return CommandResult(command.argv, decode_output(stdout), decode_output(stderr), code)
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, name: str | None) -> AsyncIterator[None]:
+        if name is None:
+            yield
+            return
+        async with hold_lock(self._lock_dir, name):
+            yield
+
+
+@contextlib.asynccontextmanager
+async def _stdin_file(data: bytes | None) -> AsyncIterator[IO[bytes] | None]:
+    """`data` in an unlinked temporary file, rewound, for a child to read at its own pace."""
+    if data is None:
+        yield None
+        return
+    with tempfile.TemporaryFile() as file:
+        await asyncio.to_thread(_fill, file, data)
+        yield file
+
+
+def _fill(file: IO[bytes], data: bytes) -> None:
+    file.write(data)
+    file.flush()
+    file.seek(0)
 
 
 def _kill_group(process: asyncio.subprocess.Process) -> None:

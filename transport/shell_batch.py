@@ -7,9 +7,17 @@ with a random boundary and byte lengths, gzip-compressed and base64-encoded, so 
 separately and unambiguously in one printable stream that is usually small enough for the
 service's inline output.
 
+Every command runs under `env -i` with only the allow-listed variables of the shell the script
+runs in (transport/environment.py): the agent's own environment never reaches a command. A
+switch of user (`runuser`) is guarded on the head node by `id -u`: a user below `min_uid`, root,
+or a user the head node does not know is refused, and reported as such. A command with a lock
+runs under `flock` on a file in a directory only the script's user can write.
+
 Frame format, before compression:
     <boundary> <index> <exit code> <stdout bytes> <stderr bytes>\\n<stdout><stderr>   per command
     <boundary> END\\n
+The exit code is `R` for a command refused for its user, `U` for one that could not be given its
+lock (a head node without flock, or an unsafe lock directory).
 """
 
 from __future__ import annotations
@@ -17,61 +25,121 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
-import re
 import secrets
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from transport.base import Command, CommandResult, decode_output
-from transport.errors import TransportError
+from transport.base import (
+    DEFAULT_MIN_UID,
+    EXIT_REFUSED,
+    Command,
+    CommandResult,
+    decode_output,
+)
+from transport.environment import DEFAULT_PATH, FIXED, INHERITED, passable_names
+from transport.errors import TransportError, TransportUnavailable
+from transport.locks import ROOT_LOCK_DIR
 
-_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+# Shell functions of every script: refuse a command, guard a switch of user, check the locks.
+_PRELUDE = """\
+sgq_refuse() { printf 'slurm-graphql: refusing to run as %s: %s\\n' "$2" "$3" >"$d/$1.err"; \
+: >"$d/$1.out"; echo R >"$d/$1.rc"; }
+sgq_may() {
+  sgq_u=$(id -u -- "$2" 2>/dev/null) || { sgq_refuse "$1" "$2" "no such user on the head node"; \
+return 1; }
+  [ "$sgq_u" -ge "$sgq_min" ] || { sgq_refuse "$1" "$2" \
+"UID $sgq_u is below the minimum of $sgq_min"; return 1; }
+}
+sgq_unavailable() { printf 'slurm-graphql: %s\\n' "$2" >"$d/$1.err"; : >"$d/$1.out"; \
+echo U >"$d/$1.rc"; }
+"""
+# The lock directory: made 0755 by the script's user (root under the SSM agent), then accepted
+# only if it is a real directory of that user that nobody else can write.
+_LOCKS = f"""\
+sgq_me=$(id -u)
+if [ "$sgq_me" = 0 ]; then sgq_locks={ROOT_LOCK_DIR}; else \
+sgq_locks="${{TMPDIR:-/tmp}}/slurm-graphql-$sgq_me"; fi
+mkdir -m 0755 "$sgq_locks" 2>/dev/null
+case $(stat -c '%u %F %A' -- "$sgq_locks" 2>/dev/null) in
+  "$sgq_me directory "d????-??-?*) ;;
+  *) sgq_locks= ;;
+esac
+command -v flock >/dev/null 2>&1 || sgq_locks=
+"""
 
 
 def new_boundary() -> str:
     return "sgq" + secrets.token_hex(12)
 
 
-def shell_line(command: Command) -> str:
-    """The command as one shell-quoted line: runuser (as root), env, argv."""
-    argv: list[str] = []
+def environment_words(pass_env: Iterable[str] = ()) -> str:
+    """`env -i` and the allow-listed variables, expanded from the script's own environment."""
+    words = ["env", "-i", f'"PATH=${{PATH:-{DEFAULT_PATH}}}"']
+    words += [shlex.quote(f"{name}={value}") for name, value in FIXED.items()]
+    names = [name for name in INHERITED if name != "PATH"] + list(passable_names(pass_env))
+    words += [f'${{{name}:+"{name}=${name}"}}' for name in names]
+    return " ".join(words)
+
+
+def shell_line(command: Command, environment: str | None = None) -> str:
+    """The command as one shell line: the clean environment (`environment_words()` unless
+    given), the command's variables, runuser, argv. Everything but `environment` (built by this
+    module) is quoted with shlex."""
+    environment = environment_words() if environment is None else environment
+    argv: list[str] = [f"{name}={value}" for name, value in command.env.items()]
     if command.user is not None:
-        if not _USER.match(command.user):
-            raise ValueError(f"{command.user!r} is not a valid user name")
         argv += ["runuser", "-u", command.user, "--"]
-    if command.env:
-        bad = [name for name in command.env if not _ENV_NAME.match(name)]
-        if bad:
-            raise ValueError(f"invalid environment variable name(s): {bad}")
-        argv += ["env", *(f"{name}={value}" for name, value in command.env.items())]
     argv += command.argv
-    return shlex.join(argv)
+    return f"{environment} {shlex.join(argv)}"
 
 
-def build_script(commands: Sequence[Command], boundary: str) -> str:
+def _command_lines(index: int, command: Command, environment: str) -> str:
+    if command.stdin is None:
+        prefix, feed = "", "</dev/null"
+    else:
+        encoded = base64.b64encode(command.stdin).decode("ascii")
+        prefix, feed = f"printf %s {encoded} | base64 -d | ", ""
+    # fd 9 holds the lock; the command itself never inherits it.
+    run = (
+        f'{prefix}{shell_line(command, environment)} {feed} 9>&- >"$d/{index}.out" '
+        f'2>"$d/{index}.err"; echo $? >"$d/{index}.rc"'
+    )
+    if command.lock is not None:
+        lock = f'"$sgq_locks/{command.lock}.lock"'
+        run = (
+            f'if [ -z "$sgq_locks" ] || [ -L {lock} ] || {{ [ -e {lock} ] && [ ! -f {lock} ]; }}; '
+            f"then sgq_unavailable {index} 'the lock directory is unsafe or flock is missing'; "
+            f"else exec 9>>{lock}; if flock 9; then {run}; "
+            f"else sgq_unavailable {index} 'the lock could not be taken'; fi; fi"
+        )
+    if command.user is not None:
+        run = f"if sgq_may {index} {command.user}; then {run}; fi"
+    return f"( {run} ) &"
+
+
+def build_script(
+    commands: Sequence[Command],
+    boundary: str,
+    *,
+    pass_env: Iterable[str] = (),
+    min_uid: int = DEFAULT_MIN_UID,
+) -> str:
     """A POSIX sh script that runs `commands` concurrently and prints their framed results."""
     if not boundary.isalnum():
         raise ValueError("the boundary must be alphanumeric")
     if not commands:
         raise ValueError("a batch needs at least one command")
+    environment = environment_words(pass_env)
     lines = [
         "set -u",
         "d=$(mktemp -d) || exit 70",
         "trap 'rm -rf \"$d\"' EXIT",
+        f"sgq_min={max(1, int(min_uid))}",
+        _PRELUDE,
     ]
-    for index, command in enumerate(commands):
-        if command.stdin is None:
-            feed = "</dev/null"
-            prefix = ""
-        else:
-            encoded = base64.b64encode(command.stdin).decode("ascii")
-            prefix = f"printf %s {encoded} | base64 -d | "
-            feed = ""
-        lines.append(
-            f'( {prefix}{shell_line(command)} {feed} >"$d/{index}.out" 2>"$d/{index}.err"; '
-            f'echo $? >"$d/{index}.rc" ) &'
-        )
+    if any(command.lock is not None for command in commands):
+        lines.append(_LOCKS)
+    lines += [_command_lines(index, command, environment) for index, command in enumerate(commands)]
     lines.append("wait")
     frame = [
         "{",
@@ -102,17 +170,19 @@ def parse_batch_output(
         header = framed[position:end_of_header].split()
         if len(header) != 5 or header[0] != marker or header[1] != str(index).encode():
             raise TransportError(f"malformed frame header for command {index}: {header!r}")
+        status = header[2]
         try:
-            code, out_length, err_length = (int(value) for value in header[2:])
+            code = EXIT_REFUSED if status in (b"R", b"U") else int(status)
+            out_length, err_length = (int(value) for value in header[3:])
         except ValueError:
             raise TransportError(f"malformed frame header for command {index}") from None
         start = end_of_header + 1
-        stdout = framed[start : start + out_length]
-        stderr = framed[start + out_length : start + out_length + err_length]
+        stdout = decode_output(framed[start : start + out_length])
+        stderr = decode_output(framed[start + out_length : start + out_length + err_length])
         position = start + out_length + err_length
-        results.append(
-            CommandResult(command.argv, decode_output(stdout), decode_output(stderr), code)
-        )
+        if status == b"U":
+            raise TransportUnavailable(stderr.strip() or "a lock could not be taken")
+        results.append(CommandResult(command.argv, stdout, stderr, code, refused=status == b"R"))
     if framed[position:] != marker + b" END\n":
         raise TransportError("the head node's output ends early: the batch was cut short")
     return results

@@ -2,12 +2,16 @@
 
     ssm://i-0123456789abcdef0?region=eu-west-1&bucket=my-output&prefix=slurm-graphql
     ssm://?cluster=NAME&region=eu-west-1        the running head node of a ParallelCluster
+    …&pass_env=AWS_REGION,HTTPS_PROXY           more variables for commands (never secrets)
 
 A batch is one `AWS-RunShellScript` invocation (transport/shell_batch.py builds the script), so a
 read query costs one SendCommand however many Slurm commands it needs. Polling starts after
 100 ms and grows to 1 s under the batch's deadline. The service keeps only 24,000 characters of
 stdout inline. The batch's output is gzip+base64 on the head node, so most batches fit; larger
 ones are read whole from S3 when a bucket is configured, and are never parsed truncated.
+
+Commands run under `env -i` with the allow-list of transport/environment.py taken from the
+agent's shell, and switch only to users whose UID on the head node is at least `min_uid`.
 
 boto3 runs in worker threads with the standard retry mode; endpoints, region and credentials
 come from boto3's own configuration (AWS_ENDPOINT_URL_SSM, …), with no special path for tests.
@@ -28,7 +32,8 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from transport.base import Command, CommandResult
+from transport.base import DEFAULT_MIN_UID, Command, CommandResult
+from transport.environment import parse_pass_env, passable_names
 from transport.errors import (
     HeadNodeNotFound,
     OutputTooLarge,
@@ -67,11 +72,15 @@ class SsmTransport:
         timeout: float = DEFAULT_TIMEOUT,
         concurrency: int = DEFAULT_CONCURRENCY,
         session: boto3.session.Session | None = None,
+        pass_env: Sequence[str] = (),
+        min_uid: int = DEFAULT_MIN_UID,
     ) -> None:
         if (instance_id is None) == (cluster is None):
             raise ValueError("ssm:// needs either an instance id or ?cluster=NAME")
         self.region, self.bucket, self.prefix = region, bucket, prefix.strip("/")
         self.timeout = timeout
+        self.pass_env = passable_names(pass_env)
+        self.min_uid = max(1, min_uid)  # root is never a user to switch to
         self._cluster = cluster
         self._instance_id = instance_id
         self._slots = asyncio.Semaphore(concurrency)
@@ -93,7 +102,7 @@ class SsmTransport:
         if not commands:
             return []
         boundary = new_boundary()
-        script = build_script(commands, boundary)
+        script = build_script(commands, boundary, pass_env=self.pass_env, min_uid=self.min_uid)
         deadline = time.monotonic() + self.timeout
         async with self._slots:
             for attempt in (1, 2):
@@ -232,10 +241,10 @@ class _NotYet(Exception):
     """GetCommandInvocation does not know the invocation yet."""
 
 
-def open_ssm(url: str) -> SsmTransport:
+def open_ssm(url: str, *, min_uid: int = DEFAULT_MIN_UID) -> SsmTransport:
     """An SsmTransport for a URL, checked at start-up: form, region and credentials."""
     parts = urlsplit(url)
-    allowed = {"region", "bucket", "prefix", "cluster", "timeout", "concurrency"}
+    allowed = {"region", "bucket", "prefix", "cluster", "timeout", "concurrency", "pass_env"}
     options = url_options(parts.query, allowed)
     instance = parts.netloc or None
     if parts.path not in ("", "/"):
@@ -267,4 +276,6 @@ def open_ssm(url: str) -> SsmTransport:
         timeout=float(options.get("timeout", DEFAULT_TIMEOUT)),
         concurrency=int(options.get("concurrency", DEFAULT_CONCURRENCY)),
         session=session,
+        pass_env=parse_pass_env(options.get("pass_env")),
+        min_uid=min_uid,
     )

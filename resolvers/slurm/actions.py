@@ -7,9 +7,11 @@ expanded only inside double quotes. No client value is ever parsed by the shell,
 write costs one round trip, reading of the job included.
 
 The submit program also makes submission idempotent: with a key, it first looks for a job of the
-same user whose comment carries that key, under a per-user lock on the head node, and reports that
-job instead of submitting again. The key lives with the job in Slurm, so a retry finds the job
-after a client timeout or a server restart, for as long as Slurm remembers the job.
+same user whose comment carries that key, under a per-user transport lock (`Command.lock`, held
+by the transport in a directory users cannot write), and reports that job instead of submitting
+again. The key lives with the job in Slurm, so a retry finds the job after a client timeout or a
+server restart, for as long as Slurm remembers the job. `keyed_job_matches` checks the answer
+again in Python: the job must be the requesting user's and carry exactly that key.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from resolvers.slurm.errors import ParseError
-from resolvers.slurm.job_fields import KEY_END, KEY_MARKER
+from resolvers.slurm.job_fields import KEY_END, KEY_MARKER, split_comment
 from resolvers.slurm.jobs import JobRow, parse_squeue, squeue_command
 from transport.base import Command
 
@@ -39,9 +41,13 @@ FETCH_FAILED = "slurm-graphql: cannot fetch the script:"
 
 _SUBMIT_BODY = f"""\
 case $key in *[!A-Za-z0-9_-]*) echo "invalid key" >&2; exit 64;; esac
-cd "$HOME" 2>/dev/null || cd /
+case $mark in ''|*[!A-Za-z0-9]*) echo "invalid boundary" >&2; exit 64;; esac
+cd "${{HOME:-/}}" 2>/dev/null || cd /
+me=$(id -un)
 if [ -n "$src" ]; then
-  # The script is an S3 object: fetched here, with the head node's AWS CLI and credentials.
+  # The script is an S3 object, fetched with the head node's AWS CLI and the user's own AWS
+  # configuration (nothing of the server's reaches this environment). mktemp makes a new file
+  # of the user's, mode 0600, that no one else can replace.
   script=$(mktemp) || exit 70
   trap 'rm -f "$script"' EXIT
   if ! err=$("$aws" s3 cp --only-show-errors "$src" "$script" 2>&1); then
@@ -51,14 +57,13 @@ if [ -n "$src" ]; then
   exec 0<"$script"
 fi
 if [ -n "$key" ]; then
-  # Serialise this user's keyed submissions, so that two retries cannot both submit.
-  lock="${{TMPDIR:-/tmp}}/slurm-graphql-submit.$(id -u).lock"
-  if command -v flock >/dev/null 2>&1 && : 2>/dev/null >>"$lock"; then
-    exec 9>>"$lock"
-    flock -w 60 9 || true
-  fi
-  found=$(squeue --noheader --states=all --user="$(id -un)" --format='%F %k' |
-    sed -n "s/^\\([0-9][0-9]*\\) {KEY_MARKER}$key{KEY_END}.*/\\1/p" | head -n 1)
+  # Keyed submissions of one user run under the transport's lock (Command.lock), so two
+  # retries cannot both submit. Each row starts with a boundary chosen at random for this
+  # request and names its user: a job name or comment holding a newline cannot forge a row.
+  # A lookup that fails must not look like "no such job": that would submit a second one.
+  rows=$(squeue --noheader --states=all --user="$me" --format="$mark %F %u %k") || exit
+  found=$(printf '%s\\n' "$rows" |
+    sed -n "s/^$mark \\([0-9][0-9]*\\) $me {KEY_MARKER}$key{KEY_END}.*/\\1/p" | head -n 1)
   if [ -n "$found" ]; then
     printf 'EXISTING %s\\n' "$found"
     show "$found"
@@ -67,8 +72,8 @@ if [ -n "$key" ]; then
 fi
 conf=SLURM_GRAPHQL_SUBMIT=1
 if [ -n "${{SLURM_CONF-}}" ]; then conf="SLURM_CONF=$SLURM_CONF"; fi
-# sbatch runs in a clean environment: the server's own variables must not reach the job.
-out=$(env -i "PATH=$PATH" "HOME=$HOME" "USER=$(id -un)" "LOGNAME=$(id -un)" "$conf" "$@") || exit
+# sbatch runs in a clean environment: nothing but these reaches the job.
+out=$(env -i "PATH=$PATH" "HOME=${{HOME:-/}}" "USER=$me" "LOGNAME=$me" "$conf" "$@") || exit
 id=${{out%%;*}}
 printf 'SUBMITTED %s\\n' "$id"
 show "$id"
@@ -100,11 +105,17 @@ def submit_command(
     """Submit a script with sbatch `options` as `user`, then show the job (or the job that
     already carries `key`). `script` is the text (bytes) or an s3:// URI (str) to fetch."""
     show = squeue_command(boundary).argv
-    program = _program("key src aws", len(show), _SUBMIT_BODY)
+    program = _program("key mark src aws", len(show), _SUBMIT_BODY)
     source = script if isinstance(script, str) else ""
-    argv = ("sh", "-c", program, "sh", key or "", source, aws_cli, *show)
+    argv = ("sh", "-c", program, "sh", key or "", boundary, source, aws_cli, *show)
     argv += (*environment, "sbatch", *options)
-    return Command(argv, stdin=None if isinstance(script, str) else script, user=user)
+    stdin = None if isinstance(script, str) else script
+    return Command(argv, stdin=stdin, user=user, lock=submit_lock(user) if key else None)
+
+
+def submit_lock(user: str | None) -> str:
+    """The transport lock that serialises one user's keyed submissions."""
+    return f"submit.{user}" if user is not None else "submit"
 
 
 def control_command(boundary: str, job_id: str, action: Sequence[str], user: str | None) -> Command:
@@ -131,6 +142,14 @@ def parse_submit(stdout: str, boundary: str) -> Submitted:
         raise ParseError("submit", status, "no job id")
     rows = tuple(parse_squeue(rest, boundary))
     return Submitted(int(job_id), word == "SUBMITTED", rows)
+
+
+def keyed_job_matches(row: JobRow, user: str | None, key: str) -> bool:
+    """Whether `row`, reported as the job that already carries `key`, is one the requesting
+    `user` may be given: theirs (when the request names a user), with exactly that key."""
+    if user is not None and row.user != user:
+        return False
+    return split_comment(row.fields().comment)[1] == key
 
 
 def primary_row(rows: Sequence[JobRow], job_id: int) -> JobRow | None:

@@ -89,6 +89,14 @@ def job_name(value: str) -> str:
     return text_value("name", value)
 
 
+def comment_value(value: str) -> str:
+    """A client's comment: free text, but never starting with the key marker, so that no
+    comment a client writes can pass for an idempotency key."""
+    if value.startswith(KEY_MARKER):
+        raise InvalidSubmission("comment", f"must not start with {KEY_MARKER!r} (reserved)")
+    return text_value("comment", value)
+
+
 def slurm_names(*given: tuple[str, str, str | None]) -> list[str]:
     """`KEY=value` for each given name of a partition, account, QOS or reservation."""
     return [

@@ -9,12 +9,12 @@ from resolvers.slurm.job_fields import (
     MAX_MINUTES,
     Dependency,
     InvalidSubmission,
+    comment_value,
     count_value,
     dependency_option,
     job_name,
     matching,
     slurm_names,
-    text_value,
 )
 
 
@@ -43,7 +43,7 @@ def update_arguments(update: JobUpdate) -> list[str]:
     if update.name is not None:
         fields.append("Name=" + job_name(update.name))
     if update.comment is not None:
-        fields.append("Comment=" + text_value("comment", update.comment))
+        fields.append("Comment=" + comment_value(update.comment))
     fields += slurm_names(
         ("Partition", "partition", update.partition),
         ("QOS", "qos", update.qos),

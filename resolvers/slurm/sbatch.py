@@ -16,6 +16,7 @@ from resolvers.slurm.job_fields import (
     MAX_MINUTES,
     Dependency,
     InvalidSubmission,
+    comment_value,
     comment_with_key,
     count_value,
     dependency_option,
@@ -198,7 +199,7 @@ def sbatch_arguments(request: SubmitRequest) -> tuple[list[str], list[str]]:
     if request.exclusive:
         options.append("--exclusive")
     key = None if request.client_mutation_id is None else validate_key(request.client_mutation_id)
-    comment = request.comment if request.comment is None else text_value("comment", request.comment)
+    comment = request.comment if request.comment is None else comment_value(request.comment)
     stored = comment_with_key(comment, key)
     if stored is not None:
         options.append("--comment=" + stored)

@@ -1,10 +1,14 @@
-"""Scripts submitted from S3: fetched on the head node by its AWS CLI, as the submitting user."""
+"""Scripts submitted from S3: fetched on the head node by its AWS CLI, as the submitting user,
+with the user's own AWS credentials (their ~/.aws) and nothing of the server's."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import pwd
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -24,16 +28,39 @@ pytestmark = pytest.mark.cluster
 # Installed by scripts/install-system-deps where every user can run it, as on a head node.
 HEAD_NODE_AWS_CLI = "/opt/slurm-graphql/aws-cli/bin/aws"
 OUTPUT = """query($id: String!) { cluster { job(id: $id) { state output { text } } } }"""
+# Where the head node's S3 is (moto's, here): passed to commands by name, as an operator would.
+PASS_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_EC2_METADATA_DISABLED")
+
+
+@pytest.fixture
+def alice_aws_credentials(unix_users: None) -> Iterator[None]:
+    """alice's own AWS credentials in her ~/.aws, as a user of a real head node would keep
+    them (moto accepts any key); removed afterwards."""
+    account = pwd.getpwnam("alice")
+    folder = Path(account.pw_dir) / ".aws"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    credentials = folder / "credentials"
+    credentials.write_text("[default]\naws_access_key_id = alice\naws_secret_access_key = a\n")
+    for path in (folder, credentials):
+        os.chown(path, account.pw_uid, account.pw_gid)
+    credentials.chmod(0o600)
+    try:
+        yield
+    finally:
+        credentials.unlink(missing_ok=True)
 
 
 @pytest.fixture(params=["local", "ssm"])
 async def client(
-    request: pytest.FixtureRequest, aws: Aws, unix_users: None
+    request: pytest.FixtureRequest, aws: Aws, alice_aws_credentials: None
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with the head node's AWS CLI configured, through each transport. The local one
-    is opened once the test S3's variables are in the environment it copies."""
+    """The app with the head node's AWS CLI configured, through each transport, passing the S3
+    endpoint's variables by name (`?pass_env=`). The local one is opened once the test S3's
+    variables are in the environment it takes them from."""
     inner: Transport = (
-        LocalTransport() if request.param == "local" else open_transport(aws.ssm_url())
+        LocalTransport(pass_env=PASS_ENV)
+        if request.param == "local"
+        else open_transport(aws.ssm_url() + "&pass_env=" + ",".join(PASS_ENV))
     )
     settings = Settings(cache_ttl=0.0, tokens=parse_token_map(TOKENS), aws_cli=HEAD_NODE_AWS_CLI)
     app = create_app(settings, transports={"local": inner})

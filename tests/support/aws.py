@@ -148,6 +148,15 @@ def aws_environ(
     }
 
 
+# Secrets in the SSM endpoint's own environment, as an agent's could hold: every ssm:// test
+# then also runs its commands next to them, and tests/security checks none reaches a command.
+AGENT_SECRETS = {
+    "SLURM_GRAPHQL_TOKENS": "agent-secret-token=root:admin",
+    "AWS_SECRET_ACCESS_KEY": "agent-secret-aws-key",
+    "AWS_SESSION_TOKEN": "agent-secret-session-token",
+}
+
+
 def s3_environ(s3_url: str, region: str = "us-east-1") -> dict[str, str]:
     """What the head node's AWS CLI needs to reach moto's S3 (scripts submitted from S3)."""
     return {

@@ -15,8 +15,9 @@ from pathlib import Path
 import boto3
 import pytest
 
+from resolvers.slurm.errors import SlurmError, SlurmErrorKind, check
 from tests.conftest import Aws
-from transport import Command, Transport, TransportTimeout, open_transport
+from transport import Command, CommandResult, Transport, TransportTimeout, open_transport
 from transport.local import LocalTransport
 
 PY = sys.executable
@@ -81,10 +82,12 @@ async def test_invalid_utf8_is_replaced(transport: Transport) -> None:
 
 
 async def test_a_missing_program_exits_127(transport: Transport) -> None:
-    """As a shell reports it, so failures classify the same over every transport."""
+    """As a shell reports it, so failures classify the same over every transport (the message
+    is the shell's or `env`'s, which starts every command in its clean environment)."""
     [result] = await transport.run([Command(("no-such-program-xyz",))])
     assert result.exit_code == 127
-    assert "not found" in result.stderr
+    assert "not found" in result.stderr or "No such file or directory" in result.stderr
+    assert check_kind(result) is SlurmErrorKind.NOT_INSTALLED
 
 
 async def test_large_output_arrives_complete(transport: Transport) -> None:
@@ -130,3 +133,11 @@ async def test_a_20000_job_listing_is_complete_and_exact(
     [result] = await transport.run([Command(("cat", str(listing)))])
     assert result.stdout == listing.read_text()
     assert len(parse_squeue(result.stdout, boundary)) == 20_000
+
+
+def check_kind(result: CommandResult) -> SlurmErrorKind | None:
+    try:
+        check(result)
+    except SlurmError as exc:
+        return exc.kind
+    return None

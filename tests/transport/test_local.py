@@ -36,7 +36,7 @@ async def test_batch_results_come_back_in_order() -> None:
 
 
 async def test_stdin_and_environment_reach_the_program() -> None:
-    """stdin bytes are fed in and `env` is added to the server's own environment."""
+    """stdin bytes are fed in and `env` is added to the command's allow-listed environment."""
     transport = LocalTransport()
     code = "import os, sys; print(sys.stdin.read(), os.environ['EXTRA'], os.environ['PATH'] != '')"
     [result] = await transport.run([py(code, stdin=b"from stdin", env={"EXTRA": "x=1 y"})])
