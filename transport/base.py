@@ -15,9 +15,9 @@ from typing import Protocol
 from transport.environment import check_extra
 
 # The portable POSIX user name rule; also what the shell backends may pass to runuser unquoted.
-USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
 # A lock is a file name in the head node's lock directory.
-LOCK_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+LOCK_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\Z")
 # The smallest UID a transport switches to by default: below are root and system accounts.
 DEFAULT_MIN_UID = 1000
 # The exit code of a refused command, as a shell reports a program it may not execute.

@@ -22,7 +22,7 @@ INHERITED = ("PATH", "SLURM_CONF", "TZ")
 # Set on every command, so output (and Slurm's parsing of it) does not depend on the host.
 FIXED = {"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 # Never passed, whatever the configuration says: secrets, and what changes how programs load.
 _SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE")
 _FORBIDDEN_PREFIXES = ("SLURM_GRAPHQL_", "AWS_CONTAINER_", "LD_", "BASH_FUNC_")
