@@ -55,16 +55,18 @@ from server.auth import (
     TokenAuthenticator,
 )
 from server.body_limit import BodyLimitMiddleware
+from server.channel_limits import ChannelLimits, client_key
 from server.graphiql import render_graphiql
 from server.health import Readiness, readyz_endpoint
 from server.limits import Limits, limits_rule
 from server.live_execution import LiveExecutionContext
 from server.observe import ObserveMiddleware, RequestObserver, current_request, note_result
-from server.rate_limit import RateLimiter, rate_key, rate_limited
+from server.rate_limit import RateLimiter
 from server.response_cache import ResponseCache
 from server.round_trips import RoundTripListener, WatchedTransport
 from server.settings import Settings
 from server.tokens import bearer_token
+from server.ws_limits import LimitedTransportWSHandler, LimitedWSHandler
 from transport import Transport, open_transport
 
 logger = logging.getLogger("slurm_graphql")
@@ -94,6 +96,10 @@ def _should_mask(error: GraphQLError) -> bool:
 
 
 class _GraphQLApp(GraphQL[RequestContext, None]):
+    # Each WebSocket operation spends the client's rate limit and holds a subscription slot.
+    graphql_transport_ws_handler_class = LimitedTransportWSHandler
+    graphql_ws_handler_class = LimitedWSHandler
+
     def __init__(
         self, sources: Mapping[str, SnapshotSource], settings: Settings, pollers: PollerHub
     ) -> None:
@@ -138,7 +144,11 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         self._settings = settings
         self._page = render_graphiql("/graphql", STATIC_PREFIX)
         self._responses = ResponseCache(sources)
-        self._limiter = rate_limiter(settings)
+        self.channel_limits = ChannelLimits(
+            rate_limiter(settings),
+            max_streams=settings.max_subscriptions_per_user,
+            max_sockets=settings.max_websockets_per_client,
+        )
 
     async def execute_single(
         self,
@@ -182,13 +192,18 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
                 await _unauthenticated()(scope, receive, send)
                 return
             scope.setdefault("state", {})["identity"] = identity
-        if scope["type"] == "http" and self._limiter is not None:
-            # After authentication, so each identity spends its own bucket.
-            wait = self._limiter.take(rate_key(scope))
-            if wait > 0:
-                await rate_limited(wait)(scope, receive, send)
-                return
-        await super().__call__(scope, receive, send)
+        # After authentication, so each identity spends its own bucket (server/channel_limits.py).
+        await self.channel_limits.serve(scope, receive, send, super().__call__)
+
+    def identity_key(self, context: RequestContext) -> str | None:
+        """The key of the context's authenticated identity; None for anyone else."""
+        if self._auth is None or context.identity is NOBODY:
+            return None
+        return context.identity.cache_key
+
+    def channel_key(self, context: RequestContext, scope: Scope) -> str:
+        """Whose limits a WebSocket operation spends: its identity's, else its address's."""
+        return client_key(self.identity_key(context), scope)
 
     async def _authenticate(self, authorization: str | None) -> Identity | None:
         token = bearer_token(authorization)
