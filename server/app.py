@@ -60,6 +60,7 @@ from server.graphiql import render_graphiql
 from server.health import Readiness, readyz_endpoint
 from server.limits import Limits, limits_rule
 from server.live_execution import LiveExecutionContext
+from server.metrics_access import token_required
 from server.observe import ObserveMiddleware, RequestObserver, current_request, note_result
 from server.rate_limit import RateLimiter
 from server.response_cache import ResponseCache
@@ -349,14 +350,19 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
     observers: list[RequestObserver] = []
     extra_routes: list[Route] = []
     metrics = None
+    metrics_app = None
     if settings.metrics:
         from server.metrics import Metrics  # prometheus_client only when metrics are on
 
-        metrics = Metrics()
+        metrics = Metrics(settings.metrics_max_operations)
         metrics.watch_sources(sources)
         listeners.append(metrics.observe_round_trip)
         observers.append(metrics.observe_request)
-        extra_routes.append(Route("/metrics", metrics.endpoint))
+        route = Route("/metrics", token_required(metrics.endpoint, settings.metrics_token))
+        if settings.metrics_port is None:
+            extra_routes.append(route)
+        else:
+            metrics_app = Starlette(routes=[route])  # `serve` routes its own port here
     pollers = PollerHub(sources, settings.poll_interval, settings.subscriber_queue)
 
     @contextlib.asynccontextmanager
@@ -400,7 +406,11 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
             Middleware(ObserveMiddleware, observers=tuple(observers)),
             *_cors(settings),
             # Before anything reads a body, so no more than the cap is ever held in memory.
-            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+            Middleware(
+                BodyLimitMiddleware,
+                max_bytes=settings.max_body_bytes,
+                read_timeout=settings.body_timeout,
+            ),
             # GraphiQL's bundle is 3.5 MB and job listings are repetitive JSON: both shrink ~5x.
             # A moderate level keeps compressing a 10,000-job answer cheap next to executing it.
             # Streamed subscriptions (multipart, like SSE) must reach the client event by event.
@@ -414,6 +424,7 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
         lifespan=lifespan,
     )
     app.state.metrics = metrics  # None when metrics are off; the poller sets its gauges here
+    app.state.metrics_app = metrics_app  # set with SLURM_GRAPHQL_METRICS_PORT
     app.state.readiness = readiness
     return app
 
