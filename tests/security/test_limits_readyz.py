@@ -7,7 +7,7 @@ import dataclasses
 import socket
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -73,8 +73,10 @@ def silent_port() -> Iterator[int]:
 
 
 @pytest.fixture(params=["local", "ssm"])
-async def kind(request: pytest.FixtureRequest, unix_users: None) -> AsyncIterator[str]:
-    yield request.param
+def kind(request: pytest.FixtureRequest, unix_users: None) -> str:
+    """Each transport: local:// and ssm://."""
+    kind: str = request.param
+    return kind
 
 
 async def _readyz_after_traffic(
