@@ -149,7 +149,11 @@ class LimitedTransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, No
             if self._gate.should_close:
                 await self.websocket.close(code=CLOSE_TOO_MANY, reason="too many requests")
             return
-        await super().handle_subscribe(message)
+        try:
+            await super().handle_subscribe(message)
+        except BaseException:
+            self._gate.tie(admitted, None)  # a malformed payload: nothing runs, nothing holds
+            raise
         operation = self.operations.get(message["id"])
         self._gate.tie(admitted, operation.task if operation is not None else None)
 
@@ -189,7 +193,11 @@ class LimitedWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
             if self._gate.should_close:
                 await self.websocket.close(code=CLOSE_TOO_MANY, reason="too many requests")
             return
-        await super().handle_start(message)
+        try:
+            await super().handle_start(message)
+        except BaseException:
+            self._gate.tie(admitted, None)  # a malformed payload: nothing runs, nothing holds
+            raise
         self._gate.tie(admitted, self.tasks.get(operation_id))
 
 

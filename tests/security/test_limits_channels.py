@@ -207,3 +207,24 @@ async def test_one_address_holds_a_bounded_number_of_sockets(limited: Live) -> N
     ):
         assert await _refused_socket(limited.url, local_addr=address) == 4429
         assert await _refused_socket(limited.url, local_addr=("127.0.0.7", 0)) is None
+
+
+async def test_slots_come_back_however_operations_end(unix_users: None) -> None:
+    """Malformed subscribes and closed sockets leave no slot held: the cap of 4 is whole after."""
+    settings = Settings(tokens=parse_token_map(TOKENS), max_subscriptions_per_user=4)
+    async with serving(create_app(settings)) as url:
+        for _ in range(6):  # a subscribe without a query: the socket is closed with 4400
+            async with Connection.open(url, payload=auth("alice")) as broken:
+                await broken.socket.send(
+                    json.dumps({"id": "x", "type": "subscribe", "payload": {}})
+                )
+                await asyncio.wait_for(broken.closed.wait(), 5)
+                assert broken.socket.close_code == 4400
+        for _ in range(2):  # four held, then the socket goes away
+            async with Connection.open(url, payload=auth("alice")) as full:
+                held = [await full.subscribe(NODE_EVENTS) for _ in range(4)]
+                refused = await (await full.subscribe(NODE_EVENTS)).next()
+                assert refused.payload[0]["extensions"]["code"] == "TOO_MANY_SUBSCRIPTIONS"
+                with pytest.raises(TimeoutError):
+                    await held[-1].next(within=0.5)
+            await asyncio.sleep(0.5)  # the server notices the close and cancels the operations
