@@ -97,7 +97,13 @@ def serve(port: int, jobs: int, changes: int, interval: float) -> None:
     from server.settings import Settings
 
     transport = ScriptedTransport(jobs, changes)
-    settings = Settings(poll_interval=interval, max_subscriptions_per_connection=10)
+    # Every subscriber is the same anonymous client on loopback: lift the per-client caps.
+    settings = Settings(
+        poll_interval=interval,
+        max_subscriptions_per_connection=10,
+        max_subscriptions_per_user=jobs,
+        max_websockets_per_client=jobs,
+    )
     app = create_app(settings, transports={"local": transport})
 
     sent = [0] * 10_001  # events by whole milliseconds from poll to send; the last: >= 10 s

@@ -56,6 +56,7 @@ from server.auth import (
     TokenAuthenticator,
 )
 from server.body_limit import BodyLimitMiddleware
+from server.channel_limits import ChannelLimits, client_key
 from server.client_errors import (
     BAD_USER_INPUT,
     client_error_response,
@@ -67,12 +68,14 @@ from server.graphiql import render_graphiql
 from server.health import Readiness, readyz_endpoint
 from server.limits import Limits, limits_rule
 from server.live_execution import LiveExecutionContext
+from server.metrics_access import token_required
 from server.observe import ObserveMiddleware, RequestObserver, current_request, note_result
-from server.rate_limit import RateLimiter, rate_key, rate_limited
+from server.rate_limit import RateLimiter
 from server.response_cache import ResponseCache
 from server.round_trips import RoundTripListener, WatchedTransport
 from server.settings import Settings
 from server.tokens import bearer_token
+from server.ws_limits import LimitedTransportWSHandler, LimitedWSHandler
 from transport import Transport, open_transport
 
 logger = logging.getLogger("slurm_graphql")
@@ -102,6 +105,10 @@ def _should_mask(error: GraphQLError) -> bool:
 
 
 class _GraphQLApp(GraphQL[RequestContext, None]):
+    # Each WebSocket operation spends the client's rate limit and holds a subscription slot.
+    graphql_transport_ws_handler_class = LimitedTransportWSHandler
+    graphql_ws_handler_class = LimitedWSHandler
+
     def __init__(
         self, sources: Mapping[str, SnapshotSource], settings: Settings, pollers: PollerHub
     ) -> None:
@@ -146,7 +153,11 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         self._settings = settings
         self._page = render_graphiql("/graphql", STATIC_PREFIX)
         self._responses = ResponseCache(sources)
-        self._limiter = rate_limiter(settings)
+        self.channel_limits = ChannelLimits(
+            rate_limiter(settings),
+            max_streams=settings.max_subscriptions_per_user,
+            max_sockets=settings.max_websockets_per_client,
+        )
 
     async def execute_single(
         self,
@@ -190,12 +201,20 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
                 await _unauthenticated()(scope, receive, send)
                 return
             scope.setdefault("state", {})["identity"] = identity
-        if scope["type"] == "http" and self._limiter is not None:
-            # After authentication, so each identity spends its own bucket.
-            wait = self._limiter.take(rate_key(scope))
-            if wait > 0:
-                await rate_limited(wait)(scope, receive, send)
-                return
+        # After authentication, so each identity spends its own bucket (server/channel_limits.py).
+        await self.channel_limits.serve(scope, receive, send, self._serve)
+
+    def identity_key(self, context: RequestContext) -> str | None:
+        """The key of the context's authenticated identity; None for anyone else."""
+        if self._auth is None or context.identity is NOBODY:
+            return None
+        return context.identity.cache_key
+
+    def channel_key(self, context: RequestContext, scope: Scope) -> str:
+        """Whose limits a WebSocket operation spends: its identity's, else its address's."""
+        return client_key(self.identity_key(context), scope)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             # As strawberry's own __call__, but its refusals of malformed requests are coded.
             try:
@@ -355,14 +374,19 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
     observers: list[RequestObserver] = []
     extra_routes: list[Route] = []
     metrics = None
+    metrics_app = None
     if settings.metrics:
         from server.metrics import Metrics  # prometheus_client only when metrics are on
 
-        metrics = Metrics()
+        metrics = Metrics(settings.metrics_max_operations)
         metrics.watch_sources(sources)
         listeners.append(metrics.observe_round_trip)
         observers.append(metrics.observe_request)
-        extra_routes.append(Route("/metrics", metrics.endpoint))
+        route = Route("/metrics", token_required(metrics.endpoint, settings.metrics_token))
+        if settings.metrics_port is None:
+            extra_routes.append(route)
+        else:
+            metrics_app = Starlette(routes=[route])  # `serve` routes its own port here
     pollers = PollerHub(sources, settings.poll_interval, settings.subscriber_queue)
 
     @contextlib.asynccontextmanager
@@ -406,7 +430,11 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
             Middleware(ObserveMiddleware, observers=tuple(observers)),
             *_cors(settings),
             # Before anything reads a body, so no more than the cap is ever held in memory.
-            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+            Middleware(
+                BodyLimitMiddleware,
+                max_bytes=settings.max_body_bytes,
+                read_timeout=settings.body_timeout,
+            ),
             # GraphiQL's bundle is 3.5 MB and job listings are repetitive JSON: both shrink ~5x.
             # A moderate level keeps compressing a 10,000-job answer cheap next to executing it.
             # Streamed subscriptions (multipart, like SSE) must reach the client event by event.
@@ -420,6 +448,7 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
         lifespan=lifespan,
     )
     app.state.metrics = metrics  # None when metrics are off; the poller sets its gauges here
+    app.state.metrics_app = metrics_app  # set with SLURM_GRAPHQL_METRICS_PORT
     app.state.readiness = readiness
     return app
 

@@ -9,11 +9,15 @@ import os
 import sys
 
 import uvicorn
+from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from server.app import build_authenticator, create_app
 from server.gc_tuning import tune_for_serving
 from server.logs import configure_logging
+from server.metrics_access import by_port
 from server.settings import LOG_LEVELS, Settings, SettingsError
+from server.slow_clients import guarded_protocol
 
 
 def is_loopback(host: str) -> bool:
@@ -50,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         "behind a load balancer, more than its idle timeout",
     )
     serve.add_argument(
+        "--metrics-host",
+        default=env.get("SLURM_GRAPHQL_METRICS_HOST", "127.0.0.1"),
+        help="address of the metrics port, with SLURM_GRAPHQL_METRICS_PORT "
+        "(SLURM_GRAPHQL_METRICS_HOST, default 127.0.0.1)",
+    )
+    serve.add_argument(
         "--log-level",
         choices=LOG_LEVELS,
         help="overrides SLURM_GRAPHQL_LOG_LEVEL (default info)",
@@ -82,20 +92,57 @@ def main(argv: list[str] | None = None) -> int:
     print(f"GraphiQL: http://{args.host}:{args.port}/graphql", file=sys.stderr)
     app = create_app(settings)
     tune_for_serving()
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level=log_level,
-        # The app logs one line per request itself, with its id, operation and round trips.
-        access_log=False,
-        timeout_keep_alive=args.keep_alive,
-        # Client address and scheme from X-Forwarded-* sent by the hosts FORWARDED_ALLOW_IPS
-        # names (uvicorn reads it; default 127.0.0.1, the container sets "*" behind its ALB).
-        proxy_headers=True,
-        timeout_graceful_shutdown=10,
-    )
+    serve_app(settings, app, args.host, args.port, args.keep_alive, log_level, args.metrics_host)
     return 0
+
+
+def serve_app(
+    settings: Settings,
+    app: Starlette,
+    host: str,
+    port: int,
+    keep_alive: int,
+    log_level: str,
+    metrics_host: str,
+) -> None:
+    """uvicorn, with the limits on slow and greedy clients (server/slow_clients.py), on the
+    API's port and, with SLURM_GRAPHQL_METRICS_PORT, the metrics' own."""
+    trusted = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+    def config(asgi: ASGIApp, bind_host: str, bind_port: int) -> uvicorn.Config:
+        return uvicorn.Config(
+            asgi,
+            host=bind_host,
+            port=bind_port,
+            log_level=log_level,
+            # The app logs one line per request itself, with its id, operation and round trips.
+            access_log=False,
+            timeout_keep_alive=keep_alive,
+            # Client address and scheme from X-Forwarded-* sent by the hosts FORWARDED_ALLOW_IPS
+            # names (uvicorn reads it; default 127.0.0.1, the container sets "*" behind its ALB).
+            proxy_headers=True,
+            forwarded_allow_ips=trusted,
+            timeout_graceful_shutdown=10,
+            # Past this many open connections, requests get 503 (uvicorn's own check).
+            limit_concurrency=settings.max_connections,
+            http=guarded_protocol(
+                settings.header_timeout, settings.max_connections_per_address, trusted
+            ),
+        )
+
+    metrics_app = app.state.metrics_app
+    if metrics_app is None or settings.metrics_port is None:
+        uvicorn.Server(config(app, host, port)).run()
+        return
+    # One server on two sockets, so one process, one lifespan and one signal handler serve
+    # both; each request goes to the app of the port it came in on.
+    routed = by_port(app, metrics_app, settings.metrics_port)
+    main = config(routed, host, port)
+    sockets = [
+        main.bind_socket(),
+        config(routed, metrics_host, settings.metrics_port).bind_socket(),
+    ]
+    uvicorn.Server(main).run(sockets=sockets)
 
 
 if __name__ == "__main__":

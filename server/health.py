@@ -1,13 +1,17 @@
-"""Readiness for load balancers: `/readyz` answers whether every configured cluster answered
-recently. (`/healthz`, in server/app.py, only says the process serves requests.)
+"""Readiness for load balancers: `/readyz` answers whether every configured cluster's controller
+answers. (`/healthz`, in server/app.py, only says the process serves requests.)
 
-A load balancer asks every few seconds from every node, so `/readyz` must not reach the head
-node each time. A cluster counts as ready while its latest answer, within `interval` seconds,
-was a success: real traffic refreshes that for free. Only a cluster nothing has reached within
-the interval is probed, with `scontrol ping` (it needs slurmctld, not just the head node), and
-the probe's answer, success or failure, then stands for the interval. So the head node sees at
-most one probe per interval per process however often the checks come, and none while the API
-is in use.
+Only `scontrol ping` says whether slurmctld answers: a round trip of real traffic proves the head
+node answered, not its controller (squeue run while slurmctld is stopped is a round trip that
+"succeeded" with an error on stderr). So a cluster is ready only while its latest probe, within
+`interval` seconds, found a controller UP; a failed round trip of real traffic is newer news
+and makes it not ready until the next probe. Checks that come together share one probe, bounded
+by PROBE_TIMEOUT, so the head node sees at most one probe per interval per process however often
+a load balancer asks.
+
+`scontrol ping` is read, not just its exit code: it prints one line per controller,
+"Slurmctld(primary) at head is UP" or "... is DOWN", and is ready when any controller is UP
+(a backup serves when the primary is down).
 """
 
 from __future__ import annotations
@@ -63,9 +67,11 @@ class Readiness:
         self._probes.clear()
 
     def record(self, trip: RoundTrip) -> None:
-        """A round trip ended: the cluster answered, or did not (a round trip listener)."""
-        detail = "answered" if trip.error is None else _describe(trip.error)
-        self._answers[trip.cluster] = Answer(self._clock(), trip.error is None, detail, "traffic")
+        """A round trip ended (a round trip listener): a failure is news, a success proves
+        nothing about slurmctld, so only failures are kept."""
+        if trip.error is not None:
+            detail = _describe(trip.error)
+            self._answers[trip.cluster] = Answer(self._clock(), False, detail, "traffic")
 
     async def check(self) -> tuple[bool, dict[str, dict[str, object]]]:
         """Whether every cluster is ready, and each cluster's latest answer."""
@@ -106,7 +112,7 @@ class Readiness:
         except Exception as exc:
             answer = Answer(self._clock(), False, _describe(exc), "probe")
         else:
-            if result.ok:
+            if controller_up(result.stdout):
                 answer = Answer(self._clock(), True, "scontrol ping succeeded", "probe")
             else:
                 # Its first line says it: "Slurmctld(primary) at head is DOWN".
@@ -115,6 +121,15 @@ class Readiness:
         # This answer is later than the one the transport wrapper recorded for the same call.
         self._answers[cluster] = answer
         return answer
+
+
+def controller_up(ping_output: str) -> bool:
+    """Whether `scontrol ping` names a controller that is UP (its exit code is not enough:
+    some versions exit 0 with every controller DOWN)."""
+    return any(
+        line.startswith("Slurmctld(") and line.rstrip().endswith(" is UP")
+        for line in ping_output.splitlines()
+    )
 
 
 def _describe(error: Exception) -> str:
@@ -126,7 +141,8 @@ def _describe(error: Exception) -> str:
 
 def readyz_endpoint(readiness: Readiness) -> Callable[[Request], Awaitable[Response]]:
     async def readyz(request: Request) -> Response:
-        """200 when every cluster answered within the interval, else 503 with each one's state."""
+        """200 when every cluster's controller answered its latest probe, else 503 with each
+        one's state."""
         ready, clusters = await readiness.check()
         body = {"status": "ready" if ready else "not ready", "clusters": clusters}
         return JSONResponse(body, status_code=200 if ready else 503)
@@ -134,4 +150,4 @@ def readyz_endpoint(readiness: Readiness) -> Callable[[Request], Awaitable[Respo
     return readyz
 
 
-__all__ = ["Readiness", "readyz_endpoint"]
+__all__ = ["Readiness", "controller_up", "readyz_endpoint"]

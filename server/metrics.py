@@ -7,8 +7,16 @@ pay for an endpoint nobody can scrape there.
 
 Series:
 - slurm_graphql_requests_total / _request_duration_seconds{operation, outcome}: /graphql
-  requests by operation name (bounded, see MAX_OPERATION_NAMES) and outcome (ok, error,
-  refused, rejected, failed).
+  requests by operation name and outcome (ok, error, refused, rejected, failed).
+
+Every label is bounded: clusters and backends come from the configuration, outcomes and error
+class names from the code. Operation names come from clients, so a name becomes a label only if
+it is a GraphQL name of at most MAX_NAME_LENGTH characters and fewer than `max_operations`
+names have been taken; any other name, and every new name after that, counts as `other`, so no
+client can grow the series without bound (it can fill the names first: the figure to set is
+one above the number of operations your own clients name).
+
+Who may read the metrics is server/metrics_access.py's business (a token, or a port of their own).
 - slurm_graphql_transport_round_trips_total{cluster, backend, outcome} and
   _transport_duration_seconds{cluster, backend}: every batch sent to a head node.
 - slurm_graphql_snapshot_cache_total{cluster, result}: snapshot gets served from the cache
@@ -20,6 +28,7 @@ Series:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 
 from prometheus_client import (
@@ -40,15 +49,16 @@ from resolvers.source import SnapshotSource
 from server.observe import RequestRecord, outcome_of
 from server.round_trips import RoundTrip
 
-# Operation names come from clients: past this many distinct names, new ones count as "other",
-# so a client cannot grow the series without bound.
-MAX_OPERATION_NAMES = 200
+DEFAULT_MAX_OPERATIONS = 100
+MAX_NAME_LENGTH = 64
+_GRAPHQL_NAME = re.compile(r"^[_A-Za-z][_0-9A-Za-z]*$")
 # An SSM round trip takes from a quarter of a second to its 60 s timeout.
 TRANSPORT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, max_operations: int = DEFAULT_MAX_OPERATIONS) -> None:
+        self.max_operations = max_operations
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "slurm_graphql_requests",
@@ -113,7 +123,11 @@ class Metrics:
             return "anonymous" if record.operation_type else "none"
         if name in self._operations:
             return name
-        if len(self._operations) < MAX_OPERATION_NAMES:
+        if (
+            len(self._operations) < self.max_operations
+            and len(name) <= MAX_NAME_LENGTH
+            and _GRAPHQL_NAME.match(name)
+        ):
             self._operations.add(name)
             return name
         return "other"

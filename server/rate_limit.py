@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.responses import JSONResponse
-from starlette.types import Scope
 
 DEFAULT_MAX_KEYS = 10_000
 
@@ -68,17 +67,8 @@ def rate_limited(wait: float) -> JSONResponse:
         "errors": [
             {
                 "message": f"rate limit exceeded: retry in {seconds} s",
-                "extensions": {"code": "RATE_LIMITED"},
+                "extensions": {"code": "RATE_LIMITED", "retryAfter": seconds},
             }
         ]
     }
     return JSONResponse(body, status_code=429, headers={"Retry-After": str(seconds)})
-
-
-def rate_key(scope: Scope) -> str:
-    """The authenticated identity when there is one, else the client's address."""
-    identity = scope.get("state", {}).get("identity")
-    if identity is not None:
-        return f"identity:{identity.cache_key}"
-    client = scope.get("client")
-    return f"address:{client[0] if client else ''}"

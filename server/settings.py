@@ -31,7 +31,7 @@ class Settings:
     log_format: str = "text"
     log_level: str = "info"
     metrics: bool = True
-    ready_interval: float = 30.0
+    ready_interval: float = 5.0
     cache_ttl: float = 1.0
     max_page_size: int = 10_000
     graphiql: bool = True
@@ -63,6 +63,16 @@ class Settings:
     # Browser pages on these origins may call the API (CORS) and open its WebSockets.
     cors_origins: tuple[str, ...] = ()
     ws_origins: tuple[str, ...] | None = None  # None: the CORS origins
+    # Limits on every channel (server/channel_limits.py, server/slow_clients.py, server/metrics.py).
+    max_subscriptions_per_user: int = 100  # streams at once per client, across its connections
+    max_websockets_per_client: int = 50  # WebSocket connections per address and per identity
+    header_timeout: float = 10.0  # seconds for a request's head to arrive (serve)
+    body_timeout: float = 30.0  # seconds for a request's body to arrive
+    max_connections: int = 1000  # open connections a `serve` process accepts (503 past it)
+    max_connections_per_address: int = 100  # of those, from one peer address (serve)
+    metrics_token: str | None = None  # /metrics needs `Authorization: Bearer <token>`
+    metrics_port: int | None = None  # /metrics on its own port (serve), not on the API's
+    metrics_max_operations: int = 100  # distinct operation labels before "other"
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -71,7 +81,7 @@ class Settings:
             log_format=_choice(environ, "SLURM_GRAPHQL_LOG_FORMAT", "text", LOG_FORMATS),
             log_level=_choice(environ, "SLURM_GRAPHQL_LOG_LEVEL", "info", LOG_LEVELS),
             metrics=_flag(environ, "SLURM_GRAPHQL_METRICS", True),
-            ready_interval=_number(environ, "SLURM_GRAPHQL_READY_INTERVAL", 30.0, minimum=1.0),
+            ready_interval=_number(environ, "SLURM_GRAPHQL_READY_INTERVAL", 5.0, minimum=1.0),
             cache_ttl=_number(environ, "SLURM_GRAPHQL_CACHE_TTL", 1.0, minimum=0.0),
             max_page_size=int(_number(environ, "SLURM_GRAPHQL_MAX_PAGE_SIZE", 10_000, minimum=1)),
             graphiql=_flag(environ, "SLURM_GRAPHQL_GRAPHIQL", True),
@@ -101,6 +111,21 @@ class Settings:
             rate_burst=int(_number(environ, "SLURM_GRAPHQL_RATE_BURST", 0, minimum=0)),
             cors_origins=_origins(environ, "SLURM_GRAPHQL_CORS_ORIGINS") or (),
             ws_origins=_origins(environ, "SLURM_GRAPHQL_WS_ORIGINS"),
+            max_subscriptions_per_user=_count(
+                environ, "SLURM_GRAPHQL_MAX_SUBSCRIPTIONS_PER_USER", 100
+            ),
+            max_websockets_per_client=_count(
+                environ, "SLURM_GRAPHQL_MAX_WEBSOCKETS_PER_CLIENT", 50
+            ),
+            header_timeout=_number(environ, "SLURM_GRAPHQL_HEADER_TIMEOUT", 10.0, minimum=0.1),
+            body_timeout=_number(environ, "SLURM_GRAPHQL_BODY_TIMEOUT", 30.0, minimum=0.1),
+            max_connections=_count(environ, "SLURM_GRAPHQL_MAX_CONNECTIONS", 1000),
+            max_connections_per_address=_count(
+                environ, "SLURM_GRAPHQL_MAX_CONNECTIONS_PER_ADDRESS", 100
+            ),
+            metrics_token=environ.get("SLURM_GRAPHQL_METRICS_TOKEN") or None,
+            metrics_port=_port(environ, "SLURM_GRAPHQL_METRICS_PORT"),
+            metrics_max_operations=_count(environ, "SLURM_GRAPHQL_METRICS_MAX_OPERATIONS", 100),
         )
 
 
@@ -139,6 +164,23 @@ def _number(environ: Mapping[str, str], name: str, default: float, minimum: floa
     if value < minimum:
         raise SettingsError(f"{name}: must be at least {minimum:g}, got {raw}")
     return value
+
+
+def _count(environ: Mapping[str, str], name: str, default: int) -> int:
+    """A whole number of at least 1."""
+    value = _number(environ, name, default, minimum=1)
+    if value != int(value):
+        raise SettingsError(f"{name}: {environ[name]!r} is not a whole number")
+    return int(value)
+
+
+def _port(environ: Mapping[str, str], name: str) -> int | None:
+    raw = environ.get(name, "").strip()
+    if raw == "":
+        return None
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise SettingsError(f"{name}: {raw!r} is not a TCP port (1-65535)")
+    return int(raw)
 
 
 def _origins(environ: Mapping[str, str], name: str) -> tuple[str, ...] | None:

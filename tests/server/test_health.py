@@ -49,15 +49,15 @@ async def test_readyz_probes_once_per_interval(slurm_cluster: str) -> None:
     assert cluster["detail"] == "scontrol ping succeeded"
 
 
-async def test_traffic_counts_as_an_answer(slurm_cluster: str) -> None:
-    """After a query reached the cluster, /readyz reports it without probing."""
+async def test_traffic_alone_does_not_make_a_cluster_ready(slurm_cluster: str) -> None:
+    """A query that reached the head node says nothing of slurmctld: /readyz still pings."""
     transport = CountingTransport(LocalTransport())
     async with app_client(Settings(ready_interval=60), {"local": transport}) as client:
         await client.post("/graphql", json={"query": "{ cluster { slurmVersion } }"})
         response = await client.get("/readyz")
     assert response.status_code == 200
-    assert response.json()["clusters"]["local"]["source"] == "traffic"
-    assert transport.calls == 1 and transport.batches[0] != PING
+    assert response.json()["clusters"]["local"]["source"] == "probe"
+    assert transport.calls == 2 and transport.batches[-1] == PING
 
 
 async def test_an_old_answer_is_probed_again(slurm_cluster: str) -> None:

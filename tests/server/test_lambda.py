@@ -152,14 +152,15 @@ def test_subscriptions_are_refused(lam: Lambda, kind: str) -> None:
 @EACH_KIND
 def test_state_outlives_each_invocations_lifespan(lam: Lambda, kind: str) -> None:
     """Mangum starts and stops the app around every event; readiness and metrics carry over,
-    so /readyz after a query reports the query's answer instead of probing."""
+    so a second /readyz reports the first one's probe instead of probing again."""
     lam.graphql(graphql_post(kind, "query V { cluster { slurmVersion } }"))
-    ready = lam.invoke(event(kind, "GET", "/readyz"))
-    assert ready["statusCode"] == 200
-    assert json.loads(response_body(ready))["clusters"]["local"]["source"] == "traffic"
+    for _ in range(2):
+        ready = lam.invoke(event(kind, "GET", "/readyz"))
+        assert ready["statusCode"] == 200
+        assert json.loads(response_body(ready))["clusters"]["local"]["source"] == "probe"
     metrics = response_body(lam.invoke(event(kind, "GET", "/metrics"))).decode()
     assert 'slurm_graphql_requests_total{operation="V",outcome="ok"} 1.0' in metrics
-    assert lam.transport.calls == 1
+    assert lam.transport.calls == 2  # the query, and one ping
 
 
 RUN_HANDLER = """

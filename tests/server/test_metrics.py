@@ -85,8 +85,8 @@ async def test_each_app_has_its_own_registry() -> None:
 
 
 async def test_operation_names_cannot_grow_the_series_without_bound() -> None:
-    """Past 200 distinct operation names, further ones are counted as `other`."""
-    async with app_client(Settings()) as client:
+    """Past SLURM_GRAPHQL_METRICS_MAX_OPERATIONS distinct names, further ones are `other`."""
+    async with app_client(Settings(metrics_max_operations=200)) as client:
         for number in range(205):
             await post(client, f"query Q{number} {{ clusters {{ name }} }}")
         samples = await scrape(client)

@@ -51,7 +51,7 @@ def test_operations_settings() -> None:
     """Log format and level, metrics and the readiness interval: defaults, then set."""
     defaults = Settings.from_environ({})
     assert (defaults.log_format, defaults.log_level) == ("text", "info")
-    assert defaults.metrics and defaults.ready_interval == 30.0
+    assert defaults.metrics and defaults.ready_interval == 5.0
     environ = {
         "SLURM_GRAPHQL_LOG_FORMAT": "JSON",
         "SLURM_GRAPHQL_LOG_LEVEL": "debug",

@@ -50,7 +50,10 @@ async def test_200_subscribers_cost_one_squeue_per_interval(slurm_cluster: str) 
         *(submit("-J", "held", "--hold", "--wrap", "true") for _ in range(200))
     )
     transport = StampingTransport(LocalTransport())
-    settings = Settings(poll_interval=INTERVAL, max_subscriptions_per_connection=50)
+    # 200 subscriptions from one anonymous client: above the per-client default of 100.
+    settings = Settings(
+        poll_interval=INTERVAL, max_subscriptions_per_connection=50, max_subscriptions_per_user=200
+    )
     try:
         async with (
             serving(create_app(settings, transports={"local": transport})) as url,

@@ -67,10 +67,20 @@ class Connection:
     @classmethod
     @contextlib.asynccontextmanager
     async def open(
-        cls, base_url: str, protocol: str = TRANSPORT_WS, payload: dict[str, Any] | None = None
+        cls,
+        base_url: str,
+        protocol: str = TRANSPORT_WS,
+        payload: dict[str, Any] | None = None,
+        **connect: Any,
     ) -> AsyncIterator[Connection]:
+        """`connect` goes to websockets.connect (e.g. `local_addr` to come from 127.0.0.2)."""
         url = base_url.replace("http://", "ws://") + "/graphql"
-        async with websockets.connect(url, subprotocols=[protocol], max_queue=None) as socket:  # type: ignore[list-item]
+        async with websockets.connect(
+            url,
+            subprotocols=[protocol],  # type: ignore[list-item]
+            max_queue=None,
+            **connect,
+        ) as socket:
             connection = cls(socket, protocol)
             await socket.send(json.dumps({"type": "connection_init", "payload": payload or {}}))
             ack = json.loads(await asyncio.wait_for(socket.recv(), 10))

@@ -1,0 +1,172 @@
+"""Limits that hold on every channel: one rate limit, one subscription count and one WebSocket
+connection count per client, whatever way its operations arrive.
+
+A client is its authenticated identity, else its address (`client_key`). Its operations are:
+- an HTTP request to /graphql (POST or GET, and a subscription streamed over SSE or multipart,
+  which is one HTTP request for the stream's whole life; each Lambda event is one);
+- each `subscribe` (graphql-transport-ws) or `start` (graphql-ws) message on a WebSocket
+  (server/ws_limits.py), where the socket stays open for the client's other operations.
+Each spends one token of the client's bucket (server/rate_limit.py). Streams in flight (WebSocket
+operations, SSE and multipart subscriptions) are counted per client across all its connections,
+up to `max_streams`; WebSocket connections too, up to `max_sockets` per address before
+authentication and per identity after it. A slot is released when what holds it ends, however
+it ends.
+
+The counts live in the app (one per process): several replicas each count their own, so a
+deployment with N replicas allows N times each figure (see README, Security).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from server.rate_limit import RateLimiter, rate_limited
+
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# Accept types with which strawberry streams a subscription over HTTP.
+STREAM_TYPES = ("text/event-stream", "multipart/mixed")
+# graphql-transport-ws reserves 4400-4499 for the server; 4429 is its "too many requests".
+CLOSE_TOO_MANY = 4429
+
+
+class Slots:
+    """How many things each key holds at once, at most `limit` each."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held: dict[str, int] = {}
+
+    def acquire(self, key: str) -> bool:
+        held = self._held.get(key, 0)
+        if held >= self.limit:
+            return False
+        self._held[key] = held + 1
+        return True
+
+    def release(self, key: str) -> None:
+        held = self._held.get(key, 0) - 1
+        if held > 0:
+            self._held[key] = held
+        else:
+            # Keys that hold nothing are forgotten, so the map is as large as what is open.
+            self._held.pop(key, None)
+
+    def held(self, key: str) -> int:
+        return self._held.get(key, 0)
+
+
+def client_key(identity_key: str | None, scope: Scope) -> str:
+    """The authenticated identity's key when there is one, else the client's address."""
+    if identity_key is not None:
+        return f"identity:{identity_key}"
+    client = scope.get("client")
+    return f"address:{client[0] if client else ''}"
+
+
+def rate_limited_error(wait: float) -> dict[str, Any]:
+    """The GraphQL error of an operation refused by the rate limit (WebSocket messages)."""
+    seconds = max(1, math.ceil(wait))
+    return {
+        "message": f"rate limit exceeded: retry in {seconds} s",
+        "extensions": {"code": "RATE_LIMITED", "retryAfter": seconds},
+    }
+
+
+def too_many_streams_error(limit: int, per: str = "user") -> dict[str, Any]:
+    return {
+        "message": f"subscription limit reached: at most {limit} at once per {per}",
+        "extensions": {"code": "TOO_MANY_SUBSCRIPTIONS", "limit": limit},
+    }
+
+
+def is_stream_request(scope: Scope) -> bool:
+    """An HTTP request asking for a streamed (SSE or multipart) answer."""
+    accept = Headers(scope=scope).get("accept", "")
+    return any(kind in accept for kind in STREAM_TYPES)
+
+
+@dataclass
+class ChannelLimits:
+    rate: RateLimiter | None
+    max_streams: int
+    max_sockets: int
+    streams: Slots = field(init=False)
+    sockets: Slots = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.streams = Slots(self.max_streams)
+        self.sockets = Slots(self.max_sockets)
+
+    def take(self, key: str) -> float:
+        """Spend one of `key`'s tokens: 0 when allowed, else seconds until one is back."""
+        return 0.0 if self.rate is None else self.rate.take(key)
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
+        """Run `app` for an authenticated scope (`state.identity` set when there is one)."""
+        if scope["type"] == "http":
+            await self._serve_http(scope, receive, send, app)
+        elif scope["type"] == "websocket":
+            await self._serve_websocket(scope, receive, send, app)
+        else:
+            await app(scope, receive, send)
+
+    async def _serve_http(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
+        key = client_key(_identity_key(scope), scope)
+        wait = self.take(key)
+        if wait > 0:
+            await rate_limited(wait)(scope, receive, send)
+            return
+        if not is_stream_request(scope):
+            await app(scope, receive, send)
+            return
+        if not self.streams.acquire(key):
+            body = {"errors": [too_many_streams_error(self.max_streams)]}
+            await JSONResponse(body, status_code=429)(scope, receive, send)
+            return
+        try:
+            # The stream's response is sent inside this call: the slot is held while it lasts.
+            await app(scope, receive, send)
+        finally:
+            self.streams.release(key)
+
+    async def _serve_websocket(
+        self, scope: Scope, receive: Receive, send: Send, app: ASGIApp
+    ) -> None:
+        """Connections per address, counted before anything else happens on them; once the
+        identity is known, server/ws_limits.py counts it too."""
+        key = client_key(None, scope)
+        if not self.sockets.acquire(key):
+            websocket = WebSocket(scope, receive, send)
+            offered = scope.get("subprotocols") or []
+            await websocket.accept(subprotocol=offered[0] if offered else None)
+            await websocket.close(CLOSE_TOO_MANY, "too many connections")
+            return
+        try:
+            await app(scope, receive, send)
+        finally:
+            self.sockets.release(key)
+
+
+def _identity_key(scope: Scope) -> str | None:
+    identity = scope.get("state", {}).get("identity")
+    return None if identity is None else str(identity.cache_key)
+
+
+__all__ = [
+    "CLOSE_TOO_MANY",
+    "ChannelLimits",
+    "Slots",
+    "client_key",
+    "is_stream_request",
+    "rate_limited_error",
+    "too_many_streams_error",
+]

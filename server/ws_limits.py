@@ -1,0 +1,204 @@
+"""The WebSocket handlers of both protocols, with the limits of server/channel_limits.py.
+
+Each `subscribe` (graphql-transport-ws) or `start` (graphql-ws) message is one operation: it
+spends a token of the client's rate limit and holds one of its stream slots (counted across all
+its connections and SSE streams) until it ends, however it ends (completed, stopped by the
+client, failed, or its socket closed): the slot is tied to the operation's task.
+
+A refused operation gets an error for its own id, coded RATE_LIMITED (with `retryAfter`
+seconds) or TOO_MANY_SUBSCRIPTIONS, and the socket stays open for the client's other
+operations. A client that keeps sending after REFUSALS_BEFORE_CLOSE refusals in a row (without
+an admitted operation between them) is not backing off: its socket is closed with 4429.
+
+Once `connection_init` has said who the client is, its connection also counts against the
+identity's WebSocket connections; past the cap the socket is closed with 4429.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol, cast
+
+from starlette.types import Scope
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    SubscribeMessage,
+)
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    ConnectionInitMessage as LegacyInitMessage,
+)
+from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
+
+from resolvers.context import RequestContext
+from server.channel_limits import (
+    CLOSE_TOO_MANY,
+    ChannelLimits,
+    rate_limited_error,
+    too_many_streams_error,
+)
+
+REFUSALS_BEFORE_CLOSE = 20
+
+
+class LimitedView(Protocol):
+    """What the handlers need of the GraphQL view."""
+
+    channel_limits: ChannelLimits
+
+    def channel_key(self, context: Any, scope: Scope) -> str: ...
+
+    def identity_key(self, context: Any) -> str | None: ...
+
+
+class _Gate:
+    """The per-connection half of the limits: which key this socket's operations spend, how
+    many refusals in a row it has had, and the identity slot it holds."""
+
+    def __init__(self, view: LimitedView, scope: Scope) -> None:
+        self.limits = view.channel_limits
+        self.view = view
+        self.scope = scope
+        self.refusals = 0
+        self.identity_slot: str | None = None
+
+    def admit(
+        self, context: Any, in_flight: int, per_connection: int | None
+    ) -> dict[str, Any] | str:
+        """The key whose slot the operation now holds, or the error refusing it."""
+        key = self.view.channel_key(context, self.scope)
+        wait = self.limits.take(key)
+        if wait > 0:
+            return self._refused(rate_limited_error(wait))
+        if per_connection is not None and in_flight >= per_connection:
+            return self._refused(too_many_streams_error(per_connection, "connection"))
+        if not self.limits.streams.acquire(key):
+            return self._refused(too_many_streams_error(self.limits.max_streams))
+        self.refusals = 0
+        return key
+
+    def _refused(self, error: dict[str, Any]) -> dict[str, Any]:
+        self.refusals += 1
+        return error
+
+    @property
+    def should_close(self) -> bool:
+        return self.refusals >= REFUSALS_BEFORE_CLOSE
+
+    def hold_identity(self, context: Any) -> bool:
+        """Count this connection for its identity; False when the identity has too many."""
+        identity_key = self.view.identity_key(context)
+        if identity_key is None:
+            return True  # counted by address only
+        key = f"identity:{identity_key}"
+        if not self.limits.sockets.acquire(key):
+            return False
+        self.identity_slot = key
+        return True
+
+    def release_identity(self) -> None:
+        if self.identity_slot is not None:
+            self.limits.sockets.release(self.identity_slot)
+            self.identity_slot = None
+
+    def tie(self, key: str, task: asyncio.Task[Any] | None) -> None:
+        """Release `key`'s slot when `task` ends (now, if there is none)."""
+        if task is None:
+            self.limits.streams.release(key)
+        else:
+            task.add_done_callback(lambda _: self.limits.streams.release(key))
+
+
+def _scope_of(handler: Any) -> Scope:
+    # strawberry's ASGI adapter keeps starlette's WebSocket as `ws`.
+    return cast(Scope, handler.websocket.ws.scope)
+
+
+class LimitedTransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
+    """graphql-transport-ws, the protocol of graphql-ws (the library) and most clients."""
+
+    _gate: _Gate
+
+    async def handle(self) -> None:
+        self._gate = _Gate(cast(LimitedView, self.view), _scope_of(self))
+        try:
+            await super().handle()
+        finally:
+            self._gate.release_identity()
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged and not self._gate.hold_identity(self.context):
+            await self.websocket.close(code=CLOSE_TOO_MANY, reason="too many connections")
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        if not self.connection_acknowledged or message["id"] in self.operations:
+            await super().handle_subscribe(message)  # closes the socket, as the protocol says
+            return
+        admitted = self._gate.admit(
+            self.context, len(self.operations), self.max_subscriptions_per_connection
+        )
+        if isinstance(admitted, dict):
+            # send_json: the protocol's typed messages do not type a coded error's extensions.
+            await self.websocket.send_json(
+                {"id": message["id"], "type": "error", "payload": [admitted]}
+            )
+            if self._gate.should_close:
+                await self.websocket.close(code=CLOSE_TOO_MANY, reason="too many requests")
+            return
+        try:
+            await super().handle_subscribe(message)
+        except BaseException:
+            self._gate.tie(admitted, None)  # a malformed payload: nothing runs, nothing holds
+            raise
+        operation = self.operations.get(message["id"])
+        self._gate.tie(admitted, operation.task if operation is not None else None)
+
+
+class LimitedWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
+    """graphql-ws, the legacy subscriptions-transport-ws protocol."""
+
+    _gate: _Gate
+
+    async def handle(self) -> None:
+        self._gate = _Gate(cast(LimitedView, self.view), _scope_of(self))
+        try:
+            await super().handle()
+        finally:
+            self._gate.release_identity()
+
+    async def handle_connection_init(self, message: LegacyInitMessage) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged and not self._gate.hold_identity(self.context):
+            await self.websocket.close(code=CLOSE_TOO_MANY, reason="too many connections")
+
+    async def handle_start(self, message: StartMessage) -> None:
+        if not self.connection_acknowledged:
+            await super().handle_start(message)
+            return
+        operation_id = message["id"]
+        if operation_id in self.tasks:
+            # A start for an id in use replaces that operation (strawberry stops it first).
+            await self.cleanup_operation(operation_id)
+        admitted = self._gate.admit(
+            self.context, len(self.tasks), self.max_subscriptions_per_connection
+        )
+        if isinstance(admitted, dict):
+            await self.websocket.send_json(
+                {"type": "error", "id": operation_id, "payload": admitted}
+            )
+            if self._gate.should_close:
+                await self.websocket.close(code=CLOSE_TOO_MANY, reason="too many requests")
+            return
+        try:
+            await super().handle_start(message)
+        except BaseException:
+            self._gate.tie(admitted, None)  # a malformed payload: nothing runs, nothing holds
+            raise
+        self._gate.tie(admitted, self.tasks.get(operation_id))
+
+
+__all__ = ["REFUSALS_BEFORE_CLOSE", "LimitedTransportWSHandler", "LimitedView", "LimitedWSHandler"]
