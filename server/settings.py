@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from strawberry.http.websocket_origin import normalize_allowed_origins
 
-from resolvers.identity import Identity, InvalidUserName, validate_user_name
+from resolvers.identity import InvalidUserName, validate_user_name
 from server.auth import ASYMMETRIC, ClaimMapping, JwtSettings
-from server.tokens import TokenMapError, parse_token_map
+from server.floor import DEFAULT_MIN_UID, floor_violation
+from server.hosts import parse_allowed_hosts
+from server.tokens import TokenMap, TokenMapError, parse_token_lines, parse_token_map
 
 _CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -36,8 +40,16 @@ class Settings:
     max_page_size: int = 10_000
     graphiql: bool = True
     response_cache: bool = True
-    # Bearer token -> identity. Empty: every request acts as the server's own user.
-    tokens: Mapping[str, Identity] = field(default_factory=dict)
+    # Bearer token digests -> identity (SLURM_GRAPHQL_TOKENS or _TOKENS_FILE).
+    tokens: TokenMap = field(default_factory=TokenMap)
+    # With no authentication configured, every request is anonymous: it may only read, as this
+    # unprivileged account.
+    anonymous_user: str = "nobody"
+    # The identity floor (server/floor.py): never act as root or an account below this UID.
+    min_uid: int = DEFAULT_MIN_UID
+    # Host header values accepted besides loopback names in anonymous mode (DNS rebinding);
+    # when set, checked in every mode.
+    allowed_hosts: tuple[str, ...] = ()
     # The AWS CLI on the head node, which fetches scripts submitted by scriptS3Uri.
     aws_cli: str = "aws"
     # What one document may ask for (server/limits.py), checked before anything runs.
@@ -64,6 +76,50 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     ws_origins: tuple[str, ...] | None = None  # None: the CORS origins
 
+    def __post_init__(self) -> None:
+        """Refuses, whatever built the settings, an authentication setup that is ambiguous or
+        would act as an account below the identity floor."""
+        configured = [
+            mode
+            for mode, on in (
+                ("apigateway", self.apigateway is not None),
+                ("jwt", self.jwt is not None),
+                ("tokens", len(self.tokens) > 0),
+            )
+            if on
+        ]
+        if len(configured) > 1:
+            raise SettingsError(
+                f"SLURM_GRAPHQL_AUTH: {' and '.join(configured)} are both configured; choose one"
+            )
+        try:
+            validate_user_name(self.anonymous_user)
+        except InvalidUserName as exc:
+            raise SettingsError(f"SLURM_GRAPHQL_ANONYMOUS_USER: {exc}") from None
+        _above_floor("SLURM_GRAPHQL_ANONYMOUS_USER", self.anonymous_user, self.min_uid)
+        source = "SLURM_GRAPHQL_TOKENS"
+        for identity in self.tokens.identities():
+            _above_floor(source, identity.user, self.min_uid)
+        for claims in (self.jwt, self.apigateway):
+            if claims is None:
+                continue
+            for user in claims.user_map.values():
+                _above_floor("SLURM_GRAPHQL_USER_MAP", user, self.min_uid)
+            if claims.user_claim == "email" and not claims.email_domains:
+                raise SettingsError(
+                    "SLURM_GRAPHQL_JWT_EMAIL_DOMAINS: required when the user claim is email "
+                    "(the domains whose addresses are this cluster's users, e.g. example.org)"
+                )
+
+    @property
+    def auth_mode(self) -> str:
+        """`none` (anonymous, read-only), `tokens`, `jwt` or `apigateway`."""
+        if self.apigateway is not None:
+            return "apigateway"
+        if self.jwt is not None:
+            return "jwt"
+        return "tokens" if len(self.tokens) > 0 else "none"
+
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
         return cls(
@@ -76,7 +132,10 @@ class Settings:
             max_page_size=int(_number(environ, "SLURM_GRAPHQL_MAX_PAGE_SIZE", 10_000, minimum=1)),
             graphiql=_flag(environ, "SLURM_GRAPHQL_GRAPHIQL", True),
             response_cache=_flag(environ, "SLURM_GRAPHQL_RESPONSE_CACHE", True),
-            tokens=_tokens(environ.get("SLURM_GRAPHQL_TOKENS", "")),
+            tokens=_tokens(environ),
+            anonymous_user=environ.get("SLURM_GRAPHQL_ANONYMOUS_USER") or "nobody",
+            min_uid=int(_number(environ, "SLURM_GRAPHQL_MIN_UID", DEFAULT_MIN_UID, minimum=1)),
+            allowed_hosts=_allowed_hosts(environ),
             aws_cli=environ.get("SLURM_GRAPHQL_AWS_CLI") or "aws",
             max_depth=int(_number(environ, "SLURM_GRAPHQL_MAX_DEPTH", 15, minimum=1)),
             max_aliases=int(_number(environ, "SLURM_GRAPHQL_MAX_ALIASES", 30, minimum=0)),
@@ -165,34 +224,102 @@ def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name}: {raw!r} is not a boolean (use true or false)")
 
 
-def _tokens(value: str) -> Mapping[str, Identity]:
-    try:
-        return parse_token_map(value)
-    except TokenMapError as exc:
-        raise SettingsError(str(exc)) from None
-
-
 AUTH_MODES = ("none", "tokens", "jwt", "apigateway")
 
 
+def _above_floor(variable: str, user: str, min_uid: int) -> None:
+    reason = floor_violation(user, min_uid)
+    if reason is not None:
+        raise SettingsError(f"{variable}: {reason}; the service never acts as such an account")
+
+
+def _auth_mode(environ: Mapping[str, str]) -> str:
+    """SLURM_GRAPHQL_AUTH, or what its absence means: tokens when a map is given, else none."""
+    mode = environ.get("SLURM_GRAPHQL_AUTH", "").strip().lower()
+    if mode not in ("", *AUTH_MODES):
+        raise SettingsError(f"SLURM_GRAPHQL_AUTH: {mode!r} is not one of {', '.join(AUTH_MODES)}")
+    return mode
+
+
+def _tokens(environ: Mapping[str, str]) -> TokenMap:
+    """The token map from SLURM_GRAPHQL_TOKENS or SLURM_GRAPHQL_TOKENS_FILE (not both), which
+    must be present exactly when the mode is `tokens` (or unset)."""
+    inline = environ.get("SLURM_GRAPHQL_TOKENS", "")
+    path = environ.get("SLURM_GRAPHQL_TOKENS_FILE", "")
+    if inline.strip() and path:
+        raise SettingsError(
+            "SLURM_GRAPHQL_TOKENS and SLURM_GRAPHQL_TOKENS_FILE are both set; use one"
+        )
+    try:
+        tokens = parse_token_lines(_read_secret_file(path)) if path else parse_token_map(inline)
+    except TokenMapError as exc:
+        raise SettingsError(str(exc)) from None
+    mode = _auth_mode(environ)
+    if mode == "tokens" and not tokens:
+        raise SettingsError(
+            "SLURM_GRAPHQL_AUTH=tokens: set SLURM_GRAPHQL_TOKENS or SLURM_GRAPHQL_TOKENS_FILE"
+        )
+    if mode not in ("", "tokens") and tokens:
+        raise SettingsError(
+            f"SLURM_GRAPHQL_AUTH={mode}: a token map is also set; remove it or use tokens"
+        )
+    return tokens
+
+
+def _read_secret_file(path: str) -> str:
+    """A token file's text. Like OpenSSH with private keys, refuse a file others may read or
+    change: a service group may read it (0640), the world may not (0644 is refused)."""
+    variable = "SLURM_GRAPHQL_TOKENS_FILE"
+    try:
+        with open(path, encoding="utf-8") as file:
+            status = os.fstat(file.fileno())
+            if not stat.S_ISREG(status.st_mode):
+                raise SettingsError(f"{variable}: {path} is not a regular file")
+            if status.st_mode & (stat.S_IRWXO | stat.S_IWGRP):
+                raise SettingsError(
+                    f"{variable}: {path} is readable or writable by others (mode "
+                    f"{stat.S_IMODE(status.st_mode):04o}); chmod 600 (or 640 for a group)"
+                )
+            return file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{variable}: cannot read {path}: {exc}") from None
+
+
+def _allowed_hosts(environ: Mapping[str, str]) -> tuple[str, ...]:
+    try:
+        return parse_allowed_hosts(environ.get("SLURM_GRAPHQL_ALLOWED_HOSTS", ""))
+    except ValueError as exc:
+        raise SettingsError(f"SLURM_GRAPHQL_ALLOWED_HOSTS: {exc}") from None
+
+
+def _email_domains(environ: Mapping[str, str]) -> frozenset[str]:
+    """SLURM_GRAPHQL_JWT_EMAIL_DOMAINS: comma-separated domains, matched case-insensitively."""
+    raw = environ.get("SLURM_GRAPHQL_JWT_EMAIL_DOMAINS", "")
+    domains = frozenset(d.strip().lower() for d in raw.split(",") if d.strip())
+    for domain in domains:
+        if not re.fullmatch(
+            r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+", domain
+        ):
+            raise SettingsError(f"SLURM_GRAPHQL_JWT_EMAIL_DOMAINS: {domain[:60]!r} is not a domain")
+    return domains
+
+
 def _apigateway(environ: Mapping[str, str]) -> ClaimMapping | None:
-    if environ.get("SLURM_GRAPHQL_AUTH", "").strip().lower() != "apigateway":
+    if _auth_mode(environ) != "apigateway":
         return None
     return ClaimMapping(
         user_claim=environ.get("SLURM_GRAPHQL_JWT_USER_CLAIM") or "username",
         groups_claim=environ.get("SLURM_GRAPHQL_JWT_GROUPS_CLAIM") or "cognito:groups",
         admin_group=environ.get("SLURM_GRAPHQL_JWT_ADMIN_GROUP") or None,
         user_map=_user_map(environ.get("SLURM_GRAPHQL_USER_MAP")),
+        email_domains=_email_domains(environ),
     )
 
 
 def _jwt(environ: Mapping[str, str]) -> JwtSettings | None:
     """JWT settings when SLURM_GRAPHQL_AUTH=jwt (`tokens` and `none` need none of them)."""
-    mode = environ.get("SLURM_GRAPHQL_AUTH", "").strip().lower()
-    if mode in ("", "none", "tokens", "apigateway"):
+    if _auth_mode(environ) != "jwt":
         return None
-    if mode not in AUTH_MODES:
-        raise SettingsError(f"SLURM_GRAPHQL_AUTH: {mode!r} is not one of {', '.join(AUTH_MODES)}")
     issuer = environ.get("SLURM_GRAPHQL_JWT_ISSUER", "").strip()
     if not issuer.startswith("https://") and not issuer.startswith("http://127."):
         raise SettingsError("SLURM_GRAPHQL_JWT_ISSUER: an https:// issuer URL is required")
@@ -215,6 +342,7 @@ def _jwt(environ: Mapping[str, str]) -> JwtSettings | None:
         admin_group=environ.get("SLURM_GRAPHQL_JWT_ADMIN_GROUP") or None,
         leeway_seconds=_number(environ, "SLURM_GRAPHQL_JWT_LEEWAY", 0.0, minimum=0.0),
         user_map=_user_map(environ.get("SLURM_GRAPHQL_USER_MAP")),
+        email_domains=_email_domains(environ),
     )
 
 
