@@ -73,7 +73,7 @@ def _token_map(items: Iterable[tuple[int, str]], source: str, unit: str) -> Toke
         if not item:
             continue
         # The user part never holds `=`, so a token may (base64 padding).
-        token, sep, who = item.rpartition("=")
+        token, sep, who = (part.strip() for part in item.rpartition("="))
         user, colon, role = who.partition(":")
         where = f"{source}: {unit} {position}"
         if not sep or not token or (colon and role != "admin"):
