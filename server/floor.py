@@ -2,9 +2,9 @@
 
 Whatever a token map, a JWT claim, a user map or an API Gateway authorizer says, a request may
 only act as an account whose UID is at least SLURM_GRAPHQL_MIN_UID (default 1000, where most
-distributions start human accounts). `root` is refused by name everywhere, even where this
-machine has no passwd entry for it; other names are looked up in the local passwd database when
-they exist here (the head node applies the same rule where the commands run).
+distributions start human accounts). `root` and `slurm` are refused by name everywhere, even
+where this machine has no passwd entry for them; other names are looked up in the local passwd
+database when they exist here (the head node applies the same rule where the commands run).
 
 Static names (token maps, the user map, the anonymous user) are checked at start-up; names from
 claims at request time, where a refusal is PERMISSION_DENIED and audited.
@@ -15,6 +15,9 @@ from __future__ import annotations
 import pwd
 
 DEFAULT_MIN_UID = 1000
+# Refused by name, wherever they are defined: root, and `slurm`, the conventional SlurmUser, which
+# Slurm treats as an operator (Debian gives it UID 64030, above any floor by number).
+NEVER = frozenset({"root", "slurm"})
 
 
 class IdentityRefused(Exception):
@@ -29,8 +32,8 @@ class IdentityRefused(Exception):
 
 def floor_violation(user: str, min_uid: int) -> str | None:
     """Why the service may not act as `user`, or None when it may."""
-    if user == "root":
-        return "root is never acted as"
+    if user in NEVER:
+        return f"{user} is never acted as"
     try:
         # Local lookup (files, or the host's NSS cache): microseconds, so fine on the event loop.
         uid = pwd.getpwnam(user).pw_uid

@@ -33,8 +33,9 @@ SUBMIT = (
     'mutation($n: String!) { submitJob(input: {script: "#!/bin/sh\\ntrue\\n", name: $n, '
     "hold: true}) { __typename ... on JobSubmitted { job { jobId user } } } }"
 )
-# Names the floor refuses on this machine: root by name, the others by their passwd UID (< 1000).
-BELOW_FLOOR = ("root", "daemon", "bin")
+# Names the floor refuses on this machine: root and slurm (Slurm's operator account, UID 64030 on
+# Debian) by name, the others by their passwd UID (< 1000).
+BELOW_FLOOR = ("root", "slurm", "daemon", "bin")
 
 
 @pytest.fixture(scope="module")
