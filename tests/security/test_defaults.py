@@ -20,6 +20,8 @@ from tests.conftest import open_inner_transport
 from tests.support.audit import audit_lines
 from tests.support.counting import CountingTransport
 from tests.support.scenario import Scenario
+from tests.support.ws import Connection, serving
+from transport.local import LocalTransport
 
 pytestmark = pytest.mark.cluster
 
@@ -150,3 +152,24 @@ async def test_a_token_sent_to_an_anonymous_server_changes_nothing(anonymous: An
         headers={"Authorization": "Bearer alice-token"},
     )
     assert response.json()["data"]["viewer"] == {"user": "nobody", "authenticated": False}
+
+
+async def test_anonymous_websocket_reads_but_cannot_write(scenario: Scenario) -> None:
+    """Over a WebSocket (no token needed in anonymous mode) a query runs as nobody, and a
+    mutation sent on the same socket is UNAUTHENTICATED, with no job created."""
+    name = f"anon-ws-{uuid.uuid4().hex[:10]}"
+    transport = CountingTransport(LocalTransport())
+    async with (
+        serving(create_app(Settings(), transports={"local": transport})) as url,
+        Connection.open(url) as connection,
+    ):
+        viewer = await connection.subscribe("{ viewer { user authenticated } }")
+        [answer, done] = await viewer.until_complete()
+        assert answer.payload["data"]["viewer"] == {"user": "nobody", "authenticated": False}
+        before = transport.calls
+        write = await connection.subscribe(MUTATIONS["submitJob"], n=name, s=SCRIPT)
+        [refused, *_] = await write.until_complete()
+        assert refused.payload["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+        assert transport.calls == before
+    assert done.kind == "complete"
+    assert jobs_named(name) == []
