@@ -2,30 +2,30 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from strawberry.http.websocket_origin import normalize_allowed_origins
 
 from resolvers.identity import InvalidUserName, validate_user_name
-from server.auth import ASYMMETRIC, ClaimMapping, JwtSettings
-from server.floor import DEFAULT_MIN_UID, floor_violation
-from server.hosts import parse_allowed_hosts
-from server.tokens import TokenMap, TokenMapError, parse_token_lines, parse_token_map
+from server.auth import ClaimMapping, JwtSettings
+from server.auth_settings import (
+    above_floor,
+    allowed_hosts_from,
+    apigateway_from,
+    jwt_from,
+    tokens_from,
+)
+from server.floor import DEFAULT_MIN_UID
+from server.settings_error import SettingsError as SettingsError  # re-exported: its old home
+from server.tokens import TokenMap
 
 _CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 DEFAULT_CLUSTERS = "local=local://"
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-class SettingsError(ValueError):
-    """A configuration value is wrong; the message names the variable and the fix."""
 
 
 @dataclass(frozen=True)
@@ -96,15 +96,15 @@ class Settings:
             validate_user_name(self.anonymous_user)
         except InvalidUserName as exc:
             raise SettingsError(f"SLURM_GRAPHQL_ANONYMOUS_USER: {exc}") from None
-        _above_floor("SLURM_GRAPHQL_ANONYMOUS_USER", self.anonymous_user, self.min_uid)
+        above_floor("SLURM_GRAPHQL_ANONYMOUS_USER", self.anonymous_user, self.min_uid)
         source = "SLURM_GRAPHQL_TOKENS"
         for identity in self.tokens.identities():
-            _above_floor(source, identity.user, self.min_uid)
+            above_floor(source, identity.user, self.min_uid)
         for claims in (self.jwt, self.apigateway):
             if claims is None:
                 continue
             for user in claims.user_map.values():
-                _above_floor("SLURM_GRAPHQL_USER_MAP", user, self.min_uid)
+                above_floor("SLURM_GRAPHQL_USER_MAP", user, self.min_uid)
             if claims.user_claim == "email" and not claims.email_domains:
                 raise SettingsError(
                     "SLURM_GRAPHQL_JWT_EMAIL_DOMAINS: required when the user claim is email "
@@ -132,18 +132,18 @@ class Settings:
             max_page_size=int(_number(environ, "SLURM_GRAPHQL_MAX_PAGE_SIZE", 10_000, minimum=1)),
             graphiql=_flag(environ, "SLURM_GRAPHQL_GRAPHIQL", True),
             response_cache=_flag(environ, "SLURM_GRAPHQL_RESPONSE_CACHE", True),
-            tokens=_tokens(environ),
+            tokens=tokens_from(environ),
             anonymous_user=environ.get("SLURM_GRAPHQL_ANONYMOUS_USER") or "nobody",
             min_uid=int(_number(environ, "SLURM_GRAPHQL_MIN_UID", DEFAULT_MIN_UID, minimum=1)),
-            allowed_hosts=_allowed_hosts(environ),
+            allowed_hosts=allowed_hosts_from(environ),
             aws_cli=environ.get("SLURM_GRAPHQL_AWS_CLI") or "aws",
             max_depth=int(_number(environ, "SLURM_GRAPHQL_MAX_DEPTH", 15, minimum=1)),
             max_aliases=int(_number(environ, "SLURM_GRAPHQL_MAX_ALIASES", 30, minimum=0)),
             max_cost=int(_number(environ, "SLURM_GRAPHQL_MAX_COST", 500_000, minimum=1)),
             max_tokens=int(_number(environ, "SLURM_GRAPHQL_MAX_TOKENS", 10_000, minimum=1)),
             introspection=_flag(environ, "SLURM_GRAPHQL_INTROSPECTION", True),
-            jwt=_jwt(environ),
-            apigateway=_apigateway(environ),
+            jwt=jwt_from(environ),
+            apigateway=apigateway_from(environ),
             job_visibility=_choice(environ, "SLURM_GRAPHQL_JOB_VISIBILITY", "all", ("all", "own")),
             admins_read_output=_flag(environ, "SLURM_GRAPHQL_ADMINS_READ_OUTPUT", False),
             poll_interval=_number(environ, "SLURM_GRAPHQL_POLL_INTERVAL", 2.0, minimum=0.05),
@@ -222,147 +222,3 @@ def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise SettingsError(f"{name}: {raw!r} is not a boolean (use true or false)")
-
-
-AUTH_MODES = ("none", "tokens", "jwt", "apigateway")
-
-
-def _above_floor(variable: str, user: str, min_uid: int) -> None:
-    reason = floor_violation(user, min_uid)
-    if reason is not None:
-        raise SettingsError(f"{variable}: {reason}; the service never acts as such an account")
-
-
-def _auth_mode(environ: Mapping[str, str]) -> str:
-    """SLURM_GRAPHQL_AUTH, or what its absence means: tokens when a map is given, else none."""
-    mode = environ.get("SLURM_GRAPHQL_AUTH", "").strip().lower()
-    if mode not in ("", *AUTH_MODES):
-        raise SettingsError(f"SLURM_GRAPHQL_AUTH: {mode!r} is not one of {', '.join(AUTH_MODES)}")
-    return mode
-
-
-def _tokens(environ: Mapping[str, str]) -> TokenMap:
-    """The token map from SLURM_GRAPHQL_TOKENS or SLURM_GRAPHQL_TOKENS_FILE (not both), which
-    must be present exactly when the mode is `tokens` (or unset)."""
-    inline = environ.get("SLURM_GRAPHQL_TOKENS", "")
-    path = environ.get("SLURM_GRAPHQL_TOKENS_FILE", "")
-    if inline.strip() and path:
-        raise SettingsError(
-            "SLURM_GRAPHQL_TOKENS and SLURM_GRAPHQL_TOKENS_FILE are both set; use one"
-        )
-    try:
-        tokens = parse_token_lines(_read_secret_file(path)) if path else parse_token_map(inline)
-    except TokenMapError as exc:
-        raise SettingsError(str(exc)) from None
-    mode = _auth_mode(environ)
-    if mode == "tokens" and not tokens:
-        raise SettingsError(
-            "SLURM_GRAPHQL_AUTH=tokens: set SLURM_GRAPHQL_TOKENS or SLURM_GRAPHQL_TOKENS_FILE"
-        )
-    if mode not in ("", "tokens") and tokens:
-        raise SettingsError(
-            f"SLURM_GRAPHQL_AUTH={mode}: a token map is also set; remove it or use tokens"
-        )
-    return tokens
-
-
-def _read_secret_file(path: str) -> str:
-    """A token file's text. Like OpenSSH with private keys, refuse a file others may read or
-    change: a service group may read it (0640), the world may not (0644 is refused)."""
-    variable = "SLURM_GRAPHQL_TOKENS_FILE"
-    try:
-        with open(path, encoding="utf-8") as file:
-            status = os.fstat(file.fileno())
-            if not stat.S_ISREG(status.st_mode):
-                raise SettingsError(f"{variable}: {path} is not a regular file")
-            if status.st_mode & (stat.S_IRWXO | stat.S_IWGRP):
-                raise SettingsError(
-                    f"{variable}: {path} is readable or writable by others (mode "
-                    f"{stat.S_IMODE(status.st_mode):04o}); chmod 600 (or 640 for a group)"
-                )
-            return file.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"{variable}: cannot read {path}: {exc}") from None
-
-
-def _allowed_hosts(environ: Mapping[str, str]) -> tuple[str, ...]:
-    try:
-        return parse_allowed_hosts(environ.get("SLURM_GRAPHQL_ALLOWED_HOSTS", ""))
-    except ValueError as exc:
-        raise SettingsError(f"SLURM_GRAPHQL_ALLOWED_HOSTS: {exc}") from None
-
-
-def _email_domains(environ: Mapping[str, str]) -> frozenset[str]:
-    """SLURM_GRAPHQL_JWT_EMAIL_DOMAINS: comma-separated domains, matched case-insensitively."""
-    raw = environ.get("SLURM_GRAPHQL_JWT_EMAIL_DOMAINS", "")
-    domains = frozenset(d.strip().lower() for d in raw.split(",") if d.strip())
-    for domain in domains:
-        if not re.fullmatch(
-            r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+", domain
-        ):
-            raise SettingsError(f"SLURM_GRAPHQL_JWT_EMAIL_DOMAINS: {domain[:60]!r} is not a domain")
-    return domains
-
-
-def _apigateway(environ: Mapping[str, str]) -> ClaimMapping | None:
-    if _auth_mode(environ) != "apigateway":
-        return None
-    return ClaimMapping(
-        user_claim=environ.get("SLURM_GRAPHQL_JWT_USER_CLAIM") or "username",
-        groups_claim=environ.get("SLURM_GRAPHQL_JWT_GROUPS_CLAIM") or "cognito:groups",
-        admin_group=environ.get("SLURM_GRAPHQL_JWT_ADMIN_GROUP") or None,
-        user_map=_user_map(environ.get("SLURM_GRAPHQL_USER_MAP")),
-        email_domains=_email_domains(environ),
-    )
-
-
-def _jwt(environ: Mapping[str, str]) -> JwtSettings | None:
-    """JWT settings when SLURM_GRAPHQL_AUTH=jwt (`tokens` and `none` need none of them)."""
-    if _auth_mode(environ) != "jwt":
-        return None
-    issuer = environ.get("SLURM_GRAPHQL_JWT_ISSUER", "").strip()
-    if not issuer.startswith("https://") and not issuer.startswith("http://127."):
-        raise SettingsError("SLURM_GRAPHQL_JWT_ISSUER: an https:// issuer URL is required")
-    algorithms = tuple(
-        a.strip() for a in environ.get("SLURM_GRAPHQL_JWT_ALGORITHMS", "RS256,ES256").split(",")
-    )
-    if not algorithms or not set(algorithms) <= ASYMMETRIC:
-        raise SettingsError(
-            "SLURM_GRAPHQL_JWT_ALGORITHMS: only asymmetric algorithms "
-            f"({', '.join(sorted(ASYMMETRIC))}) are allowed"
-        )
-    return JwtSettings(
-        issuer=issuer,
-        jwks_url=environ.get("SLURM_GRAPHQL_JWT_JWKS_URL")
-        or issuer.rstrip("/") + "/.well-known/jwks.json",
-        audience=environ.get("SLURM_GRAPHQL_JWT_AUDIENCE") or None,
-        algorithms=algorithms,
-        user_claim=environ.get("SLURM_GRAPHQL_JWT_USER_CLAIM") or "username",
-        groups_claim=environ.get("SLURM_GRAPHQL_JWT_GROUPS_CLAIM") or "cognito:groups",
-        admin_group=environ.get("SLURM_GRAPHQL_JWT_ADMIN_GROUP") or None,
-        leeway_seconds=_number(environ, "SLURM_GRAPHQL_JWT_LEEWAY", 0.0, minimum=0.0),
-        user_map=_user_map(environ.get("SLURM_GRAPHQL_USER_MAP")),
-        email_domains=_email_domains(environ),
-    )
-
-
-def _user_map(path: str | None) -> Mapping[str, str]:
-    """SLURM_GRAPHQL_USER_MAP: a JSON file mapping claim values to POSIX users, for identities
-    whose claim is not their Unix name (`{"alice@example.org": "asmith"}`)."""
-    if not path:
-        return {}
-    try:
-        with open(path, encoding="utf-8") as file:
-            loaded = json.load(file)
-    except (OSError, ValueError) as exc:
-        raise SettingsError(f"SLURM_GRAPHQL_USER_MAP: cannot read {path}: {exc}") from None
-    if not isinstance(loaded, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in loaded.items()
-    ):
-        raise SettingsError("SLURM_GRAPHQL_USER_MAP: expected a JSON object of strings")
-    for user in loaded.values():
-        try:
-            validate_user_name(user)
-        except InvalidUserName as exc:
-            raise SettingsError(f"SLURM_GRAPHQL_USER_MAP: {exc}") from None
-    return dict(loaded)
