@@ -25,8 +25,8 @@ class Unauthenticated(Exception):
 
 
 def validate_user_name(name: str) -> str:
-    if not _POSIX_USER.match(name):
-        raise InvalidUserName(f"{name[:40]!r} is not a valid POSIX user name")
+    if not isinstance(name, str) or not _POSIX_USER.match(name):
+        raise InvalidUserName(f"{str(name)[:40]!r} is not a valid POSIX user name")
     return name
 
 

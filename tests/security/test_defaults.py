@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from resolvers import identity as identity_module
+from resolvers.identity import Identity, InvalidUserName
 from schema import build_schema
 from server.app import create_app
 from server.settings import Settings
@@ -173,3 +175,23 @@ async def test_anonymous_websocket_reads_but_cannot_write(scenario: Scenario) ->
         assert transport.calls == before
     assert done.kind == "complete"
     assert jobs_named(name) == []
+
+
+def test_no_identity_stands_for_the_server_itself() -> None:
+    """There is no "server's own user" identity to fall back on: a user is always a valid
+    POSIX name, an anonymous identity cannot administer, and only administrators' job control
+    runs with the server's rights."""
+    assert not hasattr(identity_module, "SERVER_IDENTITY")
+    for user in (None, "", "root\n", "../etc"):
+        with pytest.raises(InvalidUserName):
+            Identity(user=user)  # type: ignore[arg-type]  # what a careless caller might pass
+    with pytest.raises(ValueError, match="anonymous"):
+        Identity("nobody", admin=True, authenticated=False)
+    anonymous = Identity.anonymous()
+    assert (anonymous.user, anonymous.authenticated, anonymous.control_user()) == (
+        "nobody",
+        False,
+        "nobody",
+    )
+    assert Identity("carol", admin=True).control_user() is None
+    assert anonymous.cache_key != Identity("nobody").cache_key
