@@ -148,7 +148,7 @@ def rss_mb(pid: int) -> float:
 
 async def stats(port: int) -> dict[str, Any]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET /bench/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    writer.write(b"GET /bench/stats HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
     body = (await reader.read()).split(b"\r\n\r\n", 1)[1]
     writer.close()
     answer: dict[str, Any] = json.loads(body)

@@ -1,8 +1,11 @@
 """The audit trail: one structured log line per mutation, whatever its outcome.
 
-Fields: request id, identity (the token's user, or the server's), the POSIX user Slurm saw,
-cluster, operation, job id and outcome (`done`, a rejection code, or `error`). With
-SLURM_GRAPHQL_LOG_FORMAT=json the fields are keys of the line's JSON object.
+Fields: request id, identity (the authenticated user, or the anonymous account), whether it
+was authenticated, the POSIX user Slurm saw, cluster, operation, job id and outcome (`done`, a
+rejection code, or `error`). With SLURM_GRAPHQL_LOG_FORMAT=json the fields are keys of the line's
+JSON object. Refusals about identity are audited too: a mutation sent anonymously
+(`UNAUTHENTICATED`, nothing runs) and verified claims the service will not act as
+(`PERMISSION_DENIED`, with the claimed name).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 from collections.abc import Awaitable
 
 from resolvers.context import RequestContext
+from resolvers.identity import Unauthenticated
 from resolvers.mutations import Rejected, Written
 
 logger = logging.getLogger("slurm_graphql.audit")
@@ -28,7 +32,8 @@ async def audited(
     identity = context.identity
     fields: dict[str, object] = {
         "request_id": context.request_id,
-        "identity": identity.user or "(server)",
+        "identity": identity.user,
+        "authenticated": identity.authenticated,
         "admin": identity.admin,
         "posix_user": (identity.control_user() if job_id else identity.user) or _server_user(),
         "cluster": cluster or (context.cluster_names[0] if context.cluster_names else None),
@@ -47,6 +52,39 @@ async def audited(
         result = outcome.code.value
     logger.info(_line(fields, result), extra={"request": {**fields, "outcome": result}})
     return outcome
+
+
+def refuse_anonymous(
+    context: RequestContext, operation: str, cluster: str | None, job_id: str | None
+) -> None:
+    """Raises Unauthenticated, audited, unless the request's identity is authenticated: writes
+    need to know who is writing. Called before anything of the mutation is built."""
+    identity = context.identity
+    if identity.authenticated:
+        return
+    fields: dict[str, object] = {
+        "request_id": context.request_id,
+        "identity": identity.user,
+        "authenticated": False,
+        "cluster": cluster,
+        "operation": operation,
+        "job_id": job_id,
+    }
+    result = "UNAUTHENTICATED"
+    logger.info(_line(fields, result), extra={"request": {**fields, "outcome": result}})
+    raise Unauthenticated(f"{operation} needs an authenticated identity")
+
+
+def audit_refusal(request_id: str, claimed: str, reason: str, outcome: str) -> None:
+    """One audit line for a request refused for its identity, with the name its claims gave."""
+    fields: dict[str, object] = {
+        "request_id": request_id,
+        "identity": claimed[:200],
+        "authenticated": False,
+        "operation": "authenticate",
+        "reason": reason,
+    }
+    logger.warning(_line(fields, outcome), extra={"request": {**fields, "outcome": outcome}})
 
 
 def _line(fields: dict[str, object], outcome: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 from graphql import GraphQLResolveInfo
 
-from resolvers.identity import SERVER_IDENTITY, Identity
+from resolvers.identity import Identity, Unauthenticated
 from resolvers.output import OutputForbidden, OutputReader
 from resolvers.plan import Plan, plan_operation
 from resolvers.snapshot import Snapshot
@@ -25,7 +25,7 @@ class ClusterNotFound(LookupError):
 class RequestContext:
     sources: Mapping[str, SnapshotSource]  # in configuration order: the first is the default
     max_page_size: int
-    identity: Identity = SERVER_IDENTITY
+    identity: Identity  # never the server's own account: an authenticated user, or anonymous
     aws_cli: str = "aws"  # the head node's AWS CLI, for scripts submitted from S3
     request_id: str = ""  # for the audit trail
     own_jobs_only: bool = False  # SLURM_GRAPHQL_JOB_VISIBILITY=own, for users but not admins
@@ -72,7 +72,7 @@ class RequestContext:
     def sees_only(self) -> str | None:
         """The one user whose jobs this request may see, or None for every job."""
         identity = self.identity
-        if not self.own_jobs_only or identity.admin or identity.user is None:
+        if not self.own_jobs_only or identity.admin:
             return None
         return identity.user
 
@@ -84,15 +84,18 @@ class RequestContext:
     def may_read_output_of(self, owner: str) -> bool:
         """Output is its owner's; administrators may read it too when configured."""
         identity = self.identity
-        if identity.user is None or identity.user == owner:
-            return True
+        if identity.user == owner:
+            return identity.authenticated
         return identity.admin and self.admins_read_output
 
     def output_reader(self, cluster: str, owner: str) -> OutputReader:
         """This request's reader of `owner`'s output files on `cluster`. Files are always read
-        as their owner, never with the server's rights: the owner's own request, an
-        administrator allowed to read every user's output, or the server's own identity all
-        read what the owner could. Raises OutputForbidden when the API itself says no."""
+        as their owner, never with the server's rights: the owner's own request or an
+        administrator allowed to read every user's output read what the owner could. Raises
+        Unauthenticated for an anonymous request (output is read on someone's behalf, who must
+        have proved who they are), OutputForbidden when the API itself says no."""
+        if not self.identity.authenticated:
+            raise Unauthenticated("reading job output needs an authenticated identity")
         if not self.may_read_output_of(owner) or not USER_NAME.match(owner):
             raise OutputForbidden("only the job's owner may read its output")
         reader = self._readers.get((cluster, owner))

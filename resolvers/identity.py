@@ -1,7 +1,10 @@
-"""Who a request acts as: the Unix user Slurm sees, and whether that user administers the API.
+"""Who a request acts as: the Unix user Slurm sees, whether the caller proved it, and whether
+that user administers the API.
 
-Every command a request runs carries this user, and the transport switches to it (`runuser`) on
-the head node, so Slurm and the file system apply their own permission checks to the real user.
+Every command a request runs on a user's behalf carries this user, and the transport switches
+to it (`runuser`) on the head node, so Slurm and the file system apply their own permission
+checks to the real user. No identity stands for the server's own account: an unauthenticated
+caller is `Identity.anonymous(...)`, an unprivileged account that may only read.
 """
 
 from __future__ import annotations
@@ -17,33 +20,41 @@ class InvalidUserName(ValueError):
     """A configured or mapped user name is not a safe POSIX user name."""
 
 
+class Unauthenticated(Exception):
+    """The operation needs an authenticated identity and the request has none."""
+
+
 def validate_user_name(name: str) -> str:
-    if not _POSIX_USER.match(name):
-        raise InvalidUserName(f"{name[:40]!r} is not a valid POSIX user name")
+    if not isinstance(name, str) or not _POSIX_USER.match(name):
+        raise InvalidUserName(f"{str(name)[:40]!r} is not a valid POSIX user name")
     return name
 
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """`user` None means the server's own user (no token map configured)."""
+    """An authenticated caller (token, JWT, authorizer claims) unless made by `anonymous`."""
 
-    user: str | None
+    user: str
     admin: bool = False
+    authenticated: bool = True
 
     def __post_init__(self) -> None:
-        if self.user is not None:
-            validate_user_name(self.user)
+        validate_user_name(self.user)
+        if self.admin and not self.authenticated:
+            raise ValueError("an anonymous identity cannot administer the API")
+
+    @classmethod
+    def anonymous(cls, user: str = "nobody") -> Identity:
+        """A caller who proved nothing: reads as `user` (SLURM_GRAPHQL_ANONYMOUS_USER)."""
+        return cls(user=user, admin=False, authenticated=False)
 
     @property
     def cache_key(self) -> str:
         """Distinguishes identities in caches of per-user answers."""
-        return f"{self.user or ''}:{int(self.admin)}"
+        return f"{self.user}:{int(self.admin)}:{int(self.authenticated)}"
 
     def control_user(self) -> str | None:
         """The user to run job control as: administrators act with the server's own rights
-        (root on a head node, which Slurm treats as an administrator), everyone else as
-        themselves, so Slurm's own ownership check decides."""
+        (root on a head node, which Slurm treats as an administrator: operator power over
+        jobs), everyone else as themselves, so Slurm's own ownership check decides."""
         return None if self.admin else self.user
-
-
-SERVER_IDENTITY = Identity(user=None)

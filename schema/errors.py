@@ -13,6 +13,7 @@ from typing import TypeVar
 from graphql import GraphQLError
 
 from resolvers.context import ClusterNotFound
+from resolvers.identity import Unauthenticated
 from resolvers.ids import BadUserInput
 from resolvers.output import OutputForbidden
 from resolvers.slurm.errors import CommandFailed, SlurmError, SlurmErrorKind, slurm_message
@@ -56,6 +57,8 @@ def to_graphql_error(exc: Exception) -> GraphQLError | None:
         return coded(ErrorCode.BAD_USER_INPUT, str(exc))
     if isinstance(exc, OutputForbidden):
         return coded(ErrorCode.PERMISSION_DENIED, str(exc))
+    if isinstance(exc, Unauthenticated):
+        return coded(ErrorCode.UNAUTHENTICATED, str(exc))
     if isinstance(exc, ClusterNotFound):
         return coded(ErrorCode.CLUSTER_NOT_FOUND, f"no cluster named {exc.args[0]!r}")
     if isinstance(exc, SlurmError):

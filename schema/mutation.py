@@ -6,12 +6,13 @@ from collections.abc import Callable
 
 import strawberry
 
-from resolvers.audit import audited
+from resolvers.audit import audited, refuse_anonymous
 from resolvers.context import RequestContext
+from resolvers.identity import Unauthenticated
 from resolvers.mutations import Rejected, Rejection, Written, control_job, submit_job
 from resolvers.slurm.job_fields import InvalidSubmission
 from resolvers.slurm.job_update import update_arguments, validate_signal
-from schema.errors import expected_errors_as_graphql
+from schema.errors import ErrorCode, coded, expected_errors_as_graphql
 from schema.inputs import SubmitJobInput, UpdateJobInput
 from schema.payloads import JobActionPayload, SubmitJobPayload, action_payload, submit_payload
 
@@ -20,6 +21,8 @@ async def _act(
     info: strawberry.Info, cluster: str | None, id: str, argv: Callable[[str], list[str]]
 ) -> JobActionPayload:
     context: RequestContext = info.context
+    operation = info.field_name
+    _authenticated(context, operation, cluster, id)
 
     async def run() -> Written | Rejected:
         source = context.sources[context.resolve_cluster_name(cluster)]
@@ -29,10 +32,20 @@ async def _act(
             return Rejected(Rejection.INVALID_INPUT, exc.message, exc.field)
         return await control_job(source, context.identity, id, action)
 
-    operation = info.field_name
     return action_payload(
         await expected_errors_as_graphql(audited(context, operation, cluster, id, run()))
     )
+
+
+def _authenticated(
+    context: RequestContext, operation: str, cluster: str | None, job_id: str | None
+) -> None:
+    """Every mutation starts here: an anonymous request is refused (UNAUTHENTICATED, audited)
+    before any command is built."""
+    try:
+        refuse_anonymous(context, operation, cluster, job_id)
+    except Unauthenticated as exc:
+        raise coded(ErrorCode.UNAUTHENTICATED, str(exc)) from exc
 
 
 @strawberry.type
@@ -42,6 +55,7 @@ class Mutation:
         self, info: strawberry.Info, input: SubmitJobInput, cluster: str | None = None
     ) -> SubmitJobPayload:
         context: RequestContext = info.context
+        _authenticated(context, "submitJob", cluster, None)
 
         async def run() -> Written | Rejected:
             source = context.sources[context.resolve_cluster_name(cluster)]

@@ -18,8 +18,15 @@ async def _load(context: RequestContext, name: str, info: strawberry.Info) -> Cl
 
 @strawberry.type(description="Who the request acts as.")
 class Viewer:
-    user: str | None = strawberry.field(description="The Unix user; null: the server's own.")
+    user: str = strawberry.field(
+        description="The Unix user; for an anonymous request, the unprivileged account it reads "
+        "as (SLURM_GRAPHQL_ANONYMOUS_USER)."
+    )
     admin: bool
+    authenticated: bool = strawberry.field(
+        description="False for an anonymous request, which may only read: mutations and job "
+        "output need an authenticated identity."
+    )
 
 
 @strawberry.type
@@ -27,7 +34,9 @@ class Query:
     @strawberry.field(description="The caller, as the API sees it (no command runs).")
     def viewer(self, info: strawberry.Info) -> Viewer:
         identity = info.context.identity
-        return Viewer(user=identity.user, admin=identity.admin)
+        return Viewer(
+            user=identity.user, admin=identity.admin, authenticated=identity.authenticated
+        )
 
     @strawberry.field(description="Every configured cluster, the default one first.")
     async def clusters(self, info: strawberry.Info) -> list[Cluster]:

@@ -12,6 +12,7 @@ from typing import Any
 from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
@@ -43,8 +44,9 @@ from strawberry.subscriptions import (
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
+from resolvers.audit import audit_refusal
 from resolvers.context import RequestContext
-from resolvers.identity import SERVER_IDENTITY, Identity
+from resolvers.identity import Identity
 from resolvers.live_context import LiveContext
 from resolvers.poller import PollerHub
 from resolvers.source import SnapshotSource
@@ -64,8 +66,10 @@ from server.client_errors import (
     is_variable_message,
     parse_request_json,
 )
+from server.floor import IdentityRefused, check_floor
 from server.graphiql import render_graphiql
 from server.health import Readiness, readyz_endpoint
+from server.hosts import HostCheckMiddleware, refuse
 from server.limits import Limits, limits_rule
 from server.live_execution import LiveExecutionContext
 from server.metrics_access import token_required
@@ -80,7 +84,6 @@ from transport import Transport, open_transport
 
 logger = logging.getLogger("slurm_graphql")
 
-NOBODY = Identity(user="nobody")
 MASKED = "internal error"
 
 STATIC_DIR = Path(__file__).parent / "static" / "graphiql"
@@ -149,6 +152,9 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         )
         self._pollers = pollers
         self._auth = build_authenticator(settings)
+        # Who a request is until it proves otherwise: it may only read (schema/mutation.py,
+        # RequestContext.output_reader refuse the rest).
+        self._anonymous = Identity.anonymous(settings.anonymous_user)
         self._sources = sources
         self._settings = settings
         self._page = render_graphiql("/graphql", STATIC_PREFIX)
@@ -190,23 +196,30 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         return result
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self._auth is not None:
-            request = Request(scope)
-            if isinstance(self._auth, ApiGatewayAuthenticator):
-                identity = self._auth.identity_for_event(scope.get("aws.event"))
-            else:
-                identity = await self._authenticate(request.headers.get("authorization"))
-            # GraphiQL's page is public; what it sends to run a query carries the token.
-            if identity is None and not self._is_ide_page(request):
+        if scope["type"] in ("http", "websocket") and self._auth is not None:
+            try:
+                identity = await self._identify(scope, Headers(scope=scope).get("authorization"))
+            except IdentityRefused as refused:
+                audit_refusal(_request_id(), refused.claimed, refused.reason, "PERMISSION_DENIED")
+                await refuse(_permission_denied(), scope, receive, send)
+                return
+            # GraphiQL's page is public; what it sends to run a query carries the token. A
+            # WebSocket may also authenticate later, with its connection_init payload.
+            if (
+                identity is None
+                and scope["type"] == "http"
+                and not self._is_ide_page(Request(scope))
+            ):
                 await _unauthenticated()(scope, receive, send)
                 return
-            scope.setdefault("state", {})["identity"] = identity
+            if identity is not None:
+                scope.setdefault("state", {})["identity"] = identity
         # After authentication, so each identity spends its own bucket (server/channel_limits.py).
         await self.channel_limits.serve(scope, receive, send, self._serve)
 
     def identity_key(self, context: RequestContext) -> str | None:
         """The key of the context's authenticated identity; None for anyone else."""
-        if self._auth is None or context.identity is NOBODY:
+        if not context.identity.authenticated:
             return None
         return context.identity.cache_key
 
@@ -228,11 +241,20 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
     def parse_json(self, data: str | bytes) -> Any:
         return parse_request_json(data)
 
-    async def _authenticate(self, authorization: str | None) -> Identity | None:
-        token = bearer_token(authorization)
-        if token is None or self._auth is None:
-            return None
-        return await self._auth.identity(token)
+    async def _identify(self, scope: Scope, authorization: str | None) -> Identity | None:
+        """The authenticated identity a request proves, None if it proves none; raises
+        IdentityRefused for verified claims below the identity floor (server/floor.py), whichever
+        authenticator vouched for them."""
+        if isinstance(self._auth, ApiGatewayAuthenticator):
+            identity = self._auth.identity_for_event(scope.get("aws.event"))
+        else:
+            token = bearer_token(authorization)
+            if token is None or self._auth is None:
+                return None
+            identity = await self._auth.identity(token)
+        if identity is not None:
+            check_floor(identity.user, self._settings.min_uid)
+        return identity
 
     def _is_ide_page(self, request: Request) -> bool:
         return request.method == "GET" and "text/html" in request.headers.get("accept", "")
@@ -240,21 +262,16 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> RequestContext:
-        identity = SERVER_IDENTITY
-        if self._auth is not None:
-            # GraphiQL's page (see __call__) runs nothing; a WebSocket authenticates with its
-            # connection_init payload (on_ws_connect). Until then: no one's rights.
-            identity = (
-                request.scope.get("state", {}).get("identity")
-                or await self._authenticate(request.headers.get("authorization"))
-                or NOBODY
-            )
+        # Authenticated in __call__, or anonymous: without authentication configured, and (with
+        # it) for GraphiQL's page, which runs nothing, and a WebSocket until its connection_init
+        # payload authenticates it (on_ws_connect).
+        identity = request.scope.get("state", {}).get("identity") or self._anonymous
         return LiveContext(
             sources=self._sources,
             max_page_size=self._settings.max_page_size,
             identity=identity,
             aws_cli=self._settings.aws_cli,
-            request_id=record.request_id if (record := current_request.get()) else "",
+            request_id=_request_id(),
             own_jobs_only=self._settings.job_visibility == "own",
             admins_read_output=self._settings.admins_read_output,
             pollers=self._pollers,
@@ -264,13 +281,22 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
     async def on_ws_connect(self, context: RequestContext) -> UnsetType | dict[str, object] | None:
         """WebSocket authentication: a token in the `Authorization` header of the upgrade, or
         in the `connection_init` payload (`{"Authorization": "Bearer …"}`), as browsers cannot
-        set headers on a WebSocket. Without a known token the connection is refused (4403)."""
-        if self._auth is not None and context.identity is NOBODY:
+        set headers on a WebSocket. Without a known token the connection is refused (4403), and
+        so it is for an identity below the floor (4403, PERMISSION_DENIED, audited)."""
+        if self._auth is not None and not context.identity.authenticated:
             params = context.connection_params if isinstance(context, LiveContext) else None
             presented = None
             if isinstance(params, Mapping):
                 presented = params.get("Authorization") or params.get("authorization")
-            identity = await self._authenticate(presented if isinstance(presented, str) else None)
+            try:
+                identity = await self._identify(
+                    {}, presented if isinstance(presented, str) else None
+                )
+            except IdentityRefused as refused:
+                audit_refusal(
+                    context.request_id, refused.claimed, refused.reason, "PERMISSION_DENIED"
+                )
+                raise ConnectionRejectionError({"code": "PERMISSION_DENIED"}) from None
             if identity is None:
                 raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
             context.identity = identity
@@ -333,7 +359,7 @@ def rate_limiter(settings: Settings) -> RateLimiter | None:
 
 
 def build_authenticator(settings: Settings) -> Authenticator | None:
-    """None: every request acts as the server's own user."""
+    """None: anonymous mode, where every request is anonymous and may only read."""
     if settings.apigateway is not None:
         return ApiGatewayAuthenticator(settings.apigateway)
     if settings.jwt is not None:
@@ -363,6 +389,33 @@ def _unauthenticated() -> Response:
         ]
     }
     return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _permission_denied() -> Response:
+    """Verified, but not an identity this service acts as; why is in the audit log only."""
+    body = {
+        "errors": [
+            {
+                "message": "this identity may not use this service",
+                "extensions": {"code": "PERMISSION_DENIED"},
+            }
+        ]
+    }
+    return JSONResponse(body, status_code=403)
+
+
+def _request_id() -> str:
+    record = current_request.get()
+    return record.request_id if record else ""
+
+
+def _host_check(settings: Settings) -> list[Middleware]:
+    """Anonymous mode answers only to loopback Host names and SLURM_GRAPHQL_ALLOWED_HOSTS (DNS
+    rebinding); other modes check the Host header only when that list is set."""
+    anonymous = settings.auth_mode == "none"
+    if not anonymous and not settings.allowed_hosts:
+        return []
+    return [Middleware(HostCheckMiddleware, allowed=settings.allowed_hosts, loopback=anonymous)]
 
 
 def create_app(settings: Settings, transports: Mapping[str, Transport] | None = None) -> Starlette:
@@ -396,7 +449,7 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
         for name, url in settings.clusters:
             transport = (transports or {}).get(name)
             if transport is None:
-                transport = open_transport(url)
+                transport = open_transport(url, min_uid=settings.min_uid)
                 opened.append(transport)
             watched[name] = WatchedTransport(transport, name, listeners)
             sources[name] = SnapshotSource(name, watched[name], ttl=settings.cache_ttl)
@@ -428,6 +481,8 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
         middleware=[
             # Outermost, so a request's duration and log line include everything below.
             Middleware(ObserveMiddleware, observers=tuple(observers)),
+            # Before CORS and everything else: a rebound name gets no answer at all.
+            *_host_check(settings),
             *_cors(settings),
             # Before anything reads a body, so no more than the cap is ever held in memory.
             Middleware(

@@ -1,11 +1,16 @@
 """Who is calling: a bearer token turned into an Identity, by the configured authenticator.
 
-- `tokens`: the static map of SLURM_GRAPHQL_TOKENS;
+- `tokens`: the static map of SLURM_GRAPHQL_TOKENS (or _TOKENS_FILE), kept as digests;
 - `jwt`: OIDC tokens (Cognito or any issuer) verified against the issuer's JWKS: signature with
   an allowed asymmetric algorithm only (no `none`, no HMAC, so no HS/RS confusion), issuer,
   audience (or a Cognito access token's `client_id`), expiry and not-before; the POSIX user
   comes from a configurable claim and the admin role from a group claim.
 Keys are fetched from the JWKS URL and cached (PyJWKClient); an unknown `kid` refetches once.
+
+An authenticator answers an Identity, None (the token proves nothing: 401), or raises
+IdentityRefused when verified claims name someone the service must not act as (an e-mail
+address outside SLURM_GRAPHQL_JWT_EMAIL_DOMAINS). The identity floor (server/floor.py) is
+applied to every answer by the caller, in one place.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from typing import Any, Protocol
 import jwt
 
 from resolvers.identity import Identity, InvalidUserName
-from server.tokens import identity_for_token
+from server.floor import IdentityRefused
+from server.tokens import TokenMap
 
 ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"})
 
@@ -30,11 +36,11 @@ class Authenticator(Protocol):
 
 
 class TokenAuthenticator:
-    def __init__(self, tokens: Mapping[str, Identity]) -> None:
+    def __init__(self, tokens: TokenMap) -> None:
         self._tokens = tokens
 
     async def identity(self, token: str) -> Identity | None:
-        return identity_for_token(self._tokens, token)
+        return self._tokens.identity(token)
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,8 @@ class JwtSettings:
     admin_group: str | None = None
     leeway_seconds: float = 0.0
     user_map: Mapping[str, str] = field(default_factory=dict)
+    # With user_claim "email": the domains whose addresses map to their local part.
+    email_domains: frozenset[str] = frozenset()
 
 
 class JwtAuthenticator:
@@ -86,6 +94,7 @@ class JwtAuthenticator:
             settings.groups_claim,
             settings.admin_group,
             settings.user_map,
+            settings.email_domains,
         )
 
 
@@ -95,13 +104,14 @@ def identity_from_claims(
     groups_claim: str,
     admin_group: str | None,
     user_map: Mapping[str, str] | None = None,
+    email_domains: frozenset[str] = frozenset(),
 ) -> Identity | None:
     """The identity verified claims describe: the user from `user_claim` (through the explicit
     map when it names the claim's value; validated as a POSIX name), admin when `admin_group` is
-    among the groups."""
+    among the groups. Raises IdentityRefused for an e-mail outside `email_domains`."""
     value = claims.get(user_claim)
     mapped = user_map.get(value) if user_map and isinstance(value, str) else None
-    user = mapped or _user(value, user_claim)
+    user = mapped or _user(value, user_claim, email_domains)
     if user is None:
         return None
     admin = admin_group is not None and admin_group in _groups(claims.get(groups_claim))
@@ -126,6 +136,7 @@ class ClaimMapping:
     groups_claim: str = "cognito:groups"
     admin_group: str | None = None
     user_map: Mapping[str, str] = field(default_factory=dict)
+    email_domains: frozenset[str] = frozenset()
 
 
 class ApiGatewayAuthenticator:
@@ -153,7 +164,12 @@ class ApiGatewayAuthenticator:
             return None
         mapping = self._mapping
         return identity_from_claims(
-            claims, mapping.user_claim, mapping.groups_claim, mapping.admin_group, mapping.user_map
+            claims,
+            mapping.user_claim,
+            mapping.groups_claim,
+            mapping.admin_group,
+            mapping.user_map,
+            mapping.email_domains,
         )
 
 
@@ -165,8 +181,16 @@ def _for_audience(claims: Mapping[str, Any], audience: str) -> bool:
     return claims.get("client_id") == audience
 
 
-def _user(value: object, claim: str) -> str | None:
+def _user(value: object, claim: str, email_domains: frozenset[str]) -> str | None:
     if not isinstance(value, str) or not value:
         return None
-    # An e-mail address maps to its local part (alice@example.org acts as alice).
-    return value.split("@", 1)[0] if claim == "email" else value
+    if claim != "email":
+        return value
+    # An e-mail address maps to its local part (alice@example.org acts as alice), but only in
+    # domains this cluster's accounts belong to: alice@elsewhere.example is someone else.
+    local, at, domain = value.partition("@")
+    if not at or not local or "@" in domain:
+        raise IdentityRefused(value, "the e-mail claim is not one address")
+    if domain.lower() not in email_domains:
+        raise IdentityRefused(value, f"e-mail domain {domain[:60]!r} is not accepted")
+    return local

@@ -79,10 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     if build_authenticator(settings) is None and not is_loopback(args.host):
-        # Without authentication every caller acts as this server's user: only for this host.
+        # Anonymous mode trusts whoever reaches the socket to read the cluster: this host only.
         print(
             f"slurm-graphql: refusing to serve on {args.host} without authentication; set "
-            "SLURM_GRAPHQL_AUTH=jwt or SLURM_GRAPHQL_TOKENS, or bind to 127.0.0.1",
+            "SLURM_GRAPHQL_AUTH=jwt, SLURM_GRAPHQL_TOKENS or SLURM_GRAPHQL_TOKENS_FILE, or bind "
+            "to 127.0.0.1",
             file=sys.stderr,
         )
         return 2

@@ -22,10 +22,12 @@ from server.app import create_app
 from server.logs import configure_logging
 from server.observe import GRAPHQL_PATH, ObserveMiddleware, note_refused
 from server.operations import Operation, selected_operation
-from server.settings import Settings
+from server.settings import Settings, SettingsError
 from transport import Transport, open_transport
 
 SUBSCRIPTIONS_REFUSED = "SUBSCRIPTIONS_NOT_SUPPORTED"
+# Anonymous mode (`none`) is for a developer's loopback, never for a public endpoint.
+LAMBDA_AUTH_MODES = ("apigateway", "jwt", "tokens")
 REFUSAL = (
     "Subscriptions need a long-lived connection, which this API's Lambda deployment (behind "
     "API Gateway) cannot hold. Subscribe through its container deployment (ECS behind an "
@@ -107,8 +109,20 @@ def handler_from_environ(environ: Mapping[str, str]) -> Mangum:
     """The handler as deployed: settings and logging from the environment, transports opened
     once for the container. Mangum runs the app's lifespan around every invocation, so
     transports the app opened itself would be opened and closed (boto3 clients and all) each
-    time; these live as long as the execution environment does."""
+    time; these live as long as the execution environment does.
+
+    A function behind API Gateway is reachable by anyone who finds its URL, so it refuses to
+    start (SettingsError) unless SLURM_GRAPHQL_AUTH names how callers authenticate."""
+    mode = environ.get("SLURM_GRAPHQL_AUTH", "").strip().lower()
+    if mode not in LAMBDA_AUTH_MODES:
+        raise SettingsError(
+            f"SLURM_GRAPHQL_AUTH: the Lambda handler needs an explicit authentication mode, one "
+            f"of {', '.join(LAMBDA_AUTH_MODES)} (got {mode or 'nothing'}); deploy/lambda.yaml "
+            "sets apigateway behind a Cognito authorizer"
+        )
     settings = Settings.from_environ(environ)
     configure_logging(settings.log_format, settings.log_level)
-    transports = {name: open_transport(url) for name, url in settings.clusters}
+    transports = {
+        name: open_transport(url, min_uid=settings.min_uid) for name, url in settings.clusters
+    }
     return make_handler(settings, transports)

@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from strawberry.http.websocket_origin import normalize_allowed_origins
 
-from resolvers.identity import Identity, InvalidUserName, validate_user_name
-from server.auth import ASYMMETRIC, ClaimMapping, JwtSettings
-from server.tokens import TokenMapError, parse_token_map
+from resolvers.identity import InvalidUserName, validate_user_name
+from server.auth import ClaimMapping, JwtSettings
+from server.auth_settings import (
+    above_floor,
+    allowed_hosts_from,
+    apigateway_from,
+    jwt_from,
+    tokens_from,
+)
+from server.floor import DEFAULT_MIN_UID
+from server.settings_error import SettingsError as SettingsError  # re-exported: its old home
+from server.tokens import TokenMap
 
 _CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 DEFAULT_CLUSTERS = "local=local://"
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-class SettingsError(ValueError):
-    """A configuration value is wrong; the message names the variable and the fix."""
 
 
 @dataclass(frozen=True)
@@ -36,8 +40,16 @@ class Settings:
     max_page_size: int = 10_000
     graphiql: bool = True
     response_cache: bool = True
-    # Bearer token -> identity. Empty: every request acts as the server's own user.
-    tokens: Mapping[str, Identity] = field(default_factory=dict)
+    # Bearer token digests -> identity (SLURM_GRAPHQL_TOKENS or _TOKENS_FILE).
+    tokens: TokenMap = field(default_factory=TokenMap)
+    # With no authentication configured, every request is anonymous: it may only read, as this
+    # unprivileged account.
+    anonymous_user: str = "nobody"
+    # The identity floor (server/floor.py): never act as root or an account below this UID.
+    min_uid: int = DEFAULT_MIN_UID
+    # Host header values accepted besides loopback names in anonymous mode (DNS rebinding);
+    # when set, checked in every mode.
+    allowed_hosts: tuple[str, ...] = ()
     # The AWS CLI on the head node, which fetches scripts submitted by scriptS3Uri.
     aws_cli: str = "aws"
     # What one document may ask for (server/limits.py), checked before anything runs.
@@ -74,6 +86,50 @@ class Settings:
     metrics_port: int | None = None  # /metrics on its own port (serve), not on the API's
     metrics_max_operations: int = 100  # distinct operation labels before "other"
 
+    def __post_init__(self) -> None:
+        """Refuses, whatever built the settings, an authentication setup that is ambiguous or
+        would act as an account below the identity floor."""
+        configured = [
+            mode
+            for mode, on in (
+                ("apigateway", self.apigateway is not None),
+                ("jwt", self.jwt is not None),
+                ("tokens", len(self.tokens) > 0),
+            )
+            if on
+        ]
+        if len(configured) > 1:
+            raise SettingsError(
+                f"SLURM_GRAPHQL_AUTH: {' and '.join(configured)} are both configured; choose one"
+            )
+        try:
+            validate_user_name(self.anonymous_user)
+        except InvalidUserName as exc:
+            raise SettingsError(f"SLURM_GRAPHQL_ANONYMOUS_USER: {exc}") from None
+        above_floor("SLURM_GRAPHQL_ANONYMOUS_USER", self.anonymous_user, self.min_uid)
+        source = "SLURM_GRAPHQL_TOKENS"
+        for identity in self.tokens.identities():
+            above_floor(source, identity.user, self.min_uid)
+        for claims in (self.jwt, self.apigateway):
+            if claims is None:
+                continue
+            for user in claims.user_map.values():
+                above_floor("SLURM_GRAPHQL_USER_MAP", user, self.min_uid)
+            if claims.user_claim == "email" and not claims.email_domains:
+                raise SettingsError(
+                    "SLURM_GRAPHQL_JWT_EMAIL_DOMAINS: required when the user claim is email "
+                    "(the domains whose addresses are this cluster's users, e.g. example.org)"
+                )
+
+    @property
+    def auth_mode(self) -> str:
+        """`none` (anonymous, read-only), `tokens`, `jwt` or `apigateway`."""
+        if self.apigateway is not None:
+            return "apigateway"
+        if self.jwt is not None:
+            return "jwt"
+        return "tokens" if len(self.tokens) > 0 else "none"
+
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
         return cls(
@@ -86,15 +142,18 @@ class Settings:
             max_page_size=int(_number(environ, "SLURM_GRAPHQL_MAX_PAGE_SIZE", 10_000, minimum=1)),
             graphiql=_flag(environ, "SLURM_GRAPHQL_GRAPHIQL", True),
             response_cache=_flag(environ, "SLURM_GRAPHQL_RESPONSE_CACHE", True),
-            tokens=_tokens(environ.get("SLURM_GRAPHQL_TOKENS", "")),
+            tokens=tokens_from(environ),
+            anonymous_user=environ.get("SLURM_GRAPHQL_ANONYMOUS_USER") or "nobody",
+            min_uid=int(_number(environ, "SLURM_GRAPHQL_MIN_UID", DEFAULT_MIN_UID, minimum=1)),
+            allowed_hosts=allowed_hosts_from(environ),
             aws_cli=environ.get("SLURM_GRAPHQL_AWS_CLI") or "aws",
             max_depth=int(_number(environ, "SLURM_GRAPHQL_MAX_DEPTH", 15, minimum=1)),
             max_aliases=int(_number(environ, "SLURM_GRAPHQL_MAX_ALIASES", 30, minimum=0)),
             max_cost=int(_number(environ, "SLURM_GRAPHQL_MAX_COST", 500_000, minimum=1)),
             max_tokens=int(_number(environ, "SLURM_GRAPHQL_MAX_TOKENS", 10_000, minimum=1)),
             introspection=_flag(environ, "SLURM_GRAPHQL_INTROSPECTION", True),
-            jwt=_jwt(environ),
-            apigateway=_apigateway(environ),
+            jwt=jwt_from(environ),
+            apigateway=apigateway_from(environ),
             job_visibility=_choice(environ, "SLURM_GRAPHQL_JOB_VISIBILITY", "all", ("all", "own")),
             admins_read_output=_flag(environ, "SLURM_GRAPHQL_ADMINS_READ_OUTPUT", False),
             poll_interval=_number(environ, "SLURM_GRAPHQL_POLL_INTERVAL", 2.0, minimum=0.05),
@@ -205,78 +264,3 @@ def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise SettingsError(f"{name}: {raw!r} is not a boolean (use true or false)")
-
-
-def _tokens(value: str) -> Mapping[str, Identity]:
-    try:
-        return parse_token_map(value)
-    except TokenMapError as exc:
-        raise SettingsError(str(exc)) from None
-
-
-AUTH_MODES = ("none", "tokens", "jwt", "apigateway")
-
-
-def _apigateway(environ: Mapping[str, str]) -> ClaimMapping | None:
-    if environ.get("SLURM_GRAPHQL_AUTH", "").strip().lower() != "apigateway":
-        return None
-    return ClaimMapping(
-        user_claim=environ.get("SLURM_GRAPHQL_JWT_USER_CLAIM") or "username",
-        groups_claim=environ.get("SLURM_GRAPHQL_JWT_GROUPS_CLAIM") or "cognito:groups",
-        admin_group=environ.get("SLURM_GRAPHQL_JWT_ADMIN_GROUP") or None,
-        user_map=_user_map(environ.get("SLURM_GRAPHQL_USER_MAP")),
-    )
-
-
-def _jwt(environ: Mapping[str, str]) -> JwtSettings | None:
-    """JWT settings when SLURM_GRAPHQL_AUTH=jwt (`tokens` and `none` need none of them)."""
-    mode = environ.get("SLURM_GRAPHQL_AUTH", "").strip().lower()
-    if mode in ("", "none", "tokens", "apigateway"):
-        return None
-    if mode not in AUTH_MODES:
-        raise SettingsError(f"SLURM_GRAPHQL_AUTH: {mode!r} is not one of {', '.join(AUTH_MODES)}")
-    issuer = environ.get("SLURM_GRAPHQL_JWT_ISSUER", "").strip()
-    if not issuer.startswith("https://") and not issuer.startswith("http://127."):
-        raise SettingsError("SLURM_GRAPHQL_JWT_ISSUER: an https:// issuer URL is required")
-    algorithms = tuple(
-        a.strip() for a in environ.get("SLURM_GRAPHQL_JWT_ALGORITHMS", "RS256,ES256").split(",")
-    )
-    if not algorithms or not set(algorithms) <= ASYMMETRIC:
-        raise SettingsError(
-            "SLURM_GRAPHQL_JWT_ALGORITHMS: only asymmetric algorithms "
-            f"({', '.join(sorted(ASYMMETRIC))}) are allowed"
-        )
-    return JwtSettings(
-        issuer=issuer,
-        jwks_url=environ.get("SLURM_GRAPHQL_JWT_JWKS_URL")
-        or issuer.rstrip("/") + "/.well-known/jwks.json",
-        audience=environ.get("SLURM_GRAPHQL_JWT_AUDIENCE") or None,
-        algorithms=algorithms,
-        user_claim=environ.get("SLURM_GRAPHQL_JWT_USER_CLAIM") or "username",
-        groups_claim=environ.get("SLURM_GRAPHQL_JWT_GROUPS_CLAIM") or "cognito:groups",
-        admin_group=environ.get("SLURM_GRAPHQL_JWT_ADMIN_GROUP") or None,
-        leeway_seconds=_number(environ, "SLURM_GRAPHQL_JWT_LEEWAY", 0.0, minimum=0.0),
-        user_map=_user_map(environ.get("SLURM_GRAPHQL_USER_MAP")),
-    )
-
-
-def _user_map(path: str | None) -> Mapping[str, str]:
-    """SLURM_GRAPHQL_USER_MAP: a JSON file mapping claim values to POSIX users, for identities
-    whose claim is not their Unix name (`{"alice@example.org": "asmith"}`)."""
-    if not path:
-        return {}
-    try:
-        with open(path, encoding="utf-8") as file:
-            loaded = json.load(file)
-    except (OSError, ValueError) as exc:
-        raise SettingsError(f"SLURM_GRAPHQL_USER_MAP: cannot read {path}: {exc}") from None
-    if not isinstance(loaded, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in loaded.items()
-    ):
-        raise SettingsError("SLURM_GRAPHQL_USER_MAP: expected a JSON object of strings")
-    for user in loaded.values():
-        try:
-            validate_user_name(user)
-        except InvalidUserName as exc:
-            raise SettingsError(f"SLURM_GRAPHQL_USER_MAP: {exc}") from None
-    return dict(loaded)

@@ -166,7 +166,7 @@ async def user_api(request: pytest.FixtureRequest, unix_users: None) -> AsyncIte
         async with (
             app.router.lifespan_context(app),
             httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://test"
+                transport=httpx.ASGITransport(app=app), base_url="http://localhost"
             ) as client,
         ):
             yield UserApi(client, transport, request.param)
@@ -190,7 +190,7 @@ async def api(request: pytest.FixtureRequest, slurm_cluster: str) -> AsyncIterat
         async with app.router.lifespan_context(app):
             client_transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(
-                transport=client_transport, base_url="http://test"
+                transport=client_transport, base_url="http://localhost"
             ) as client:
                 yield Api(client, transport)
     finally:

@@ -50,6 +50,9 @@ def container_environ(image: Stage, port: int, slurm_conf: str) -> dict[str, str
     environ.update(image.env)
     environ["PATH"] = f"{VENV_BIN}:{os.environ['PATH']}"
     environ.update(SLURM_GRAPHQL_HOST="127.0.0.1", SLURM_GRAPHQL_PORT=str(port))
+    # Anonymous on loopback, the server answers loopback Host names only, and the name the
+    # proxy test sends (as a deployment behind a load balancer would list its own).
+    environ["SLURM_GRAPHQL_ALLOWED_HOSTS"] = "api.example.org"
     environ["SLURM_CONF"] = slurm_conf
     return environ
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
+from server.lambda_app import LAMBDA_AUTH_MODES
 from server.settings import Settings
 from tests.support.dockerfile import stages
 from transport.ssm import open_ssm
@@ -24,6 +25,15 @@ SUBSTITUTIONS = {
     "AWS::Region": "eu-west-1",
     "AWS::AccountId": "123456789012",
     "OutputBucket": "out-bucket",
+    # Parameters the deployer must give (and the defaults of the others).
+    "CognitoUserPoolId": "eu-west-1_AbCdEf123",
+    "UserClaim": "username",
+    "AdminGroup": "",
+    "JwtIssuer": "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123",
+    "JwtAudience": "1a2b3c4d5e",
+    "JwtUserClaim": "username",
+    "JwtAdminGroup": "",
+    "MinUid": "1000",
 }
 
 
@@ -53,6 +63,8 @@ def api_environment(template: dict[str, Any]) -> dict[str, Any]:
 
 
 def substitute(value: Any) -> str:
+    if isinstance(value, dict) and "Ref" in value:
+        return SUBSTITUTIONS[value["Ref"]]
     text = value["Fn::Sub"] if isinstance(value, dict) else value
     return re.sub(r"\$\{([^}]+)\}", lambda m: SUBSTITUTIONS[m.group(1)], text)
 
@@ -157,6 +169,8 @@ async def test_the_api_configuration_starts_the_server(
     the ssm:// transport opens (with the bucket and prefix the policies name)."""
     environment = {k: substitute(v) for k, v in api_environment(load(path)).items()}
     settings = Settings.from_environ(environment)
+    assert settings.auth_mode == ("apigateway" if path.name == "lambda.yaml" else "jwt")
+    assert settings.min_uid == 1000
     [(name, url)] = settings.clusters
     assert name == "hpc"
     # Placeholder credentials: opening the transport makes no AWS call, it only checks them.
@@ -178,22 +192,39 @@ def template_timeout(path: Path) -> int:
     return timeout
 
 
-def test_the_lambda_template_runs_the_handler_and_can_require_cognito() -> None:
-    """The function runs server.lambda_handler.handler with metrics off; the JWT authorizer
-    exists only when a user pool is given, and /healthz never needs it."""
+def test_the_lambda_template_runs_the_handler_behind_cognito() -> None:
+    """The function runs server.lambda_handler.handler with metrics off and trusts only API
+    Gateway's claims; the Cognito JWT authorizer is always there (the pool is a required
+    parameter) and guards every route but /healthz."""
     template = load(DEPLOY / "lambda.yaml")
     [function] = resources(template, "AWS::Serverless::Function").values()
     assert function["Properties"]["Handler"] == "server.lambda_handler.handler"
-    assert api_environment(template)["SLURM_GRAPHQL_METRICS"] == "false"
+    environment = api_environment(template)
+    assert environment["SLURM_GRAPHQL_METRICS"] == "false"
+    assert environment["SLURM_GRAPHQL_AUTH"] in LAMBDA_AUTH_MODES
+    assert environment["SLURM_GRAPHQL_AUTH"] == "apigateway"
+    for required in ("CognitoUserPoolId", "CognitoAppClientIds"):
+        assert "Default" not in template["Parameters"][required]
     authorizer = template["Resources"]["JwtAuthorizer"]
-    assert authorizer["Condition"] == "UseCognito"
+    assert "Condition" not in authorizer
     assert authorizer["Properties"]["AuthorizerType"] == "JWT"
     routes = resources(template, "AWS::ApiGatewayV2::Route")
-    assert routes["ProxyRoute"]["Properties"]["AuthorizationType"] == {
-        "Fn::If": ["UseCognito", "JWT", "NONE"]
-    }
+    assert routes["ProxyRoute"]["Properties"]["AuthorizationType"] == "JWT"
+    assert routes["ProxyRoute"]["Properties"]["AuthorizerId"] == {"Ref": "JwtAuthorizer"}
     assert routes["HealthRoute"]["Properties"]["RouteKey"] == "GET /healthz"
     assert routes["HealthRoute"]["Properties"]["AuthorizationType"] == "NONE"
+
+
+def test_the_ecs_template_verifies_jwts() -> None:
+    """The container verifies bearer tokens itself (the ALB passes them through): the issuer
+    and audience are required parameters, so the service never starts anonymous."""
+    template = load(DEPLOY / "ecs.yaml")
+    environment = api_environment(template)
+    assert environment["SLURM_GRAPHQL_AUTH"] == "jwt"
+    assert environment["SLURM_GRAPHQL_JWT_ISSUER"] == {"Ref": "JwtIssuer"}
+    assert environment["SLURM_GRAPHQL_JWT_AUDIENCE"] == {"Ref": "JwtAudience"}
+    for required in ("JwtIssuer", "JwtAudience"):
+        assert "Default" not in template["Parameters"][required]
 
 
 def test_the_ecs_template_matches_the_image() -> None:

@@ -18,7 +18,7 @@ from transport.local import LocalTransport
 async def post(app: object, query: str) -> dict[str, object]:
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
-        base_url="http://test",
+        base_url="http://localhost",
     ) as client:
         response = await client.post("/graphql", json={"query": query})
     assert response.status_code == 200

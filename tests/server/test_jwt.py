@@ -197,7 +197,8 @@ def test_jwt_settings_refuse_symmetric_algorithms_and_plain_http() -> None:
 
 async def test_an_explicit_map_names_the_user(issuer: tuple[str, Keys], tmp_path: Any) -> None:
     """SLURM_GRAPHQL_USER_MAP turns a claim value into a POSIX user; unmapped values follow the
-    claim rule (an e-mail's local part); a map naming an invalid user stops start-up."""
+    claim rule (an e-mail's local part, in an accepted domain); a map naming an invalid user
+    stops start-up."""
     url, keys = issuer
     user_map = tmp_path / "users.json"
     user_map.write_text(json.dumps({"alice@example.org": "asmith"}))
@@ -205,6 +206,7 @@ async def test_an_explicit_map_names_the_user(issuer: tuple[str, Keys], tmp_path
         "SLURM_GRAPHQL_AUTH": "jwt",
         "SLURM_GRAPHQL_JWT_ISSUER": url,
         "SLURM_GRAPHQL_JWT_USER_CLAIM": "email",
+        "SLURM_GRAPHQL_JWT_EMAIL_DOMAINS": "example.org",
         "SLURM_GRAPHQL_USER_MAP": str(user_map),
     }
     seen = []

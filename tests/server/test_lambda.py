@@ -18,7 +18,9 @@ from server.settings import Settings
 from tests.conftest import REPO, Aws
 from tests.support.counting import CountingTransport
 from tests.support.lambda_events import (
+    ALB_HOST,
     BROWSER_ACCEPT,
+    HOST,
     KINDS,
     LambdaRuntime,
     event,
@@ -51,7 +53,9 @@ class Lambda:
 
 @pytest.fixture
 def lam(slurm_cluster: str) -> Iterator[Lambda]:
-    handler = Lambda(Settings(cache_ttl=0))
+    """Anonymous reads (these tests are about events, not identities), under the names API
+    Gateway and the ALB give the function; handler_from_environ would insist on an auth mode."""
+    handler = Lambda(Settings(cache_ttl=0, allowed_hosts=(HOST, ALB_HOST)))
     try:
         yield handler
     finally:
@@ -172,6 +176,11 @@ for line in sys.stdin:
 """
 
 
+# The entry point insists on an explicit authentication mode (tests/security/test_identity.py).
+TOKEN_AUTH = {"SLURM_GRAPHQL_AUTH": "tokens", "SLURM_GRAPHQL_TOKENS": "lambda-token=alice"}
+BEARER = {"Authorization": "Bearer lambda-token"}
+
+
 def run_entry_point(environ: dict[str, str], *events: dict[str, Any]) -> list[dict[str, Any]]:
     """Import server.lambda_handler in a fresh interpreter, as Lambda does, and invoke it."""
     done = subprocess.run(
@@ -194,9 +203,8 @@ def test_the_entry_point_reads_the_environment(slurm_cluster: str, kind: str) ->
     """`server.lambda_handler.handler`, configured only by the environment, serves a query,
     logs one JSON line carrying API Gateway's request id, and never imports boto3 for local://."""
     environ = {"SLURM_GRAPHQL_CLUSTERS": "hpc=local://", "SLURM_GRAPHQL_LOG_FORMAT": "json"}
-    [answer] = run_entry_point(
-        environ, graphql_post(kind, "query C { cluster { name slurmVersion } }")
-    )
+    query = "query C { cluster { name slurmVersion } }"
+    [answer] = run_entry_point({**environ, **TOKEN_AUTH}, graphql_post(kind, query, headers=BEARER))
     response = answer["response"]
     assert json.loads(response_body(response))["data"]["cluster"]["name"] == "hpc"
     assert answer["loaded"] == []
@@ -212,8 +220,12 @@ def test_the_entry_point_over_ssm(aws: Aws) -> None:
     """Configured with an ssm:// cluster, the handler reaches the cluster through boto3 (here
     the local SSM endpoint), opening the transport once for several invocations."""
     aws.endpoint.reset_stats()
-    environ = {"SLURM_GRAPHQL_CLUSTERS": f"aws={aws.ssm_url()}", "SLURM_GRAPHQL_CACHE_TTL": "0"}
-    query = graphql_post("http", "{ cluster { name nodes { name } } }")
+    environ = {
+        "SLURM_GRAPHQL_CLUSTERS": f"aws={aws.ssm_url()}",
+        "SLURM_GRAPHQL_CACHE_TTL": "0",
+        **TOKEN_AUTH,
+    }
+    query = graphql_post("http", "{ cluster { name nodes { name } } }", headers=BEARER)
     answers = run_entry_point(environ, query, query)
     for answer in answers:
         body = json.loads(response_body(answer["response"]))

@@ -69,7 +69,7 @@ async def client(
             app.router.lifespan_context(app),
             httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app),
-                base_url="http://test",
+                base_url="http://localhost",
                 headers={"Authorization": "Bearer alice-token"},
             ) as http,
         ):

@@ -18,6 +18,7 @@ from urllib.parse import quote, urlencode
 
 KINDS = ("rest", "http", "alb")
 HOST = "abc123.execute-api.eu-west-1.amazonaws.com"
+ALB_HOST = "slurm-graphql-123.eu-west-1.elb.amazonaws.com"
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
 
@@ -34,7 +35,7 @@ def event(
     """One request as an event of `kind` (rest, http or alb)."""
     query = dict(query or {})
     headers = {
-        "Host": HOST if kind != "alb" else "slurm-graphql-123.eu-west-1.elb.amazonaws.com",
+        "Host": HOST if kind != "alb" else ALB_HOST,
         "User-Agent": "Mozilla/5.0 (X11; Linux x86_64)",
         "X-Amzn-Trace-Id": "Root=1-67891233-abcdef012345678912345678",
         "X-Forwarded-For": "203.0.113.7",
@@ -178,11 +179,16 @@ def _alb(
 
 
 def graphql_post(
-    kind: str, query: str, *, base64_body: bool = False, **extra: Any
+    kind: str,
+    query: str,
+    *,
+    base64_body: bool = False,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """A JSON POST of `query` to /graphql."""
+    """A JSON POST of `query` to /graphql (with more `headers`, e.g. Authorization)."""
     payload = json.dumps({"query": query, **extra}).encode()
-    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    headers = {"Content-Type": "application/json", "Accept": "application/json", **(headers or {})}
     return event(kind, "POST", "/graphql", headers=headers, body=payload, base64_body=base64_body)
 
 

@@ -1,0 +1,7 @@
+"""The one error bad configuration raises, shared by the modules that read settings."""
+
+from __future__ import annotations
+
+
+class SettingsError(ValueError):
+    """A configuration value is wrong; the message names the variable and the fix."""
