@@ -51,7 +51,7 @@ from server.round_trips import RoundTrip
 
 DEFAULT_MAX_OPERATIONS = 100
 MAX_NAME_LENGTH = 64
-_GRAPHQL_NAME = re.compile(r"^[_A-Za-z][_0-9A-Za-z]*$")
+_GRAPHQL_NAME = re.compile(r"^[_A-Za-z][_0-9A-Za-z]*\Z")
 # An SSM round trip takes from a quarter of a second to its 60 s timeout.
 TRANSPORT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
