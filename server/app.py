@@ -55,9 +55,10 @@ from server.auth import (
     TokenAuthenticator,
 )
 from server.body_limit import BodyLimitMiddleware
+from server.execution import Budget
 from server.graphiql import render_graphiql
 from server.health import Readiness, readyz_endpoint
-from server.limits import Limits, limits_rule
+from server.limits import CostLimit, Limits, limits_rule
 from server.live_execution import LiveExecutionContext
 from server.observe import ObserveMiddleware, RequestObserver, current_request, note_result
 from server.rate_limit import RateLimiter, rate_key, rate_limited
@@ -102,19 +103,32 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
             max_aliases=settings.max_aliases,
             max_cost=settings.max_cost,
             max_page_size=settings.max_page_size,
+            assumed_nodes=settings.assumed_nodes,
+            assumed_jobs=settings.assumed_jobs,
+            max_output_reads=settings.max_output_reads,
+            max_output_bytes=settings.max_output_bytes,
         )
         extensions: list[Callable[[], SchemaExtension]] = [
             lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
             lambda: ParserCache(maxsize=1024),
             lambda: AddValidationRules([limits_rule(limits)]),
             lambda: ValidationCache(maxsize=1024),
+            # After validation, on every request: the cost depends on the cluster's size.
+            lambda: CostLimit(limits=limits, sources=sources),
             lambda: MaskErrors(should_mask_error=_should_mask, error_message=MASKED),
         ]
         if not settings.introspection:
             extensions.append(DisableIntrospection)
         schema = build_schema(
             extensions,
-            execution_context_class=LiveExecutionContext,
+            execution_context_class=LiveExecutionContext.with_budget(
+                Budget(
+                    max_fields=settings.max_fields,
+                    max_seconds=settings.max_seconds,
+                    max_output_reads=settings.max_output_reads,
+                    max_output_bytes=settings.max_output_bytes,
+                )
+            ),
         )
         super().__init__(
             schema,

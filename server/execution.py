@@ -11,17 +11,29 @@ applies, an object (or a list of non-null objects) by executing its sub-selectio
 Anything else takes graphql-core's own path, and so does a field the shortcut cannot complete
 (a null for a non-null field, a value that will not coerce), so results and errors are the same.
 Such getters must be free of side effects: one that fails is called again on the general path.
+
+Every execution also carries a budget (`Budget`): the fields it resolves and the seconds it runs,
+counted where fields are completed (`execute_fields`, and per item of a compiled list). Past
+either, the whole execution stops with one QUERY_TOO_COMPLEX error and no data: the error is
+raised through every level (`handle_field_error`) rather than nulling one field and carrying on.
+And so that one large execution never holds the event loop for long, after `YIELD_AFTER` seconds
+of synchronous work the rest of it continues in the next turn of the loop: other requests (and
+/healthz) are served in between, whatever the budget allows.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import enum
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from graphql import (
+    ExecutionResult,
+    GraphQLError,
     GraphQLField,
     GraphQLList,
     GraphQLNonNull,
@@ -34,7 +46,26 @@ from graphql.pyutils import Path, Undefined, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.field import StrawberryField
 
+from resolvers.allowance import OutputAllowance, current_allowance
+
 _BACKREF = "strawberry-definition"
+
+# Synchronous work an execution may do before others get a turn of the event loop. Short enough
+# that a cheap request waits for a few of these at most, long enough that the extra awaits cost
+# a large listing nothing measurable.
+YIELD_AFTER = 0.02
+# Fields resolved between two looks at the clock (a look costs about as much as a field).
+LOOK_EVERY = 256
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one execution (a request, or one subscription event) may spend."""
+
+    max_fields: int = 1_000_000
+    max_seconds: float = 20.0
+    max_output_reads: int = 20
+    max_output_bytes: int = 4 * 1024 * 1024
 
 
 class _Kind(enum.Enum):
@@ -125,18 +156,93 @@ def _build(steps: _Compiled, source: Any) -> dict[str, Any]:
     return result
 
 
+def _weight(steps: _Compiled | None) -> int:
+    """Fields one object built from `steps` resolves, nested objects included."""
+    return sum(1 + (_weight(inner) if inner is not None else 0) for *_, inner in steps or ())
+
+
 class _NeedsGeneralPath(Exception):
     """A compiled step met a value only graphql-core's path completes (and reports) correctly."""
 
 
 class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    budget: ClassVar[Budget] = Budget()
+
+    @classmethod
+    def with_budget(cls, budget: Budget) -> type[LeanExecutionContext]:
+        """This executor with `budget` (graphql-core builds executors itself, from a class)."""
+        return type(cls.__name__, (cls,), {"budget": budget})
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Keyed by the identity of a grouped field set, which graphql-core memoises per
         # (type, selection): every item of a list shares one plan. The set is kept alive with
         # its plan so that its id cannot be reused during this execution.
         self._plans: dict[int, tuple[GroupedFieldSet, list[_Step]]] = {}
-        self._compiled_sets: dict[int, tuple[GroupedFieldSet, _Compiled | None]] = {}
+        self._compiled_sets: dict[int, tuple[GroupedFieldSet, _Compiled | None, int]] = {}
+        self._start_budget()
+
+    def _start_budget(self) -> None:
+        now = time.monotonic()
+        self._spent = 0
+        self._next_look = LOOK_EVERY
+        self._deadline = now + self.budget.max_seconds
+        self._turn_started = now
+        self._waiting_turn = False
+        self._exceeded: GraphQLError | None = None
+        budget = self.budget
+        current_allowance.set(OutputAllowance(budget.max_output_reads, budget.max_output_bytes))
+
+    def _tick(self, fields: int) -> None:
+        """Count `fields` resolved; raise once the budget is spent; ask for a turn of the loop
+        once this one has lasted YIELD_AFTER (`_waiting_turn`)."""
+        self._spent += fields
+        if self._spent < self._next_look:
+            return
+        self._next_look = self._spent + LOOK_EVERY
+        if self._exceeded is not None:
+            raise self._exceeded
+        budget = self.budget
+        now = time.monotonic()
+        if self._spent > budget.max_fields:
+            self._stop(f"query resolved more than {budget.max_fields} fields")
+        if now > self._deadline:
+            self._stop(f"query ran longer than {budget.max_seconds:g} seconds")
+        if not self._waiting_turn and now - self._turn_started > YIELD_AFTER:
+            self._waiting_turn = True
+            # Runs at the start of the next turn, before any continuation scheduled after it.
+            asyncio.get_running_loop().call_soon(self._new_turn)
+
+    def _stop(self, message: str) -> None:
+        self._exceeded = GraphQLError(message, extensions={"code": "QUERY_TOO_COMPLEX"})
+        self._next_look = 0  # every later tick raises it too
+        raise self._exceeded
+
+    def _new_turn(self) -> None:
+        self._waiting_turn = False
+        self._turn_started = time.monotonic()
+
+    async def _next_turn(self) -> None:
+        """Wait until this execution may work again: the loop has turned, and no other part of
+        this execution has used up the new turn."""
+        await asyncio.sleep(0)
+        # Not an Event: what is awaited is a turn of the loop itself, taken by every waiter.
+        while self._waiting_turn:  # noqa: ASYNC110
+            await asyncio.sleep(0)
+        if self._exceeded is not None:
+            raise self._exceeded
+
+    def handle_field_error(self, raw_error: Exception, *args: Any, **kwargs: Any) -> None:
+        # A spent budget stops the whole execution, not just the field it was noticed in.
+        if self._exceeded is not None:
+            raise self._exceeded
+        super().handle_field_error(raw_error, *args, **kwargs)
+
+    def build_response(self, data: dict[str, Any] | None) -> Any:
+        if self._exceeded is None:
+            return super().build_response(data)
+        self.run_async_work_finished_hook()
+        return ExecutionResult(None, [self._exceeded])
 
     def _plan(self, parent: GraphQLObjectType, fields: GroupedFieldSet) -> list[_Step]:
         cached = self._plans.get(id(fields))
@@ -155,6 +261,28 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
         return plan
 
     def execute_fields(
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: GroupedFieldSet,
+        position_context: Any,
+    ) -> Any:
+        self._tick(len(grouped_field_set))
+        if self._waiting_turn:
+            return self._fields_later(
+                parent_type, source_value, path, grouped_field_set, position_context
+            )
+        return self._execute_fields_now(
+            parent_type, source_value, path, grouped_field_set, position_context
+        )
+
+    async def _fields_later(self, *args: Any) -> Any:
+        await self._next_turn()
+        result = self._execute_fields_now(*args)
+        return await result if self.is_awaitable(result) else result
+
+    def _execute_fields_now(
         self,
         parent_type: GraphQLObjectType,
         source_value: Any,
@@ -239,24 +367,57 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
             if shortcut.kind is _Kind.OBJECT:
                 completed = self.execute_fields(object_type, value, field_path, fields, None)
             else:
-                compiled = self._compiled(object_type, fields)
-                items = []
-                for index, item in enumerate(value):
-                    if compiled is not None:
-                        with contextlib.suppress(Exception):  # else: the general path reports it
-                            items.append(_build(compiled, item))
-                            continue
-                    item_path = Path(field_path, index, None)
-                    items.append(self.execute_fields(object_type, item, item_path, fields, None))
-                waiting = [i for i, item in enumerate(items) if self.is_awaitable(item)]
-                completed = self._await_items(items, waiting) if waiting else items
+                values = value if isinstance(value, list | tuple) else list(value)
+                completed = self._complete_items(object_type, values, field_path, fields, [])
         except Exception as raw_error:
             # Exactly what graphql-core's execute_field does with an error in a sub-selection.
-            self.handle_field_error(raw_error, shortcut.return_type, details, field_path)  # type: ignore[arg-type]
+            self.handle_field_error(raw_error, shortcut.return_type, details, field_path)
             return None
         if self.is_awaitable(completed):
             return self._guard(completed, shortcut.return_type, details, field_path)
         return completed
+
+    def _complete_items(
+        self,
+        object_type: GraphQLObjectType,
+        values: Sequence[Any],
+        field_path: Path,
+        fields: GroupedFieldSet,
+        items: list[Any],
+    ) -> Any:
+        """The items of a list of objects from `len(items)` on: built from compiled steps where
+        they can be, else executed; continued in a later turn when this one is used up."""
+        compiled, weight = self._compiled_with_weight(object_type, fields)
+        for index in range(len(items), len(values)):
+            if self._waiting_turn:
+                return self._items_later(object_type, values, field_path, fields, items)
+            item = values[index]
+            if compiled is not None:
+                try:
+                    built: Any = _build(compiled, item)
+                except Exception:  # the general path below reports it
+                    built = Undefined
+                if built is not Undefined:
+                    items.append(built)
+                    self._tick(weight)
+                    continue
+            item_path = Path(field_path, index, None)
+            items.append(self.execute_fields(object_type, item, item_path, fields, None))
+        waiting = [i for i, item in enumerate(items) if self.is_awaitable(item)]
+        return self._await_items(items, waiting) if waiting else items
+
+    async def _items_later(self, *args: Any) -> Any:
+        await self._next_turn()
+        result = self._complete_items(*args)
+        return await result if self.is_awaitable(result) else result
+
+    def _compiled_with_weight(
+        self, object_type: GraphQLObjectType, fields: GroupedFieldSet
+    ) -> tuple[_Compiled | None, int]:
+        """The compiled selection and how many fields building one item resolves."""
+        self._compiled(object_type, fields)
+        _, compiled, weight = self._compiled_sets[id(fields)]
+        return compiled, weight
 
     def _compiled(
         self, object_type: GraphQLObjectType, fields: GroupedFieldSet
@@ -283,7 +444,7 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
                         continue
             compiled = None
             break
-        self._compiled_sets[key] = (fields, compiled)
+        self._compiled_sets[key] = (fields, compiled, _weight(compiled))
         return compiled
 
     async def _guard(
@@ -296,7 +457,7 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
         try:
             return await completed
         except Exception as raw_error:
-            self.handle_field_error(raw_error, return_type, details, path)  # type: ignore[arg-type]
+            self.handle_field_error(raw_error, return_type, details, path)
             return None
 
     @staticmethod

@@ -6,7 +6,9 @@ from typing import Any
 
 import httpx
 
-from server.limits import measure
+from resolvers.bounds import ListBounds
+from schema import build_schema
+from server.cost import Cost, operation_cost
 from server.settings import Settings
 from tests.support.app import app_client
 from tests.support.counting import CountingTransport
@@ -62,16 +64,61 @@ async def test_introspection_can_be_turned_off() -> None:
         assert (await post(client, query))["data"]["__schema"]["queryType"]["name"] == "Query"
 
 
+def cost_of(query: str, bounds: ListBounds, variables: dict[str, Any] | None = None) -> Cost:
+    from graphql import FragmentDefinitionNode, OperationDefinitionNode, parse
+
+    document = parse(query)
+    operation = next(d for d in document.definitions if isinstance(d, OperationDefinitionNode))
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    return operation_cost(
+        build_schema()._schema,
+        operation,
+        fragments,
+        variables or {},
+        lambda name: bounds,
+        lambda: bounds,
+        1,
+        10_000,
+    )
+
+
+SIZES = ListBounds(
+    partitions=2,
+    nodes=4,
+    jobs=420,
+    jobs_per_node=100,
+    nodes_per_job=2,
+    nodes_per_partition=4,
+    partitions_per_node=2,
+)
+
+
 def test_cost_counts_list_fields_by_page_size() -> None:
     """A page costs its items' fields once per item it may hold; fragments count where used."""
-    from graphql import parse
-
-    found = measure(
-        parse(
-            "query { cluster { jobs(first: 10) { edges { node { ...f } } } } } "
-            "fragment f on Job { id name }"
-        ),
-        max_page_size=10_000,
+    found = cost_of(
+        "query { cluster { jobs(first: 10) { edges { node { ...f } } } } } "
+        "fragment f on Job { id name }",
+        SIZES,
     )
     # cluster 1 + jobs 1 + edges (1 + 10 x (node 1 + id 1 + name 1))
-    assert found == type(found)(depth=5, aliases=0, cost=2 + 1 + 10 * 3)
+    assert found == Cost(2 + 1 + 10 * 3)
+
+
+def test_cost_multiplies_nested_lists_by_the_cluster_size() -> None:
+    """A node's jobs cost the most jobs a node holds, a job's nodes the most nodes a job has."""
+    found = cost_of("{ cluster { nodes { jobs { nodes { name } } } } }", SIZES)
+    # cluster 1 + nodes (1 + 4 x (jobs 1 + 100 x (nodes 1 + 2 x name 1)))
+    assert found.cost == 1 + 1 + 4 * (1 + 100 * (1 + 2 * 1))
+
+
+def test_cost_reads_page_sizes_and_tail_bytes_from_variables() -> None:
+    """`first` and `tailBytes` given as variables (or their defaults) cost what they ask for."""
+    query = (
+        "query($n: Int, $tail: Int! = 1000) { cluster { jobs(first: $n) "
+        "{ edges { node { output(tailBytes: $tail) { text } } } } } }"
+    )
+    found = cost_of(query, SIZES, {"n": 7})
+    assert (found.output_reads, found.output_bytes) == (7, 7 * 1000)
+    assert cost_of(query, SIZES, {"n": 7, "tail": 10}).output_bytes == 70
