@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
@@ -188,14 +189,19 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
         self._next_look = LOOK_EVERY
         self._deadline = now + self.budget.max_seconds
         self._turn_started = now
+        # True once this turn is used up: every loop of this execution then defers its rest.
         self._waiting_turn = False
+        # Deferred parts of this execution, resumed one per turn of the loop, oldest first:
+        # waking them all each turn would cost a turn as much as their number.
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._pump_scheduled = False
         self._exceeded: GraphQLError | None = None
         budget = self.budget
         current_allowance.set(OutputAllowance(budget.max_output_reads, budget.max_output_bytes))
 
     def _tick(self, fields: int) -> None:
-        """Count `fields` resolved; raise once the budget is spent; ask for a turn of the loop
-        once this one has lasted YIELD_AFTER (`_waiting_turn`)."""
+        """Count `fields` resolved; raise once the budget is spent; end this turn once it has
+        lasted YIELD_AFTER (`_waiting_turn`)."""
         self._spent += fields
         if self._spent < self._next_look:
             return
@@ -208,29 +214,48 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
             self._stop(f"query resolved more than {budget.max_fields} fields")
         if now > self._deadline:
             self._stop(f"query ran longer than {budget.max_seconds:g} seconds")
-        if not self._waiting_turn and now - self._turn_started > YIELD_AFTER:
+        if now - self._turn_started > YIELD_AFTER:
             self._waiting_turn = True
-            # Runs at the start of the next turn, before any continuation scheduled after it.
-            asyncio.get_running_loop().call_soon(self._new_turn)
 
     def _stop(self, message: str) -> None:
         self._exceeded = GraphQLError(message, extensions={"code": "QUERY_TOO_COMPLEX"})
         self._next_look = 0  # every later tick raises it too
+        while self._waiters:  # each raises it as it wakes
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
         raise self._exceeded
 
-    def _new_turn(self) -> None:
+    async def _next_turn(self) -> None:
+        """Wait for this deferred part's own turn of the loop."""
+        if self._exceeded is not None:
+            raise self._exceeded
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._release()
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            self._release()  # pass the turn on
+            raise
+        if self._exceeded is not None:
+            raise self._exceeded
         self._waiting_turn = False
         self._turn_started = time.monotonic()
 
-    async def _next_turn(self) -> None:
-        """Wait until this execution may work again: the loop has turned, and no other part of
-        this execution has used up the new turn."""
-        await asyncio.sleep(0)
-        # Not an Event: what is awaited is a turn of the loop itself, taken by every waiter.
-        while self._waiting_turn:  # noqa: ASYNC110
-            await asyncio.sleep(0)
-        if self._exceeded is not None:
-            raise self._exceeded
+    def _release(self) -> None:
+        """Let the next deferred part run in a later turn (once the current one is done)."""
+        if self._waiters and not self._pump_scheduled:
+            self._pump_scheduled = True
+            asyncio.get_running_loop().call_soon(self._pump)
+
+    def _pump(self) -> None:
+        self._pump_scheduled = False
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # a cancelled one passes its turn on
+                waiter.set_result(None)
+                return
 
     def handle_field_error(self, raw_error: Exception, *args: Any, **kwargs: Any) -> None:
         # A spent budget stops the whole execution, not just the field it was noticed in.
@@ -279,7 +304,10 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
     async def _fields_later(self, *args: Any) -> Any:
         await self._next_turn()
-        result = self._execute_fields_now(*args)
+        try:
+            result = self._execute_fields_now(*args)
+        finally:
+            self._release()
         return await result if self.is_awaitable(result) else result
 
     def _execute_fields_now(
@@ -368,6 +396,9 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 completed = self.execute_fields(object_type, value, field_path, fields, None)
             else:
                 values = value if isinstance(value, list | tuple) else list(value)
+                # Making a list costs about as much per item as a field: count them as such, or
+                # lists of thousands read one after another would go unnoticed between looks.
+                self._tick(len(values))
                 completed = self._complete_items(object_type, values, field_path, fields, [])
         except Exception as raw_error:
             # Exactly what graphql-core's execute_field does with an error in a sub-selection.
@@ -388,27 +419,51 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
         """The items of a list of objects from `len(items)` on: built from compiled steps where
         they can be, else executed; continued in a later turn when this one is used up."""
         compiled, weight = self._compiled_with_weight(object_type, fields)
-        for index in range(len(items), len(values)):
-            if self._waiting_turn:
-                return self._items_later(object_type, values, field_path, fields, items)
-            item = values[index]
-            if compiled is not None:
-                try:
-                    built: Any = _build(compiled, item)
-                except Exception:  # the general path below reports it
-                    built = Undefined
-                if built is not Undefined:
-                    items.append(built)
-                    self._tick(weight)
-                    continue
-            item_path = Path(field_path, index, None)
-            items.append(self.execute_fields(object_type, item, item_path, fields, None))
+        try:
+            for index in range(len(items), len(values)):
+                if self._waiting_turn:
+                    return self._items_later(object_type, values, field_path, fields, items)
+                item = values[index]
+                if compiled is not None:
+                    try:
+                        built: Any = _build(compiled, item)
+                    except Exception:  # the general path below reports it
+                        built = Undefined
+                    if built is not Undefined:
+                        items.append(built)
+                        self._tick(weight)
+                        continue
+                item_path = Path(field_path, index, None)
+                items.append(self.execute_fields(object_type, item, item_path, fields, None))
+        except Exception:
+            # As graphql-core does: items already under way settle on their own.
+            started = [item for item in items if self.is_awaitable(item)]
+            if started:
+                self.settle_in_background(started)
+            raise
         waiting = [i for i, item in enumerate(items) if self.is_awaitable(item)]
         return self._await_items(items, waiting) if waiting else items
 
-    async def _items_later(self, *args: Any) -> Any:
-        await self._next_turn()
-        result = self._complete_items(*args)
+    async def _items_later(
+        self,
+        object_type: GraphQLObjectType,
+        values: Sequence[Any],
+        field_path: Path,
+        fields: GroupedFieldSet,
+        items: list[Any],
+    ) -> Any:
+        try:
+            await self._next_turn()
+        except BaseException:
+            # The items made before the pause must still settle, as _complete_items does.
+            started = [item for item in items if self.is_awaitable(item)]
+            if started:
+                self.settle_in_background(started)
+            raise
+        try:
+            result = self._complete_items(object_type, values, field_path, fields, items)
+        finally:
+            self._release()
         return await result if self.is_awaitable(result) else result
 
     def _compiled_with_weight(
