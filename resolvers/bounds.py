@@ -1,9 +1,11 @@
 """How long each list of a cluster can be: what the cost of a query is computed from.
 
 A list is as long as the cluster makes it, not as the request asks, so its bound is read from the
-last snapshot of the cluster: how many partitions, nodes and jobs it had, and the longest list of
-each relation (jobs on one node, nodes of one job, nodes of one partition, partitions of one
-node). Before any snapshot has held a dataset, configured assumptions stand in for it.
+last snapshot of the cluster: how many partitions, nodes and jobs it had. A node's jobs are
+bounded by all the jobs and a job's nodes by all the nodes, not by where jobs run at the moment,
+which the scheduler changes in a second; a partition's nodes and a node's partitions come from
+the configuration, which holds still, so they are bounded by the longest such list. Before any
+snapshot has held a dataset, configured assumptions stand in for it.
 
 A bound read from a snapshot may be outgrown by the time the query runs: the execution budget
 (server/execution.py) stops what the static cost let through.
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
-from resolvers.slurm.hostlist import expand_hostlist
 from resolvers.snapshot import Need, Snapshot
 
 
@@ -76,16 +77,10 @@ def bounds_of(snapshot: Snapshot, dataset: Need) -> ListBounds:
             partitions_per_node=max((len(p) for p in per_node), default=0),
         )
     if dataset is Need.NODES and snapshot.nodes is not None:
-        found = replace(found, nodes=len(snapshot.nodes))
+        # Any job may come to run on every node; how many it spans now says nothing of later.
+        found = replace(found, nodes=len(snapshot.nodes), nodes_per_job=len(snapshot.nodes))
     if dataset is Need.JOBS and snapshot.jobs is not None:
-        on_node = snapshot.jobs_on_node.values()
-        found = replace(
-            found,
-            jobs=len(snapshot.jobs),
-            jobs_per_node=max((len(j) for j in on_node), default=0),
-            nodes_per_job=max(
-                (len(expand_hostlist(row.fields().node_list or "")) for row in snapshot.jobs),
-                default=0,
-            ),
-        )
+        # Likewise any node may come to hold every job (pending ones start in a moment): a
+        # bound read from where jobs run now would be cheated by releasing held jobs.
+        found = replace(found, jobs=len(snapshot.jobs), jobs_per_node=len(snapshot.jobs))
     return found
