@@ -122,3 +122,74 @@ def test_cost_reads_page_sizes_and_tail_bytes_from_variables() -> None:
     found = cost_of(query, SIZES, {"n": 7})
     assert (found.output_reads, found.output_bytes) == (7, 7 * 1000)
     assert cost_of(query, SIZES, {"n": 7, "tail": 10}).output_bytes == 70
+
+
+def test_every_list_of_objects_has_a_bound() -> None:
+    """Each field of the schema that returns a list of objects is named in LIST_BOUNDS, so none
+    falls back on a guess."""
+    from graphql import GraphQLList, GraphQLNonNull, GraphQLObjectType, get_named_type, is_leaf_type
+
+    from server.cost import LIST_BOUNDS
+
+    schema = build_schema()._schema
+    lists = set()
+    for type_ in schema.type_map.values():
+        if not isinstance(type_, GraphQLObjectType) or type_.name.startswith("__"):
+            continue
+        for name, field in type_.fields.items():
+            inner = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
+            if isinstance(inner, GraphQLList) and not is_leaf_type(get_named_type(inner)):
+                lists.add((type_.name, name))
+    assert lists and lists <= set(LIST_BOUNDS), lists - set(LIST_BOUNDS)
+
+
+def test_readme_examples_are_within_the_default_limits() -> None:
+    """Every GraphQL example of the README passes the default limits on a large cluster: 1,000
+    nodes in 16 partitions (each node in up to 4), 10,000 jobs."""
+    import re
+    from pathlib import Path
+
+    from graphql import parse
+
+    from server.limits import Limits
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    examples = re.findall(r"```graphql\n(.*?)```", readme, re.S)
+    limits = Limits()
+    big = ListBounds(
+        partitions=16,
+        nodes=1_000,
+        jobs=10_000,
+        jobs_per_node=10_000,
+        nodes_per_job=1_000,
+        nodes_per_partition=1_000,
+        partitions_per_node=4,
+    )
+    assert examples
+    for example in examples:
+        parse(example)
+        found = cost_of(example, big)
+        assert found.cost <= limits.max_cost, (example, found)
+        assert found.output_reads <= limits.max_output_reads, (example, found)
+        assert found.output_bytes <= limits.max_output_bytes, (example, found)
+
+
+def test_cost_and_budget_settings_are_read_from_the_environment() -> None:
+    """Assumed sizes, output caps and the execution budget: defaults, then set."""
+    defaults = Settings.from_environ({})
+    assert (defaults.assumed_nodes, defaults.assumed_jobs) == (1_000, 10_000)
+    assert (defaults.max_output_reads, defaults.max_output_bytes) == (20, 4 * 1024 * 1024)
+    assert (defaults.max_fields, defaults.max_seconds) == (1_000_000, 20.0)
+    settings = Settings.from_environ(
+        {
+            "SLURM_GRAPHQL_ASSUMED_NODES": "50",
+            "SLURM_GRAPHQL_ASSUMED_JOBS": "2000",
+            "SLURM_GRAPHQL_MAX_OUTPUT_READS": "5",
+            "SLURM_GRAPHQL_MAX_OUTPUT_BYTES": "1024",
+            "SLURM_GRAPHQL_MAX_FIELDS": "300000",
+            "SLURM_GRAPHQL_MAX_SECONDS": "2.5",
+        }
+    )
+    assert (settings.assumed_nodes, settings.assumed_jobs) == (50, 2000)
+    assert (settings.max_output_reads, settings.max_output_bytes) == (5, 1024)
+    assert (settings.max_fields, settings.max_seconds) == (300_000, 2.5)
