@@ -37,6 +37,7 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 
 from resolvers.bounds import ListBounds
+from resolvers.context import RequestContext
 from resolvers.snapshot import Need
 from resolvers.source import SnapshotSource
 from server.cost import Cost, operation_cost
@@ -153,11 +154,19 @@ class CostLimit(SchemaExtension):
         small = self._problem(self._cost(document, operation, set(), assumed=False)) is None
         if unknown and small:
             try:
-                await asyncio.gather(*(self._sources[n].get(_SIZE_NEEDS) for n in unknown))
+                looked = await asyncio.gather(*(self._sources[n].get(_SIZE_NEEDS) for n in unknown))
             except Exception as exc:  # the assumptions stand; the request reports the refusal
                 logger.warning("could not read the size of %s: %s", ", ".join(unknown), exc)
             else:
                 problem = self._problem(self._cost(document, operation, set(), assumed=True))
+                request = context.context
+                # The request reads what it was costed by: no second fetch, even without a cache
+                # (a WebSocket's context is shared by its operations, and keeps none).
+                if isinstance(request, RequestContext) and not getattr(
+                    request, "per_connection", False
+                ):
+                    for snapshot in looked:
+                        request.adopt(snapshot)
         if problem is not None:
             raise too_complex(problem)
 
