@@ -23,14 +23,21 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLEnumType,
+    GraphQLInputObjectType,
+    GraphQLInterfaceType,
     GraphQLList,
     GraphQLNamedType,
     GraphQLNonNull,
+    GraphQLObjectType,
     GraphQLOutputType,
     GraphQLSchema,
+    GraphQLUnionType,
     InlineFragmentNode,
     OperationDefinitionNode,
+    SchemaMetaFieldDef,
     SelectionSetNode,
+    TypeMetaFieldDef,
     get_named_type,
     is_leaf_type,
     value_from_ast_untyped,
@@ -52,6 +59,19 @@ LIST_BOUNDS: Mapping[tuple[str, str], str] = {
     ("Job", "nodes"): "nodes_per_job",
     ("JobConnection", "edges"): PAGE,
 }
+# Introspection lists are as long as the schema makes them (GraphiQL's own query costs ~100,000).
+INTROSPECTION_BOUNDS: Mapping[tuple[str, str], str] = {
+    ("__Schema", "types"): "types",
+    ("__Schema", "directives"): "directives",
+    ("__Type", "fields"): "fields",
+    ("__Type", "interfaces"): "interfaces",
+    ("__Type", "possibleTypes"): "possible_types",
+    ("__Type", "enumValues"): "enum_values",
+    ("__Type", "inputFields"): "input_fields",
+    ("__Field", "args"): "arguments",
+    ("__Directive", "args"): "arguments",
+}
+META_FIELDS = {"__schema": SchemaMetaFieldDef, "__type": TypeMetaFieldDef}
 PAGED = ("JobConnection", "first")  # the connection type, and its page-size argument
 OUTPUT = ("Job", "output")
 
@@ -125,6 +145,7 @@ class _Walker:
         self.bounds = ListBounds()
         # A fragment spread many times (and spreading others) is costed once per place.
         self._memo: dict[tuple[str, str, int, ListBounds], Cost] = {}
+        self._sizes: dict[str, int] | None = None
 
     def fields(
         self, selection_set: SelectionSetNode | None, seen: frozenset[str] = frozenset()
@@ -150,7 +171,7 @@ class _Walker:
 
     def field_cost(self, parent: GraphQLNamedType | None, field: FieldNode, page: int) -> Cost:
         name = field.name.value
-        definition = getattr(parent, "fields", {}).get(name)
+        definition = getattr(parent, "fields", {}).get(name) or META_FIELDS.get(name)
         if definition is None:  # __typename, or a field validation has already refused
             return Cost(1)
         named = get_named_type(definition.type)
@@ -208,6 +229,8 @@ class _Walker:
             type_ = type_.of_type
         if not isinstance(type_, GraphQLList):
             return 1
+        if (parent, name) in INTROSPECTION_BOUNDS:
+            return self._schema_sizes()[INTROSPECTION_BOUNDS[(parent, name)]]
         bound = LIST_BOUNDS.get((parent, name))
         if bound == PAGE:
             return page
@@ -217,6 +240,42 @@ class _Walker:
             value = getattr(self.bounds, bound)
             return int(value) if value is not None else self._largest(page)
         return self._largest(page)
+
+    def _schema_sizes(self) -> dict[str, int]:
+        """The longest list of each kind introspection returns, from the schema itself."""
+        if self._sizes is None:
+            types = list(self._schema.type_map.values())
+            object_fields = [
+                t.fields for t in types if isinstance(t, GraphQLObjectType | GraphQLInterfaceType)
+            ]
+            input_fields = [t.fields for t in types if isinstance(t, GraphQLInputObjectType)]
+            self._sizes = {
+                "types": len(self._schema.type_map),
+                "directives": len(self._schema.directives),
+                "interfaces": max(
+                    (len(t.interfaces) for t in types if isinstance(t, GraphQLObjectType)),
+                    default=0,
+                ),
+                "possible_types": max(
+                    (
+                        len(self._schema.get_possible_types(t))
+                        for t in types
+                        if isinstance(t, GraphQLUnionType | GraphQLInterfaceType)
+                    ),
+                    default=0,
+                ),
+                "fields": max(map(len, object_fields), default=0),
+                "input_fields": max(map(len, input_fields), default=0),
+                "enum_values": max(
+                    (len(t.values) for t in types if isinstance(t, GraphQLEnumType)), default=0
+                ),
+                "arguments": max(
+                    [len(f.args) for group in object_fields for f in group.values()]
+                    + [len(d.args) for d in self._schema.directives],
+                    default=0,
+                ),
+            }
+        return self._sizes
 
     def _largest(self, page: int) -> int:
         known = [getattr(self.bounds, f.name) or 0 for f in fields(self.bounds)]

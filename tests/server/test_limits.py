@@ -129,18 +129,19 @@ def test_every_list_of_objects_has_a_bound() -> None:
     falls back on a guess."""
     from graphql import GraphQLList, GraphQLNonNull, GraphQLObjectType, get_named_type, is_leaf_type
 
-    from server.cost import LIST_BOUNDS
+    from server.cost import INTROSPECTION_BOUNDS, LIST_BOUNDS
 
     schema = build_schema()._schema
     lists = set()
     for type_ in schema.type_map.values():
-        if not isinstance(type_, GraphQLObjectType) or type_.name.startswith("__"):
+        if not isinstance(type_, GraphQLObjectType):
             continue
         for name, field in type_.fields.items():
             inner = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
             if isinstance(inner, GraphQLList) and not is_leaf_type(get_named_type(inner)):
                 lists.add((type_.name, name))
-    assert lists and lists <= set(LIST_BOUNDS), lists - set(LIST_BOUNDS)
+    bounded = set(LIST_BOUNDS) | set(INTROSPECTION_BOUNDS)
+    assert lists and lists <= bounded, lists - bounded
 
 
 def test_readme_examples_are_within_the_default_limits() -> None:
@@ -193,3 +194,16 @@ def test_cost_and_budget_settings_are_read_from_the_environment() -> None:
     assert (settings.assumed_nodes, settings.assumed_jobs) == (50, 2000)
     assert (settings.max_output_reads, settings.max_output_bytes) == (5, 1024)
     assert (settings.max_fields, settings.max_seconds) == (300_000, 2.5)
+
+
+def test_introspection_is_costed_by_the_schema_size() -> None:
+    """GraphiQL's introspection query passes; introspection nested to amplify is refused."""
+    from graphql import get_introspection_query
+
+    from server.limits import Limits
+
+    limits = Limits()
+    graphiql = cost_of(get_introspection_query(descriptions=True), SIZES)
+    assert graphiql.cost <= limits.max_cost, graphiql
+    nested = "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }"
+    assert cost_of(nested, SIZES).cost > limits.max_cost
