@@ -84,3 +84,17 @@ def bounds_of(snapshot: Snapshot, dataset: Need) -> ListBounds:
         # bound read from where jobs run now would be cheated by releasing held jobs.
         found = replace(found, jobs=len(snapshot.jobs), jobs_per_node=len(snapshot.jobs))
     return found
+
+
+class KnownSizes:
+    """What the snapshots of one cluster have told of its size so far: the latest bound of each
+    dataset. Kept apart from the cluster's SnapshotSource so that it can outlive it: under
+    Lambda every event runs the app's lifespan anew, and each would otherwise start unknowing."""
+
+    def __init__(self) -> None:
+        self.bounds = ListBounds()
+
+    def record(self, snapshot: Snapshot, datasets: Need) -> None:
+        for dataset in (Need.PARTITIONS, Need.NODES, Need.JOBS):
+            if dataset in datasets:
+                self.bounds = self.bounds.merged(bounds_of(snapshot, dataset))

@@ -42,6 +42,7 @@ from strawberry.subscriptions import (
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
+from resolvers.bounds import KnownSizes
 from resolvers.context import RequestContext
 from resolvers.identity import SERVER_IDENTITY, Identity
 from resolvers.live_context import LiveContext
@@ -357,6 +358,9 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
         observers.append(metrics.observe_request)
         extra_routes.append(Route("/metrics", metrics.endpoint))
     pollers = PollerHub(sources, settings.poll_interval, settings.subscriber_queue)
+    # What snapshots told of each cluster's size bounds the cost of queries; like readiness, it
+    # outlives a lifespan, so a Lambda event does not start unknowing.
+    sizes = {name: KnownSizes() for name, _ in settings.clusters}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -368,7 +372,9 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
                 transport = open_transport(url)
                 opened.append(transport)
             watched[name] = WatchedTransport(transport, name, listeners)
-            sources[name] = SnapshotSource(name, watched[name], ttl=settings.cache_ttl)
+            sources[name] = SnapshotSource(
+                name, watched[name], ttl=settings.cache_ttl, sizes=sizes[name]
+            )
         readiness.attach(watched)
         try:
             yield

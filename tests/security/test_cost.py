@@ -9,6 +9,7 @@ keep being answered; a large legitimate listing must still be served.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import time
@@ -23,11 +24,14 @@ from graphql import GraphQLError
 from resolvers.allowance import OutputAllowance, current_allowance
 from resolvers.output import OutputReader
 from server.app import create_app
+from server.lambda_app import make_handler
 from server.settings import Settings
 from server.tokens import parse_token_map
 from tests.conftest import TOKENS, UserApi, open_inner_transport
 from tests.support.counting import CountingTransport
+from tests.support.lambda_events import KINDS, LambdaRuntime, graphql_post, response_body
 from tests.support.ws import Connection, serving
+from transport.local import LocalTransport
 
 HELD_JOBS = 400
 FIFTEEN_FIELDS = (
@@ -382,3 +386,23 @@ async def test_a_big_listing_is_still_served(
     edges = body["data"]["cluster"]["jobs"]["edges"]
     assert len(edges) >= HELD_JOBS
     assert {job for job in held_jobs} <= {edge["node"]["id"] for edge in edges}
+
+
+@pytest.mark.parametrize("event_kind", KINDS)
+def test_through_the_lambda_handler_nested_lists_are_refused_without_a_round_trip(
+    event_kind: str, held_jobs: list[str]
+) -> None:
+    """Under Lambda every event runs the app's lifespan anew; what earlier events learnt of the
+    cluster's size carries over, so the nested query is refused without a round trip."""
+    transport = CountingTransport(LocalTransport())
+    runtime = LambdaRuntime(lambda: make_handler(Settings(cache_ttl=0.0), {"local": transport}))
+    try:
+        warm = json.loads(response_body(runtime.invoke(graphql_post(event_kind, WARM))))
+        assert "errors" not in warm, warm
+        calls = transport.calls
+        for query in (NESTED, VARIANTS["through a job page"]):
+            body = json.loads(response_body(runtime.invoke(graphql_post(event_kind, query))))
+            assert codes(body) == ["QUERY_TOO_COMPLEX"], body
+        assert transport.calls == calls
+    finally:
+        runtime.close()
