@@ -67,6 +67,7 @@ class Budget:
     max_seconds: float = 20.0
     max_output_reads: int = 20
     max_output_bytes: int = 4 * 1024 * 1024
+    yield_after: float = YIELD_AFTER  # seconds of work before others get a turn of the loop
 
 
 class _Kind(enum.Enum):
@@ -201,7 +202,7 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
     def _tick(self, fields: int) -> None:
         """Count `fields` resolved; raise once the budget is spent; end this turn once it has
-        lasted YIELD_AFTER (`_waiting_turn`)."""
+        lasted `yield_after` (`_waiting_turn`)."""
         self._spent += fields
         if self._spent < self._next_look:
             return
@@ -214,7 +215,7 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
             self._stop(f"query resolved more than {budget.max_fields} fields")
         if now > self._deadline:
             self._stop(f"query ran longer than {budget.max_seconds:g} seconds")
-        if now - self._turn_started > YIELD_AFTER:
+        if now - self._turn_started > budget.yield_after:
             self._waiting_turn = True
 
     def _stop(self, message: str) -> None:
