@@ -199,11 +199,12 @@ class CostLimit(SchemaExtension):
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
         schema = self.execution_context.schema._schema  # graphql-core's schema
+        variables = self.execution_context.variables  # as sent: graphql-core coerces them later
         return operation_cost(
             schema,
             operation,
             fragments,
-            self.execution_context.variables or {},
+            variables if isinstance(variables, Mapping) else {},
             bounds_of,
             widest,
             len(names),
