@@ -56,7 +56,7 @@ from server.auth import (
     TokenAuthenticator,
 )
 from server.body_limit import BodyLimitMiddleware
-from server.execution import Budget
+from server.budget import Budget
 from server.graphiql import render_graphiql
 from server.health import Readiness, readyz_endpoint
 from server.limits import CostLimit, Limits, limits_rule

@@ -12,29 +12,19 @@ Anything else takes graphql-core's own path, and so does a field the shortcut ca
 (a null for a non-null field, a value that will not coerce), so results and errors are the same.
 Such getters must be free of side effects: one that fails is called again on the general path.
 
-Every execution also carries a budget (`Budget`): the fields it resolves and the seconds it runs,
-counted where fields are completed (`execute_fields`, and per item of a compiled list). Past
-either, the whole execution stops with one QUERY_TOO_COMPLEX error and no data: the error is
-raised through every level (`handle_field_error`) rather than nulling one field and carrying on.
-And so that one large execution never holds the event loop for long, after `YIELD_AFTER` seconds
-of synchronous work the rest of it continues in the next turn of the loop: other requests (and
-/healthz) are served in between, whatever the budget allows.
+Fields are counted against the execution's budget (server/budget.py) where they are completed:
+in `execute_fields`, and per item of a list (the items of a compiled list in one count each). A
+list whose turn of the event loop is used up continues, from the item it reached, in a later one.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 from graphql import (
-    ExecutionResult,
-    GraphQLError,
     GraphQLField,
     GraphQLList,
     GraphQLNonNull,
@@ -44,30 +34,11 @@ from graphql import (
 )
 from graphql.execution.collect_fields import FieldDetails, GroupedFieldSet
 from graphql.pyutils import Path, Undefined, gather_with_cancel
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.field import StrawberryField
 
-from resolvers.allowance import OutputAllowance, current_allowance
+from server.budget import BudgetedExecutionContext
 
 _BACKREF = "strawberry-definition"
-
-# Synchronous work an execution may do before others get a turn of the event loop. Short enough
-# that a cheap request waits for a few of these at most, long enough that the extra awaits cost
-# a large listing nothing measurable.
-YIELD_AFTER = 0.02
-# Fields resolved between two looks at the clock (a look costs about as much as a field).
-LOOK_EVERY = 256
-
-
-@dataclass(frozen=True)
-class Budget:
-    """What one execution (a request, or one subscription event) may spend."""
-
-    max_fields: int = 1_000_000
-    max_seconds: float = 20.0
-    max_output_reads: int = 20
-    max_output_bytes: int = 4 * 1024 * 1024
-    yield_after: float = YIELD_AFTER  # seconds of work before others get a turn of the loop
 
 
 class _Kind(enum.Enum):
@@ -167,14 +138,7 @@ class _NeedsGeneralPath(Exception):
     """A compiled step met a value only graphql-core's path completes (and reports) correctly."""
 
 
-class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
-    budget: ClassVar[Budget] = Budget()
-
-    @classmethod
-    def with_budget(cls, budget: Budget) -> type[LeanExecutionContext]:
-        """This executor with `budget` (graphql-core builds executors itself, from a class)."""
-        return type(cls.__name__, (cls,), {"budget": budget})
-
+class LeanExecutionContext(BudgetedExecutionContext):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Keyed by the identity of a grouped field set, which graphql-core memoises per
@@ -182,93 +146,6 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
         # its plan so that its id cannot be reused during this execution.
         self._plans: dict[int, tuple[GroupedFieldSet, list[_Step]]] = {}
         self._compiled_sets: dict[int, tuple[GroupedFieldSet, _Compiled | None, int]] = {}
-        self._start_budget()
-
-    def _start_budget(self) -> None:
-        now = time.monotonic()
-        self._spent = 0
-        self._next_look = LOOK_EVERY
-        self._deadline = now + self.budget.max_seconds
-        self._turn_started = now
-        # True once this turn is used up: every loop of this execution then defers its rest.
-        self._waiting_turn = False
-        # Deferred parts of this execution, resumed one per turn of the loop, oldest first:
-        # waking them all each turn would cost a turn as much as their number.
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._pump_scheduled = False
-        self._exceeded: GraphQLError | None = None
-        budget = self.budget
-        current_allowance.set(OutputAllowance(budget.max_output_reads, budget.max_output_bytes))
-
-    def _tick(self, fields: int) -> None:
-        """Count `fields` resolved; raise once the budget is spent; end this turn once it has
-        lasted `yield_after` (`_waiting_turn`)."""
-        self._spent += fields
-        if self._spent < self._next_look:
-            return
-        self._next_look = self._spent + LOOK_EVERY
-        if self._exceeded is not None:
-            raise self._exceeded
-        budget = self.budget
-        now = time.monotonic()
-        if self._spent > budget.max_fields:
-            self._stop(f"query resolved more than {budget.max_fields} fields")
-        if now > self._deadline:
-            self._stop(f"query ran longer than {budget.max_seconds:g} seconds")
-        if now - self._turn_started > budget.yield_after:
-            self._waiting_turn = True
-
-    def _stop(self, message: str) -> None:
-        self._exceeded = GraphQLError(message, extensions={"code": "QUERY_TOO_COMPLEX"})
-        self._next_look = 0  # every later tick raises it too
-        while self._waiters:  # each raises it as it wakes
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-        raise self._exceeded
-
-    async def _next_turn(self) -> None:
-        """Wait for this deferred part's own turn of the loop."""
-        if self._exceeded is not None:
-            raise self._exceeded
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        self._release()
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            self._release()  # pass the turn on
-            raise
-        if self._exceeded is not None:
-            raise self._exceeded
-        self._waiting_turn = False
-        self._turn_started = time.monotonic()
-
-    def _release(self) -> None:
-        """Let the next deferred part run in a later turn (once the current one is done)."""
-        if self._waiters and not self._pump_scheduled:
-            self._pump_scheduled = True
-            asyncio.get_running_loop().call_soon(self._pump)
-
-    def _pump(self) -> None:
-        self._pump_scheduled = False
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():  # a cancelled one passes its turn on
-                waiter.set_result(None)
-                return
-
-    def handle_field_error(self, raw_error: Exception, *args: Any, **kwargs: Any) -> None:
-        # A spent budget stops the whole execution, not just the field it was noticed in.
-        if self._exceeded is not None:
-            raise self._exceeded
-        super().handle_field_error(raw_error, *args, **kwargs)
-
-    def build_response(self, data: dict[str, Any] | None) -> Any:
-        if self._exceeded is None:
-            return super().build_response(data)
-        self.run_async_work_finished_hook()
-        return ExecutionResult(None, [self._exceeded])
 
     def _plan(self, parent: GraphQLObjectType, fields: GroupedFieldSet) -> list[_Step]:
         cached = self._plans.get(id(fields))

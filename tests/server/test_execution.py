@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import strawberry
 
-from server.execution import Budget, LeanExecutionContext
+from server.budget import Budget
+from server.execution import LeanExecutionContext
 
 
 @strawberry.enum

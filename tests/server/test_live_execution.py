@@ -25,7 +25,7 @@ def test_each_subscription_event_has_a_budget_of_its_own() -> None:
     """An event's execution spends its own fields and seconds, not what earlier events spent."""
     import time
 
-    from server.execution import Budget
+    from server.budget import Budget
 
     executor_class = LiveExecutionContext.with_budget(Budget(max_fields=100, max_seconds=5.0))
     schema = build_schema(execution_context_class=executor_class)
