@@ -33,7 +33,7 @@ class RequestContext:
     jobs_listed: int = 0  # jobs put in connections, to size what the response cache keeps
     cacheable: bool = True  # False once the answer holds something the snapshot does not
     _plan: Plan | None = None
-    _snapshots: dict[str, asyncio.Task[Snapshot]] = field(default_factory=dict)
+    _snapshots: dict[str, asyncio.Future[Snapshot]] = field(default_factory=dict)
     _readers: dict[tuple[str, str], OutputReader] = field(default_factory=dict)
 
     @property
@@ -67,6 +67,14 @@ class RequestContext:
             task = asyncio.ensure_future(self.sources[cluster].get(needs))
             self._snapshots[cluster] = task
         return self.visible(await asyncio.shield(task))
+
+    def adopt(self, snapshot: Snapshot) -> None:
+        """Use `snapshot`, fetched for this request before it ran (to learn the cluster's size
+        for its cost), as its snapshot of that cluster, rather than fetching another."""
+        if snapshot.cluster not in self._snapshots:
+            future = asyncio.get_running_loop().create_future()
+            future.set_result(snapshot)
+            self._snapshots[snapshot.cluster] = future
 
     @property
     def sees_only(self) -> str | None:

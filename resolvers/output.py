@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from resolvers.allowance import take_output_allowance
 from resolvers.ids import BadUserInput
 from resolvers.slurm.filename import expand_output_pattern
 from resolvers.slurm.hostlist import expand_hostlist
@@ -122,6 +123,7 @@ class OutputReader:
 
     async def read(self, path: str, tail_bytes: int) -> OutputTail | None:
         validate_tail_bytes(tail_bytes)
+        take_output_allowance(tail_bytes)  # before anything is queued for the head node
         key = (path, tail_bytes)
         future = self._pending.get(key)
         if future is None:

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from resolvers.bounds import KnownSizes, ListBounds
 from resolvers.snapshot import Need, Snapshot, fetch_snapshot
 from transport.base import Transport
 
@@ -34,6 +35,7 @@ class SnapshotSource:
         *,
         ttl: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        sizes: KnownSizes | None = None,
     ) -> None:
         self.cluster = cluster
         self.transport = transport
@@ -49,6 +51,9 @@ class SnapshotSource:
         # for the head node (a fetch of their own or one already in flight).
         self.lookups = 0
         self.hits = 0
+        # What the snapshots have told of the cluster's size, whatever their age: what the
+        # cost of a query is bounded by (resolvers/bounds.py).
+        self.sizes = sizes if sizes is not None else KnownSizes()
 
     async def get(self, needs: Need) -> Snapshot:
         """A snapshot holding at least `needs`, fresh within the TTL."""
@@ -75,6 +80,12 @@ class SnapshotSource:
             if needs in pending_needs and generation == self._generation:
                 return await asyncio.shield(pending)
         return await self._fetch(needs)
+
+    @property
+    def bounds(self) -> ListBounds:
+        """How long this cluster's lists were in the latest snapshots (None where no snapshot
+        has held the dataset yet). Read-only: never fetches."""
+        return self.sizes.bounds
 
     def fresh(self) -> Snapshot | None:
         """The cached snapshot if it is within its TTL, else None."""
@@ -126,6 +137,7 @@ class SnapshotSource:
             if self._in_flight.get(needs, (0, None))[1] is future:
                 del self._in_flight[needs]
         future.set_result(snapshot)
+        self.sizes.record(snapshot, needs)
         if generation != self._generation:
             return snapshot
         if self._latest is None or self._latest[0] <= started:

@@ -45,6 +45,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from resolvers.audit import audit_refusal
+from resolvers.bounds import KnownSizes
 from resolvers.context import RequestContext
 from resolvers.identity import Identity
 from resolvers.live_context import LiveContext
@@ -58,6 +59,7 @@ from server.auth import (
     TokenAuthenticator,
 )
 from server.body_limit import BodyLimitMiddleware
+from server.budget import Budget
 from server.channel_limits import ChannelLimits, client_key
 from server.client_errors import (
     BAD_USER_INPUT,
@@ -70,7 +72,7 @@ from server.floor import IdentityRefused, check_floor
 from server.graphiql import render_graphiql
 from server.health import Readiness, readyz_endpoint
 from server.hosts import HostCheckMiddleware, refuse
-from server.limits import Limits, limits_rule
+from server.limits import CostLimit, Limits, limits_rule
 from server.live_execution import LiveExecutionContext
 from server.metrics_access import token_required
 from server.observe import ObserveMiddleware, RequestObserver, current_request, note_result
@@ -120,19 +122,32 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
             max_aliases=settings.max_aliases,
             max_cost=settings.max_cost,
             max_page_size=settings.max_page_size,
+            assumed_nodes=settings.assumed_nodes,
+            assumed_jobs=settings.assumed_jobs,
+            max_output_reads=settings.max_output_reads,
+            max_output_bytes=settings.max_output_bytes,
         )
         extensions: list[Callable[[], SchemaExtension]] = [
             lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
             lambda: ParserCache(maxsize=1024),
             lambda: AddValidationRules([limits_rule(limits)]),
             lambda: ValidationCache(maxsize=1024),
+            # After validation, on every request: the cost depends on the cluster's size.
+            lambda: CostLimit(limits=limits, sources=sources),
             lambda: MaskErrors(should_mask_error=_should_mask, error_message=MASKED),
         ]
         if not settings.introspection:
             extensions.append(DisableIntrospection)
         schema = build_schema(
             extensions,
-            execution_context_class=LiveExecutionContext,
+            execution_context_class=LiveExecutionContext.with_budget(
+                Budget(
+                    max_fields=settings.max_fields,
+                    max_seconds=settings.max_seconds,
+                    max_output_reads=settings.max_output_reads,
+                    max_output_bytes=settings.max_output_bytes,
+                )
+            ),
         )
         super().__init__(
             schema,
@@ -441,6 +456,9 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
         else:
             metrics_app = Starlette(routes=[route])  # `serve` routes its own port here
     pollers = PollerHub(sources, settings.poll_interval, settings.subscriber_queue)
+    # What snapshots told of each cluster's size bounds the cost of queries; like readiness, it
+    # outlives a lifespan, so a Lambda event does not start unknowing.
+    sizes = {name: KnownSizes() for name, _ in settings.clusters}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -452,7 +470,9 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
                 transport = open_transport(url, min_uid=settings.min_uid)
                 opened.append(transport)
             watched[name] = WatchedTransport(transport, name, listeners)
-            sources[name] = SnapshotSource(name, watched[name], ttl=settings.cache_ttl)
+            sources[name] = SnapshotSource(
+                name, watched[name], ttl=settings.cache_ttl, sizes=sizes[name]
+            )
         readiness.attach(watched)
         try:
             yield

@@ -11,11 +11,14 @@ applies, an object (or a list of non-null objects) by executing its sub-selectio
 Anything else takes graphql-core's own path, and so does a field the shortcut cannot complete
 (a null for a non-null field, a value that will not coerce), so results and errors are the same.
 Such getters must be free of side effects: one that fails is called again on the general path.
+
+Fields are counted against the execution's budget (server/budget.py) where they are completed:
+in `execute_fields`, and per item of a list (the items of a compiled list in one count each). A
+list whose turn of the event loop is used up continues, from the item it reached, in a later one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import enum
 from collections.abc import Awaitable, Callable, Sequence
 from operator import attrgetter
@@ -31,8 +34,9 @@ from graphql import (
 )
 from graphql.execution.collect_fields import FieldDetails, GroupedFieldSet
 from graphql.pyutils import Path, Undefined, gather_with_cancel
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.field import StrawberryField
+
+from server.budget import BudgetedExecutionContext
 
 _BACKREF = "strawberry-definition"
 
@@ -125,18 +129,23 @@ def _build(steps: _Compiled, source: Any) -> dict[str, Any]:
     return result
 
 
+def _weight(steps: _Compiled | None) -> int:
+    """Fields one object built from `steps` resolves, nested objects included."""
+    return sum(1 + (_weight(inner) if inner is not None else 0) for *_, inner in steps or ())
+
+
 class _NeedsGeneralPath(Exception):
     """A compiled step met a value only graphql-core's path completes (and reports) correctly."""
 
 
-class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
+class LeanExecutionContext(BudgetedExecutionContext):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Keyed by the identity of a grouped field set, which graphql-core memoises per
         # (type, selection): every item of a list shares one plan. The set is kept alive with
         # its plan so that its id cannot be reused during this execution.
         self._plans: dict[int, tuple[GroupedFieldSet, list[_Step]]] = {}
-        self._compiled_sets: dict[int, tuple[GroupedFieldSet, _Compiled | None]] = {}
+        self._compiled_sets: dict[int, tuple[GroupedFieldSet, _Compiled | None, int]] = {}
 
     def _plan(self, parent: GraphQLObjectType, fields: GroupedFieldSet) -> list[_Step]:
         cached = self._plans.get(id(fields))
@@ -155,6 +164,31 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
         return plan
 
     def execute_fields(
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: GroupedFieldSet,
+        position_context: Any,
+    ) -> Any:
+        self._tick(len(grouped_field_set))
+        if self._waiting_turn:
+            return self._fields_later(
+                parent_type, source_value, path, grouped_field_set, position_context
+            )
+        return self._execute_fields_now(
+            parent_type, source_value, path, grouped_field_set, position_context
+        )
+
+    async def _fields_later(self, *args: Any) -> Any:
+        await self._next_turn()
+        try:
+            result = self._execute_fields_now(*args)
+        finally:
+            self._release()
+        return await result if self.is_awaitable(result) else result
+
+    def _execute_fields_now(
         self,
         parent_type: GraphQLObjectType,
         source_value: Any,
@@ -239,24 +273,84 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
             if shortcut.kind is _Kind.OBJECT:
                 completed = self.execute_fields(object_type, value, field_path, fields, None)
             else:
-                compiled = self._compiled(object_type, fields)
-                items = []
-                for index, item in enumerate(value):
-                    if compiled is not None:
-                        with contextlib.suppress(Exception):  # else: the general path reports it
-                            items.append(_build(compiled, item))
-                            continue
-                    item_path = Path(field_path, index, None)
-                    items.append(self.execute_fields(object_type, item, item_path, fields, None))
-                waiting = [i for i, item in enumerate(items) if self.is_awaitable(item)]
-                completed = self._await_items(items, waiting) if waiting else items
+                values = value if isinstance(value, list | tuple) else list(value)
+                # Making a list costs about as much per item as a field: count them as such, or
+                # lists of thousands read one after another would go unnoticed between looks.
+                self._tick(len(values))
+                completed = self._complete_items(object_type, values, field_path, fields, [])
         except Exception as raw_error:
             # Exactly what graphql-core's execute_field does with an error in a sub-selection.
-            self.handle_field_error(raw_error, shortcut.return_type, details, field_path)  # type: ignore[arg-type]
+            self.handle_field_error(raw_error, shortcut.return_type, details, field_path)
             return None
         if self.is_awaitable(completed):
             return self._guard(completed, shortcut.return_type, details, field_path)
         return completed
+
+    def _complete_items(
+        self,
+        object_type: GraphQLObjectType,
+        values: Sequence[Any],
+        field_path: Path,
+        fields: GroupedFieldSet,
+        items: list[Any],
+    ) -> Any:
+        """The items of a list of objects from `len(items)` on: built from compiled steps where
+        they can be, else executed; continued in a later turn when this one is used up."""
+        compiled, weight = self._compiled_with_weight(object_type, fields)
+        try:
+            for index in range(len(items), len(values)):
+                if self._waiting_turn:
+                    return self._items_later(object_type, values, field_path, fields, items)
+                item = values[index]
+                if compiled is not None:
+                    try:
+                        built: Any = _build(compiled, item)
+                    except Exception:  # the general path below reports it
+                        built = Undefined
+                    if built is not Undefined:
+                        items.append(built)
+                        self._tick(weight)
+                        continue
+                item_path = Path(field_path, index, None)
+                items.append(self.execute_fields(object_type, item, item_path, fields, None))
+        except Exception:
+            # As graphql-core does: items already under way settle on their own.
+            started = [item for item in items if self.is_awaitable(item)]
+            if started:
+                self.settle_in_background(started)
+            raise
+        waiting = [i for i, item in enumerate(items) if self.is_awaitable(item)]
+        return self._await_items(items, waiting) if waiting else items
+
+    async def _items_later(
+        self,
+        object_type: GraphQLObjectType,
+        values: Sequence[Any],
+        field_path: Path,
+        fields: GroupedFieldSet,
+        items: list[Any],
+    ) -> Any:
+        try:
+            await self._next_turn()
+        except BaseException:
+            # The items made before the pause must still settle, as _complete_items does.
+            started = [item for item in items if self.is_awaitable(item)]
+            if started:
+                self.settle_in_background(started)
+            raise
+        try:
+            result = self._complete_items(object_type, values, field_path, fields, items)
+        finally:
+            self._release()
+        return await result if self.is_awaitable(result) else result
+
+    def _compiled_with_weight(
+        self, object_type: GraphQLObjectType, fields: GroupedFieldSet
+    ) -> tuple[_Compiled | None, int]:
+        """The compiled selection and how many fields building one item resolves."""
+        self._compiled(object_type, fields)
+        _, compiled, weight = self._compiled_sets[id(fields)]
+        return compiled, weight
 
     def _compiled(
         self, object_type: GraphQLObjectType, fields: GroupedFieldSet
@@ -283,7 +377,7 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
                         continue
             compiled = None
             break
-        self._compiled_sets[key] = (fields, compiled)
+        self._compiled_sets[key] = (fields, compiled, _weight(compiled))
         return compiled
 
     async def _guard(
@@ -296,7 +390,7 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
         try:
             return await completed
         except Exception as raw_error:
-            self.handle_field_error(raw_error, return_type, details, path)  # type: ignore[arg-type]
+            self.handle_field_error(raw_error, return_type, details, path)
             return None
 
     @staticmethod

@@ -1,18 +1,25 @@
-"""Limits on what one GraphQL document may ask for, checked while it is validated: before any
-command reaches a head node, and once per distinct document (validation results are cached).
+"""Limits on what one GraphQL document may ask for, checked before any command reaches a head
+node.
 
 - depth: the longest chain of nested fields, fragments followed;
 - aliases: fields renamed with an alias, the usual way to repeat an expensive field;
-- cost: each field costs 1, and a page of a job listing (`jobs(first: N) { edges … }`) costs its
-  children N times (the page-size limit when `first` is a variable or omitted), compounding when
-  listings nest. Other lists (clusters, partitions, nodes, a node's jobs) are bounded by the
-  cluster itself, not by the request, and cost their children once.
+  both depend on the text alone, so they are checked while validating (results are cached);
+- cost, output reads and output bytes (server/cost.py): every list costs its children once per
+  item it may hold, bounded by the cluster's size in its last snapshot. That size changes, so the
+  cost is checked when each request starts executing, never taken from the validation cache.
+  Until a snapshot has told a cluster's size, configured assumptions stand in for it; a document
+  refused under them gets one look at the real cluster (the snapshot any query of it fetches)
+  before it is refused for good.
 Errors carry `extensions.code = QUERY_TOO_COMPLEX` and say which limit was passed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from functools import reduce
 
 from graphql import (
     ASTValidationRule,
@@ -22,14 +29,24 @@ from graphql import (
     FragmentSpreadNode,
     GraphQLError,
     InlineFragmentNode,
-    IntValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
     ValidationContext,
+    get_operation_ast,
 )
+from strawberry.extensions import SchemaExtension
 
-PAGED_FIELD = "jobs"  # a connection when it has arguments or edges under it
-PAGE_ITEMS = "edges"
+from resolvers.bounds import ListBounds
+from resolvers.context import RequestContext
+from resolvers.snapshot import Need
+from resolvers.source import SnapshotSource
+from server.cost import Cost, operation_cost
+
+logger = logging.getLogger(__name__)
+
+TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+# What one look at a cluster fetches when its size is not known yet: every list's bound.
+_SIZE_NEEDS = Need.PARTITIONS | Need.NODES | Need.JOBS
 
 
 @dataclass(frozen=True)
@@ -38,88 +55,176 @@ class Limits:
     max_aliases: int = 30
     max_cost: int = 500_000
     max_page_size: int = 10_000
+    # A cluster's size until a snapshot has told it (SLURM_GRAPHQL_ASSUMED_NODES / _JOBS).
+    assumed_nodes: int = 1_000
+    assumed_jobs: int = 10_000
+    max_output_reads: int = 20
+    max_output_bytes: int = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
-class Measure:
+class Shape:
     depth: int
     aliases: int
-    cost: int
 
 
-def measure(document: DocumentNode, max_page_size: int) -> Measure:
-    """The largest depth and cost of any operation in `document`, and all its aliases."""
+def measure_shape(document: DocumentNode) -> Shape:
+    """The largest depth of any operation in `document`, and all its aliases."""
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
-    walker = _Walker(fragments, max_page_size)
-    depth = cost = 0
+    walker = _ShapeWalker(fragments)
+    depth = 0
     for definition in document.definitions:
         if isinstance(definition, OperationDefinitionNode):
-            found_depth, found_cost = walker.walk(definition.selection_set, frozenset(), 1)
-            depth, cost = max(depth, found_depth), max(cost, found_cost)
-    return Measure(depth, walker.aliases, cost)
+            depth = max(depth, walker.depth(definition.selection_set, frozenset()))
+    return Shape(depth, walker.aliases)
 
 
-class _Walker:
-    def __init__(self, fragments: dict[str, FragmentDefinitionNode], max_page_size: int) -> None:
+class _ShapeWalker:
+    def __init__(self, fragments: dict[str, FragmentDefinitionNode]) -> None:
         self._fragments = fragments
-        self._max_page_size = max_page_size
         self.aliases = 0
 
-    def walk(
-        self, selections: SelectionSetNode | None, seen: frozenset[str], page: int
-    ) -> tuple[int, int]:
-        """(depth, cost) of a selection set under a listing of `page` items; a fragment inside
-        itself counts once."""
-        depth = cost = 0
+    def depth(self, selections: SelectionSetNode | None, seen: frozenset[str]) -> int:
+        """Depth of a selection set; a fragment inside itself counts once."""
+        depth = 0
         for selection in selections.selections if selections else ():
             if isinstance(selection, FieldNode):
                 if selection.alias is not None:
                     self.aliases += 1
+                depth = max(depth, self.depth(selection.selection_set, seen) + 1)
+                continue
+            inner: SelectionSetNode | None = None
+            if isinstance(selection, InlineFragmentNode):
+                inner = selection.selection_set
+            elif isinstance(selection, FragmentSpreadNode):
                 name = selection.name.value
-                inner_page = self._page_size(selection) if name == PAGED_FIELD else page
-                child_depth, child_cost = self.walk(selection.selection_set, seen, inner_page)
-                depth = max(depth, child_depth + 1)
-                cost += 1 + (page if name == PAGE_ITEMS else 1) * child_cost
-            else:
-                inner: SelectionSetNode | None = None
-                if isinstance(selection, InlineFragmentNode):
-                    inner = selection.selection_set
-                elif isinstance(selection, FragmentSpreadNode):
-                    fragment_name = selection.name.value
-                    fragment = self._fragments.get(fragment_name)
-                    if fragment is None or fragment_name in seen:
-                        continue
-                    inner, seen = fragment.selection_set, seen | {fragment_name}
-                child_depth, child_cost = self.walk(inner, seen, page)
-                depth, cost = max(depth, child_depth), cost + child_cost
-        return depth, cost
-
-    def _page_size(self, field: FieldNode) -> int:
-        for argument in field.arguments or ():
-            if argument.name.value == "first" and isinstance(argument.value, IntValueNode):
-                return max(0, min(int(argument.value.value), self._max_page_size))
-        return self._max_page_size
+                fragment = self._fragments.get(name)
+                if fragment is None or name in seen:
+                    continue
+                inner, seen = fragment.selection_set, seen | {name}
+            depth = max(depth, self.depth(inner, seen))
+        return depth
 
 
 def limits_rule(limits: Limits) -> type[ASTValidationRule]:
-    """A validation rule that refuses documents beyond `limits`."""
+    """A validation rule that refuses documents deeper, or with more aliases, than `limits`."""
 
     class QueryLimits(ASTValidationRule):
         def __init__(self, context: ValidationContext) -> None:
             super().__init__(context)
-            found = measure(context.document, limits.max_page_size)
+            found = measure_shape(context.document)
             for what, value, limit in (
                 ("depth", found.depth, limits.max_depth),
                 ("aliases", found.aliases, limits.max_aliases),
-                ("cost", found.cost, limits.max_cost),
             ):
                 if value > limit:
-                    context.report_error(_too_complex(f"query {what} {value} exceeds {limit}"))
+                    context.report_error(too_complex(f"query {what} {value} exceeds {limit}"))
 
     return QueryLimits
 
 
-def _too_complex(message: str) -> GraphQLError:
-    return GraphQLError(message, extensions={"code": "QUERY_TOO_COMPLEX"})
+class CostLimit(SchemaExtension):
+    """Refuses an operation whose cost, output reads or output bytes pass `limits`, when it is
+    about to execute (queries, mutations, and each subscription once, for every event)."""
+
+    def __init__(self, *, limits: Limits, sources: Mapping[str, SnapshotSource]) -> None:
+        self._limits = limits
+        self._sources = sources  # filled by the app's lifespan
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        await self._check()
+        yield
+
+    async def _check(self) -> None:
+        context = self.execution_context
+        document = context.graphql_document
+        operation = get_operation_ast(document, context.operation_name) if document else None
+        if document is None or operation is None or not self._sources:
+            return  # graphql-core reports what is wrong with the document itself
+        consulted: set[str] = set()
+        problem = self._problem(self._cost(document, operation, consulted, assumed=True))
+        if problem is None:
+            return
+        unknown = [n for n in consulted if not self._sources[n].bounds.known()]
+        # Refused on assumptions, but it would pass on a small enough cluster: look at the
+        # clusters (one snapshot each, what any query of them fetches anyway) and decide on
+        # their real size. A document too costly whatever the size is refused right away.
+        small = self._problem(self._cost(document, operation, set(), assumed=False)) is None
+        if unknown and small:
+            try:
+                looked = await asyncio.gather(*(self._sources[n].get(_SIZE_NEEDS) for n in unknown))
+            except Exception as exc:  # the assumptions stand; the request reports the refusal
+                logger.warning("could not read the size of %s: %s", ", ".join(unknown), exc)
+            else:
+                problem = self._problem(self._cost(document, operation, set(), assumed=True))
+                request = context.context
+                # The request reads what it was costed by: no second fetch, even without a cache
+                # (a WebSocket's context is shared by its operations, and keeps none).
+                if isinstance(request, RequestContext) and not getattr(
+                    request, "per_connection", False
+                ):
+                    for snapshot in looked:
+                        request.adopt(snapshot)
+        if problem is not None:
+            raise too_complex(problem)
+
+    def _cost(
+        self,
+        document: DocumentNode,
+        operation: OperationDefinitionNode,
+        consulted: set[str],
+        assumed: bool,
+    ) -> Cost:
+        """The cost with what the snapshots told; unknown sizes taken as the assumptions, or
+        (not `assumed`) as empty, to tell whether knowing them could let the document pass."""
+        limits, sources = self._limits, self._sources
+        names = tuple(sources)
+        nodes, jobs = (limits.assumed_nodes, limits.assumed_jobs) if assumed else (0, 0)
+
+        def complete(name: str) -> ListBounds:
+            consulted.add(name)
+            return sources[name].bounds.or_assumed(nodes, jobs)
+
+        def widest() -> ListBounds:
+            return reduce(ListBounds.widest, (complete(n) for n in names))
+
+        def bounds_of(name: str | None) -> ListBounds:
+            if name is None:
+                return complete(names[0])
+            return complete(name) if name in sources else widest()
+
+        fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        schema = self.execution_context.schema._schema  # graphql-core's schema
+        variables = self.execution_context.variables  # as sent: graphql-core coerces them later
+        return operation_cost(
+            schema,
+            operation,
+            fragments,
+            variables if isinstance(variables, Mapping) else {},
+            bounds_of,
+            widest,
+            len(names),
+            limits.max_page_size,
+        )
+
+    def _problem(self, found: Cost) -> str | None:
+        limits = self._limits
+        if found.cost > limits.max_cost:
+            return f"query cost {found.cost} exceeds {limits.max_cost}"
+        if found.output_reads > limits.max_output_reads:
+            reads, most = found.output_reads, limits.max_output_reads
+            return f"query reads output {reads} times, more than {most}"
+        if found.output_bytes > limits.max_output_bytes:
+            return (
+                f"query asks for {found.output_bytes} bytes of output, more than "
+                f"{limits.max_output_bytes}"
+            )
+        return None
+
+
+def too_complex(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": TOO_COMPLEX})

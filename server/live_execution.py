@@ -5,7 +5,9 @@ graphql-core runs each subscription event on a shallow copy of the subscription'
 (graphql-core's own) and the lean executor's plan caches. All of them are keyed by the identity
 of lists and field sets that each event makes anew, so, shared, they gain entries with every
 event for as long as the subscription lasts: about 5 KB an event, measured with 1,000
-subscribers (graphql-core 3.3.2). Each event therefore starts with caches of its own.
+subscribers (graphql-core 3.3.2). Each event therefore starts with caches of its own, and with
+a budget of its own (fields and seconds, server/execution.py): a subscription lasts for hours,
+each event's execution is what the budget bounds.
 """
 
 from __future__ import annotations
@@ -21,4 +23,5 @@ class LiveExecutionContext(LeanExecutionContext):
         executor._relevant_sub_fields = type(self._relevant_sub_fields)()
         executor._plans = {}
         executor._compiled_sets = {}
+        executor._start_budget()
         return executor

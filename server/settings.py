@@ -57,6 +57,15 @@ class Settings:
     max_aliases: int = 30
     max_cost: int = 500_000
     max_tokens: int = 10_000
+    # A cluster's size until its first snapshot tells it: the bound of lists in the cost.
+    assumed_nodes: int = 1_000
+    assumed_jobs: int = 10_000
+    # Job output one request may read: how many reads, and how many bytes they ask for.
+    max_output_reads: int = 20
+    max_output_bytes: int = 4 * 1024 * 1024
+    # The execution budget of one request (or subscription event): fields resolved, seconds.
+    max_fields: int = 1_000_000
+    max_seconds: float = 20.0
     introspection: bool = True
     # Whose jobs a user sees: "all" (Slurm's default) or "own" (like PrivateData=jobs).
     job_visibility: str = "all"
@@ -151,6 +160,14 @@ class Settings:
             max_aliases=int(_number(environ, "SLURM_GRAPHQL_MAX_ALIASES", 30, minimum=0)),
             max_cost=int(_number(environ, "SLURM_GRAPHQL_MAX_COST", 500_000, minimum=1)),
             max_tokens=int(_number(environ, "SLURM_GRAPHQL_MAX_TOKENS", 10_000, minimum=1)),
+            assumed_nodes=int(_number(environ, "SLURM_GRAPHQL_ASSUMED_NODES", 1_000, minimum=1)),
+            assumed_jobs=int(_number(environ, "SLURM_GRAPHQL_ASSUMED_JOBS", 10_000, minimum=1)),
+            max_output_reads=int(_number(environ, "SLURM_GRAPHQL_MAX_OUTPUT_READS", 20, minimum=0)),
+            max_output_bytes=int(
+                _number(environ, "SLURM_GRAPHQL_MAX_OUTPUT_BYTES", 4 * 1024 * 1024, minimum=0)
+            ),
+            max_fields=int(_number(environ, "SLURM_GRAPHQL_MAX_FIELDS", 1_000_000, minimum=1)),
+            max_seconds=_number(environ, "SLURM_GRAPHQL_MAX_SECONDS", 20.0, minimum=0.1),
             introspection=_flag(environ, "SLURM_GRAPHQL_INTROSPECTION", True),
             jwt=jwt_from(environ),
             apigateway=apigateway_from(environ),

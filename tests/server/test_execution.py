@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from typing import Any
 
 import pytest
 import strawberry
 
+from server.budget import Budget
 from server.execution import LeanExecutionContext
 
 
@@ -100,3 +102,53 @@ async def test_same_results_and_errors_as_graphql_core(query: str) -> None:
     expected = normalise(await plain.execute(query))
     assert normalise(await lean.execute(query)) == expected
     assert expected["data"] is not None or expected["errors"]  # the query itself is valid
+
+
+@strawberry.type
+class BigQuery:
+    @strawberry.field
+    def big(self) -> list[Edge]:
+        return [
+            Edge(node=Leaf(text=f"t{i}", maybe=None, colour=Colour.BLUE, _value=i))
+            for i in range(20_000)
+        ]
+
+
+BIG = "{ big { node { text doubled colour maybe } again { text must } } }"
+
+
+async def test_pausing_for_other_requests_changes_no_result() -> None:
+    """A listing long enough to hand the event loop back many times gives exactly graphql-core's
+    data and errors, in order."""
+    plain = strawberry.Schema(query=BigQuery)
+    pausing = LeanExecutionContext.with_budget(Budget(yield_after=0.001))
+    lean = strawberry.Schema(query=BigQuery, execution_context_class=pausing)
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    expected = normalise(await plain.execute(BIG))
+    counter = asyncio.ensure_future(count_turns())
+    await asyncio.sleep(0)  # the counter is under way
+    try:
+        got = normalise(await lean.execute(BIG))
+    finally:
+        counter.cancel()
+    assert got == expected
+    assert turns > 5  # others ran while it executed
+
+
+async def test_a_spent_budget_stops_with_one_error_and_no_data() -> None:
+    """Past its fields (or seconds), an execution ends with one QUERY_TOO_COMPLEX error and no
+    partial data, however many fields were still to come."""
+    for budget in (Budget(max_fields=1_000), Budget(max_seconds=0.001)):
+        executor = LeanExecutionContext.with_budget(budget)
+        result = await strawberry.Schema(query=BigQuery, execution_context_class=executor).execute(
+            BIG
+        )
+        assert result.data is None
+        assert [e.extensions for e in result.errors or ()] == [{"code": "QUERY_TOO_COMPLEX"}]
