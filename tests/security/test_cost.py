@@ -29,7 +29,14 @@ from server.settings import Settings
 from server.tokens import parse_token_map
 from tests.conftest import TOKENS, UserApi, open_inner_transport
 from tests.support.counting import CountingTransport
-from tests.support.lambda_events import KINDS, LambdaRuntime, graphql_post, response_body
+from tests.support.lambda_events import (
+    ALB_HOST,
+    HOST,
+    KINDS,
+    LambdaRuntime,
+    graphql_post,
+    response_body,
+)
 from tests.support.ws import Connection, serving
 from transport.local import LocalTransport
 
@@ -397,7 +404,9 @@ def test_through_the_lambda_handler_nested_lists_are_refused_without_a_round_tri
     """Under Lambda every event runs the app's lifespan anew; what earlier events learnt of the
     cluster's size carries over, so the nested query is refused without a round trip."""
     transport = CountingTransport(LocalTransport())
-    runtime = LambdaRuntime(lambda: make_handler(Settings(cache_ttl=0.0), {"local": transport}))
+    # Anonymous reads, under the gateway's and the ALB's Host names (test_lambda does the same).
+    settings = Settings(cache_ttl=0.0, allowed_hosts=(HOST, ALB_HOST))
+    runtime = LambdaRuntime(lambda: make_handler(settings, {"local": transport}))
     try:
         warm = json.loads(response_body(runtime.invoke(graphql_post(event_kind, WARM))))
         assert "errors" not in warm, warm
