@@ -27,7 +27,7 @@ async def _act(
             action = argv(id)
         except InvalidSubmission as exc:
             return Rejected(Rejection.INVALID_INPUT, exc.message, exc.field)
-        return await control_job(source, context.identity, id, action)
+        return await control_job(source, context.identity, context.visibility, id, action)
 
     operation = info.field_name
     return action_payload(
@@ -46,7 +46,9 @@ class Mutation:
         async def run() -> Written | Rejected:
             source = context.sources[context.resolve_cluster_name(cluster)]
             request = input.to_request()
-            return await submit_job(source, context.identity, request, context.aws_cli)
+            return await submit_job(
+                source, context.identity, context.visibility, request, context.aws_cli
+            )
 
         outcome = await expected_errors_as_graphql(
             audited(context, "submitJob", cluster, None, run())
