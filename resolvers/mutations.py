@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from resolvers.dependencies import unseen_dependency
 from resolvers.identity import Identity
 from resolvers.slurm.actions import (
     CONTROL_JOB_ID,
@@ -34,7 +35,7 @@ from resolvers.slurm.errors import (
     check,
     slurm_message,
 )
-from resolvers.slurm.job_fields import InvalidSubmission
+from resolvers.slurm.job_fields import Dependency, InvalidSubmission
 from resolvers.slurm.jobs import JobRow, new_boundary, parse_squeue
 from resolvers.slurm.sbatch import SubmitRequest, sbatch_arguments
 from resolvers.snapshot import Need, Snapshot
@@ -81,6 +82,16 @@ _UNAVAILABLE = {
 def not_found(job_id: str) -> Rejected:
     """The one answer for a job that does not exist and for one the requester may not see."""
     return Rejected(Rejection.JOB_NOT_FOUND, f"no job {job_id}")
+
+
+async def _dependency_rejected(
+    source: SnapshotSource, visibility: Visibility, dependencies: Sequence[Dependency]
+) -> Rejected | None:
+    """Under `own`, a dependency on a job the requester may not see, refused as a missing one."""
+    unseen = await unseen_dependency(source.transport, visibility, dependencies)
+    if unseen is None:
+        return None
+    return Rejected(Rejection.INVALID_INPUT, f"no job {unseen}", "dependencies")
 
 
 def _rejection(result: CommandResult) -> Rejected | None:
@@ -131,6 +142,8 @@ async def submit_job(
         environment, options = sbatch_arguments(request)
     except InvalidSubmission as exc:
         return Rejected(Rejection.INVALID_INPUT, exc.message, exc.field)
+    if rejected := await _dependency_rejected(source, visibility, request.dependencies):
+        return rejected
     boundary = new_boundary()
     script = request.script_s3_uri or (request.script or "").encode()
     command = submit_command(
@@ -160,15 +173,19 @@ async def control_job(
     visibility: Visibility,
     job_id: str,
     action: Sequence[str],
+    dependencies: Sequence[Dependency] = (),
 ) -> Written | Rejected:
-    """Run `action` (an argv naming `job_id`) and report the job afterwards. A job the
-    requester may not see is refused on the head node before the action, as a missing one."""
+    """Run `action` (an argv naming `job_id`, and the `dependencies` it sets) and report the
+    job afterwards. A job the requester may not see is refused on the head node before the
+    action, as a missing one."""
     if not CONTROL_JOB_ID.match(job_id):
         return Rejected(
             Rejection.INVALID_INPUT, f"{job_id[:40]!r} is not a job id (e.g. 42 or 42_3)", "id"
         )
     if not visibility.everyone and visibility.owner is None:
         return not_found(job_id)  # sees no job at all
+    if rejected := await _dependency_rejected(source, visibility, dependencies):
+        return rejected
     boundary = new_boundary()
     owner = None if visibility.everyone else visibility.owner
     command = control_command(boundary, job_id, action, identity.control_user(), owner)

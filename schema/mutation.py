@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import strawberry
 
 from resolvers.audit import audited
 from resolvers.context import RequestContext
 from resolvers.mutations import Rejected, Rejection, Written, control_job, submit_job
-from resolvers.slurm.job_fields import InvalidSubmission
+from resolvers.slurm.job_fields import Dependency, InvalidSubmission
 from resolvers.slurm.job_update import update_arguments, validate_signal
 from schema.errors import expected_errors_as_graphql
 from schema.inputs import SubmitJobInput, UpdateJobInput
@@ -17,7 +17,11 @@ from schema.payloads import JobActionPayload, SubmitJobPayload, action_payload, 
 
 
 async def _act(
-    info: strawberry.Info, cluster: str | None, id: str, argv: Callable[[str], list[str]]
+    info: strawberry.Info,
+    cluster: str | None,
+    id: str,
+    argv: Callable[[str], list[str]],
+    dependencies: Sequence[Dependency] = (),
 ) -> JobActionPayload:
     context: RequestContext = info.context
 
@@ -27,7 +31,9 @@ async def _act(
             action = argv(id)
         except InvalidSubmission as exc:
             return Rejected(Rejection.INVALID_INPUT, exc.message, exc.field)
-        return await control_job(source, context.identity, context.visibility, id, action)
+        return await control_job(
+            source, context.identity, context.visibility, id, action, dependencies
+        )
 
     operation = info.field_name
     return action_payload(
@@ -89,7 +95,9 @@ class Mutation:
     async def update_job(
         self, info: strawberry.Info, id: str, input: UpdateJobInput, cluster: str | None = None
     ) -> JobActionPayload:
-        def argv(job: str) -> list[str]:
-            return ["scontrol", "update", f"JobId={job}", *update_arguments(input.to_update())]
+        update = input.to_update()
 
-        return await _act(info, cluster, id, argv)
+        def argv(job: str) -> list[str]:
+            return ["scontrol", "update", f"JobId={job}", *update_arguments(update)]
+
+        return await _act(info, cluster, id, argv, update.dependencies or ())

@@ -173,7 +173,7 @@ async def test_every_answer_about_her_job_is_the_answer_about_a_missing_one(
         for job_id in jobs.alice_ids:
             theirs = await own_api.raw("bob", query, id=job_id)
             missing = await own_api.raw("bob", query, id=missing_like(job_id))
-            assert_nothing_of_alice(theirs, jobs)
+            assert_nothing_of_alice(modulo(theirs, job_id), jobs)
             assert modulo(theirs, job_id) == modulo(missing, missing_like(job_id))
 
 
@@ -252,6 +252,41 @@ async def test_payloads_of_his_own_writes_show_nothing_of_hers(own_api: OwnApi, 
     finally:
         if "job" in body:
             scancel(body["job"]["jobId"])
+
+
+SUBMIT = """mutation($input: SubmitJobInput!) { submitJob(input: $input) { __typename
+  ... on SubmitRejected { code message field } ... on JobSubmitted { job { jobId } } } }"""
+UPDATE = """mutation($id: String!, $input: UpdateJobInput!) { updateJob(id: $id, input: $input) {
+  __typename ... on JobActionRejected { code message field } } }"""
+
+
+async def test_naming_her_job_as_a_dependency_is_refused_as_a_missing_one(
+    own_api: OwnApi, jobs: Jobs
+) -> None:
+    """Slurm accepts a dependency on anyone's job and refuses one on an unknown job: under own,
+    submitJob and updateJob naming her job answer as for a missing one, and nothing is done."""
+    script = {"script": "#!/bin/sh\ntrue\n", "hold": True, "partition": "debug"}
+    for job_id in jobs.alice_ids:
+        answers = []
+        for named in (job_id, missing_like(job_id)):
+            after = [{"type": "AFTEROK", "jobIds": [named]}]
+            submitted = await own_api.raw("bob", SUBMIT, input={**script, "dependencies": after})
+            if (job := json.loads(submitted)["data"]["submitJob"].get("job")) is not None:
+                scancel(job["jobId"])
+            updated = await own_api.raw(
+                "bob", UPDATE, id=jobs.bob_held, input={"dependencies": after}
+            )
+            answers.append(modulo(submitted + updated, named))
+            expected = {"code": "INVALID_INPUT", "message": f"no job {named}"}
+            assert json.loads(submitted)["data"]["submitJob"] == {
+                "__typename": "SubmitRejected",
+                **expected,
+                "field": "dependencies",
+            }
+        assert answers[0] == answers[1]
+    own = [{"type": "AFTERANY", "jobIds": [jobs.bob_running]}]
+    mine = await own_api.raw("bob", UPDATE, id=jobs.bob_held, input={"dependencies": own})
+    assert json.loads(mine)["data"]["updateJob"] == {"__typename": "JobActionDone"}
 
 
 async def test_the_response_cache_never_answers_one_user_with_anothers_view(jobs: Jobs) -> None:

@@ -72,7 +72,7 @@ class Jobs:
         return (self.alice_running, held, f"{held}_2", self.alice_done)
 
 
-def _roomy_node() -> str:
+def roomy_node() -> str:
     """A node of the batch partition with two idle CPUs (the cluster is shared with other
     tests), for alice's running job and bob's beside it."""
     for line in slurm(
@@ -98,7 +98,7 @@ def jobs(unix_users: None) -> Iterator[Jobs]:
         return job_id
 
     try:
-        node = _roomy_node()
+        node = roomy_node()
         running = submit("-J", name, f"--comment={name}", "-p", "batch", f"--nodelist={node}",
                          "--time=30", "--wrap", "sleep 600", user="alice")  # fmt: skip
         bob_running = submit("-J", "bob-runs", "-p", "batch", f"--nodelist={node}",
