@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 from resolvers.identity import Identity
 
 if TYPE_CHECKING:
-    from resolvers.slurm.jobs import JobRecord
     from resolvers.snapshot import Snapshot
 
 
@@ -40,10 +39,11 @@ class Visibility:
 
     @classmethod
     def of(cls, identity: Identity, own_jobs_only: bool) -> Visibility:
-        """`own_jobs_only` is SLURM_GRAPHQL_JOB_VISIBILITY=own. Administrators see every job,
-        and so does the server's own account (user None), which acts with the server's full
-        rights anyway; any other identity, an anonymous one included, sees its user's jobs."""
-        if not own_jobs_only or identity.admin or identity.user is None:
+        """`own_jobs_only` is SLURM_GRAPHQL_JOB_VISIBILITY=own. Administrators see every job;
+        any other identity, an anonymous one included, sees its user's jobs (`nobody` owns
+        none). The server's own account (no user, where identities still have one) acts with
+        the server's full rights anyway, so it sees every job too."""
+        if not own_jobs_only or identity.admin or not identity.user:
             return EVERYONE
         return cls(everyone=False, owner=identity.user)
 
@@ -54,10 +54,6 @@ class Visibility:
     def view(self, snapshot: Snapshot) -> Snapshot:
         """`snapshot` as this audience may see it: the only kind of snapshot types are built on."""
         return snapshot.seen_by(self)
-
-    def hides(self, record: JobRecord | None) -> bool:
-        """True for a record this audience may not see (None hides nothing)."""
-        return record is not None and not self.sees(record.user)
 
 
 EVERYONE = Visibility(everyone=True)

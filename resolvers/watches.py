@@ -266,7 +266,10 @@ class JobFeed(Watch):
         elif now:
             self._post(EventKind.ADDED, after, before.state, snapshot, source)
         elif was:
-            self._post(EventKind.REMOVED, after, before.state, snapshot, source)
+            # What it left as, if the subscriber may see that record (a final one comes from
+            # accounting, keyed by id alone); else as last seen.
+            shown = after if self.visibility.sees(after.user) else before
+            self._post(EventKind.REMOVED, shown, before.state, snapshot, source)
         return now
 
     def _post(
