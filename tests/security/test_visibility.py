@@ -5,6 +5,7 @@ jobs equals the answer about a job that does not exist. Subscriptions: test_visi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,11 +15,14 @@ from typing import Any
 import httpx
 import pytest
 
+from resolvers.events import EventKind, FinalRecord, JobEventData, RecordSource, jobs_by_id
 from resolvers.identity import Identity
+from resolvers.mailbox import Mailbox
 from resolvers.pagination import encode_cursor
 from resolvers.slurm.jobs import JobRow, parse_squeue
 from resolvers.snapshot import Need, Snapshot
 from resolvers.visibility import EVERYONE, OutOfSight, Visibility
+from resolvers.watches import JobWatch, PollUpdate
 from schema.job import Job
 from server.app import create_app
 from server.lambda_app import make_handler
@@ -369,3 +373,37 @@ def test_under_own_users_and_anonymous_see_their_own_and_admins_everyone() -> No
     assert Visibility.of(Identity("nobody"), own_jobs_only=True).view(raw).jobs == ()
     assert Visibility.of(Identity("bob", admin=True), own_jobs_only=True).view(raw).jobs == raw.jobs
     assert Visibility.of(Identity("bob"), own_jobs_only=False).view(raw).jobs == raw.jobs
+
+
+def test_an_accounting_record_of_her_job_is_no_news_to_his_watch() -> None:
+    """jobStateChanged's lookups (scontrol, sacct) find her job's record: his watch ends with the
+    UNKNOWN event an id nobody knows gets, holding nothing of the record."""
+    rows = golden_rows()
+    theirs = next(row for row in rows if row.user == "root" and row.display_id.isdigit())
+    bob = Visibility.of(Identity("bob"), own_jobs_only=True)
+    snapshot = Snapshot("local", 1.0, Need.JOBS, jobs=tuple(rows))
+    ends = []
+    for job_id, final in (
+        (theirs.display_id, FinalRecord(theirs.fields(), RecordSource.SCONTROL)),
+        ("999999", FinalRecord(None, RecordSource.NONE)),
+    ):
+        watch = JobWatch(job_id, Mailbox(10), Need.NODES, visibility=bob)
+        update = PollUpdate(snapshot, jobs_by_id(snapshot.jobs), None, [], None)
+        watch.prime(update)
+        assert watch.missing_job(update) == job_id  # looked up, as a missing one is
+        update.finals = {job_id: final}
+        watch.on_poll(update)
+        assert watch.mailbox.closed
+        [event] = drained(watch.mailbox)
+        ends.append(dataclasses.replace(event, job_id="<ID>"))
+    assert ends[0] == ends[1]
+    assert (ends[0].kind, ends[0].record, ends[0].snapshot) == (EventKind.UNKNOWN, None, None)
+
+
+def drained(mailbox: Mailbox) -> list[JobEventData]:
+    items = []
+    while mailbox.qsize():
+        item = mailbox._queue.get_nowait()
+        if isinstance(item, JobEventData):
+            items.append(item)
+    return items
