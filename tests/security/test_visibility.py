@@ -123,7 +123,7 @@ def listings(jobs: Jobs) -> list[tuple[str, dict[str, Any]]]:
             f"""query($name: String!, $ids: [String!]) {{ cluster {{
                 byName: jobs(filter: {{names: [$name]}}) {{ {PAGE} edges {{ node {{ id }} }} }}
                 byIds: jobs(filter: {{ids: $ids}}) {{ {PAGE} }} }} }}""",
-            {"name": jobs.name, "ids": list(jobs.alice_ids)},
+            {"name": jobs.name, "ids": list(jobs.alice_forms)},
         ),
         (
             f"""query($after: String!) {{ cluster {{ jobs(first: 100, after: $after) {{
@@ -166,6 +166,8 @@ PER_ID = [
     "{ totalCount } } b: clusters { job(id: $id) { ...J } } } fragment J on Job { id name user }",
     "query($id: String!) { cluster { partitions { name "
     "jobs(filter: {ids: [$id]}) { totalCount } } } }",
+    "query($id: String!) { cluster { job(id: $id) { output { text } "
+    "error: output(stream: STDERR) { text } } } }",
 ]
 
 
@@ -174,7 +176,7 @@ async def test_every_answer_about_her_job_is_the_answer_about_a_missing_one(
 ) -> None:
     """job(id), ids filters, aliases and fragments: her job answers as a job nobody has."""
     for query in PER_ID:
-        for job_id in jobs.alice_ids:
+        for job_id in jobs.alice_forms:
             theirs = await own_api.raw("bob", query, id=job_id)
             missing = await own_api.raw("bob", query, id=missing_like(job_id))
             assert_nothing_of_alice(modulo(theirs, job_id), jobs)

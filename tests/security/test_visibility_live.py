@@ -56,7 +56,7 @@ def naming_her(jobs: Jobs) -> list[dict[str, Any]]:
     return [
         {"users": ["alice"]},
         {"names": [jobs.name]},
-        {"ids": list(jobs.alice_ids)},
+        {"ids": list(jobs.alice_forms)},
         {"users": ["alice", "bob"], "names": [jobs.name]},
     ]
 
@@ -117,9 +117,9 @@ async def test_following_her_job_over_websocket_ends_as_for_a_missing_one(
         async def follow(job_id: str) -> list[Message]:
             return await (await ws.subscribe(STATE_CHANGED, id=job_id)).until_complete(30)
 
-        ids = [*jobs.alice_ids, *(missing_like(i) for i in jobs.alice_ids)]
+        ids = [*jobs.alice_forms, *(missing_like(i) for i in jobs.alice_forms)]
         answers = dict(zip(ids, await asyncio.gather(*(follow(i) for i in ids)), strict=True))
-    for job_id in jobs.alice_ids:
+    for job_id in jobs.alice_forms:
         theirs, missing = answers[job_id], answers[missing_like(job_id)]
         assert_nothing_of_alice(modulo(text(theirs), job_id), jobs)  # the id asked is echoed
         assert modulo(text(theirs), job_id) == modulo(text(missing), missing_like(job_id))
@@ -207,7 +207,7 @@ async def test_subscriptions_over_server_sent_events_show_nothing_of_hers(
         assert_nothing_of_alice(stream, jobs)
     for job_filter in naming_her(jobs):
         assert await sse(url, JOB_EVENTS, 3, filter=job_filter, initial=True) == ""
-    for job_id in jobs.alice_ids:
+    for job_id in jobs.alice_forms:
         theirs, missing = await asyncio.gather(
             sse(url, STATE_CHANGED, 30, id=job_id),
             sse(url, STATE_CHANGED, 30, id=missing_like(job_id)),

@@ -67,9 +67,14 @@ class Jobs:
 
     @property
     def alice_ids(self) -> tuple[str, ...]:
-        """Every form of id that names one of alice's jobs."""
+        """Ids of alice's jobs in every form a control action takes: a job, an array, a task."""
         held = self.alice_held
         return (self.alice_running, held, f"{held}_2", self.alice_done)
+
+    @property
+    def alice_forms(self) -> tuple[str, ...]:
+        """Her ids, and also as Slurm displays an array's pending tasks (queries take it)."""
+        return (*self.alice_ids, f"{self.alice_held}_[1-3]")
 
 
 def roomy_node() -> str:
@@ -153,4 +158,4 @@ def modulo(text: str, job_id: str) -> str:
 
 def missing_like(job_id: str) -> str:
     """A job id of the same form as `job_id` that no job has."""
-    return f"{MISSING}_2" if "_" in job_id else MISSING
+    return MISSING + job_id[len(_number(job_id)) :]
