@@ -62,7 +62,8 @@ class Rejected:
 @dataclass(frozen=True)
 class Written:
     row: JobRow
-    snapshot: Snapshot  # holds the job's rows as Slurm showed them right after the write
+    # The job's rows as Slurm showed them right after the write: the requester's view of them.
+    snapshot: Snapshot
     created: bool = True
 
 
