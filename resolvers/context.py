@@ -14,6 +14,7 @@ from resolvers.output import OutputForbidden, OutputReader
 from resolvers.plan import Plan, plan_operation
 from resolvers.snapshot import Snapshot
 from resolvers.source import SnapshotSource
+from resolvers.visibility import Visibility
 from transport.base import USER_NAME
 
 
@@ -77,17 +78,14 @@ class RequestContext:
             self._snapshots[snapshot.cluster] = future
 
     @property
-    def sees_only(self) -> str | None:
-        """The one user whose jobs this request may see, or None for every job."""
-        identity = self.identity
-        if not self.own_jobs_only or identity.admin:
-            return None
-        return identity.user
+    def visibility(self) -> Visibility:
+        """What this request may see; derived on each use, since a WebSocket's identity is set
+        after its context is made (connection_init)."""
+        return Visibility.of(self.identity, self.own_jobs_only)
 
     def visible(self, snapshot: Snapshot) -> Snapshot:
         """`snapshot` as this request may see it."""
-        user = self.sees_only
-        return snapshot if user is None else snapshot.visible_to(user)
+        return self.visibility.view(snapshot)
 
     def may_read_output_of(self, owner: str) -> bool:
         """Output is its owner's; administrators may read it too when configured."""

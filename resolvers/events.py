@@ -17,6 +17,7 @@ from resolvers.slurm.hostlist import expand_hostlist
 from resolvers.slurm.jobs import FIELD_SEPARATOR, STRUCTURED_FIELDS, JobRecord, JobRow
 from resolvers.slurm.nodes import NodeRecord
 from resolvers.snapshot import Need, Snapshot
+from resolvers.visibility import Visibility
 
 # A job in one of these states will not change again.
 TERMINAL_STATES = frozenset(
@@ -129,8 +130,11 @@ def row_changed(before: JobRow, after: JobRow) -> bool:
     )
 
 
-def job_view(snapshot: Snapshot, record: JobRecord, needs: Need) -> Snapshot:
-    """What an event about `record` keeps of its poll's snapshot, for a selection reading `needs`.
+def job_view(
+    snapshot: Snapshot, record: JobRecord, needs: Need, visibility: Visibility
+) -> Snapshot:
+    """What an event about `record` keeps of its poll's snapshot, for a selection reading `needs`,
+    as `visibility` may see it.
 
     Strawberry and graphql-core hold on to the last event of every subscription while it waits
     for the next one. Were that event to keep its whole poll, a thousand quiet subscribers would
@@ -139,28 +143,43 @@ def job_view(snapshot: Snapshot, record: JobRecord, needs: Need) -> Snapshot:
     (a node's jobs), which is rare.
     """
     if Need.JOBS in needs:
-        return snapshot
+        return visibility.view(snapshot)
     nodes = None
     if Need.NODES in needs and snapshot.nodes is not None:
         by_name = snapshot.nodes_by_name
         wanted = expand_hostlist(record.node_list or "")
         nodes = tuple(by_name[name] for name in wanted if name in by_name)
-    return _view(snapshot, needs, nodes)
+    return _view(snapshot, needs, nodes, visibility)
 
 
-def node_view(snapshot: Snapshot, record: NodeRecord, needs: Need) -> Snapshot:
+def node_view(
+    snapshot: Snapshot, record: NodeRecord, needs: Need, visibility: Visibility
+) -> Snapshot:
     """As job_view, for an event about a node."""
     if Need.JOBS in needs:
-        return snapshot
-    return _view(snapshot, needs, (record,))
+        return visibility.view(snapshot)
+    return _view(snapshot, needs, (record,), visibility)
 
 
-def _view(snapshot: Snapshot, needs: Need, nodes: tuple[NodeRecord, ...] | None) -> Snapshot:
+def _view(
+    snapshot: Snapshot,
+    needs: Need,
+    nodes: tuple[NodeRecord, ...] | None,
+    visibility: Visibility,
+) -> Snapshot:
     partitions = snapshot.partitions if Need.PARTITIONS in needs else None
     kept = (Need.PARTITIONS if partitions is not None else Need.NOTHING) | (
         Need.NODES if nodes is not None else Need.NOTHING
     )
-    return Snapshot(snapshot.cluster, snapshot.taken_at, kept, partitions=partitions, nodes=nodes)
+    # It holds no jobs, so there is nothing to filter: it is a view for `visibility` as made.
+    return Snapshot(
+        snapshot.cluster,
+        snapshot.taken_at,
+        kept,
+        partitions=partitions,
+        nodes=nodes,
+        audience=visibility,
+    )
 
 
 def diff_jobs(before: Mapping[int, JobRow], after: Mapping[int, JobRow]) -> list[JobChange]:

@@ -3,6 +3,11 @@
 The outcome is data: `Written` (the job as Slurm reports it right after the write) or `Rejected`
 (a typed reason a client can act on). Only a cluster that cannot be reached raises. After a write
 the cluster's cached snapshot is dropped, so the writer's next query sees what it did.
+
+What a write reports goes through the requester's Visibility like any read: the job on a view
+filtered for them. Under SLURM_GRAPHQL_JOB_VISIBILITY=own, acting on another user's job is refused
+on the head node before the action runs, with the very rejection a missing job gets
+(`not_found`), so a write cannot tell the two apart either.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from resolvers.dependencies import unseen_dependency
 from resolvers.identity import Identity
 from resolvers.slurm.actions import (
     CONTROL_JOB_ID,
     FETCH_FAILED,
+    NOT_VISIBLE,
     control_command,
     keyed_job_matches,
     parse_submit,
@@ -29,11 +36,12 @@ from resolvers.slurm.errors import (
     check,
     slurm_message,
 )
-from resolvers.slurm.job_fields import InvalidSubmission
+from resolvers.slurm.job_fields import Dependency, InvalidSubmission
 from resolvers.slurm.jobs import JobRow, new_boundary, parse_squeue
 from resolvers.slurm.sbatch import SubmitRequest, sbatch_arguments
 from resolvers.snapshot import Need, Snapshot
 from resolvers.source import SnapshotSource
+from resolvers.visibility import Visibility
 from transport.base import CommandResult
 
 
@@ -55,7 +63,8 @@ class Rejected:
 @dataclass(frozen=True)
 class Written:
     row: JobRow
-    snapshot: Snapshot  # holds the job's rows as Slurm showed them right after the write
+    # The job's rows as Slurm showed them right after the write: the requester's view of them.
+    snapshot: Snapshot
     created: bool = True
 
 
@@ -72,10 +81,27 @@ _UNAVAILABLE = {
 }
 
 
+def not_found(job_id: str) -> Rejected:
+    """The one answer for a job that does not exist and for one the requester may not see."""
+    return Rejected(Rejection.JOB_NOT_FOUND, f"no job {job_id}")
+
+
+async def _dependency_rejected(
+    source: SnapshotSource, visibility: Visibility, dependencies: Sequence[Dependency]
+) -> Rejected | None:
+    """Under `own`, a dependency on a job the requester may not see, refused as a missing one."""
+    unseen = await unseen_dependency(source.transport, visibility, dependencies)
+    if unseen is None:
+        return None
+    return Rejected(Rejection.INVALID_INPUT, f"no job {unseen}", "dependencies")
+
+
 def _rejection(result: CommandResult) -> Rejected | None:
     """None if `result` succeeded; the rejection if Slurm refused; raises if Slurm is down."""
     if result.refused:  # the transport would not act as this user (UID floor, unknown user)
         return Rejected(Rejection.PERMISSION_DENIED, result.stderr.strip()[:500])
+    if result.exit_code == 66 and NOT_VISIBLE in result.stderr:
+        return Rejected(Rejection.JOB_NOT_FOUND, NOT_VISIBLE)
     if result.exit_code == 65 and FETCH_FAILED in result.stderr:
         message = result.stderr.split(FETCH_FAILED, 1)[1].strip()[:500]
         return Rejected(Rejection.INVALID_INPUT, f"cannot fetch: {message}", "scriptS3Uri")
@@ -92,21 +118,36 @@ def _rejection(result: CommandResult) -> Rejected | None:
     return None
 
 
-def _written(source: SnapshotSource, rows: Sequence[JobRow], row: JobRow, created: bool) -> Written:
+def _written(
+    source: SnapshotSource,
+    rows: Sequence[JobRow],
+    row: JobRow,
+    created: bool,
+    visibility: Visibility,
+) -> Written | None:
+    """The write's outcome as the requester may see it; None if they may not see the job."""
     source.invalidate()
+    if not visibility.sees(row.user):
+        return None
     snapshot = Snapshot(
         cluster=source.cluster, taken_at=time.time(), needs=Need.JOBS, jobs=tuple(rows)
     )
-    return Written(row, snapshot, created)
+    return Written(row, visibility.view(snapshot), created)
 
 
 async def submit_job(
-    source: SnapshotSource, identity: Identity, request: SubmitRequest, aws_cli: str = "aws"
+    source: SnapshotSource,
+    identity: Identity,
+    visibility: Visibility,
+    request: SubmitRequest,
+    aws_cli: str = "aws",
 ) -> Written | Rejected:
     try:
         environment, options = sbatch_arguments(request)
     except InvalidSubmission as exc:
         return Rejected(Rejection.INVALID_INPUT, exc.message, exc.field)
+    if rejected := await _dependency_rejected(source, visibility, request.dependencies):
+        return rejected
     boundary = new_boundary()
     script = request.script_s3_uri or (request.script or "").encode()
     command = submit_command(
@@ -134,26 +175,42 @@ async def submit_job(
             "no job of yours carries this clientMutationId as Slurm reports it; use a new key",
             "clientMutationId",
         )
-    return _written(source, submitted.rows, row, submitted.created)
+    written = _written(source, submitted.rows, row, submitted.created, visibility)
+    # Submitted as the requester, a job is theirs: this guards the idempotency lookup.
+    return written or Rejected(Rejection.JOB_NOT_FOUND, "no job of yours carries this key")
 
 
 async def control_job(
-    source: SnapshotSource, identity: Identity, job_id: str, action: Sequence[str]
+    source: SnapshotSource,
+    identity: Identity,
+    visibility: Visibility,
+    job_id: str,
+    action: Sequence[str],
+    dependencies: Sequence[Dependency] = (),
 ) -> Written | Rejected:
-    """Run `action` (an argv naming `job_id`) and report the job afterwards."""
+    """Run `action` (an argv naming `job_id`, and the `dependencies` it sets) and report the
+    job afterwards. A job the requester may not see is refused on the head node before the
+    action, as a missing one."""
     if not CONTROL_JOB_ID.match(job_id):
         return Rejected(
             Rejection.INVALID_INPUT, f"{job_id[:40]!r} is not a job id (e.g. 42 or 42_3)", "id"
         )
+    if not visibility.everyone and visibility.owner is None:
+        return not_found(job_id)  # sees no job at all
+    if rejected := await _dependency_rejected(source, visibility, dependencies):
+        return rejected
     boundary = new_boundary()
-    command = control_command(boundary, job_id, action, identity.control_user())
+    owner = None if visibility.everyone else visibility.owner
+    command = control_command(boundary, job_id, action, identity.control_user(), owner)
     [result] = await source.transport.run([command])
     if (rejected := _rejection(result)) is not None:
+        if rejected.code is Rejection.JOB_NOT_FOUND:
+            return not_found(job_id)  # in our words: Slurm's would tell the two cases apart
         return rejected
     rows = parse_squeue(result.stdout, boundary)
     row = next((r for r in rows if job_id in (r.display_id, str(r.job_id))), None)
     if row is None and rows:
         row = rows[0]
     if row is None:
-        return Rejected(Rejection.JOB_NOT_FOUND, f"Slurm no longer knows job {job_id}")
-    return _written(source, rows, row, created=False)
+        return not_found(job_id)
+    return _written(source, rows, row, False, visibility) or not_found(job_id)

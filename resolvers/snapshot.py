@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resolvers.selection import JobCriteria, filter_jobs
 from resolvers.slurm.errors import check
@@ -25,6 +25,9 @@ from resolvers.slurm.partitions import PartitionRecord, parse_partitions, show_p
 from resolvers.slurm.version import parse_version, version_command
 from transport.base import Command, Transport
 
+if TYPE_CHECKING:
+    from resolvers.visibility import Visibility
+
 # Job states in which a job holds its nodes.
 ACTIVE_JOB_STATES = frozenset(
     {"RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURING", "STOPPED", "SIGNALING", "RESIZING"}
@@ -32,6 +35,18 @@ ACTIVE_JOB_STATES = frozenset(
 
 
 _MAX_SELECTIONS = 64
+# Indexes a view with the same jobs may share with the snapshot it was made from.
+_SHARED = frozenset(
+    {
+        "partitions_by_name",
+        "nodes_by_name",
+        "nodes_of_partition",
+        "partitions_of_node",
+        "jobs_sorted",
+        "_selections",
+        "jobs_on_node",
+    }
+)
 PARSE_IN_THREAD_ABOVE = 256 * 1024  # characters of output
 
 
@@ -54,6 +69,9 @@ class Snapshot:
     partitions: tuple[PartitionRecord, ...] | None = None
     nodes: tuple[NodeRecord, ...] | None = None
     jobs: tuple[JobRow, ...] | None = None
+    # Who this copy was filtered for (resolvers/visibility.py); None: as fetched, unfiltered,
+    # which no GraphQL type accepts.
+    audience: Visibility | None = None
 
     # Indexes below are derived on first use and kept with the snapshot: cached_property writes
     # to the instance dict directly, which a frozen dataclass (without slots) allows.
@@ -108,17 +126,22 @@ class Snapshot:
             self._selections[criteria] = selected
         return selected
 
-    def visible_to(self, user: str) -> Snapshot:
-        """This snapshot with only `user`'s jobs (like Slurm's PrivateData=jobs); one view per
-        user, kept with the snapshot."""
-        views: dict[str, Snapshot] = self.__dict__.setdefault("_views", {})
-        view = views.get(user)
+    def seen_by(self, audience: Visibility) -> Snapshot:
+        """This snapshot with only the jobs `audience` may see, marked with it; one view per
+        audience, kept with the snapshot (call it through `Visibility.view`)."""
+        views: dict[Visibility, Snapshot] = self.__dict__.setdefault("_views", {})
+        view = views.get(audience)
         if view is None:
-            jobs = None
-            if self.jobs is not None:
-                jobs = tuple(row for row in self.jobs if row.user == user)
-            view = dataclasses.replace(self, jobs=jobs)
-            views[user] = view
+            jobs = self.jobs
+            if jobs is not None and not audience.everyone:
+                jobs = tuple(row for row in jobs if audience.sees(row.user))
+            view = dataclasses.replace(self, jobs=jobs, audience=audience)
+            if jobs is self.jobs:
+                # Same jobs: share the indexes already derived rather than derive them again.
+                view.__dict__.update(
+                    (name, value) for name, value in self.__dict__.items() if name in _SHARED
+                )
+            views[audience] = view
         return view
 
     @cached_property

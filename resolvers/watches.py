@@ -1,6 +1,10 @@
 """What one subscription follows: the poller hands every poll to each watch, which turns the
 changes it cares about into events and posts them to its mailbox (resolvers/mailbox.py) without
 ever waiting.
+
+A poll is everyone's; a watch is one subscriber's, and sees the poll through that subscriber's
+`Visibility`: a job it may not see is not in squeue as far as it knows, nor in accounting, and
+every event carries a view of the poll filtered for it (`job_view`, `node_view`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from resolvers.selection import JobCriteria, filter_nodes, node_state
 from resolvers.slurm.jobs import JobRecord, JobRow
 from resolvers.slurm.nodes import NodeRecord
 from resolvers.snapshot import Need, Snapshot
+from resolvers.visibility import Visibility
 
 
 @dataclass
@@ -57,8 +62,11 @@ class Watch:
 
     needs: Need = Need.NOTHING
 
-    def __init__(self, mailbox: Mailbox, extra_needs: Need = Need.NOTHING) -> None:
+    def __init__(
+        self, mailbox: Mailbox, extra_needs: Need = Need.NOTHING, *, visibility: Visibility
+    ) -> None:
         self.mailbox = mailbox
+        self.visibility = visibility  # what the subscriber may see, of the poll and of lookups
         self.selection = extra_needs  # what the subscription's fields read, for job_view
         self.needs = self.needs | extra_needs
         self._unavailable = False
@@ -94,8 +102,15 @@ class JobWatch(Watch):
 
     needs = Need.JOBS
 
-    def __init__(self, job_id: str, mailbox: Mailbox, extra_needs: Need = Need.NOTHING) -> None:
-        super().__init__(mailbox, extra_needs)
+    def __init__(
+        self,
+        job_id: str,
+        mailbox: Mailbox,
+        extra_needs: Need = Need.NOTHING,
+        *,
+        visibility: Visibility,
+    ) -> None:
+        super().__init__(mailbox, extra_needs, visibility=visibility)
         self.job_id = job_id
         self.numeric_id: int | None = int(job_id) if job_id.isdigit() else None
         self.state: str | None = None
@@ -105,8 +120,13 @@ class JobWatch(Watch):
     def _lookup_key(self) -> str:
         return str(self.numeric_id) if self.numeric_id is not None else self.job_id
 
+    def _find(self, update: PollUpdate) -> JobRow | None:
+        """The watched job's row in this poll, if it is there for this subscriber to see."""
+        row = update.find_job(self.job_id)
+        return row if row is not None and self.visibility.sees(row.user) else None
+
     def missing_job(self, update: PollUpdate) -> str | None:
-        if self.mailbox.closed or update.jobs is None or update.find_job(self.job_id):
+        if self.mailbox.closed or update.jobs is None or self._find(update):
             return None
         return self._lookup_key()
 
@@ -116,7 +136,7 @@ class JobWatch(Watch):
     def on_poll(self, update: PollUpdate, priming: bool = False) -> None:
         if self.mailbox.closed:
             return
-        row = update.find_job(self.job_id)
+        row = self._find(update)
         if row is not None:
             # Most watched jobs did not change: compare the text before splitting fields.
             if self._row is None or row.structured != self._row.structured:
@@ -129,11 +149,15 @@ class JobWatch(Watch):
         if final is None:
             return  # looked up with the next poll
         self._row = None
-        if final.record is not None:
+        if final.record is not None and self.visibility.sees(final.record.user):
             self._see(final.record, final.source, update.snapshot)
             return
+        # Nothing this subscriber may see knows the job: another user's job under `own` ends
+        # here exactly as an id nobody knows does.
         snapshot = update.snapshot
-        view = job_view(snapshot, self.last, self.selection) if self.last is not None else None
+        view = None
+        if self.last is not None:
+            view = job_view(snapshot, self.last, self.selection, self.visibility)
         self.mailbox.post(
             JobEventData(
                 EventKind.UNKNOWN,
@@ -151,7 +175,7 @@ class JobWatch(Watch):
         self.numeric_id = record.job_id
         if self.state is None or record.state != self.state:
             kind = EventKind.SNAPSHOT if self.state is None else EventKind.CHANGED
-            view = job_view(snapshot, record, self.selection)
+            view = job_view(snapshot, record, self.selection, self.visibility)
             event = JobEventData(
                 kind, record.display_id, record, self.state, snapshot.taken_at, view, source
             )
@@ -178,17 +202,24 @@ class JobFeed(Watch):
         mailbox: Mailbox,
         extra_needs: Need = Need.NOTHING,
         initial: bool = False,
+        *,
+        visibility: Visibility,
     ) -> None:
-        super().__init__(mailbox, extra_needs)
+        super().__init__(mailbox, extra_needs, visibility=visibility)
         self.criteria = criteria
         self.initial = initial
         self.primed = False
+
+    def _matches(self, job: JobRecord) -> bool:
+        """In this feed's set: matching its filter, and the subscriber's to see."""
+        return self.visibility.sees(job.user) and job_matches(job, self.criteria)
 
     def prime(self, update: PollUpdate) -> None:
         self.primed = True
         if not self.initial:
             return
-        for row in update.snapshot.jobs_matching(self.criteria):
+        visible = self.visibility.view(update.snapshot)
+        for row in visible.jobs_matching(self.criteria):
             self._post(EventKind.SNAPSHOT, row.fields(), None, update.snapshot)
 
     def on_poll(self, update: PollUpdate) -> None:
@@ -202,14 +233,14 @@ class JobFeed(Watch):
         before, after, snapshot = change.before, change.after, update.snapshot
         if before is None:
             assert after is not None
-            if job_matches(after, self.criteria):
+            if self._matches(after):
                 self._post(EventKind.ADDED, after, None, snapshot)
             return
         if after is not None:
             self._transition(before, after, snapshot)
             return
         # Gone from squeue: first how it ended, if a poll did not see that.
-        last, inside = before, job_matches(before, self.criteria)
+        last, inside = before, self._matches(before)
         final = update.finals.get(str(change.job_id))
         if final is not None and final.record is not None:
             inside = self._transition(before, final.record, snapshot, final.source)
@@ -229,13 +260,16 @@ class JobFeed(Watch):
     ) -> bool:
         """Post what moving from `before` to `after` means for this feed; True if `after` is
         in the feed's set."""
-        was, now = job_matches(before, self.criteria), job_matches(after, self.criteria)
+        was, now = self._matches(before), self._matches(after)
         if was and now:
             self._post(EventKind.CHANGED, after, before.state, snapshot, source)
         elif now:
             self._post(EventKind.ADDED, after, before.state, snapshot, source)
         elif was:
-            self._post(EventKind.REMOVED, after, before.state, snapshot, source)
+            # What it left as, if the subscriber may see that record (a final one comes from
+            # accounting, keyed by id alone); else as last seen.
+            shown = after if self.visibility.sees(after.user) else before
+            self._post(EventKind.REMOVED, shown, before.state, snapshot, source)
         return now
 
     def _post(
@@ -246,7 +280,7 @@ class JobFeed(Watch):
         snapshot: Snapshot,
         source: RecordSource = RecordSource.SQUEUE,
     ) -> None:
-        view = job_view(snapshot, record, self.selection)
+        view = job_view(snapshot, record, self.selection, self.visibility)
         self.mailbox.post(
             JobEventData(kind, record.display_id, record, previous, snapshot.taken_at, view, source)
         )
@@ -267,8 +301,10 @@ class NodeFeed(Watch):
         mailbox: Mailbox,
         extra_needs: Need = Need.NOTHING,
         initial: bool = False,
+        *,
+        visibility: Visibility,
     ) -> None:
-        super().__init__(mailbox, extra_needs)
+        super().__init__(mailbox, extra_needs, visibility=visibility)
         self.states = states
         self.partitions = partitions
         self.initial = initial
@@ -313,7 +349,7 @@ class NodeFeed(Watch):
                 node_state(before) if before is not None else None,
                 before.reason if before is not None else None,
                 snapshot.taken_at,
-                node_view(snapshot, node, self.selection),
+                node_view(snapshot, node, self.selection, self.visibility),
             )
         )
 

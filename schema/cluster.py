@@ -8,6 +8,7 @@ from resolvers.context import RequestContext
 from resolvers.ids import validate_job_id
 from resolvers.selection import filter_nodes, job_matches_id
 from resolvers.snapshot import Snapshot
+from resolvers.visibility import check_visible
 from schema.connection import JobConnection, job_connection
 from schema.filters import JobFilter, NodeFilter
 from schema.job import Job
@@ -19,6 +20,9 @@ from schema.partition import Partition
 class Cluster:
     name: str
     _snapshot: strawberry.Private[Snapshot]
+
+    def __post_init__(self) -> None:
+        check_visible(self._snapshot)  # its jobs, however nested, are a request's view
 
     @strawberry.field(description="The Slurm version the head node runs, e.g. 22.05.8.")
     def slurm_version(self) -> str:

@@ -18,6 +18,7 @@ from resolvers.slurm.hostlist import expand_hostlist
 from resolvers.slurm.job_fields import split_comment
 from resolvers.slurm.jobs import JobRecord, JobRow
 from resolvers.snapshot import Snapshot
+from resolvers.visibility import check_visible
 from schema.enums import JobState
 from schema.errors import expected_errors_as_graphql
 from schema.output import JobOutput, OutputStream
@@ -36,6 +37,11 @@ def to_datetime(epoch: int | None) -> datetime | None:
 class Job:
     _record: strawberry.Private[JobRecord]
     _snapshot: strawberry.Private[Snapshot]
+
+    def __post_init__(self) -> None:
+        # The choke point of SLURM_GRAPHQL_JOB_VISIBILITY: no Job exists but on a request's
+        # view of a snapshot, for a job that view's audience may see (resolvers/visibility.py).
+        check_visible(self._snapshot, self._record.user)
 
     @classmethod
     def from_row(cls, row: JobRow, snapshot: Snapshot) -> Job:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import strawberry
 
@@ -10,7 +10,7 @@ from resolvers.audit import audited, refuse_anonymous
 from resolvers.context import RequestContext
 from resolvers.identity import Unauthenticated
 from resolvers.mutations import Rejected, Rejection, Written, control_job, submit_job
-from resolvers.slurm.job_fields import InvalidSubmission
+from resolvers.slurm.job_fields import Dependency, InvalidSubmission
 from resolvers.slurm.job_update import update_arguments, validate_signal
 from schema.errors import ErrorCode, coded, expected_errors_as_graphql
 from schema.inputs import SubmitJobInput, UpdateJobInput
@@ -18,7 +18,11 @@ from schema.payloads import JobActionPayload, SubmitJobPayload, action_payload, 
 
 
 async def _act(
-    info: strawberry.Info, cluster: str | None, id: str, argv: Callable[[str], list[str]]
+    info: strawberry.Info,
+    cluster: str | None,
+    id: str,
+    argv: Callable[[str], list[str]],
+    dependencies: Sequence[Dependency] = (),
 ) -> JobActionPayload:
     context: RequestContext = info.context
     operation = info.field_name
@@ -30,7 +34,9 @@ async def _act(
             action = argv(id)
         except InvalidSubmission as exc:
             return Rejected(Rejection.INVALID_INPUT, exc.message, exc.field)
-        return await control_job(source, context.identity, id, action)
+        return await control_job(
+            source, context.identity, context.visibility, id, action, dependencies
+        )
 
     return action_payload(
         await expected_errors_as_graphql(audited(context, operation, cluster, id, run()))
@@ -60,7 +66,9 @@ class Mutation:
         async def run() -> Written | Rejected:
             source = context.sources[context.resolve_cluster_name(cluster)]
             request = input.to_request()
-            return await submit_job(source, context.identity, request, context.aws_cli)
+            return await submit_job(
+                source, context.identity, context.visibility, request, context.aws_cli
+            )
 
         outcome = await expected_errors_as_graphql(
             audited(context, "submitJob", cluster, None, run())
@@ -101,7 +109,9 @@ class Mutation:
     async def update_job(
         self, info: strawberry.Info, id: str, input: UpdateJobInput, cluster: str | None = None
     ) -> JobActionPayload:
-        def argv(job: str) -> list[str]:
-            return ["scontrol", "update", f"JobId={job}", *update_arguments(input.to_update())]
+        update = input.to_update()
 
-        return await _act(info, cluster, id, argv)
+        def argv(job: str) -> list[str]:
+            return ["scontrol", "update", f"JobId={job}", *update_arguments(update)]
+
+        return await _act(info, cluster, id, argv, update.dependencies or ())

@@ -10,6 +10,7 @@ import strawberry
 from resolvers.selection import node_state
 from resolvers.slurm.nodes import NodeRecord
 from resolvers.snapshot import Snapshot
+from resolvers.visibility import check_visible
 from schema.enums import NodeState
 from schema.job import Job, to_datetime
 
@@ -70,6 +71,9 @@ class Node:
             _record=record,
             _snapshot=snapshot,
         )
+
+    def __post_init__(self) -> None:
+        check_visible(self._snapshot)  # its jobs, however nested, are a request's view
 
     @strawberry.field(description="Partitions this node belongs to.")
     def partitions(self) -> list[Annotated[Partition, strawberry.lazy("schema.partition")]]:

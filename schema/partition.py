@@ -7,6 +7,7 @@ import strawberry
 from resolvers.context import RequestContext
 from resolvers.slurm.partitions import PartitionRecord
 from resolvers.snapshot import Snapshot
+from resolvers.visibility import check_visible
 from schema.connection import JobConnection, job_connection
 from schema.enums import PartitionState
 from schema.filters import JobFilter
@@ -42,6 +43,9 @@ class Partition:
             node_list=record.node_list,
             _snapshot=snapshot,
         )
+
+    def __post_init__(self) -> None:
+        check_visible(self._snapshot)  # its jobs, however nested, are a request's view
 
     @strawberry.field(description="Member nodes.")
     def nodes(self) -> list[Node]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import TypeVar
 
@@ -15,6 +14,7 @@ from resolvers.mailbox import Mailbox
 from resolvers.poller import PollerHub, SubscriberTooSlow
 from resolvers.selection import JobCriteria
 from resolvers.snapshot import Need
+from resolvers.visibility import Visibility
 from resolvers.watches import JobFeed, JobWatch, NodeFeed, Watch
 from schema.errors import to_graphql_error
 from schema.event import JobEvent, NodeEvent
@@ -25,24 +25,26 @@ SUBSCRIBER_TOO_SLOW = "SUBSCRIBER_TOO_SLOW"
 E = TypeVar("E")
 
 
-def _setup(info: strawberry.Info, cluster: str | None) -> tuple[PollerHub, str, Need]:
+def _setup(info: strawberry.Info, cluster: str | None) -> tuple[PollerHub, str, Need, Visibility]:
     context: LiveContext = info.context
     if not isinstance(context, LiveContext) or context.pollers is None:
         raise RuntimeError("subscriptions need a LiveContext with pollers")
     raw = info._raw_info
     needs = selection_needs(raw.field_nodes[0].selection_set, raw.fragments)
-    return context.pollers, context.resolve_cluster_name(cluster), needs
+    return context.pollers, context.resolve_cluster_name(cluster), needs, context.visibility
 
 
 async def _events(
     info: strawberry.Info,
     cluster: str | None,
-    make: Callable[[Mailbox, Need], Watch],
+    make: Callable[[Mailbox, Need, Visibility], Watch],
     convert: Callable[..., E],
 ) -> AsyncIterator[E]:
+    """The events of the watch `make` builds, for what the subscriber may see (every watch
+    takes the subscriber's Visibility: events hold only views filtered for it)."""
     try:
-        hub, name, needs = _setup(info, cluster)
-        watch = make(Mailbox(hub.mailbox_size), needs)
+        hub, name, needs, visibility = _setup(info, cluster)
+        watch = make(Mailbox(hub.mailbox_size), needs, visibility)
     except Exception as exc:
         error = to_graphql_error(exc)
         if error is None:
@@ -76,21 +78,16 @@ class Subscription:
     @strawberry.subscription(
         description="One job: its current state first (SNAPSHOT), then every new state "
         "(CHANGED); completes after a terminal state. A job Slurm has already forgotten is "
-        "looked up in accounting; if nothing knows it, one UNKNOWN event is sent."
+        "looked up in accounting; if nothing knows it, one UNKNOWN event is sent. Under "
+        "SLURM_GRAPHQL_JOB_VISIBILITY=own, another user's job is one nothing knows."
     )
     async def job_state_changed(
         self, info: strawberry.Info, id: str, cluster: str | None = None
     ) -> AsyncGenerator[JobEvent, None]:
-        def make(mailbox: Mailbox, needs: Need) -> Watch:
-            return JobWatch(validate_job_id(id), mailbox, needs)
+        def make(mailbox: Mailbox, needs: Need, visibility: Visibility) -> Watch:
+            return JobWatch(validate_job_id(id), mailbox, needs, visibility=visibility)
 
-        only = info.context.sees_only
         async for event in _events(info, cluster, make, JobEvent.from_data):
-            if only is not None and event.job is not None and event.job._record.user != only:
-                # Another user's job, under SLURM_GRAPHQL_JOB_VISIBILITY=own: as if unknown.
-                raise GraphQLError(
-                    f"no job {id} visible to you", extensions={"code": "JOB_NOT_FOUND"}
-                )
             yield event
 
     @strawberry.subscription(
@@ -105,14 +102,9 @@ class Subscription:
         initial: bool = False,
     ) -> AsyncGenerator[JobEvent, None]:
         criteria = _criteria(filter)
-        only = info.context.sees_only
-        if only is not None:
-            # Under SLURM_GRAPHQL_JOB_VISIBILITY=own a feed holds the caller's jobs at most.
-            users = frozenset({only}) & (criteria.users or frozenset({only}))
-            criteria = dataclasses.replace(criteria, users=users)
 
-        def make(mailbox: Mailbox, needs: Need) -> Watch:
-            return JobFeed(criteria, mailbox, needs, initial=initial)
+        def make(mailbox: Mailbox, needs: Need, visibility: Visibility) -> Watch:
+            return JobFeed(criteria, mailbox, needs, initial=initial, visibility=visibility)
 
         async for event in _events(info, cluster, make, JobEvent.from_data):
             yield event
@@ -131,13 +123,14 @@ class Subscription:
         states = None if filter is None or filter.states is None else filter.states
         partitions = None if filter is None else filter.partitions
 
-        def make(mailbox: Mailbox, needs: Need) -> Watch:
+        def make(mailbox: Mailbox, needs: Need, visibility: Visibility) -> Watch:
             return NodeFeed(
                 None if states is None else frozenset(s.value for s in states),
                 _set(partitions, "partition"),
                 mailbox,
                 needs,
                 initial=initial,
+                visibility=visibility,
             )
 
         async for event in _events(info, cluster, make, NodeEvent.from_data):

@@ -79,7 +79,19 @@ printf 'SUBMITTED %s\\n' "$id"
 show "$id"
 """
 
-_CONTROL_BODY = """\
+# Marks the refusal of an action on a job the requester may not see (exit status 66).
+NOT_VISIBLE = "slurm-graphql: no such job"
+
+_CONTROL_BODY = f"""\
+if [ -n "$owner" ]; then
+  # Only `owner`'s jobs may be seen: any other job is answered as a missing one, and decided
+  # before anything is done to it. squeue failing (an unknown id, Slurm down) speaks for itself.
+  owners=$(squeue --all --states=all --noheader --Format=UserName:0 --jobs="$job") || exit
+  if [ -z "$owners" ] || printf '%s\\n' "$owners" | grep -qvxF -e "$owner"; then
+    echo "{NOT_VISIBLE}" >&2
+    exit 66
+  fi
+fi
 # The action's own output goes to stderr: stdout is the job as squeue shows it afterwards.
 "$@" >&2 || exit
 show "$job"
@@ -118,13 +130,21 @@ def submit_lock(user: str | None) -> str:
     return f"submit.{user}" if user is not None else "submit"
 
 
-def control_command(boundary: str, job_id: str, action: Sequence[str], user: str | None) -> Command:
-    """Run `action` (scancel/scontrol argv) as `user`, then show job `job_id`."""
+def control_command(
+    boundary: str,
+    job_id: str,
+    action: Sequence[str],
+    user: str | None,
+    owner: str | None = None,
+) -> Command:
+    """Run `action` (scancel/scontrol argv) as `user`, then show job `job_id`. With `owner`,
+    nothing is done unless every row of the job is `owner`'s (exit 66, NOT_VISIBLE)."""
     if not CONTROL_JOB_ID.match(job_id):
         raise ValueError(f"{job_id!r} is not a job or array task id")
     show = squeue_command(boundary).argv
-    program = _program("job", len(show), _CONTROL_BODY)
-    return Command(("sh", "-c", program, "sh", job_id, *show, *action), user=user)
+    program = _program("job owner", len(show), _CONTROL_BODY)
+    argv = ("sh", "-c", program, "sh", job_id, owner or "", *show, *action)
+    return Command(argv, user=user)
 
 
 @dataclass(frozen=True)

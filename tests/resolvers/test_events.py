@@ -11,6 +11,7 @@ from resolvers.mailbox import Finished, Mailbox, Overflowed
 from resolvers.selection import JobCriteria
 from resolvers.slurm.jobs import FIELD_SEPARATOR, STRUCTURED_FIELDS, JobRow, parse_squeue
 from resolvers.snapshot import Need, Snapshot
+from resolvers.visibility import EVERYONE
 from resolvers.watches import JobFeed, JobWatch, PollUpdate
 
 SQUEUE = Path(__file__).resolve().parent.parent / "golden" / "22.05" / "squeue"
@@ -78,7 +79,7 @@ def test_a_feed_adds_and_removes_as_jobs_enter_and_leave_its_filter() -> None:
     pending = next(r for r in before if r.fields().state == "PENDING")
     after = [with_field(running, "State", "COMPLETED") if r is running else r for r in before]
     after = [with_field(pending, "State", "RUNNING") if r is pending else r for r in after]
-    feed = JobFeed(JobCriteria(states=frozenset({"RUNNING"})), Mailbox(100))
+    feed = JobFeed(JobCriteria(states=frozenset({"RUNNING"})), Mailbox(100), visibility=EVERYONE)
     feed.on_poll(update(before, None))
     feed.on_poll(update(after, before))
     events = {e.job_id: e for e in drain(feed.mailbox)}
@@ -92,7 +93,7 @@ def test_a_job_watch_reports_state_changes_only_and_finishes_at_the_end() -> Non
     """SNAPSHOT first; a change of reason alone is not news; a terminal state finishes it."""
     before = rows()
     pending = next(r for r in before if r.fields().state == "PENDING")
-    watch = JobWatch(str(pending.job_id), Mailbox(100))
+    watch = JobWatch(str(pending.job_id), Mailbox(100), visibility=EVERYONE)
     watch.prime(update(before, None))
     reason = [with_field(r, "Reason", "Priority") if r is pending else r for r in before]
     watch.on_poll(update(reason, before))

@@ -19,6 +19,7 @@ from resolvers.mailbox import Mailbox
 from resolvers.poller import PollerHub, SubscriberTooSlow
 from resolvers.selection import JobCriteria
 from resolvers.source import SnapshotSource
+from resolvers.visibility import EVERYONE
 from resolvers.watches import JobFeed
 from server.app import create_app
 from server.settings import Settings
@@ -125,9 +126,16 @@ async def test_a_slow_consumer_is_dropped_and_the_others_are_not(
     hub = PollerHub({"local": SnapshotSource("local", transport)}, 0.2, mailbox_size=3)
     fast: list[JobEventData] = []
     fast_task = asyncio.create_task(
-        _collect(hub.follow("local", JobFeed(JobCriteria(), Mailbox(10_000), initial=True)), fast)
+        _collect(
+            hub.follow(
+                "local", JobFeed(JobCriteria(), Mailbox(10_000), initial=True, visibility=EVERYONE)
+            ),
+            fast,
+        )
     )
-    slow = hub.follow("local", JobFeed(JobCriteria(), Mailbox(3), initial=True))
+    slow = hub.follow(
+        "local", JobFeed(JobCriteria(), Mailbox(3), initial=True, visibility=EVERYONE)
+    )
     try:
         # Reads one event: by the time it runs, the first poll has posted one per job.
         try:
