@@ -41,9 +41,8 @@ class Visibility:
     def of(cls, identity: Identity, own_jobs_only: bool) -> Visibility:
         """`own_jobs_only` is SLURM_GRAPHQL_JOB_VISIBILITY=own. Administrators see every job;
         any other identity, an anonymous one included, sees its user's jobs (`nobody` owns
-        none). The server's own account (no user, where identities still have one) acts with
-        the server's full rights anyway, so it sees every job too."""
-        if not own_jobs_only or identity.admin or not identity.user:
+        none). Every identity names a user (resolvers/identity.py): none stands for the server."""
+        if not own_jobs_only or identity.admin:
             return EVERYONE
         return cls(everyone=False, owner=identity.user)
 
