@@ -40,8 +40,10 @@ from tests.support.lambda_events import (
 from tests.support.ws import Connection, serving
 from transport.local import LocalTransport
 
-# Enough that two nested levels of nodes and jobs (4 x 150 x 4 x 150 x 2) pass the default
-# cost; no more, since Slurm keeps every record until MinJobAge, on a cluster others share.
+# Enough that three nested levels of nodes and jobs (about 4 x 150 x 4 x 150 x 4 x 150) are far
+# beyond the default cost, on a fresh cluster too, while two levels (about 360,000 at 150 jobs)
+# stay within it as a legitimate query may; no more, since Slurm keeps every record until
+# MinJobAge. Every variant below nests three levels.
 HELD_JOBS = 150
 FIFTEEN_FIELDS = (
     "id jobId name user account state reason submitTime startTime endTime timeLimitMinutes "
@@ -57,7 +59,8 @@ VARIANTS = {
         "fragment onJob on Job { nodes { jobs { nodes { jobs { id } } } } }"
     ),
     "inline fragments": (
-        "{ cluster { nodes { ... on Node { jobs { ... on Job { nodes { jobs { id } } } } } } } }"
+        "{ cluster { nodes { ... on Node { jobs { ... on Job { nodes { jobs { nodes { jobs "
+        "{ id } } } } } } } } } }"
     ),
     "aliases": (
         "{ cluster { a: nodes { jobs { nodes { jobs { id } } } } "
@@ -67,7 +70,7 @@ VARIANTS = {
     "through a job page": (
         "{ cluster { jobs { edges { node { nodes { jobs { nodes { jobs { id } } } } } } } } }"
     ),
-    "every cluster": "{ clusters { nodes { jobs { nodes { jobs { id } } } } } }",
+    "every cluster": "{ clusters { nodes { jobs { nodes { jobs { nodes { jobs { id } } } } } } } }",
     "in a mutation's payload": (
         'mutation { holdJob(id: "1") { ... on JobActionDone { job { nodes { jobs '
         "{ nodes { jobs { nodes { jobs { id } } } } } } } } } }"
