@@ -33,6 +33,12 @@ class ListBounds:
     def known(self) -> bool:
         return all(getattr(self, f.name) is not None for f in fields(self))
 
+    def blind_to_jobs(self, cap: int) -> ListBounds:
+        """These bounds with the cluster's job counts replaced by `cap`: what a request that may
+        not see every job is costed by, so that accepting or refusing its query (or the cost
+        a refusal states) tells nothing of how many jobs other users have."""
+        return replace(self, jobs=cap, jobs_per_node=cap)
+
     def merged(self, other: ListBounds) -> ListBounds:
         """Every bound of `other` that is known replaces this one's."""
         found = {f.name: getattr(other, f.name) for f in fields(other)}

@@ -170,6 +170,10 @@ class CostLimit(SchemaExtension):
         if problem is not None:
             raise too_complex(problem)
 
+    def _sees_only_some_jobs(self) -> bool:
+        request = self.execution_context.context
+        return isinstance(request, RequestContext) and not request.visibility.everyone
+
     def _cost(
         self,
         document: DocumentNode,
@@ -182,10 +186,14 @@ class CostLimit(SchemaExtension):
         limits, sources = self._limits, self._sources
         names = tuple(sources)
         nodes, jobs = (limits.assumed_nodes, limits.assumed_jobs) if assumed else (0, 0)
+        blind = self._sees_only_some_jobs()
 
         def complete(name: str) -> ListBounds:
             consulted.add(name)
-            return sources[name].bounds.or_assumed(nodes, jobs)
+            found = sources[name].bounds.or_assumed(nodes, jobs)
+            # The cluster's job count includes jobs this request may not see (visibility
+            # `own`): cost its lists by the page-size limit instead, which tells nothing.
+            return found.blind_to_jobs(limits.max_page_size) if blind else found
 
         def widest() -> ListBounds:
             return reduce(ListBounds.widest, (complete(n) for n in names))

@@ -5,8 +5,10 @@ jobs equals the answer about a job that does not exist. Subscriptions: test_visi
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -409,3 +411,45 @@ def drained(mailbox: Mailbox) -> list[JobEventData]:
         if isinstance(item, JobEventData):
             items.append(item)
     return items
+
+
+async def test_the_cost_of_his_query_says_nothing_of_how_many_jobs_she_has(jobs: Jobs) -> None:
+    """Under `own`, bob's queries are costed by the page-size limit, not the cluster's job count:
+    the refusal he gets (and whether he gets one) is the same before and after alice submits."""
+    settings = own_settings(max_cost=100)  # within: an admin's warm-up; beyond: bob's listing
+    query = "{ cluster { nodes { jobs { id } } } }"
+    warm = "{ cluster { nodes { name } jobs(first: 0) { totalCount } } }"
+    transport = CountingTransport(LocalTransport())
+    app = create_app(settings, transports={"local": transport})
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
+    ):
+
+        async def as_bob() -> dict[str, Any]:
+            response = await client.post(
+                "/graphql", json={"query": query}, headers={"Authorization": "Bearer bob-token"}
+            )
+            body: dict[str, Any] = response.json()
+            return body
+
+        api = OwnApi(client, transport)
+        await api.raw("carol", warm)  # an admin's read tells the server the cluster's size
+        before = await as_bob()
+        sbatch = ("sbatch", "--hold", "--parsable", "--array=1-5", "--job-name=count-probe")
+        submitted = await asyncio.to_thread(
+            subprocess.run,
+            ["runuser", "-u", "alice", "--", *sbatch, "-o", "/dev/null", "--wrap=true"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd="/tmp",
+        )
+        job_id = submitted.stdout.strip().split(";")[0]
+        try:
+            await api.raw("carol", warm)
+            after = await as_bob()
+        finally:
+            scancel(job_id)
+    assert before["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX", before
+    assert after == before
