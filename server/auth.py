@@ -110,6 +110,12 @@ def identity_from_claims(
     map when it names the claim's value; validated as a POSIX name), admin when `admin_group` is
     among the groups. Raises IdentityRefused for an e-mail outside `email_domains`."""
     value = claims.get(user_claim)
+    verified = claims.get("email_verified")
+    # `is True`: 1 == True in Python, and a claim of 1 is not the boolean the OIDC spec defines.
+    if user_claim == "email" and not (verified is True or verified == "true"):
+        # Identity providers let users change their own address (Cognito by default), and an
+        # unverified one may be anyone's: bob setting his to alice@example.org is not alice.
+        raise IdentityRefused(str(value)[:80], "the e-mail address is not verified")
     mapped = user_map.get(value) if user_map and isinstance(value, str) else None
     user = mapped or _user(value, user_claim, email_domains)
     if user is None:

@@ -125,11 +125,19 @@ def jwt_from(environ: Mapping[str, str]) -> JwtSettings | None:
             "SLURM_GRAPHQL_JWT_ALGORITHMS: only asymmetric algorithms "
             f"({', '.join(sorted(ASYMMETRIC))}) are allowed"
         )
+    audience = environ.get("SLURM_GRAPHQL_JWT_AUDIENCE", "").strip()
+    if not audience:
+        # Without it, a token the issuer made for any other app (another client of the same
+        # Cognito pool, with its own sign-up rules) would be accepted here.
+        raise SettingsError(
+            "SLURM_GRAPHQL_JWT_AUDIENCE: required with SLURM_GRAPHQL_AUTH=jwt (the app client id "
+            "or audience your tokens are issued for)"
+        )
     return JwtSettings(
         issuer=issuer,
         jwks_url=environ.get("SLURM_GRAPHQL_JWT_JWKS_URL")
         or issuer.rstrip("/") + "/.well-known/jwks.json",
-        audience=environ.get("SLURM_GRAPHQL_JWT_AUDIENCE") or None,
+        audience=audience,
         algorithms=algorithms,
         user_claim=environ.get("SLURM_GRAPHQL_JWT_USER_CLAIM") or "username",
         groups_claim=environ.get("SLURM_GRAPHQL_JWT_GROUPS_CLAIM") or "cognito:groups",

@@ -12,6 +12,7 @@ claims at request time, where a refusal is PERMISSION_DENIED and audited.
 
 from __future__ import annotations
 
+import os
 import pwd
 
 DEFAULT_MIN_UID = 1000
@@ -30,10 +31,15 @@ class IdentityRefused(Exception):
         self.reason = reason
 
 
-def floor_violation(user: str, min_uid: int) -> str | None:
-    """Why the service may not act as `user`, or None when it may."""
+def floor_violation(user: str, min_uid: int, server_account: str | None = None) -> str | None:
+    """Why the service may not act as `user`, or None when it may. `server_account` is the
+    account this process runs as (looked up when not given)."""
     if user in NEVER:
         return f"{user} is never acted as"
+    if user == (server_account or _server_account()):
+        # A server not running as root (local:// in development) runs its own user's commands
+        # without a switch: acting as it would read what the server can (its token file).
+        return f"{user} is the server's own account"
     try:
         # Local lookup (files, or the host's NSS cache): microseconds, so fine on the event loop.
         uid = pwd.getpwnam(user).pw_uid
@@ -49,3 +55,10 @@ def check_floor(user: str, min_uid: int, claimed: str | None = None) -> None:
     reason = floor_violation(user, min_uid)
     if reason is not None:
         raise IdentityRefused(claimed or user, reason)
+
+
+def _server_account() -> str | None:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return None

@@ -17,6 +17,8 @@ import pytest
 import websockets
 
 from server.app import create_app
+from server.auth import identity_from_claims
+from server.floor import IdentityRefused, floor_violation
 from server.settings import Settings, SettingsError
 from server.tokens import parse_token_map
 from tests.conftest import open_inner_transport
@@ -227,7 +229,9 @@ async def test_email_claims_map_only_in_configured_domains(
             response = await client.post(
                 "/graphql",
                 json={"query": VIEWER},
-                headers={"Authorization": f"Bearer {issuer.token(email=email)}"},
+                headers={
+                    "Authorization": f"Bearer {issuer.token(email=email, email_verified=True)}"
+                },
             )
     if expected in ("alice", "bob"):
         assert response.json()["data"]["viewer"]["user"] == expected
@@ -251,3 +255,46 @@ def test_the_email_claim_needs_its_domains(issuer: Issuer) -> None:
         Settings.from_environ(
             issuer.environ(**{**EMAIL, "SLURM_GRAPHQL_JWT_EMAIL_DOMAINS": "not a domain"})
         )
+
+
+@pytest.mark.parametrize("verified", [None, False, "false", "False", 1])
+async def test_an_unverified_email_claim_is_refused(
+    verified: object, issuer: Issuer, unix_users: None
+) -> None:
+    """An address the identity provider has not verified may be anyone's (Cognito lets users
+    change their own): bob claiming alice@example.org unverified is 403, audited, never alice."""
+    settings = Settings.from_environ(issuer.environ(**EMAIL))
+    app = create_app(settings, transports={"local": CountingTransport(LocalTransport())})
+    token = issuer.token(email="alice@example.org", email_verified=verified)
+    with audit_lines() as lines:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://localhost"
+            ) as client,
+        ):
+            response = await client.post(
+                "/graphql", json={"query": VIEWER}, headers={"Authorization": f"Bearer {token}"}
+            )
+    assert response.status_code == 403
+    assert response.json()["errors"][0]["extensions"]["code"] == "PERMISSION_DENIED"
+    assert [line["identity"] for line in lines] == ["alice@example.org"]
+
+
+def test_api_gateway_passes_email_verified_as_a_string() -> None:
+    """API Gateway flattens claims to strings: "true" is verified, "false" is not."""
+    domains = frozenset({"example.org"})
+    claims = {"email": "alice@example.org", "email_verified": "true"}
+    found = identity_from_claims(claims, "email", "cognito:groups", None, None, domains)
+    assert found is not None and found.user == "alice"
+    with pytest.raises(IdentityRefused):
+        identity_from_claims(
+            {**claims, "email_verified": "false"}, "email", "cognito:groups", None, None, domains
+        )
+
+
+def test_the_servers_own_account_is_never_acted_as() -> None:
+    """A server that does not run as root (local:// in development) refuses to act as its own
+    account, which could read what the server reads; other accounts above the floor pass."""
+    assert floor_violation("alice", 1000, server_account="alice") is not None
+    assert floor_violation("bob", 1000, server_account="alice") is None

@@ -185,8 +185,15 @@ def _hs256_with_public_key(payload: dict[str, Any], public_pem: bytes) -> str:
 
 def test_jwt_settings_refuse_symmetric_algorithms_and_plain_http() -> None:
     """HS256 cannot be configured, and the issuer must be https (loopback aside, for tests)."""
-    base = {"SLURM_GRAPHQL_AUTH": "jwt", "SLURM_GRAPHQL_JWT_ISSUER": "https://idp.example"}
+    base = {
+        "SLURM_GRAPHQL_AUTH": "jwt",
+        "SLURM_GRAPHQL_JWT_ISSUER": "https://idp.example",
+        "SLURM_GRAPHQL_JWT_AUDIENCE": AUDIENCE,
+    }
     assert Settings.from_environ(base).jwt is not None
+    without_audience = {k: v for k, v in base.items() if k != "SLURM_GRAPHQL_JWT_AUDIENCE"}
+    with pytest.raises(SettingsError, match="AUDIENCE"):
+        Settings.from_environ(without_audience)
     with pytest.raises(SettingsError, match="asymmetric"):
         Settings.from_environ({**base, "SLURM_GRAPHQL_JWT_ALGORITHMS": "HS256"})
     with pytest.raises(SettingsError, match="https"):
@@ -205,6 +212,7 @@ async def test_an_explicit_map_names_the_user(issuer: tuple[str, Keys], tmp_path
     environ = {
         "SLURM_GRAPHQL_AUTH": "jwt",
         "SLURM_GRAPHQL_JWT_ISSUER": url,
+        "SLURM_GRAPHQL_JWT_AUDIENCE": AUDIENCE,
         "SLURM_GRAPHQL_JWT_USER_CLAIM": "email",
         "SLURM_GRAPHQL_JWT_EMAIL_DOMAINS": "example.org",
         "SLURM_GRAPHQL_USER_MAP": str(user_map),
@@ -213,7 +221,10 @@ async def test_an_explicit_map_names_the_user(issuer: tuple[str, Keys], tmp_path
     async with app_client(Settings.from_environ(environ), {"local": LocalTransport()}) as client:
         for email in ("alice@example.org", "bob@example.org"):
             token = jwt.encode(
-                claims(url, aud=None, email=email), keys.rsa, "RS256", headers={"kid": "rsa-1"}
+                claims(url, email=email, email_verified=True),
+                keys.rsa,
+                "RS256",
+                headers={"kid": "rsa-1"},
             )
             response = await client.post(
                 "/graphql", json={"query": VIEWER}, headers={"Authorization": f"Bearer {token}"}
