@@ -19,6 +19,7 @@ from schema import build_schema
 from server.app import create_app
 from server.settings import Settings
 from tests.conftest import open_inner_transport
+from tests.support.app import app_client
 from tests.support.audit import audit_lines
 from tests.support.counting import CountingTransport
 from tests.support.scenario import Scenario
@@ -60,14 +61,8 @@ async def anonymous(request: pytest.FixtureRequest, unix_users: None) -> AsyncIt
     transport = CountingTransport(inner)
     settings = Settings.from_environ({"SLURM_GRAPHQL_CACHE_TTL": "0"})
     assert settings.auth_mode == "none"
-    app = create_app(settings, transports={"local": transport})
     try:
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://localhost"
-            ) as client,
-        ):
+        async with app_client(settings, {"local": transport}) as client:
             yield Anonymous(client, transport, request.param)
     finally:
         await inner.aclose()

@@ -22,6 +22,7 @@ from server.floor import IdentityRefused, floor_violation
 from server.settings import Settings, SettingsError
 from server.tokens import parse_token_map
 from tests.conftest import open_inner_transport
+from tests.support.app import app_client
 from tests.support.audit import audit_lines
 from tests.support.counting import CountingTransport
 from tests.support.oidc import Issuer, oidc_issuer
@@ -112,14 +113,8 @@ async def jwt_api(
     settings = Settings.from_environ(
         issuer.environ(SLURM_GRAPHQL_JWT_USER_CLAIM="username", SLURM_GRAPHQL_CACHE_TTL="0")
     )
-    app = create_app(settings, transports={"local": transport})
     try:
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://localhost"
-            ) as client,
-        ):
+        async with app_client(settings, {"local": transport}) as client:
             yield client, transport
     finally:
         await inner.aclose()
@@ -218,14 +213,8 @@ async def test_email_claims_map_only_in_configured_domains(
     SLURM_GRAPHQL_JWT_EMAIL_DOMAINS, and never below the floor; anything else is 403
     PERMISSION_DENIED, audited."""
     settings = Settings.from_environ(issuer.environ(**EMAIL))
-    app = create_app(settings, transports={"local": CountingTransport(LocalTransport())})
     with audit_lines() as lines:
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://localhost"
-            ) as client,
-        ):
+        async with app_client(settings, {"local": CountingTransport(LocalTransport())}) as client:
             response = await client.post(
                 "/graphql",
                 json={"query": VIEWER},

@@ -26,10 +26,10 @@ from resolvers.snapshot import Need, Snapshot
 from resolvers.visibility import EVERYONE, OutOfSight, Visibility
 from resolvers.watches import JobWatch, PollUpdate
 from schema.job import Job
-from server.app import create_app
 from server.lambda_app import make_handler
 from tests.conftest import UserApi, open_inner_transport
 from tests.server.test_mutations import scancel
+from tests.support.app import app_client
 from tests.support.counting import CountingTransport
 from tests.support.lambda_events import LambdaRuntime, event, response_body
 from tests.support.visibility import (
@@ -74,14 +74,8 @@ async def own_api(request: pytest.FixtureRequest, unix_users: None) -> AsyncIter
     """The app under SLURM_GRAPHQL_JOB_VISIBILITY=own, through each transport."""
     inner = open_inner_transport(request, request.param)
     transport = CountingTransport(inner)
-    app = create_app(own_settings(), transports={"local": transport})
     try:
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://test"
-            ) as client,
-        ):
+        async with app_client(own_settings(), {"local": transport}) as client:
             yield OwnApi(client, transport)
     finally:
         await inner.aclose()
@@ -304,11 +298,7 @@ async def test_the_response_cache_never_answers_one_user_with_anothers_view(jobs
     query = """query($name: String!) { cluster { jobs(filter: {names: [$name]}) {
       totalCount edges { node { id name user } } } } }"""
     transport = CountingTransport(LocalTransport())
-    app = create_app(settings, transports={"local": transport})
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
-    ):
+    async with app_client(settings, {"local": transport}) as client:
         api = OwnApi(client, transport)
         assert jobs.name in await api.raw("alice", query, name=jobs.name)
         for _ in range(2):  # the second is answered from the cache, if anything is
@@ -420,11 +410,7 @@ async def test_the_cost_of_his_query_says_nothing_of_how_many_jobs_she_has(jobs:
     query = "{ cluster { nodes { jobs { id } } } }"
     warm = "{ cluster { nodes { name } jobs(first: 0) { totalCount } } }"
     transport = CountingTransport(LocalTransport())
-    app = create_app(settings, transports={"local": transport})
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
-    ):
+    async with app_client(settings, {"local": transport}) as client:
 
         async def as_bob() -> dict[str, Any]:
             response = await client.post(
