@@ -17,6 +17,7 @@ identity's WebSocket connections; past the cap the socket is closed with 4429.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
 from starlette.types import Scope
@@ -99,6 +100,19 @@ class _Gate:
         self.identity_slot = key
         return True
 
+    async def guard(self, handle: Callable[[], Awaitable[None]]) -> None:
+        """Run the connection's `handle`, giving its identity slot back however it ends."""
+        try:
+            await handle()
+        finally:
+            self.release_identity()
+
+    async def after_init(self, acknowledged: bool, context: Any, websocket: Any) -> None:
+        """Once `connection_init` said who the client is: close the socket (4429) if that
+        identity holds too many already."""
+        if acknowledged and not self.hold_identity(context):
+            await websocket.close(code=CLOSE_TOO_MANY, reason="too many connections")
+
     def release_identity(self) -> None:
         if self.identity_slot is not None:
             self.limits.sockets.release(self.identity_slot)
@@ -124,15 +138,11 @@ class LimitedTransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, No
 
     async def handle(self) -> None:
         self._gate = _Gate(cast(LimitedView, self.view), _scope_of(self))
-        try:
-            await super().handle()
-        finally:
-            self._gate.release_identity()
+        await self._gate.guard(super().handle)
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         await super().handle_connection_init(message)
-        if self.connection_acknowledged and not self._gate.hold_identity(self.context):
-            await self.websocket.close(code=CLOSE_TOO_MANY, reason="too many connections")
+        await self._gate.after_init(self.connection_acknowledged, self.context, self.websocket)
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         if not self.connection_acknowledged or message["id"] in self.operations:
@@ -165,15 +175,11 @@ class LimitedWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
 
     async def handle(self) -> None:
         self._gate = _Gate(cast(LimitedView, self.view), _scope_of(self))
-        try:
-            await super().handle()
-        finally:
-            self._gate.release_identity()
+        await self._gate.guard(super().handle)
 
     async def handle_connection_init(self, message: LegacyInitMessage) -> None:
         await super().handle_connection_init(message)
-        if self.connection_acknowledged and not self._gate.hold_identity(self.context):
-            await self.websocket.close(code=CLOSE_TOO_MANY, reason="too many connections")
+        await self._gate.after_init(self.connection_acknowledged, self.context, self.websocket)
 
     async def handle_start(self, message: StartMessage) -> None:
         if not self.connection_acknowledged:
