@@ -6,7 +6,7 @@ thousands of jobs usually select a handful of fields.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
@@ -22,15 +22,11 @@ from resolvers.visibility import check_visible
 from schema.enums import JobState
 from schema.errors import expected_errors_as_graphql
 from schema.output import JobOutput, OutputStream
-from schema.scalars import Long
+from schema.scalars import Long, to_datetime
 
 if TYPE_CHECKING:
     from schema.node import Node
     from schema.partition import Partition
-
-
-def to_datetime(epoch: int | None) -> datetime | None:
-    return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
 
 
 @strawberry.type(description="A Slurm job, array task, or the pending remainder of an array.")

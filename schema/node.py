@@ -12,7 +12,8 @@ from resolvers.slurm.nodes import NodeRecord
 from resolvers.snapshot import Snapshot
 from resolvers.visibility import check_visible
 from schema.enums import NodeState
-from schema.job import Job, to_datetime
+from schema.job import Job
+from schema.scalars import to_datetime
 
 if TYPE_CHECKING:
     from schema.partition import Partition

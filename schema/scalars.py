@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import NewType
 
 import strawberry
@@ -18,3 +19,8 @@ SCALAR_MAP: dict[object, ScalarDefinition] = {
         description="An integer beyond GraphQL's 32-bit Int, as a JSON number (exact to 2^53).",
     )
 }
+
+
+def to_datetime(epoch: int | None) -> datetime | None:
+    """Slurm's epoch seconds as an aware UTC datetime (strawberry's DateTime); None stays None."""
+    return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+from urllib.parse import parse_qs
 
 from transport.environment import check_extra
 
@@ -100,3 +101,15 @@ def refused_result(command: Command, reason: str) -> CommandResult:
 def decode_output(data: bytes) -> str:
     """Decode program output the same way in every backend: UTF-8, bad bytes replaced."""
     return data.decode("utf-8", errors="replace")
+
+
+def url_options(query: str, allowed: set[str]) -> dict[str, str]:
+    """A transport URL's query string as options; the last value wins, unknown names fail.
+
+    It lives with the contract, not the registry, so a backend parsing its own URL needs nothing
+    from the module that imports it."""
+    options = {key: values[-1] for key, values in parse_qs(query, strict_parsing=False).items()}
+    unknown = set(options) - allowed
+    if unknown:
+        raise ValueError(f"unknown transport option(s): {', '.join(sorted(unknown))}")
+    return options

@@ -4,9 +4,9 @@ the query string holds its options, and a backend's library is imported only whe
 from __future__ import annotations
 
 from typing import Protocol
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
-from transport.base import DEFAULT_MIN_UID, Transport
+from transport.base import DEFAULT_MIN_UID, Transport, url_options
 from transport.environment import parse_pass_env
 
 
@@ -56,12 +56,3 @@ def open_transport(url: str, *, min_uid: int = DEFAULT_MIN_UID) -> Transport:
         known = ", ".join(f"{name}://" for name in sorted(_BACKENDS))
         raise ValueError(f"unknown transport {url!r}: expected one of {known}") from None
     return opener(url, min_uid=min_uid)
-
-
-def url_options(query: str, allowed: set[str]) -> dict[str, str]:
-    """A transport URL's query string as options; the last value wins, unknown names fail."""
-    options = {key: values[-1] for key, values in parse_qs(query, strict_parsing=False).items()}
-    unknown = set(options) - allowed
-    if unknown:
-        raise ValueError(f"unknown transport option(s): {', '.join(sorted(unknown))}")
-    return options

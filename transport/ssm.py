@@ -32,7 +32,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from transport.base import DEFAULT_MIN_UID, Command, CommandResult
+from transport.base import DEFAULT_MIN_UID, Command, CommandResult, url_options
 from transport.environment import parse_pass_env, passable_names
 from transport.errors import (
     HeadNodeNotFound,
@@ -42,7 +42,6 @@ from transport.errors import (
     TransportTimeout,
     TransportUnavailable,
 )
-from transport.registry import url_options
 from transport.shell_batch import build_script, new_boundary, parse_batch_output
 
 INLINE_STDOUT_LIMIT = 24_000
