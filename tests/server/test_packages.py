@@ -1,4 +1,4 @@
-"""Start-up refuses a look-alike package shadowing one of ours, with a message that says what to do."""
+"""Start-up refuses a look-alike package shadowing one of ours, and says what to do."""
 
 from __future__ import annotations
 
