@@ -441,13 +441,14 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
     listeners: list[RoundTripListener] = [readiness.record]
     observers: list[RequestObserver] = []
     extra_routes: list[Route] = []
-    metrics = None
+    pollers = PollerHub(sources, settings.poll_interval, settings.subscriber_queue)
     metrics_app = None
     if settings.metrics:
         from server.metrics import Metrics  # prometheus_client only when metrics are on
 
         metrics = Metrics(settings.metrics_max_operations)
         metrics.watch_sources(sources)
+        metrics.watch_pollers(pollers)
         listeners.append(metrics.observe_round_trip)
         observers.append(metrics.observe_request)
         route = Route("/metrics", token_required(metrics.endpoint, settings.metrics_token))
@@ -455,7 +456,6 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
             extra_routes.append(route)
         else:
             metrics_app = Starlette(routes=[route])  # `serve` routes its own port here
-    pollers = PollerHub(sources, settings.poll_interval, settings.subscriber_queue)
     # What snapshots told of each cluster's size bounds the cost of queries; like readiness, it
     # outlives a lifespan, so a Lambda event does not start unknowing.
     sizes = {name: KnownSizes() for name, _ in settings.clusters}
@@ -522,7 +522,6 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
         ],
         lifespan=lifespan,
     )
-    app.state.metrics = metrics  # None when metrics are off; the poller sets its gauges here
     app.state.metrics_app = metrics_app  # set with SLURM_GRAPHQL_METRICS_PORT
     app.state.readiness = readiness
     return app

@@ -21,9 +21,10 @@ Who may read the metrics is server/metrics_access.py's business (a token, or a p
   _transport_duration_seconds{cluster, backend}: every batch sent to a head node.
 - slurm_graphql_snapshot_cache_total{cluster, result}: snapshot gets served from the cache
   (hit) or that waited for the head node (miss). Read from the snapshot sources at scrape time.
-- slurm_graphql_poller_subscribers / _poller_interval_seconds{cluster}: set by the shared poller
-  behind subscriptions (through `app.state.metrics`): how many subscribers it serves and how often
-  it polls each cluster.
+- slurm_graphql_poller_subscribers / _poller_interval_seconds / _poller_polls_total{cluster}: the
+  shared poller behind subscriptions, read from it at scrape time: how many subscriptions it
+  serves, how often it reads the cluster and how many reads it made. A cluster nobody follows has
+  no poller, so no series (absent, not a stale value).
 """
 
 from __future__ import annotations
@@ -35,16 +36,16 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from resolvers.poller import PollerHub
 from resolvers.source import SnapshotSource
 from server.observe import RequestRecord, outcome_of
 from server.round_trips import RoundTrip
@@ -85,24 +86,15 @@ class Metrics:
             buckets=TRANSPORT_BUCKETS,
             registry=self.registry,
         )
-        # Set by the subscription poller; defined here so dashboards can rely on them.
-        self.poller_subscribers = Gauge(
-            "slurm_graphql_poller_subscribers",
-            "Subscriptions the shared poller currently serves, by cluster.",
-            ["cluster"],
-            registry=self.registry,
-        )
-        self.poller_interval_seconds = Gauge(
-            "slurm_graphql_poller_interval_seconds",
-            "Seconds between the shared poller's reads of a cluster.",
-            ["cluster"],
-            registry=self.registry,
-        )
         self._operations: set[str] = set()
 
     def watch_sources(self, sources: Mapping[str, SnapshotSource]) -> None:
         """Report the cache counters of `sources` (read at scrape time, so it may change)."""
         self.registry.register(_SnapshotCacheCollector(sources))
+
+    def watch_pollers(self, pollers: PollerHub) -> None:
+        """Report the pollers of `pollers` as they are when scraped."""
+        self.registry.register(_PollerCollector(pollers))
 
     def observe_request(self, record: RequestRecord, status: int, seconds: float) -> None:
         """A request observer for ObserveMiddleware."""
@@ -154,4 +146,34 @@ class _SnapshotCacheCollector(Collector):
 
     def describe(self) -> Iterator[Metric]:
         # Describing without collecting: the sources are filled in later, at start-up.
+        return iter(())
+
+
+class _PollerCollector(Collector):
+    def __init__(self, pollers: PollerHub) -> None:
+        self._pollers = pollers
+
+    def collect(self) -> Iterator[Metric]:
+        subscribers = GaugeMetricFamily(
+            "slurm_graphql_poller_subscribers",
+            "Subscriptions the shared poller currently serves, by cluster.",
+            labels=["cluster"],
+        )
+        interval = GaugeMetricFamily(
+            "slurm_graphql_poller_interval_seconds",
+            "Seconds between the shared poller's reads of a cluster.",
+            labels=["cluster"],
+        )
+        polls = CounterMetricFamily(
+            "slurm_graphql_poller_polls",
+            "Reads of a cluster by its shared poller, successful or not, since it started.",
+            labels=["cluster"],
+        )
+        for name, poller in sorted(self._pollers.active().items()):
+            subscribers.add_metric([name], poller.watches)
+            interval.add_metric([name], poller.interval)
+            polls.add_metric([name], poller.polls)
+        yield from (subscribers, interval, polls)
+
+    def describe(self) -> Iterator[Metric]:
         return iter(())

@@ -6,8 +6,8 @@ gets the same answer, so dashboards polling one query cost the server one execut
 instead of one per request. An entry dies with its snapshots: nothing here has a clock.
 
 Not cached: mutations and subscriptions, results with errors, and results listing many jobs
-(they would hold a lot of memory for little gain). When results come to depend on who asks
-(authorization), the identity must become part of the key.
+(they would hold a lot of memory for little gain). Results depend on who asks (visibility, output
+read as the caller), so the caller's identity is part of every key.
 """
 
 from __future__ import annotations

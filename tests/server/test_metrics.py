@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from server.app import create_app
 from server.settings import Settings
 from tests.support.app import app_client
 from tests.support.counting import CountingTransport
+from tests.support.ws import Connection, serving
 from transport.local import LocalTransport
 
 
@@ -99,13 +106,40 @@ async def test_operation_names_cannot_grow_the_series_without_bound() -> None:
     assert samples["slurm_graphql_requests_total", labels(operation="other", outcome="ok")] == 5
 
 
-async def test_poller_gauges_are_declared() -> None:
-    """The poller's gauges are on the page before any subscription exists, so dashboards can
-    be built now; the app exposes them to the poller as app.state.metrics."""
-    async with app_client(Settings()) as client:
-        text = (await client.get("/metrics")).text
-    assert "# TYPE slurm_graphql_poller_subscribers gauge" in text
-    assert "# TYPE slurm_graphql_poller_interval_seconds gauge" in text
+async def _scrape_until(
+    client: httpx.AsyncClient, done: Callable[[dict[Any, float]], bool]
+) -> dict[Any, float]:
+    """Scrape until `done` holds (the poller counts as it polls), for at most ten seconds."""
+    deadline = time.monotonic() + 10
+    while True:
+        samples = await scrape(client)
+        if done(samples) or time.monotonic() > deadline:
+            return samples
+        await asyncio.sleep(0.05)
+
+
+async def test_poller_series_tell_what_the_poller_does(slurm_cluster: str) -> None:
+    """While three subscriptions follow the cluster, /metrics says three subscribers, the
+    configured interval and a growing poll count; once they end, the cluster has no series."""
+    settings = Settings(poll_interval=0.2)
+    cluster = labels(cluster="local")
+    subscribers = ("slurm_graphql_poller_subscribers", cluster)
+    polls = ("slurm_graphql_poller_polls_total", cluster)
+    async with (
+        serving(create_app(settings)) as url,
+        httpx.AsyncClient(base_url=url) as client,
+    ):
+        assert subscribers not in await scrape(client)  # nobody follows: no poller
+        async with Connection.open(url) as connection:
+            for _ in range(3):
+                await connection.subscribe("subscription { jobEvents { kind } }")
+            first = await _scrape_until(client, lambda s: s.get(subscribers) == 3)
+            assert first[subscribers] == 3
+            assert first["slurm_graphql_poller_interval_seconds", cluster] == 0.2
+            later = await _scrape_until(client, lambda s: s.get(polls, 0) >= first[polls] + 3)
+            assert later[polls] >= first[polls] + 3
+        gone = await _scrape_until(client, lambda s: subscribers not in s)
+        assert subscribers not in gone
 
 
 async def test_metrics_can_be_turned_off() -> None:
