@@ -10,6 +10,7 @@ from resolvers.selection import filter_nodes, job_matches_id
 from resolvers.snapshot import Snapshot
 from resolvers.visibility import check_visible
 from schema.connection import JobConnection, job_connection
+from schema.errors import expected_errors_raised_as_graphql
 from schema.filters import JobFilter, NodeFilter
 from schema.job import Job
 from schema.node import Node
@@ -42,9 +43,11 @@ class Cluster:
         records = self._snapshot.nodes or ()
         if filter is not None and (filter.states is not None or filter.partitions is not None):
             # Each node record lists its own partitions: no partition data needs fetching.
-            states = None if filter.states is None else {s.value for s in filter.states}
-            wanted = None if filter.partitions is None else set(filter.partitions)
-            records = tuple(filter_nodes(records, states=states, partitions=wanted))
+            with expected_errors_raised_as_graphql():
+                partitions = filter.partition_names()
+            records = tuple(
+                filter_nodes(records, states=filter.state_values(), partitions=partitions)
+            )
         return [Node.from_record(n, self._snapshot) for n in records]
 
     @strawberry.field(description="A node by name; null if there is none.")

@@ -6,8 +6,8 @@ import strawberry
 
 from resolvers.context import RequestContext
 from resolvers.pagination import encode_cursor, paginate
-from resolvers.selection import JobCriteria
 from resolvers.snapshot import Snapshot
+from schema.errors import expected_errors_raised_as_graphql
 from schema.filters import JobFilter
 from schema.job import Job
 
@@ -26,7 +26,7 @@ class JobEdge:
 
     @strawberry.field(description="Where the page after this job starts (pass it as `after`).")
     def cursor(self) -> str:
-        return encode_cursor(self.node._record.job_id)
+        return encode_cursor(self.node.record.job_id)
 
 
 @strawberry.type(description="A page of jobs, ordered by Slurm's unique job id.")
@@ -46,19 +46,9 @@ def job_connection(
     only_partition: str | None = None,
 ) -> JobConnection:
     """Filter the snapshot's jobs, cut one page, and wrap it (first/after are pre-validated)."""
-    criteria = job_filter or JobFilter()
-    partitions = criteria.partitions
-    if only_partition is not None:
-        partitions = [p for p in (partitions or [only_partition]) if p == only_partition]
-    records = snapshot.jobs_matching(
-        JobCriteria(
-            states=_set(None if criteria.states is None else [s.value for s in criteria.states]),
-            users=_set(criteria.users),
-            partitions=_set(partitions),
-            names=_set(criteria.names),
-            ids=None if criteria.ids is None else tuple(criteria.ids),
-        )
-    )
+    with expected_errors_raised_as_graphql():
+        criteria = (job_filter or JobFilter()).criteria(only_partition)
+    records = snapshot.jobs_matching(criteria)
     page = paginate(records, default_page_size if first is None else first, after)
     context.jobs_listed += len(page.jobs)
     edges = [JobEdge(node=Job.from_row(r, snapshot)) for r in page.jobs]
@@ -72,7 +62,3 @@ def job_connection(
         ),
         total_count=page.total_count,
     )
-
-
-def _set(values: list[str] | None) -> frozenset[str] | None:
-    return None if values is None else frozenset(values)

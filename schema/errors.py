@@ -6,8 +6,9 @@ help). Anything else is masked by the server as an internal error.
 
 from __future__ import annotations
 
+import contextlib
 import enum
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from typing import TypeVar
 
 from graphql import GraphQLError
@@ -86,6 +87,18 @@ async def expected_errors_as_graphql(work: Awaitable[T]) -> T:
     """Let expected failures reach the client as coded errors; others stay unexpected."""
     try:
         return await work
+    except Exception as exc:
+        error = to_graphql_error(exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
+@contextlib.contextmanager
+def expected_errors_raised_as_graphql() -> Iterator[None]:
+    """The same for synchronous resolvers (a listing validating its filter, say)."""
+    try:
+        yield
     except Exception as exc:
         error = to_graphql_error(exc)
         if error is None:

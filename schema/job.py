@@ -43,6 +43,11 @@ class Job:
     def from_row(cls, row: JobRow, snapshot: Snapshot) -> Job:
         return cls(_record=row.fields(), _snapshot=snapshot)
 
+    @property
+    def record(self) -> JobRecord:
+        """The Slurm record behind this job, for other schema types (not a GraphQL field)."""
+        return self._record
+
     @strawberry.field(description="Slurm's display id: 42, 42_3 or 42_[4-9%2].")
     def id(self) -> str:
         return self._record.display_id

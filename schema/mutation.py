@@ -10,8 +10,14 @@ from resolvers.audit import audited, refuse_anonymous
 from resolvers.context import RequestContext
 from resolvers.identity import Unauthenticated
 from resolvers.mutations import Rejected, Rejection, Written, control_job, submit_job
+from resolvers.slurm.control import (
+    cancel_argv,
+    hold_argv,
+    release_argv,
+    requeue_argv,
+    update_argv,
+)
 from resolvers.slurm.job_fields import Dependency, InvalidSubmission
-from resolvers.slurm.job_update import update_arguments, validate_signal
 from schema.errors import ErrorCode, coded, expected_errors_as_graphql
 from schema.inputs import SubmitJobInput, UpdateJobInput
 from schema.payloads import JobActionPayload, SubmitJobPayload, action_payload, submit_payload
@@ -79,39 +85,31 @@ class Mutation:
     async def cancel_job(
         self, info: strawberry.Info, id: str, cluster: str | None = None, signal: str | None = None
     ) -> JobActionPayload:
-        def argv(job: str) -> list[str]:
-            if signal is None:
-                return ["scancel", "--", job]
-            return ["scancel", f"--signal={validate_signal(signal)}", "--", job]
-
-        return await _act(info, cluster, id, argv)
+        return await _act(info, cluster, id, lambda job: cancel_argv(job, signal))
 
     @strawberry.mutation(description="Hold a pending job: it will not start until released.")
     async def hold_job(
         self, info: strawberry.Info, id: str, cluster: str | None = None
     ) -> JobActionPayload:
-        return await _act(info, cluster, id, lambda job: ["scontrol", "hold", job])
+        return await _act(info, cluster, id, hold_argv)
 
     @strawberry.mutation(description="Release a held job.")
     async def release_job(
         self, info: strawberry.Info, id: str, cluster: str | None = None
     ) -> JobActionPayload:
-        return await _act(info, cluster, id, lambda job: ["scontrol", "release", job])
+        return await _act(info, cluster, id, release_argv)
 
     @strawberry.mutation(description="Requeue a job (held afterwards when `hold` is true).")
     async def requeue_job(
         self, info: strawberry.Info, id: str, cluster: str | None = None, hold: bool = False
     ) -> JobActionPayload:
-        verb = "requeuehold" if hold else "requeue"
-        return await _act(info, cluster, id, lambda job: ["scontrol", verb, job])
+        return await _act(info, cluster, id, lambda job: requeue_argv(job, hold))
 
     @strawberry.mutation(description="Change a job's limits, name, comment, partition and more.")
     async def update_job(
         self, info: strawberry.Info, id: str, input: UpdateJobInput, cluster: str | None = None
     ) -> JobActionPayload:
         update = input.to_update()
-
-        def argv(job: str) -> list[str]:
-            return ["scontrol", "update", f"JobId={job}", *update_arguments(update)]
-
-        return await _act(info, cluster, id, argv, update.dependencies or ())
+        return await _act(
+            info, cluster, id, lambda job: update_argv(job, update), update.dependencies or ()
+        )

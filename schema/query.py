@@ -9,10 +9,11 @@ import strawberry
 from resolvers.context import RequestContext
 from schema.cluster import Cluster
 from schema.errors import expected_errors_as_graphql
+from schema.resolve_info import resolve_info
 
 
 async def _load(context: RequestContext, name: str, info: strawberry.Info) -> Cluster:
-    snapshot = await context.snapshot(name, info._raw_info)
+    snapshot = await context.snapshot(name, resolve_info(info))
     return Cluster(name=name, _snapshot=snapshot)
 
 

@@ -8,17 +8,17 @@ from typing import TypeVar
 import strawberry
 from graphql import GraphQLError
 
-from resolvers.ids import validate_job_id, validate_name
+from resolvers.ids import validate_job_id
 from resolvers.live_context import LiveContext, selection_needs
 from resolvers.mailbox import Mailbox
 from resolvers.poller import PollerHub, SubscriberTooSlow
-from resolvers.selection import JobCriteria
 from resolvers.snapshot import Need
 from resolvers.visibility import Visibility
 from resolvers.watches import JobFeed, JobWatch, NodeFeed, Watch
 from schema.errors import to_graphql_error
 from schema.event import JobEvent, NodeEvent
 from schema.filters import JobFilter, NodeFilter
+from schema.resolve_info import resolve_info
 
 SUBSCRIBER_TOO_SLOW = "SUBSCRIBER_TOO_SLOW"
 
@@ -29,7 +29,7 @@ def _setup(info: strawberry.Info, cluster: str | None) -> tuple[PollerHub, str, 
     context: LiveContext = info.context
     if not isinstance(context, LiveContext) or context.pollers is None:
         raise RuntimeError("subscriptions need a LiveContext with pollers")
-    raw = info._raw_info
+    raw = resolve_info(info)
     needs = selection_needs(raw.field_nodes[0].selection_set, raw.fragments)
     return context.pollers, context.resolve_cluster_name(cluster), needs, context.visibility
 
@@ -55,22 +55,6 @@ async def _events(
             yield convert(data)
     except SubscriberTooSlow as exc:
         raise GraphQLError(str(exc), extensions={"code": SUBSCRIBER_TOO_SLOW}) from exc
-
-
-def _set(values: list[str] | None, kind: str) -> frozenset[str] | None:
-    return None if values is None else frozenset(validate_name(kind, v) for v in values)
-
-
-def _criteria(job_filter: JobFilter | None) -> JobCriteria:
-    if job_filter is None:
-        return JobCriteria()
-    return JobCriteria(
-        states=None if job_filter.states is None else frozenset(s.value for s in job_filter.states),
-        users=_set(job_filter.users, "user"),
-        partitions=_set(job_filter.partitions, "partition"),
-        names=_set(job_filter.names, "job"),
-        ids=None if job_filter.ids is None else tuple(validate_job_id(i) for i in job_filter.ids),
-    )
 
 
 @strawberry.type
@@ -101,7 +85,7 @@ class Subscription:
         filter: JobFilter | None = None,
         initial: bool = False,
     ) -> AsyncGenerator[JobEvent, None]:
-        criteria = _criteria(filter)
+        criteria = (filter or JobFilter()).criteria()
 
         def make(mailbox: Mailbox, needs: Need, visibility: Visibility) -> Watch:
             return JobFeed(criteria, mailbox, needs, initial=initial, visibility=visibility)
@@ -120,13 +104,13 @@ class Subscription:
         filter: NodeFilter | None = None,
         initial: bool = False,
     ) -> AsyncGenerator[NodeEvent, None]:
-        states = None if filter is None or filter.states is None else filter.states
-        partitions = None if filter is None else filter.partitions
+        node_filter = filter or NodeFilter()
+        states, partitions = node_filter.state_values(), node_filter.partition_names()
 
         def make(mailbox: Mailbox, needs: Need, visibility: Visibility) -> Watch:
             return NodeFeed(
-                None if states is None else frozenset(s.value for s in states),
-                _set(partitions, "partition"),
+                states,
+                partitions,
                 mailbox,
                 needs,
                 initial=initial,
