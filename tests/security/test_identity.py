@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pwd
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -78,16 +79,19 @@ def test_the_anonymous_user_and_the_user_map_must_be_above_the_floor(
         Settings.from_environ(issuer.environ(SLURM_GRAPHQL_USER_MAP=str(users)))
 
 
-def test_the_floor_is_configurable_and_nobody_is_above_it() -> None:
-    """SLURM_GRAPHQL_MIN_UID raises the floor (alice is 1002 here, bob 1003); nobody (65534)
-    is the default anonymous account; a floor of 0 is not a setting."""
+def test_the_floor_is_configurable_and_nobody_is_above_it(unix_users: None) -> None:
+    """SLURM_GRAPHQL_MIN_UID raises the floor: a floor just above one test user's UID refuses
+    that user and keeps the other (UIDs are read from the system, since the order in which a
+    machine created alice and bob is its own); nobody (65534) is the default anonymous account;
+    a floor of 0 is not a setting."""
     assert Settings.from_environ({}).anonymous_user == "nobody"
-    raised = {"SLURM_GRAPHQL_MIN_UID": "1003"}
-    with pytest.raises(SettingsError, match="alice"):
-        Settings.from_environ({**raised, "SLURM_GRAPHQL_TOKENS": "alice-token=alice"})
-    assert (
-        Settings.from_environ({**raised, "SLURM_GRAPHQL_TOKENS": "bob-token=bob"}).min_uid == 1003
-    )
+    lower, higher = sorted(("alice", "bob"), key=lambda user: pwd.getpwnam(user).pw_uid)
+    floor = pwd.getpwnam(higher).pw_uid
+    raised = {"SLURM_GRAPHQL_MIN_UID": str(floor)}
+    with pytest.raises(SettingsError, match=lower):
+        Settings.from_environ({**raised, "SLURM_GRAPHQL_TOKENS": f"t={lower}"})
+    kept = Settings.from_environ({**raised, "SLURM_GRAPHQL_TOKENS": f"t={higher}"})
+    assert kept.min_uid == floor
     with pytest.raises(SettingsError, match="MIN_UID"):
         Settings.from_environ({"SLURM_GRAPHQL_MIN_UID": "0"})
 
