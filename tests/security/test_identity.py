@@ -89,8 +89,8 @@ def test_the_floor_is_configurable_and_nobody_is_above_it(unix_users: None) -> N
     floor = pwd.getpwnam(higher).pw_uid
     raised = {"SLURM_GRAPHQL_MIN_UID": str(floor)}
     with pytest.raises(SettingsError, match=lower):
-        Settings.from_environ({**raised, "SLURM_GRAPHQL_TOKENS": f"t={lower}"})
-    kept = Settings.from_environ({**raised, "SLURM_GRAPHQL_TOKENS": f"t={higher}"})
+        Settings.from_environ({**raised, "SLURM_GRAPHQL_TOKENS": f"token-of-{lower}={lower}"})
+    kept = Settings.from_environ({**raised, "SLURM_GRAPHQL_TOKENS": f"token-of-{higher}={higher}"})
     assert kept.min_uid == floor
     with pytest.raises(SettingsError, match="MIN_UID"):
         Settings.from_environ({"SLURM_GRAPHQL_MIN_UID": "0"})
