@@ -24,6 +24,7 @@ from transport.errors import (
     TransportError,
     TransportThrottled,
     TransportTimeout,
+    UnsafeParameter,
 )
 
 
@@ -36,11 +37,16 @@ class ErrorCode(enum.StrEnum):
     TRANSPORT_TIMEOUT = "TRANSPORT_TIMEOUT"
     TRANSPORT_THROTTLED = "TRANSPORT_THROTTLED"
     OUTPUT_TOO_LARGE = "OUTPUT_TOO_LARGE"
+    UNSAFE_PARAMETER = "UNSAFE_PARAMETER"
     PERMISSION_DENIED = "PERMISSION_DENIED"
     UNAUTHENTICATED = "UNAUTHENTICATED"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 
 
+UNSAFE_PARAMETER_MESSAGE = (
+    "the request holds '{{', which AWS Systems Manager would resolve as a parameter reference; "
+    "nothing was run"
+)
 _UNAVAILABLE = {
     SlurmErrorKind.CONTROLLER_UNREACHABLE,
     SlurmErrorKind.AUTHENTICATION,
@@ -75,6 +81,10 @@ def to_graphql_error(exc: Exception) -> GraphQLError | None:
         return coded(ErrorCode.TRANSPORT_TIMEOUT, str(exc))
     if isinstance(exc, OutputTooLarge):
         return coded(ErrorCode.OUTPUT_TOO_LARGE, str(exc))
+    if isinstance(exc, UnsafeParameter):
+        # Which value and where stay in the server's log: the client learns only that it was
+        # refused, and nothing was run.
+        return coded(ErrorCode.UNSAFE_PARAMETER, UNSAFE_PARAMETER_MESSAGE)
     if isinstance(exc, TransportError):
         return coded(ErrorCode.SLURM_UNAVAILABLE, str(exc))
     return None

@@ -9,6 +9,7 @@ from transport.errors import (
     TransportThrottled,
     TransportTimeout,
     TransportUnavailable,
+    UnsafeParameter,
 )
 from transport.registry import open_transport, register_backend
 
@@ -23,6 +24,7 @@ __all__ = [
     "TransportThrottled",
     "TransportTimeout",
     "TransportUnavailable",
+    "UnsafeParameter",
     "open_transport",
     "register_backend",
 ]

@@ -6,6 +6,7 @@
     │   ├── TransportUnavailable       nothing to talk to (no agent, instance gone, binary missing)
     │   │   └── HeadNodeNotFound       no running head node carries the cluster's tags
     │   ├── TransportThrottled         the service kept refusing for rate, after retries
+    │   ├── UnsafeParameter            a value the service would resolve ({{ssm:…}}): not sent
     │   └── OutputTooLarge             output was truncated on the way and cannot be recovered
     ├── CommandFailed                  a command ran and exited non-zero (resolvers/slurm/errors.py)
     ├── SlurmError                     Slurm said no, classified by kind (resolvers/slurm/errors.py)
@@ -40,6 +41,11 @@ class HeadNodeNotFound(TransportUnavailable):
 
 class TransportThrottled(TransportError):
     """The service throttled the calls even after retrying with backoff."""
+
+
+class UnsafeParameter(TransportError):
+    """A document parameter held `{{`, which Run Command would resolve (a parameter store
+    reference, for one) before the head node saw it; the batch was not sent."""
 
 
 class OutputTooLarge(TransportError):

@@ -1,11 +1,11 @@
 """A batch of argv commands as one POSIX shell script, and its framed output decoded. Pure.
 
 Backends that reach the head node through a shell (SSM Run Command, later SSH) send one script
-per batch. Each argv is quoted with `shlex.join`, here and nowhere else; stdin travels inside the
-script as base64. The commands run concurrently; their stdout, stderr and exit codes are framed
-with a random boundary and byte lengths, gzip-compressed and base64-encoded, so they come back
-separately and unambiguously in one printable stream that is usually small enough for the
-service's inline output.
+per batch. Each argv is quoted with `join` (shlex's quoting, with every `{` double-quoted), here
+and nowhere else; stdin travels inside the script as base64. The commands run concurrently;
+their stdout, stderr and exit codes are framed with a random boundary and byte lengths,
+gzip-compressed and base64-encoded, so they come back separately and unambiguously in one
+printable stream that is usually small enough for the service's inline output.
 
 Every command runs under `env -i` with only the allow-listed variables of the shell the script
 runs in (transport/environment.py): the agent's own environment never reaches a command. A
@@ -18,6 +18,12 @@ Frame format, before compression:
     <boundary> END\\n
 The exit code is `R` for a command refused for its user, `U` for one that could not be given its
 lock (a head node without flock, or an unsafe lock directory).
+
+Run Command replaces `{{ssm:NAME}}`, `{{ssm-secure:NAME}}` and other `{{…}}` forms in a document's
+parameters before the script reaches the head node, so a job named `{{ssm:/prod/api-key}}` would
+be named after that secret. `quote` therefore never emits `{{` (a `{` leaves the single quotes as
+`"{"`, which the shell puts back together), and `checked_parameters` refuses any parameter that
+still holds one, whatever built it.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from transport.base import (
     decode_output,
 )
 from transport.environment import DEFAULT_PATH, FIXED, INHERITED, passable_names
-from transport.errors import TransportError, TransportUnavailable
+from transport.errors import TransportError, TransportUnavailable, UnsafeParameter
 from transport.locks import ROOT_LOCK_DIR
 
 # Shell functions of every script: refuse a command, guard a switch of user, check the locks.
@@ -68,6 +74,32 @@ command -v flock >/dev/null 2>&1 || sgq_locks=
 """
 
 
+# What Run Command resolves in a parameter value: `{{` opens every form of reference.
+REFERENCE_OPENING = "{{"
+
+
+def quote(word: str) -> str:
+    """`word` as one shell word, like `shlex.quote`, but never containing `{{`.
+
+    shlex puts a word with a `{` in single quotes; each `{` then steps out of them as `"{"`
+    (`'a'"{"''"{"'b'` is the shell word `a{{b`), so no two braces are ever adjacent."""
+    return shlex.quote(word).replace("{", "'\"{\"'")
+
+
+def join(argv: Iterable[str]) -> str:
+    """The words of `argv`, each quoted with `quote`, separated by spaces."""
+    return " ".join(quote(word) for word in argv)
+
+
+def checked_parameters(parameters: dict[str, list[str]]) -> dict[str, list[str]]:
+    """`parameters` unchanged, or UnsafeParameter if a value holds `{{`, which Run Command would
+    resolve (a parameter store reference, say) before the head node sees it."""
+    for name, values in parameters.items():
+        if any(REFERENCE_OPENING in value for value in values):
+            raise UnsafeParameter(f"the {name} parameter holds {REFERENCE_OPENING!r}")
+    return parameters
+
+
 def new_boundary() -> str:
     return "sgq" + secrets.token_hex(12)
 
@@ -75,7 +107,7 @@ def new_boundary() -> str:
 def environment_words(pass_env: Iterable[str] = ()) -> str:
     """`env -i` and the allow-listed variables, expanded from the script's own environment."""
     words = ["env", "-i", f'"PATH=${{PATH:-{DEFAULT_PATH}}}"']
-    words += [shlex.quote(f"{name}={value}") for name, value in FIXED.items()]
+    words += [quote(f"{name}={value}") for name, value in FIXED.items()]
     names = [name for name in INHERITED if name != "PATH"] + list(passable_names(pass_env))
     words += [f'${{{name}:+"{name}=${name}"}}' for name in names]
     return " ".join(words)
@@ -84,13 +116,13 @@ def environment_words(pass_env: Iterable[str] = ()) -> str:
 def shell_line(command: Command, environment: str | None = None) -> str:
     """The command as one shell line: the clean environment (`environment_words()` unless
     given), the command's variables, runuser, argv. Everything but `environment` (built by this
-    module) is quoted with shlex."""
+    module) is quoted with `quote`."""
     environment = environment_words() if environment is None else environment
     argv: list[str] = [f"{name}={value}" for name, value in command.env.items()]
     if command.user is not None:
         argv += ["runuser", "-u", command.user, "--"]
     argv += command.argv
-    return f"{environment} {shlex.join(argv)}"
+    return f"{environment} {join(argv)}"
 
 
 def _command_lines(index: int, command: Command, environment: str) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -41,8 +42,14 @@ from transport.errors import (
     TransportThrottled,
     TransportTimeout,
     TransportUnavailable,
+    UnsafeParameter,
 )
-from transport.shell_batch import build_script, new_boundary, parse_batch_output
+from transport.shell_batch import (
+    build_script,
+    checked_parameters,
+    new_boundary,
+    parse_batch_output,
+)
 
 INLINE_STDOUT_LIMIT = 24_000
 DEFAULT_TIMEOUT = 60.0
@@ -57,6 +64,7 @@ _THROTTLED = {
 }
 _GONE = {"InvalidInstanceId", "InvalidInstanceInformationFilterValue"}
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 class SsmTransport:
@@ -142,6 +150,14 @@ class SsmTransport:
 
     async def _invoke(self, instance: str, script: str, deadline: float) -> str:
         remaining = max(1, int(deadline - time.monotonic()))
+        try:
+            # The last check before the service resolves `{{…}}` in what we send.
+            parameters = checked_parameters(
+                {"commands": [script], "executionTimeout": [str(remaining)]}
+            )
+        except UnsafeParameter as exc:
+            logger.warning("a batch for %s was not sent: %s", instance, exc)
+            raise
         output: dict[str, Any] = {}
         if self.bucket:
             output = {"OutputS3BucketName": self.bucket, "OutputS3KeyPrefix": self.prefix}
@@ -149,7 +165,7 @@ class SsmTransport:
             self._ssm.send_command,
             InstanceIds=[instance],
             DocumentName="AWS-RunShellScript",
-            Parameters={"commands": [script], "executionTimeout": [str(remaining)]},
+            Parameters=parameters,
             Comment="slurm-graphql batch",
             **output,
         )
