@@ -59,7 +59,7 @@ from server.auth import (
     TokenAuthenticator,
 )
 from server.body_limit import BodyLimitMiddleware
-from server.budget import Budget
+from server.budget import Budget, BudgetedExecutionContext
 from server.channel_limits import ChannelLimits, client_key
 from server.client_errors import (
     BAD_USER_INPUT,
@@ -68,12 +68,12 @@ from server.client_errors import (
     is_variable_message,
     parse_request_json,
 )
+from server.execution import LeanExecutionContext
 from server.floor import IdentityRefused, check_floor
 from server.graphiql import render_graphiql
 from server.health import Readiness, readyz_endpoint
 from server.hosts import HostCheckMiddleware, refuse
 from server.limits import CostLimit, Limits, limits_rule
-from server.live_execution import LiveExecutionContext
 from server.metrics_access import token_required
 from server.observe import ObserveMiddleware, RequestObserver, current_request, note_result
 from server.rate_limit import RateLimiter
@@ -138,9 +138,10 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         ]
         if not settings.introspection:
             extensions.append(DisableIntrospection)
+        executor = LeanExecutionContext if settings.fast_execution else BudgetedExecutionContext
         schema = build_schema(
             extensions,
-            execution_context_class=LiveExecutionContext.with_budget(
+            execution_context_class=executor.with_budget(
                 Budget(
                     max_fields=settings.max_fields,
                     max_seconds=settings.max_seconds,

@@ -176,7 +176,8 @@ class _Walker:
             return Cost(1)
         named = get_named_type(definition.type)
         own = Cost(1)
-        if (parent.name, name) == OUTPUT:  # type: ignore[union-attr]  # has fields: named
+        parent_name = parent.name if parent is not None else ""  # None: a meta field's parent
+        if (parent_name, name) == OUTPUT:
             tail = self.arguments(field).get("tailBytes", DEFAULT_TAIL_BYTES)
             tail = tail if isinstance(tail, int) else DEFAULT_TAIL_BYTES
             own = Cost(1, 1, max(0, min(tail, MAX_TAIL_BYTES)))
@@ -187,7 +188,7 @@ class _Walker:
                 page = max(0, min(first, self._max_page_size))
         if field.selection_set is None or is_leaf_type(named):
             return own
-        items = self._items(parent.name, name, definition.type, page)  # type: ignore[union-attr]
+        items = self._items(parent_name, name, definition.type, page)
         return own + self.selection_cost(named, field.selection_set, page).times(items)
 
     def selection_cost(

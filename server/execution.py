@@ -139,6 +139,8 @@ class _NeedsGeneralPath(Exception):
 
 
 class LeanExecutionContext(BudgetedExecutionContext):
+    """graphql-core's executor with simple fields completed directly (the module's docstring)."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Keyed by the identity of a grouped field set, which graphql-core memoises per
@@ -146,6 +148,11 @@ class LeanExecutionContext(BudgetedExecutionContext):
         # its plan so that its id cannot be reused during this execution.
         self._plans: dict[int, tuple[GroupedFieldSet, list[_Step]]] = {}
         self._compiled_sets: dict[int, tuple[GroupedFieldSet, _Compiled | None, int]] = {}
+
+    def _forget_per_event_caches(self) -> None:
+        super()._forget_per_event_caches()
+        self._plans = {}
+        self._compiled_sets = {}
 
     def _plan(self, parent: GraphQLObjectType, fields: GroupedFieldSet) -> list[_Step]:
         cached = self._plans.get(id(fields))
@@ -163,31 +170,6 @@ class LeanExecutionContext(BudgetedExecutionContext):
         self._plans[id(fields)] = (fields, plan)
         return plan
 
-    def execute_fields(
-        self,
-        parent_type: GraphQLObjectType,
-        source_value: Any,
-        path: Path | None,
-        grouped_field_set: GroupedFieldSet,
-        position_context: Any,
-    ) -> Any:
-        self._tick(len(grouped_field_set))
-        if self._waiting_turn:
-            return self._fields_later(
-                parent_type, source_value, path, grouped_field_set, position_context
-            )
-        return self._execute_fields_now(
-            parent_type, source_value, path, grouped_field_set, position_context
-        )
-
-    async def _fields_later(self, *args: Any) -> Any:
-        await self._next_turn()
-        try:
-            result = self._execute_fields_now(*args)
-        finally:
-            self._release()
-        return await result if self.is_awaitable(result) else result
-
     def _execute_fields_now(
         self,
         parent_type: GraphQLObjectType,
@@ -199,7 +181,7 @@ class LeanExecutionContext(BudgetedExecutionContext):
         # Strawberry always passes a manager; it only wraps resolvers when it holds middleware
         # (an extension with a resolve hook), and then every field must go through it.
         if self.middleware_manager is not None and self.middleware_manager.middlewares:
-            return super().execute_fields(
+            return super()._execute_fields_now(
                 parent_type, source_value, path, grouped_field_set, position_context
             )
         plan = self._plan(parent_type, grouped_field_set)
@@ -250,7 +232,7 @@ class LeanExecutionContext(BudgetedExecutionContext):
         self,
         shortcut: _Shortcut,
         source: Any,
-        details: Sequence[FieldDetails],
+        details: list[FieldDetails],
         path: Path | None,
         name: str,
         parent_type: GraphQLObjectType,
@@ -264,7 +246,7 @@ class LeanExecutionContext(BudgetedExecutionContext):
             return None if shortcut.nullable else Undefined
         object_type = shortcut.object_type
         assert object_type is not None
-        collected = self.collect_subfields(object_type, details)  # type: ignore[arg-type]
+        collected = self.collect_subfields(object_type, details)
         if collected.new_defer_usages:
             return Undefined
         fields = collected.grouped_field_set
@@ -361,24 +343,27 @@ class LeanExecutionContext(BudgetedExecutionContext):
         key = id(fields)
         if key in self._compiled_sets:
             return self._compiled_sets[key][1]
-        compiled: _Compiled | None = []
+        compiled = self._compile(object_type, fields)
+        self._compiled_sets[key] = (fields, compiled, _weight(compiled))
+        return compiled
+
+    def _compile(self, object_type: GraphQLObjectType, fields: GroupedFieldSet) -> _Compiled | None:
+        steps: _Compiled = []
         for name, details, kind, read, coerce, nullable, shortcut in self._plan(
             object_type, fields
         ):
             if kind is _Kind.LEAF:
-                compiled.append((name, read, coerce, nullable, None))  # type: ignore[union-attr]
+                steps.append((name, read, coerce, nullable, None))
                 continue
             if kind is _Kind.OBJECT and shortcut is not None and shortcut.object_type is not None:
                 collected = self.collect_subfields(shortcut.object_type, details)
                 if not collected.new_defer_usages:
                     inner = self._compiled(shortcut.object_type, collected.grouped_field_set)
                     if inner is not None:
-                        compiled.append((name, read, _never, nullable, inner))  # type: ignore[union-attr]
+                        steps.append((name, read, _never, nullable, inner))
                         continue
-            compiled = None
-            break
-        self._compiled_sets[key] = (fields, compiled, _weight(compiled))
-        return compiled
+            return None
+        return steps
 
     async def _guard(
         self,

@@ -66,6 +66,9 @@ class Settings:
     # The execution budget of one request (or subscription event): fields resolved, seconds.
     max_fields: int = 1_000_000
     max_seconds: float = 20.0
+    # False runs graphql-core's own execution instead of server/execution.py's shortcuts (same
+    # results, slower listings): the way out if a graphql-core release breaks the shortcuts.
+    fast_execution: bool = True
     introspection: bool = True
     # Whose jobs a user sees: "all" (Slurm's default) or "own" (like PrivateData=jobs).
     job_visibility: str = "all"
@@ -169,6 +172,7 @@ class Settings:
             max_fields=int(_number(environ, "SLURM_GRAPHQL_MAX_FIELDS", 1_000_000, minimum=1)),
             max_seconds=_number(environ, "SLURM_GRAPHQL_MAX_SECONDS", 20.0, minimum=0.1),
             introspection=_flag(environ, "SLURM_GRAPHQL_INTROSPECTION", True),
+            fast_execution=_flag(environ, "SLURM_GRAPHQL_FAST_EXECUTION", True),
             jwt=jwt_from(environ),
             apigateway=apigateway_from(environ),
             job_visibility=_choice(environ, "SLURM_GRAPHQL_JOB_VISIBILITY", "all", ("all", "own")),

@@ -76,6 +76,8 @@ def guarded_protocol(
             self._head_timer: asyncio.TimerHandle | None = None
             self._counted: str | None = None
 
+        # uvicorn's own override narrows BaseTransport to Transport in the same way; mypy calls
+        # the narrowing unsafe, and it is what the event loop hands a stream protocol.
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             address = self.client[0] if self.client else ""

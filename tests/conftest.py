@@ -174,17 +174,22 @@ async def user_api(request: pytest.FixtureRequest, unix_users: None) -> AsyncIte
         await inner.aclose()
 
 
-@pytest.fixture(params=["local", "ssm"])
+@pytest.fixture(params=["local", "ssm", "local-stock-execution"])
 async def api(request: pytest.FixtureRequest, slurm_cluster: str) -> AsyncIterator[Api]:
     """The app over the real cluster, through each transport, with the snapshot cache off so
-    every query asks Slurm afresh."""
-    if request.param == "local":
-        inner: Transport = LocalTransport()
-    else:
+    every query asks Slurm afresh; and once with graphql-core's own execution
+    (SLURM_GRAPHQL_FAST_EXECUTION=false), so the read suite proves both executors."""
+    if request.param == "ssm":
         aws: Aws = request.getfixturevalue("aws")
-        inner = open_transport(aws.ssm_url())
+        inner: Transport = open_transport(aws.ssm_url())
+    else:
+        inner = LocalTransport()
     transport = CountingTransport(inner)
-    settings = Settings(clusters=(("local", "local://"),), cache_ttl=0.0)
+    settings = Settings(
+        clusters=(("local", "local://"),),
+        cache_ttl=0.0,
+        fast_execution=request.param != "local-stock-execution",
+    )
     app = create_app(settings, transports={"local": transport})
     try:
         async with app.router.lifespan_context(app):

@@ -233,6 +233,9 @@ class JobRow(NamedTuple):
         return self.structured.split(FIELD_SEPARATOR, _USER + 1)[_USER]
 
     def fields(self) -> JobRecord:
+        # The split strings are replaced in place by typed values below; list[str] is not a
+        # list[object] to mypy (lists are invariant), and copying the row to please it costs time
+        # on every job of every listing.
         values: list[object] = self.structured.split(FIELD_SEPARATOR)  # type: ignore[assignment]
         values[1] = self.job_id
         values.append(self.free_text)

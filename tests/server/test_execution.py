@@ -1,16 +1,24 @@
-"""The lean executor gives exactly graphql-core's results and errors, only faster."""
+"""The lean executor gives exactly graphql-core's results and errors, only faster; the stock
+executor (SLURM_GRAPHQL_FAST_EXECUTION=false) keeps the same budget and turns."""
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import tomllib
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import pytest
 import strawberry
 
-from server.budget import Budget
+from server.budget import Budget, BudgetedExecutionContext
 from server.execution import LeanExecutionContext
+from server.settings import Settings
+from tests.support.app import app_client
+
+EXECUTORS = [LeanExecutionContext, BudgetedExecutionContext]
 
 
 @strawberry.enum
@@ -117,11 +125,14 @@ class BigQuery:
 BIG = "{ big { node { text doubled colour maybe } again { text must } } }"
 
 
-async def test_pausing_for_other_requests_changes_no_result() -> None:
+@pytest.mark.parametrize("executor_class", EXECUTORS)
+async def test_pausing_for_other_requests_changes_no_result(
+    executor_class: type[BudgetedExecutionContext],
+) -> None:
     """A listing long enough to hand the event loop back many times gives exactly graphql-core's
     data and errors, in order."""
     plain = strawberry.Schema(query=BigQuery)
-    pausing = LeanExecutionContext.with_budget(Budget(yield_after=0.001))
+    pausing = executor_class.with_budget(Budget(yield_after=0.001))
     lean = strawberry.Schema(query=BigQuery, execution_context_class=pausing)
     turns = 0
 
@@ -142,13 +153,50 @@ async def test_pausing_for_other_requests_changes_no_result() -> None:
     assert turns > 5  # others ran while it executed
 
 
-async def test_a_spent_budget_stops_with_one_error_and_no_data() -> None:
+@pytest.mark.parametrize("executor_class", EXECUTORS)
+async def test_a_spent_budget_stops_with_one_error_and_no_data(
+    executor_class: type[BudgetedExecutionContext],
+) -> None:
     """Past its fields (or seconds), an execution ends with one QUERY_TOO_COMPLEX error and no
     partial data, however many fields were still to come."""
     for budget in (Budget(max_fields=1_000), Budget(max_seconds=0.001)):
-        executor = LeanExecutionContext.with_budget(budget)
+        executor = executor_class.with_budget(budget)
         result = await strawberry.Schema(query=BigQuery, execution_context_class=executor).execute(
             BIG
         )
         assert result.data is None
         assert [e.extensions for e in result.errors or ()] == [{"code": "QUERY_TOO_COMPLEX"}]
+
+
+def test_graphql_core_is_pinned_to_the_release_the_executor_is_tested_with() -> None:
+    """The executors extend graphql-core's internals: pyproject.toml pins it to one minor release,
+    and the installed one is inside that pin."""
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    (pin,) = [d for d in pyproject["project"]["dependencies"] if d.startswith("graphql-core")]
+    low, high = pin.removeprefix("graphql-core>=").split(",<")
+    installed = tuple(int(part) for part in version("graphql-core").split(".")[:3])
+    low_version = tuple(int(part) for part in low.split("."))
+    high_version = tuple(int(part) for part in high.split("."))
+    assert high_version[0] == low_version[0] and high_version[1] == low_version[1] + 1
+    assert low_version <= installed < high_version
+
+
+@pytest.mark.parametrize(("value", "lean_calls"), [("true", 1), ("false", 0)])
+async def test_fast_execution_setting_chooses_the_executor(
+    value: str, lean_calls: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SLURM_GRAPHQL_FAST_EXECUTION=false takes the lean executor out of the app entirely."""
+    calls = 0
+    lean = LeanExecutionContext._execute_fields_now
+
+    def counting(self: LeanExecutionContext, *args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return lean(self, *args)
+
+    monkeypatch.setattr(LeanExecutionContext, "_execute_fields_now", counting)
+    settings = Settings.from_environ({"SLURM_GRAPHQL_FAST_EXECUTION": value})
+    async with app_client(settings, {}) as client:
+        response = await client.post("/graphql", json={"query": "{ __typename }"})
+    assert response.json() == {"data": {"__typename": "Query"}}
+    assert calls == lean_calls
