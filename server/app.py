@@ -76,6 +76,7 @@ from server.hosts import HostCheckMiddleware, refuse
 from server.limits import CostLimit, Limits, limits_rule
 from server.metrics_access import token_required
 from server.observe import ObserveMiddleware, RequestObserver, current_request, note_result
+from server.origins import OriginPolicy, OriginPolicyMiddleware
 from server.rate_limit import RateLimiter
 from server.response_cache import ResponseCache
 from server.round_trips import RoundTripListener, WatchedTransport
@@ -161,10 +162,6 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
                 MULTIPART_SUBSCRIPTION_PROTOCOL,
             ),
             max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
-            # Same-origin pages (GraphiQL here) and clients without an Origin are always let in.
-            allowed_origins=settings.cors_origins
-            if settings.ws_origins is None
-            else settings.ws_origins,
         )
         self._pollers = pollers
         self._auth = build_authenticator(settings)
@@ -232,6 +229,11 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
                 scope.setdefault("state", {})["identity"] = identity
         # After authentication, so each identity spends its own bucket (server/channel_limits.py).
         await self.channel_limits.serve(scope, receive, send, self._serve)
+
+    def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
+        """server/origins.py has decided by now, against the allow-list; strawberry's own check
+        would also let in any origin naming the request's Host, which DNS rebinding controls."""
+        return True
 
     def identity_key(self, context: RequestContext) -> str | None:
         """The key of the context's authenticated identity; None for anyone else."""
@@ -434,6 +436,15 @@ def _host_check(settings: Settings) -> list[Middleware]:
     return [Middleware(HostCheckMiddleware, allowed=settings.allowed_hosts, loopback=anonymous)]
 
 
+def _origin_policy(settings: Settings) -> OriginPolicy:
+    return OriginPolicy.of(
+        allowed_hosts=settings.allowed_hosts,
+        anonymous=settings.auth_mode == "none",
+        cors_origins=settings.cors_origins,
+        ws_origins=settings.ws_origins,
+    )
+
+
 def create_app(settings: Settings, transports: Mapping[str, Transport] | None = None) -> Starlette:
     """The app for `settings`; `transports` replaces opening them from their URLs (tests)."""
     sources: dict[str, SnapshotSource] = {}
@@ -504,6 +515,8 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
             Middleware(ObserveMiddleware, observers=tuple(observers)),
             # Before CORS and everything else: a rebound name gets no answer at all.
             *_host_check(settings),
+            # Cross-site POSTs without authentication, and every browser's WebSocket.
+            Middleware(OriginPolicyMiddleware, policy=_origin_policy(settings)),
             *_cors(settings),
             # Before anything reads a body, so no more than the cap is ever held in memory.
             Middleware(

@@ -4,6 +4,9 @@ A server on loopback with no authentication trusts whoever can reach loopback. A
 `http://r.example:8000` whose name is re-pointed at 127.0.0.1 can make the browser send
 requests there, same-origin, with `Host: r.example:8000`. So in anonymous mode only loopback
 names are accepted (`localhost`, 127.0.0.0/8, `[::1]`, any port), plus SLURM_GRAPHQL_ALLOWED_HOSTS;
+names are compared in one canonical form: lower case, no trailing dot (`localhost.` is
+`localhost`), IP addresses as Python spells them, an IPv4-mapped IPv6 address as its IPv4
+address (Python 3.13 calls `::ffff:127.0.0.1` loopback, 3.11 does not: we decide, not it);
 with authentication the check applies only when that list is set. Other hosts get 421 on HTTP
 and on WebSocket upgrades alike, before anything runs.
 """
@@ -18,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 _NAME = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\Z")
+_HOST = re.compile(r"[a-z0-9_.-]+\Z")  # what a name in a Host header may hold (`_`: Docker)
 # Load balancer and orchestrator probes address the task by IP: health stays reachable.
 _EXEMPT_PATHS = frozenset({"/healthz", "/readyz"})
 
@@ -28,10 +32,26 @@ def parse_allowed_hosts(value: str) -> tuple[str, ...]:
     for item in (part.strip().lower() for part in value.split(",")):
         if not item:
             continue
-        if not (_NAME.match(item) or _ip(item.strip("[]")) is not None):
+        host = canonical_host(item.strip("[]"))
+        if host is None or not (_NAME.match(host) or _ip(host) is not None):
             raise ValueError(f"{item[:60]!r} is not a host name or IP address (no port)")
-        hosts.append(item.strip("[]"))
+        hosts.append(host)
     return tuple(hosts)
+
+
+def canonical_host(host: str) -> str | None:
+    """`host` (no port, no brackets) as every check compares it; None if empty."""
+    host = host.strip().lower()
+    if host.endswith("."):
+        host = host[:-1]  # the root label: the same name, and browsers send it as typed
+    if not host or host.endswith("."):
+        return None
+    address = _ip(host)
+    if address is None:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return str(address)
 
 
 def host_name(header: str) -> str | None:
@@ -41,14 +61,15 @@ def host_name(header: str) -> str | None:
         inside, bracket, port = header[1:].partition("]")
         if not bracket or (port and not re.fullmatch(r":\d{1,5}", port)):
             return None
-        return inside if _ip(inside) is not None else None
+        return canonical_host(inside) if _ip(inside) is not None else None
     host, colon, port = header.partition(":")
-    if colon and not re.fullmatch(r"\d{1,5}", port):
+    if (colon and not re.fullmatch(r"\d{1,5}", port)) or not _HOST.match(host):
         return None
-    return host or None
+    return canonical_host(host)
 
 
 def is_loopback_name(host: str) -> bool:
+    host = canonical_host(host) or ""
     if host == "localhost":
         return True
     address = _ip(host)
@@ -61,7 +82,7 @@ def host_allowed(host: str | None, allowed: tuple[str, ...], loopback: bool) -> 
     if loopback and is_loopback_name(host):
         return True
     return any(
-        host == entry or (entry.startswith("*.") and host.endswith(entry[1:])) for entry in allowed
+        host.endswith(entry[1:]) if entry.startswith("*.") else host == entry for entry in allowed
     )
 
 

@@ -34,6 +34,8 @@ SUBSTITUTIONS = {
     "JwtUserClaim": "username",
     "JwtAdminGroup": "",
     "MinUid": "1000",
+    "LoadBalancer.DNSName": "hpc-Load-1A2B3C.eu-west-1.elb.amazonaws.com",
+    "ExtraHostNames": "",
 }
 
 
@@ -62,11 +64,13 @@ def api_environment(template: dict[str, Any]) -> dict[str, Any]:
     return {pair["Name"]: pair["Value"] for pair in container["Environment"]}
 
 
-def substitute(value: Any) -> str:
+def substitute(value: Any, **given: str) -> str:
+    """`value` as CloudFormation would make it, with the `given` parameters over the defaults."""
+    values = {**SUBSTITUTIONS, **given}
     if isinstance(value, dict) and "Ref" in value:
-        return SUBSTITUTIONS[value["Ref"]]
+        return values[value["Ref"]]
     text = value["Fn::Sub"] if isinstance(value, dict) else value
-    return re.sub(r"\$\{([^}]+)\}", lambda m: SUBSTITUTIONS[m.group(1)], text)
+    return re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], text)
 
 
 def actions(statement: dict[str, Any]) -> list[str]:
@@ -225,6 +229,22 @@ def test_the_ecs_template_verifies_jwts() -> None:
     assert environment["SLURM_GRAPHQL_JWT_AUDIENCE"] == {"Ref": "JwtAudience"}
     for required in ("JwtIssuer", "JwtAudience"):
         assert "Default" not in template["Parameters"][required]
+
+
+def test_the_ecs_template_answers_the_names_browsers_use() -> None:
+    """The load balancer's name, and any extra names, are the allowed hosts: other Host names get
+    421, and GraphiQL's WebSocket from a page on them is accepted (server/origins.py)."""
+    template = load(DEPLOY / "ecs.yaml")
+    value = api_environment(template)["SLURM_GRAPHQL_ALLOWED_HOSTS"]
+    for extra, hosts in [
+        ("", ("hpc-load-1a2b3c.eu-west-1.elb.amazonaws.com",)),
+        (
+            "hpc-api.example.org",
+            ("hpc-load-1a2b3c.eu-west-1.elb.amazonaws.com", "hpc-api.example.org"),
+        ),
+    ]:
+        environ = {"SLURM_GRAPHQL_ALLOWED_HOSTS": substitute(value, ExtraHostNames=extra)}
+        assert Settings.from_environ(environ).allowed_hosts == hosts
 
 
 def test_the_ecs_template_matches_the_image() -> None:

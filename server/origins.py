@@ -1,0 +1,110 @@
+"""The Origin check behind cross-site request forgery and WebSocket hijacking.
+
+A browser lets any page send a POST to any address, and open a WebSocket to any address,
+with the page's origin in `Origin`. Without authentication, whoever reaches the server is
+trusted, so a page on `https://evil.example` must not act through a developer's browser on
+a loopback server. WebSockets are always checked: CORS does not apply to them.
+
+An origin is allowed when its host is one this server answers to (server/hosts.py: loopback
+names in anonymous mode, any port, and SLURM_GRAPHQL_ALLOWED_HOSTS), or when it is listed
+(SLURM_GRAPHQL_CORS_ORIGINS for HTTP; SLURM_GRAPHQL_WS_ORIGINS, by default the CORS list, for
+WebSockets). It is never compared with the request's own `Host`: under DNS rebinding the
+attacker's name is in both. So with authentication and no SLURM_GRAPHQL_ALLOWED_HOSTS, a
+browser's WebSocket (GraphiQL's subscriptions too) is refused unless its origin is listed.
+
+A request without `Origin` is no browser's (browsers send it on every POST and upgrade),
+unless `Sec-Fetch-Site` says cross-site. `Origin: null` (sandboxed frames, `file:`) is refused.
+Refusals are 403 `ORIGIN_NOT_ALLOWED`, before anything runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+from strawberry.http.websocket_origin import normalize_allowed_origins, normalize_origin
+
+from server.hosts import canonical_host, host_allowed, refuse
+
+ORIGIN_NOT_ALLOWED = "ORIGIN_NOT_ALLOWED"
+# Methods browsers send without side effects by contract (and strawberry runs no mutation
+# over GET); every other method is checked.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class OriginPolicy:
+    allowed_hosts: tuple[str, ...]
+    loopback: bool  # anonymous mode: loopback names are this server's own
+    http_origins: frozenset[str]  # normalised; "*" for any
+    ws_origins: frozenset[str]
+    check_http: bool  # no authentication: a POST's only credential is being able to reach us
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        allowed_hosts: tuple[str, ...],
+        anonymous: bool,
+        cors_origins: tuple[str, ...],
+        ws_origins: tuple[str, ...] | None,
+    ) -> OriginPolicy:
+        return cls(
+            allowed_hosts=allowed_hosts,
+            loopback=anonymous,
+            http_origins=normalize_allowed_origins(cors_origins),
+            ws_origins=normalize_allowed_origins(
+                cors_origins if ws_origins is None else ws_origins
+            ),
+            check_http=anonymous,
+        )
+
+    def allows(self, origin: str | None, fetch_site: str | None, listed: frozenset[str]) -> bool:
+        """May a request from `origin` (its `Sec-Fetch-Site`) act, given the `listed` origins?"""
+        if origin is None:
+            return fetch_site != "cross-site"
+        if "*" in listed:
+            return True
+        normalised = normalize_origin(origin)
+        if normalised is None:
+            return False  # "null", or not an origin at all
+        if normalised in listed:
+            return True
+        parts = urlsplit(normalised)
+        if parts.scheme not in ("http", "https") or parts.hostname is None:
+            return False
+        return host_allowed(canonical_host(parts.hostname), self.allowed_hosts, self.loopback)
+
+    def checks(self, scope: Scope) -> frozenset[str] | None:
+        """The listed origins `scope` is held to; None when it is not checked."""
+        if scope["type"] == "websocket":
+            return self.ws_origins
+        if scope["type"] == "http" and self.check_http and scope["method"] not in _SAFE_METHODS:
+            return self.http_origins
+        return None
+
+
+class OriginPolicyMiddleware:
+    """ASGI middleware: a checked request from an origin not allowed gets 403."""
+
+    def __init__(self, app: ASGIApp, policy: OriginPolicy) -> None:
+        self.app = app
+        self.policy = policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        listed = self.policy.checks(scope)
+        if listed is not None:
+            headers = Headers(scope=scope)
+            if not self.policy.allows(headers.get("origin"), headers.get("sec-fetch-site"), listed):
+                error = {
+                    "message": "pages on this origin may not use this server",
+                    "extensions": {"code": ORIGIN_NOT_ALLOWED},
+                }
+                await refuse(
+                    JSONResponse({"errors": [error]}, status_code=403), scope, receive, send
+                )
+                return
+        await self.app(scope, receive, send)
