@@ -175,7 +175,8 @@ def _view(
     return Snapshot(
         snapshot.cluster,
         snapshot.taken_at,
-        kept,
+        kept | (snapshot.needs & Need.VERSION),
+        version=snapshot.version,
         partitions=partitions,
         nodes=nodes,
         audience=visibility,

@@ -129,8 +129,13 @@ def _written(
     source.invalidate()
     if not visibility.sees(row.user):
         return None
+    needs = Need.JOBS | (Need.VERSION if source.version is not None else Need.NOTHING)
     snapshot = Snapshot(
-        cluster=source.cluster, taken_at=time.time(), needs=Need.JOBS, jobs=tuple(rows)
+        cluster=source.cluster,
+        taken_at=time.time(),
+        needs=needs,
+        jobs=tuple(rows),
+        version=source.version,
     )
     return Written(row, visibility.view(snapshot), created)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from resolvers.allowance import take_output_allowance
 from resolvers.ids import BadUserInput
-from resolvers.slurm.filename import expand_output_pattern
+from resolvers.slurm.filename import BatchJob, resolve_pattern
 from resolvers.slurm.hostlist import expand_hostlist
 from resolvers.slurm.jobs import JobRecord
 from transport.base import Command, CommandResult, Transport
@@ -72,23 +72,29 @@ def validate_tail_bytes(value: int) -> int:
     return value
 
 
-def output_file(record: JobRecord, stderr: bool) -> str | None:
-    """The file a job writes its stdout (or stderr) to: squeue's pattern, expanded."""
-    pattern = record.stderr_path if stderr else record.stdout_path
+def output_file(record: JobRecord, stderr: bool, slurm_version: str | None) -> str | None:
+    """The file a job writes its stdout (or stderr) to: its pattern, resolved as slurmstepd
+    does; None while that is not known (a pending job's `%N`) or if the job writes none."""
+    pattern = record.stderr_pattern if stderr else record.stdout_pattern
     if pattern is None:
         return None
     task = record.array_task_id
+    remainder = task is not None and not task.isdigit()  # "3-6%2": tasks not started yet
     hosts = expand_hostlist(record.node_list or "")
-    return expand_output_pattern(
-        pattern,
-        job_id=record.job_id,
+    job = BatchJob(
+        job_id=None if remainder else record.job_id,
         array_job_id=record.array_job_id,
         array_task_id=int(task) if task is not None and task.isdigit() else None,
         user=record.user,
         name=record.name,
-        # The node name stands for the batch host's name, as on clusters where they agree.
+        work_dir=record.work_dir,
+        # Slurm runs the batch script on the allocation's first node; its node name stands for
+        # the host name (slurmstepd writes the machine's short host name), as on clusters
+        # where they agree, and as Slurm's own expansion (24.11's scontrol) does.
         batch_host=hosts[0] if hosts else None,
+        slurm_version=slurm_version,
     )
+    return resolve_pattern(pattern, job)
 
 
 def read_tail_command(path: str, tail_bytes: int, user: str | None) -> Command:

@@ -28,6 +28,10 @@ from resolvers.snapshot import Need
 
 FIELD_NEEDS: Mapping[str, Need] = {
     "slurmVersion": Need.VERSION,
+    # `%b` in a filename pattern means something from Slurm 24.11 on (resolvers/slurm/filename.py).
+    "stdoutPath": Need.VERSION,
+    "stderrPath": Need.VERSION,
+    "output": Need.VERSION,
     "partitions": Need.PARTITIONS,
     "partition": Need.PARTITIONS,
     "nodes": Need.NODES,

@@ -54,6 +54,9 @@ class SnapshotSource:
         # What the snapshots have told of the cluster's size, whatever their age: what the
         # cost of a query is bounded by (resolvers/bounds.py).
         self.sizes = sizes if sizes is not None else KnownSizes()
+        # The Slurm version the latest snapshot holding one reported: what a write's answer,
+        # made without a snapshot of its own, resolves filename patterns with.
+        self.version: str | None = None
 
     async def get(self, needs: Need) -> Snapshot:
         """A snapshot holding at least `needs`, fresh within the TTL."""
@@ -138,6 +141,8 @@ class SnapshotSource:
                 del self._in_flight[needs]
         future.set_result(snapshot)
         self.sizes.record(snapshot, needs)
+        if snapshot.version is not None:
+            self.version = snapshot.version
         if generation != self._generation:
             return snapshot
         if self._latest is None or self._latest[0] <= started:

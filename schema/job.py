@@ -120,13 +120,29 @@ class Job:
     def work_dir(self) -> str | None:
         return self._record.work_dir
 
-    @strawberry.field
+    @strawberry.field(
+        description="The file the job writes its stdout to, its pattern resolved as Slurm "
+        "does (`slurm-%j.out` in the work directory without --output); null until it is "
+        "known (`%N` before the job runs, a pending array's tasks) or if no batch script "
+        "writes one."
+    )
     def stdout_path(self) -> str | None:
-        return self._record.stdout_path
+        return output_file(self._record, stderr=False, slurm_version=self._snapshot.version)
 
-    @strawberry.field
+    @strawberry.field(description="As stdoutPath, for stderr (stdout's file without --error).")
     def stderr_path(self) -> str | None:
-        return self._record.stderr_path
+        return output_file(self._record, stderr=True, slurm_version=self._snapshot.version)
+
+    @strawberry.field(
+        description="The stdout filename pattern as submitted (`/home/alice/%x-%j.out`), the "
+        "default one included, on every Slurm version."
+    )
+    def stdout_pattern(self) -> str | None:
+        return self._record.stdout_pattern
+
+    @strawberry.field(description="As stdoutPattern, for stderr.")
+    def stderr_pattern(self) -> str | None:
+        return self._record.stderr_pattern
 
     @strawberry.field
     def command(self) -> str | None:
@@ -163,7 +179,8 @@ class Job:
         stream: OutputStream = OutputStream.STDOUT,
         tail_bytes: int = DEFAULT_TAIL_BYTES,
     ) -> JobOutput | None:
-        path = output_file(self._record, stderr=stream is OutputStream.STDERR)
+        stderr = stream is OutputStream.STDERR
+        path = output_file(self._record, stderr=stderr, slurm_version=self._snapshot.version)
         if path is None:
             return None
         context: RequestContext = info.context

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from resolvers.slurm.errors import ParseError
+from resolvers.slurm.filename import recover_pattern
 from resolvers.slurm.values import epoch_or_none, int_or_none, minutes_or_none, text_or_none
 from transport.base import Command
 
@@ -166,14 +167,30 @@ class JobRecord(NamedTuple):
         return text_or_none(self._free(2))
 
     @property
-    def stdout_path(self) -> str | None:
-        return text_or_none(self._free(3))
+    def stdout_pattern(self) -> str | None:
+        """The --output pattern (the default one if none was given); None if no batch script
+        writes one (22.05 prints N/A as such a job's STDERR, 24.11 (null) for both)."""
+        if self._free(4) == "N/A":
+            return None
+        return self._pattern(self._free(3))
 
     @property
-    def stderr_path(self) -> str | None:
+    def stderr_pattern(self) -> str | None:
         # Without --error, a batch job's stderr goes where its stdout goes. Slurm 22.05 prints
-        # that path here; 24.11 prints (null).
-        return text_or_none(self._free(4)) or self.stdout_path
+        # that pattern here; 24.11 prints (null).
+        printed = self._free(4)
+        if printed == "N/A":
+            return None
+        return self._pattern(printed) or self.stdout_pattern
+
+    def _pattern(self, printed: str) -> str | None:
+        text = text_or_none(printed)
+        if text is None:
+            return None
+        array_task = self.array_task_id is not None
+        return recover_pattern(
+            text, work_dir=self.work_dir, job_id=self.job_id, array_task=array_task
+        )
 
     @property
     def command(self) -> str | None:

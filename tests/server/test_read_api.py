@@ -24,6 +24,7 @@ from transport import open_transport
 JOB_FIELDS = """
   id jobId arrayJobId arrayTaskId name user account state reason submitTime startTime endTime
   timeLimitMinutes numNodes numCpus exitCode signal workDir stdoutPath stderrPath command
+  stdoutPattern stderrPattern
   dependency priority comment clientMutationId nodeList qos partition { name } nodes { name }
 """
 
@@ -78,8 +79,10 @@ def assert_job_matches(job: dict[str, Any], slurm: dict[str, Any]) -> None:
         # job: "job requeued in held state"), else the reason code.
         reason = slurm.get("state_description") or slurm["state_reason"]
         assert job["reason"] == (None if reason == "None" else reason)
-        if slurm["standard_output"]:  # empty in the JSON when defaulted; squeue names the file
-            assert job["stdoutPath"] == slurm["standard_output"]
+        # Slurm's JSON holds the pattern on 22.05 (empty when defaulted) and the expanded path
+        # on 24.11 (the default included); we answer both, the same on every version.
+        if slurm["standard_output"]:
+            assert slurm["standard_output"] in (job["stdoutPattern"], job["stdoutPath"])
         assert job["arrayJobId"] == (oracle.number(slurm["array_job_id"]) or None)
         task = oracle.number(slurm["array_task_id"])
         assert job["arrayTaskId"] == (str(task) if task is not None else None) or (
