@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -166,17 +165,8 @@ class Poller:
             for watch in list(self._watches):
                 watch.on_recovered(update.snapshot.taken_at)
         self.latest = update
-        # A poll allocates thousands of short-lived, acyclic objects; left on, the cyclic
-        # collector would run over and over and promote them, and a full collection of a
-        # server holding a thousand connections stops everything for a few hundred ms.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            for watch in list(self._watches):
-                watch.on_poll(update)
-        finally:
-            if collecting:
-                gc.enable()
+        for watch in list(self._watches):
+            watch.on_poll(update)
         # A watch that finished, or whose consumer fell too far behind, takes no more events;
         # its mailbox keeps what it still has to hand over.
         for watch in [w for w in self._watches if w.mailbox.closed]:

@@ -6,6 +6,11 @@ out at that moment waited for (bench/subscriptions.py: p99 214 ms). Objects made
 (modules, the schema) never die, so they are frozen out of the collector's walks, and the young
 generation is collected less often, so full collections become rare. Reference counting still
 frees acyclic garbage at once; cycles wait a little longer.
+
+This is the process's only garbage-collection policy, set where a server starts (the CLI and
+the Lambda handler's init): parsing a 100,000-row queue and fanning a poll out to subscribers
+allocate many short-lived containers, and these thresholds are what keep the collector from
+walking them over and over; no library module switches the collector off and on.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from server.gc_tuning import tune_for_serving
 from server.lambda_app import handler_from_environ
 
 handler = handler_from_environ(os.environ)
+tune_for_serving()

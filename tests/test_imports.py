@@ -119,3 +119,14 @@ def test_the_two_named_circles_are_gone() -> None:
     assert "schema.job.to_datetime" not in {
         target for target in _imports(ast.parse((ROOT / "schema/node.py").read_text()))
     }
+
+
+def test_only_server_start_up_sets_the_garbage_collector() -> None:
+    """A process-wide switch belongs to the process's owner: the collector's policy is set once,
+    in server/gc_tuning.py, never toggled by a parser or the poller."""
+    touching = sorted(
+        name
+        for name, path in _modules().items()
+        if "gc" in _imports(ast.parse(path.read_text())) and name != "server.gc_tuning"
+    )
+    assert touching == []

@@ -9,7 +9,6 @@ that boundary too: no user text can guess it.
 
 from __future__ import annotations
 
-import gc
 import secrets
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -278,24 +277,16 @@ def parse_squeue(text: str, boundary: str) -> list[JobRow]:
     free_separators = len(FREE_TEXT_FIELDS) - 1
     new = tuple.__new__
     parsed: list[JobRow] = []
-    # The rows hold no reference cycles, so the cyclic collector has nothing to find here; left
-    # on, it would walk the growing list over and over and take a third of the time.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        for row in rows:
-            structured, _, free = row.partition(free_separator)
-            if (
-                structured.count(FIELD_SEPARATOR) != structured_separators
-                or free.count(free_separator) != free_separators
-            ):
-                raise ParseError("squeue", row, "wrong number of fields")
-            display_id, _, rest = structured.partition(FIELD_SEPARATOR)
-            job_id = rest[: rest.find(FIELD_SEPARATOR)]
-            if not job_id.isdigit():
-                raise ParseError("squeue", row, "job id is not a number")
-            parsed.append(new(JobRow, (int(job_id), display_id, structured, free, free_separator)))
-    finally:
-        if collecting:
-            gc.enable()
+    for row in rows:
+        structured, _, free = row.partition(free_separator)
+        if (
+            structured.count(FIELD_SEPARATOR) != structured_separators
+            or free.count(free_separator) != free_separators
+        ):
+            raise ParseError("squeue", row, "wrong number of fields")
+        display_id, _, rest = structured.partition(FIELD_SEPARATOR)
+        job_id = rest[: rest.find(FIELD_SEPARATOR)]
+        if not job_id.isdigit():
+            raise ParseError("squeue", row, "job id is not a number")
+        parsed.append(new(JobRow, (int(job_id), display_id, structured, free, free_separator)))
     return parsed
