@@ -7,8 +7,8 @@ BIN    := $(VENV)/bin
 export LOCAL_CLUSTER_DIR ?= $(CURDIR)/.local-cluster
 export SLURM_CONF ?= $(LOCAL_CLUSTER_DIR)/slurm.conf
 
-.PHONY: install system-deps cluster-start cluster-stop run test check format golden bench clean \
-	build-Function
+.PHONY: install system-deps cluster-start cluster-stop run test test-debian13 check format golden \
+	bench clean build-Function
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,12 +36,20 @@ test: install system-deps
 	$(BIN)/pytest
 	$(MAKE) check
 
+# The same suite on Debian 13 (Slurm 24.11, Python 3.13), in a cached chroot; root only.
+test-debian13:
+	scripts/debian13 test
+
+SHELL_SCRIPTS := .ci/run scripts/debian13 scripts/install-system-deps scripts/local-cluster \
+	scripts/test-users scripts/vendor-graphiql
+
 check: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/cfn-lint deploy/*.yaml
+	shellcheck $(SHELL_SCRIPTS)
 
 format: install
 	$(BIN)/ruff format .
