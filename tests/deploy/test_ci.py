@@ -40,6 +40,17 @@ def shell_scripts() -> set[str]:
     return found
 
 
+def test_ci_runs_the_suite_on_debian_12_and_then_in_the_debian_13_chroot() -> None:
+    """.ci/run starts the chroot build in the background, runs `make test` here, waits for the
+    build and then runs the same suite in the chroot."""
+    lines = commands(CI_RUN)
+    build = index_of(lines, r"^(nice .*)?scripts/debian13 build\b.*&$")
+    host = index_of(lines, r"^make test\b")
+    wait = index_of(lines, r"\bwait\b")
+    chroot = index_of(lines, r"\bscripts/debian13 test\b")
+    assert build < host < wait < chroot
+
+
 def test_make_has_a_debian13_target() -> None:
     """`make test-debian13` runs the chroot suite."""
     dry = subprocess.run(
