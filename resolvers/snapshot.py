@@ -12,8 +12,7 @@ import enum
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from resolvers.selection import JobCriteria, filter_jobs
@@ -35,18 +34,6 @@ ACTIVE_JOB_STATES = frozenset(
 
 
 _MAX_SELECTIONS = 64
-# Indexes a view with the same jobs may share with the snapshot it was made from.
-_SHARED = frozenset(
-    {
-        "partitions_by_name",
-        "nodes_by_name",
-        "nodes_of_partition",
-        "partitions_of_node",
-        "jobs_sorted",
-        "_selections",
-        "jobs_on_node",
-    }
-)
 PARSE_IN_THREAD_ABOVE = 256 * 1024  # characters of output
 
 
@@ -56,6 +43,23 @@ class Need(enum.Flag):
     PARTITIONS = enum.auto()
     NODES = enum.auto()
     JOBS = enum.auto()
+
+
+@dataclass(eq=False)
+class Indexes:
+    """What a snapshot derives from its records on first use, kept with it: each index is
+    computed once, however many requests the snapshot serves within the cache TTL. A view with
+    the same jobs shares its snapshot's Indexes (visibility `all`); a view with fewer jobs gets
+    its own."""
+
+    partitions_by_name: dict[str, PartitionRecord] | None = None
+    nodes_by_name: dict[str, NodeRecord] | None = None
+    nodes_of_partition: dict[str, tuple[str, ...]] | None = None
+    partitions_of_node: dict[str, tuple[str, ...]] | None = None
+    jobs_sorted: tuple[JobRow, ...] | None = None
+    jobs_on_node: dict[str, tuple[JobRow, ...]] | None = None
+    # Job selections by filter, at most _MAX_SELECTIONS (dashboards repeat a few filters).
+    selections: dict[JobCriteria, tuple[JobRow, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -72,44 +76,56 @@ class Snapshot:
     # Who this copy was filtered for (resolvers/visibility.py); None: as fetched, unfiltered,
     # which no GraphQL type accepts.
     audience: Visibility | None = None
+    # The records are immutable; what is derived from them, and the views made for each
+    # audience, are filled in as requests ask for them. Both are fields, so that a reader sees
+    # everything a snapshot holds (and what a view shares) in one place.
+    indexes: Indexes = field(default_factory=Indexes, compare=False, repr=False)
+    views: dict[Visibility, Snapshot] = field(default_factory=dict, compare=False, repr=False)
 
-    # Indexes below are derived on first use and kept with the snapshot: cached_property writes
-    # to the instance dict directly, which a frozen dataclass (without slots) allows.
-    @cached_property
+    @property
     def partitions_by_name(self) -> dict[str, PartitionRecord]:
-        return {p.name: p for p in self.partitions or ()}
+        if self.indexes.partitions_by_name is None:
+            self.indexes.partitions_by_name = {p.name: p for p in self.partitions or ()}
+        return self.indexes.partitions_by_name
 
-    @cached_property
+    @property
     def nodes_by_name(self) -> dict[str, NodeRecord]:
-        return {n.name: n for n in self.nodes or ()}
+        if self.indexes.nodes_by_name is None:
+            self.indexes.nodes_by_name = {n.name: n for n in self.nodes or ()}
+        return self.indexes.nodes_by_name
 
-    @cached_property
+    @property
     def nodes_of_partition(self) -> dict[str, tuple[str, ...]]:
-        return {p.name: expand_hostlist(p.node_list or "") for p in self.partitions or ()}
+        if self.indexes.nodes_of_partition is None:
+            self.indexes.nodes_of_partition = {
+                p.name: expand_hostlist(p.node_list or "") for p in self.partitions or ()
+            }
+        return self.indexes.nodes_of_partition
 
-    @cached_property
+    @property
     def partitions_of_node(self) -> dict[str, tuple[str, ...]]:
-        index: defaultdict[str, list[str]] = defaultdict(list)
-        for partition, nodes in self.nodes_of_partition.items():
-            for node in nodes:
-                index[node].append(partition)
-        return {node: tuple(names) for node, names in index.items()}
+        if self.indexes.partitions_of_node is None:
+            index: defaultdict[str, list[str]] = defaultdict(list)
+            for partition, nodes in self.nodes_of_partition.items():
+                for node in nodes:
+                    index[node].append(partition)
+            self.indexes.partitions_of_node = {node: tuple(names) for node, names in index.items()}
+        return self.indexes.partitions_of_node
 
-    @cached_property
+    @property
     def jobs_sorted(self) -> tuple[JobRow, ...]:
         """Jobs in a stable order (by Slurm's unique job id), the order of every job listing."""
-        return tuple(sorted(self.jobs or (), key=lambda job: job.job_id))
-
-    @cached_property
-    def _selections(self) -> dict[JobCriteria, tuple[JobRow, ...]]:
-        return {}
+        if self.indexes.jobs_sorted is None:
+            self.indexes.jobs_sorted = tuple(sorted(self.jobs or (), key=lambda job: job.job_id))
+        return self.indexes.jobs_sorted
 
     def jobs_matching(self, criteria: JobCriteria) -> tuple[JobRow, ...]:
         """Jobs matching `criteria`, in listing order; repeated selections are memoised, since
         a snapshot serves every request within the cache TTL and dashboards repeat filters."""
         if criteria.selects_all:
             return self.jobs_sorted
-        selected = self._selections.get(criteria)
+        selections = self.indexes.selections
+        selected = selections.get(criteria)
         if selected is None:
             selected = tuple(
                 filter_jobs(
@@ -121,40 +137,40 @@ class Snapshot:
                     ids=criteria.ids,
                 )
             )
-            if len(self._selections) >= _MAX_SELECTIONS:
-                self._selections.clear()
-            self._selections[criteria] = selected
+            if len(selections) >= _MAX_SELECTIONS:
+                selections.clear()
+            selections[criteria] = selected
         return selected
 
     def seen_by(self, audience: Visibility) -> Snapshot:
         """This snapshot with only the jobs `audience` may see, marked with it; one view per
         audience, kept with the snapshot (call it through `Visibility.view`)."""
-        views: dict[Visibility, Snapshot] = self.__dict__.setdefault("_views", {})
-        view = views.get(audience)
+        view = self.views.get(audience)
         if view is None:
             jobs = self.jobs
             if jobs is not None and not audience.everyone:
                 jobs = tuple(row for row in jobs if audience.sees(row.user))
-            view = dataclasses.replace(self, jobs=jobs, audience=audience)
-            if jobs is self.jobs:
-                # Same jobs: share the indexes already derived rather than derive them again.
-                view.__dict__.update(
-                    (name, value) for name, value in self.__dict__.items() if name in _SHARED
-                )
-            views[audience] = view
+            # Same jobs: share the indexes already derived rather than derive them again.
+            indexes = self.indexes if jobs is self.jobs else Indexes()
+            view = dataclasses.replace(
+                self, jobs=jobs, audience=audience, indexes=indexes, views={}
+            )
+            self.views[audience] = view
         return view
 
-    @cached_property
+    @property
     def jobs_on_node(self) -> dict[str, tuple[JobRow, ...]]:
         """Jobs holding resources on each node; finished jobs keep their node list, so skip them."""
-        index: defaultdict[str, list[JobRow]] = defaultdict(list)
-        for row in self.jobs_sorted:
-            job = row.fields()
-            if job.state not in ACTIVE_JOB_STATES:
-                continue
-            for node in expand_hostlist(job.node_list or ""):
-                index[node].append(row)
-        return {node: tuple(jobs) for node, jobs in index.items()}
+        if self.indexes.jobs_on_node is None:
+            index: defaultdict[str, list[JobRow]] = defaultdict(list)
+            for row in self.jobs_sorted:
+                job = row.fields()
+                if job.state not in ACTIVE_JOB_STATES:
+                    continue
+                for node in expand_hostlist(job.node_list or ""):
+                    index[node].append(row)
+            self.indexes.jobs_on_node = {node: tuple(jobs) for node, jobs in index.items()}
+        return self.indexes.jobs_on_node
 
 
 def _batch_for(needs: Need) -> tuple[list[Command], list[Callable[[str], tuple[str, Any]]]]:

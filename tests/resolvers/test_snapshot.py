@@ -1,0 +1,46 @@
+"""A snapshot holds nothing a reader cannot see: its indexes and views are fields, and a view
+shares indexes with its snapshot only when it holds the same jobs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from resolvers.identity import Identity
+from resolvers.selection import JobCriteria
+from resolvers.snapshot import Need, Snapshot
+from resolvers.visibility import EVERYONE, Visibility
+from tests.security.test_visibility import golden_rows
+
+
+def used(snapshot: Snapshot) -> None:
+    """Ask for every index a request may derive."""
+    _ = (snapshot.partitions_by_name, snapshot.nodes_by_name, snapshot.partitions_of_node)
+    _ = (snapshot.jobs_sorted, snapshot.jobs_on_node)
+    snapshot.jobs_matching(JobCriteria(states=frozenset({"RUNNING"})))
+
+
+def test_everything_a_snapshot_keeps_is_one_of_its_fields() -> None:
+    """No cache hides in the instance's __dict__: after every index and a view were asked for,
+    the instance holds its declared fields and nothing else."""
+    snapshot = Snapshot("local", 1.0, Need.JOBS, jobs=tuple(golden_rows()))
+    used(snapshot)
+    view = Visibility.of(Identity("bob"), own_jobs_only=True).view(snapshot)
+    used(view)
+    declared = {field.name for field in dataclasses.fields(Snapshot)}
+    assert set(vars(snapshot)) == declared
+    assert set(vars(view)) == declared
+    assert snapshot.indexes.jobs_sorted is not None and snapshot.indexes.selections
+
+
+def test_a_view_shares_indexes_only_when_it_holds_the_same_jobs() -> None:
+    """EVERYONE's view reuses what its snapshot derived; bob's view under `own` derives its own,
+    so no index of everyone's jobs ever answers for bob."""
+    rows = tuple(golden_rows())
+    snapshot = Snapshot("local", 1.0, Need.JOBS, jobs=rows)
+    used(snapshot)
+    assert EVERYONE.view(snapshot).indexes is snapshot.indexes
+    bobs = Visibility.of(Identity("bob"), own_jobs_only=True).view(snapshot)
+    assert bobs.indexes is not snapshot.indexes
+    assert {row.user for row in bobs.jobs_sorted} <= {"bob"}
+    assert len(snapshot.jobs_sorted) == len(rows)
+    assert Visibility.of(Identity("bob"), own_jobs_only=True).view(snapshot) is bobs
