@@ -1,6 +1,7 @@
 """The audit trail: one structured log line per mutation, whatever its outcome.
 
-Fields: request id, identity (the authenticated user, or the anonymous account), whether it
+Fields: request id (the server's; the id the caller sent, if any, apart as
+`client_request_id`), identity (the authenticated user, or the anonymous account), whether it
 was authenticated, the POSIX user Slurm saw, cluster, operation, job id and outcome (`done`, a
 rejection code, or `error`). With SLURM_GRAPHQL_LOG_FORMAT=json the fields are keys of the line's
 JSON object. Refusals about identity are audited too: a mutation sent anonymously
@@ -14,8 +15,9 @@ import getpass
 import logging
 from collections.abc import Awaitable
 
-from resolvers.context import RequestContext
+from resolvers.context import RequestContext, RequestIds
 from resolvers.identity import Unauthenticated
+from resolvers.log_values import loggable
 from resolvers.mutations import Rejected, Written
 
 logger = logging.getLogger("slurm_graphql.audit")
@@ -31,7 +33,7 @@ async def audited(
     """`work`'s outcome, after logging it (and logging failures before they propagate)."""
     identity = context.identity
     fields: dict[str, object] = {
-        "request_id": context.request_id,
+        **_ids(context),
         "identity": identity.user,
         "authenticated": identity.authenticated,
         "admin": identity.admin,
@@ -63,7 +65,7 @@ def refuse_anonymous(
     if identity.authenticated:
         return
     fields: dict[str, object] = {
-        "request_id": context.request_id,
+        **_ids(context),
         "identity": identity.user,
         "authenticated": False,
         "cluster": cluster,
@@ -75,10 +77,10 @@ def refuse_anonymous(
     raise Unauthenticated(f"{operation} needs an authenticated identity")
 
 
-def audit_refusal(request_id: str, claimed: str, reason: str, outcome: str) -> None:
+def audit_refusal(ids: RequestIds, claimed: str, reason: str, outcome: str) -> None:
     """One audit line for a request refused for its identity, with the name its claims gave."""
     fields: dict[str, object] = {
-        "request_id": request_id,
+        **_fields_of(ids),
         "identity": claimed[:200],
         "authenticated": False,
         "operation": "authenticate",
@@ -87,9 +89,21 @@ def audit_refusal(request_id: str, claimed: str, reason: str, outcome: str) -> N
     logger.warning(_line(fields, outcome), extra={"request": {**fields, "outcome": outcome}})
 
 
+def _ids(context: RequestContext) -> dict[str, object]:
+    return _fields_of(context.ids())
+
+
+def _fields_of(ids: RequestIds) -> dict[str, object]:
+    fields: dict[str, object] = {"request_id": ids.request_id}
+    if ids.client_request_id is not None:
+        fields["client_request_id"] = ids.client_request_id
+    return fields
+
+
 def _line(fields: dict[str, object], outcome: str) -> str:
-    shown = " ".join(f"{key}={value}" for key, value in fields.items())
-    return f"audit {shown} outcome={outcome}"
+    # Names and ids here may be a client's choice: escaped, so that each audit record is one line.
+    shown = " ".join(f"{key}={loggable(value)}" for key, value in fields.items())
+    return f"audit {shown} outcome={loggable(outcome)}"
 
 
 def _server_user() -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,13 +22,24 @@ class ClusterNotFound(LookupError):
     """No cluster of that name is configured."""
 
 
+@dataclass(frozen=True)
+class RequestIds:
+    """Who to blame in the logs: the server's id of the request (or WebSocket operation), and
+    apart, the id the caller sent, which is theirs and proves nothing."""
+
+    request_id: str = ""
+    client_request_id: str | None = None
+
+
 @dataclass
 class RequestContext:
     sources: Mapping[str, SnapshotSource]  # in configuration order: the first is the default
     max_page_size: int
     identity: Identity  # never the server's own account: an authenticated user, or anonymous
     aws_cli: str = "aws"  # the head node's AWS CLI, for scripts submitted from S3
-    request_id: str = ""  # for the audit trail
+    # The ids of the request or operation being served, asked each time: strawberry gives every
+    # operation on a WebSocket the connection's one context, so they cannot be stored in it.
+    ids: Callable[[], RequestIds] = RequestIds
     own_jobs_only: bool = False  # SLURM_GRAPHQL_JOB_VISIBILITY=own, for users but not admins
     admins_read_output: bool = False
     jobs_listed: int = 0  # jobs put in connections, to size what the response cache keeps
@@ -36,6 +47,15 @@ class RequestContext:
     _plan: Plan | None = None
     _snapshots: dict[str, asyncio.Future[Snapshot]] = field(default_factory=dict)
     _readers: dict[tuple[str, str], OutputReader] = field(default_factory=dict)
+
+    @property
+    def request_id(self) -> str:
+        """The server's id of the request or WebSocket operation, for the audit trail."""
+        return self.ids().request_id
+
+    @property
+    def client_request_id(self) -> str | None:
+        return self.ids().client_request_id
 
     @property
     def cluster_names(self) -> tuple[str, ...]:

@@ -75,7 +75,13 @@ from server.health import Readiness, readyz_endpoint
 from server.hosts import HostCheckMiddleware, refuse
 from server.limits import CostLimit, Limits, limits_rule
 from server.metrics_access import token_required
-from server.observe import ObserveMiddleware, RequestObserver, current_request, note_result
+from server.observe import (
+    ObserveMiddleware,
+    RequestObserver,
+    current_ids,
+    current_request,
+    note_result,
+)
 from server.origins import OriginPolicy, OriginPolicyMiddleware
 from server.rate_limit import RateLimiter
 from server.response_cache import ResponseCache
@@ -83,6 +89,7 @@ from server.round_trips import RoundTripListener, WatchedTransport
 from server.settings import Settings
 from server.tokens import bearer_token
 from server.ws_limits import LimitedTransportWSHandler, LimitedWSHandler
+from server.ws_observe import note_stream, note_stream_result
 from transport import Transport, open_transport
 
 logger = logging.getLogger("slurm_graphql")
@@ -208,12 +215,29 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         note_result(request_data.query, request_data.operation_name, result)
         return result
 
+    async def execute_operation(
+        self,
+        request: Request,
+        request_adapter: Any,
+        request_data: GraphQLRequestData | list[GraphQLRequestData],
+        context: RequestContext,
+        root_value: None,
+        sub_response: Response,
+    ) -> Any:
+        # A streamed operation (SSE, multipart) never reaches execute_single: its request learns
+        # here what it runs, and each event's outcome in process_result.
+        if isinstance(request_data, GraphQLRequestData) and request_data.protocol != "http":
+            note_stream(request_data.protocol, request_data.query, request_data.operation_name)
+        return await super().execute_operation(
+            request, request_adapter, request_data, context, root_value, sub_response
+        )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and self._auth is not None:
             try:
                 identity = await self._identify(scope, Headers(scope=scope).get("authorization"))
             except IdentityRefused as refused:
-                audit_refusal(_request_id(), refused.claimed, refused.reason, "PERMISSION_DENIED")
+                audit_refusal(current_ids(), refused.claimed, refused.reason, "PERMISSION_DENIED")
                 await refuse(_permission_denied(), scope, receive, send)
                 return
             # GraphiQL's page is public; what it sends to run a query carries the token. A
@@ -289,7 +313,7 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
             max_page_size=self._settings.max_page_size,
             identity=identity,
             aws_cli=self._settings.aws_cli,
-            request_id=_request_id(),
+            ids=current_ids,
             own_jobs_only=self._settings.job_visibility == "own",
             admins_read_output=self._settings.admins_read_output,
             pollers=self._pollers,
@@ -311,9 +335,7 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
                     {}, presented if isinstance(presented, str) else None
                 )
             except IdentityRefused as refused:
-                audit_refusal(
-                    context.request_id, refused.claimed, refused.reason, "PERMISSION_DENIED"
-                )
+                audit_refusal(context.ids(), refused.claimed, refused.reason, "PERMISSION_DENIED")
                 raise ConnectionRejectionError({"code": "PERMISSION_DENIED"}) from None
             if identity is None:
                 raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
@@ -325,6 +347,7 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
     ) -> GraphQLHTTPResponse:
         """Every error a client sees carries a code: graphql-core's own get one here."""
         response = await super().process_result(request, result)
+        note_stream_result(bool(result.errors))
         for error in response.get("errors") or ():
             if isinstance(error, dict):
                 extensions = error.setdefault("extensions", {})
@@ -420,11 +443,6 @@ def _permission_denied() -> Response:
         ]
     }
     return JSONResponse(body, status_code=403)
-
-
-def _request_id() -> str:
-    record = current_request.get()
-    return record.request_id if record else ""
 
 
 def _host_check(settings: Settings) -> list[Middleware]:

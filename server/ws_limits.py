@@ -10,6 +10,8 @@ seconds) or TOO_MANY_SUBSCRIPTIONS, and the socket stays open for the client's o
 operations. A client that keeps sending after REFUSALS_BEFORE_CLOSE refusals in a row (without
 an admitted operation between them) is not backing off: its socket is closed with 4429.
 
+Each operation also gets its own request id and request line (server/ws_observe.py).
+
 Once `connection_init` has said who the client is, its connection also counts against the
 identity's WebSocket connections; past the cap the socket is closed with 4429.
 """
@@ -21,18 +23,20 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
 from starlette.types import Scope
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage,
+    Message,
     SubscribeMessage,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import (
     ConnectionInitMessage as LegacyInitMessage,
 )
-from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
+from strawberry.subscriptions.protocols.graphql_ws.types import OperationMessage, StartMessage
 
 from resolvers.context import RequestContext
 from server.channel_limits import (
@@ -41,6 +45,7 @@ from server.channel_limits import (
     rate_limited_error,
     too_many_streams_error,
 )
+from server.ws_observe import log_when_done, note_sent, operation_record
 
 REFUSALS_BEFORE_CLOSE = 20
 
@@ -148,6 +153,12 @@ class LimitedTransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, No
         if not self.connection_acknowledged or message["id"] in self.operations:
             await super().handle_subscribe(message)  # closes the socket, as the protocol says
             return
+        with operation_record(GRAPHQL_TRANSPORT_WS_PROTOCOL, message.get("payload")) as record:
+            task = await self._subscribe(message)
+        log_when_done(record, task)
+
+    async def _subscribe(self, message: SubscribeMessage) -> asyncio.Task[Any] | None:
+        """The admitted operation's task; None when it was refused."""
         admitted = self._gate.admit(
             self.context, len(self.operations), self.max_subscriptions_per_connection
         )
@@ -158,14 +169,20 @@ class LimitedTransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, No
             )
             if self._gate.should_close:
                 await self.websocket.close(code=CLOSE_TOO_MANY, reason="too many requests")
-            return
+            return None
         try:
             await super().handle_subscribe(message)
         except BaseException:
             self._gate.tie(admitted, None)  # a malformed payload: nothing runs, nothing holds
             raise
         operation = self.operations.get(message["id"])
-        self._gate.tie(admitted, operation.task if operation is not None else None)
+        task = operation.task if operation is not None else None
+        self._gate.tie(admitted, task)
+        return task
+
+    async def send_message(self, message: Message) -> None:
+        note_sent(cast(dict[str, Any], message))
+        await super().send_message(message)
 
 
 class LimitedWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
@@ -189,6 +206,13 @@ class LimitedWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
         if operation_id in self.tasks:
             # A start for an id in use replaces that operation (strawberry stops it first).
             await self.cleanup_operation(operation_id)
+        with operation_record(GRAPHQL_WS_PROTOCOL, message.get("payload")) as record:
+            task = await self._start(message)
+        log_when_done(record, task)
+
+    async def _start(self, message: StartMessage) -> asyncio.Task[Any] | None:
+        """The admitted operation's task; None when it was refused."""
+        operation_id = message["id"]
         admitted = self._gate.admit(
             self.context, len(self.tasks), self.max_subscriptions_per_connection
         )
@@ -198,13 +222,19 @@ class LimitedWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
             )
             if self._gate.should_close:
                 await self.websocket.close(code=CLOSE_TOO_MANY, reason="too many requests")
-            return
+            return None
         try:
             await super().handle_start(message)
         except BaseException:
             self._gate.tie(admitted, None)  # a malformed payload: nothing runs, nothing holds
             raise
-        self._gate.tie(admitted, self.tasks.get(operation_id))
+        task = self.tasks.get(operation_id)
+        self._gate.tie(admitted, task)
+        return task
+
+    async def send_message(self, message: OperationMessage) -> None:
+        note_sent(cast(dict[str, Any], message))
+        await super().send_message(message)
 
 
 __all__ = ["REFUSALS_BEFORE_CLOSE", "LimitedTransportWSHandler", "LimitedView", "LimitedWSHandler"]

@@ -1,4 +1,5 @@
-"""One log line per request, JSON or text, carrying the request id the response echoes."""
+"""One log line per request, JSON or text, carrying the server's request id the response echoes
+(and, apart, the caller's)."""
 
 from __future__ import annotations
 
@@ -40,8 +41,8 @@ def json_lines(stream: io.StringIO) -> list[dict[str, Any]]:
 
 
 async def test_json_line_per_request(slurm_cluster: str, log_output: io.StringIO) -> None:
-    """A query logs one JSON line: the caller's request id, operation, status, duration and
-    the round trips it cost; the response echoes the id."""
+    """A query logs one JSON line: the server's request id (the caller's apart), operation,
+    status, duration and the round trips it cost; the response echoes the server's id."""
     configure_logging("json", "info", log_output)
     transport = CountingTransport(LocalTransport())
     async with app_client(Settings(cache_ttl=0), {"local": transport}) as client:
@@ -50,9 +51,10 @@ async def test_json_line_per_request(slurm_cluster: str, log_output: io.StringIO
             json={"query": "query Jobs { cluster { jobs { totalCount } } }"},
             headers={"X-Request-Id": "trace-0042"},
         )
-    assert response.headers["x-request-id"] == "trace-0042"
+    request_id = response.headers["x-request-id"]
+    assert re.match(r"^[0-9a-f]{32}$", request_id)
     [line] = json_lines(log_output)
-    assert line["request_id"] == "trace-0042"
+    assert line["request_id"] == request_id and line["client_request_id"] == "trace-0042"
     assert line["logger"] == "slurm_graphql.request" and line["level"] == "info"
     assert (line["method"], line["path"], line["status"]) == ("POST", "/graphql", 200)
     assert (line["operation"], line["operation_type"], line["outcome"]) == ("Jobs", "query", "ok")
@@ -61,8 +63,9 @@ async def test_json_line_per_request(slurm_cluster: str, log_output: io.StringIO
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$", line["time"])
 
 
-async def test_ids_are_generated_when_missing_or_unsafe(log_output: io.StringIO) -> None:
-    """No id, or one that is too long or has spaces: a fresh id is made, echoed and logged."""
+async def test_ids_are_the_servers_whatever_the_caller_sends(log_output: io.StringIO) -> None:
+    """No id, or one that is too long or has spaces: a fresh id is made, echoed and logged; the
+    caller's, capped and with unsafe characters replaced, is logged apart."""
     configure_logging("json", "info", log_output)
     async with app_client(Settings()) as client:
         plain = await client.post("/graphql", json={"query": "{ clusters { name } }"})
@@ -73,6 +76,8 @@ async def test_ids_are_generated_when_missing_or_unsafe(log_output: io.StringIO)
     ids = [r.headers["x-request-id"] for r in (plain, long, spaced)]
     assert all(re.match(r"^[0-9a-f]{32}$", i) for i in ids) and len(set(ids)) == 3
     assert [line["request_id"] for line in json_lines(log_output)] == ids
+    sent = [line["client_request_id"] for line in json_lines(log_output)]
+    assert sent == [None, "x" * 128, "a_b"]
     assert json_lines(log_output)[0]["operation"] is None  # anonymous
     assert json_lines(log_output)[0]["transport_calls"] == 0
 
@@ -91,6 +96,6 @@ async def test_text_lines_and_quiet_probes(log_output: io.StringIO) -> None:
     [line] = log_output.getvalue().splitlines()
     assert re.match(
         r"^INFO slurm_graphql.request POST /graphql 200 [\d.]+ ms operation=Names outcome=ok "
-        r"transport_calls=0 request_id=r1$",
+        r"transport_calls=0 request_id=[0-9a-f]{32} client_request_id=r1$",
         line,
     ), line

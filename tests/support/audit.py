@@ -1,4 +1,4 @@
-"""The audit trail as a test sees it: the structured fields of each `slurm_graphql.audit` line."""
+"""Log lines as a test sees them: the structured fields of each record of a logger."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Any
 
 
 @contextmanager
-def audit_lines() -> Iterator[list[dict[str, Any]]]:
-    """Collects the `request` fields of every audit record logged inside the block."""
+def logged(name: str, level: int = logging.INFO) -> Iterator[list[dict[str, Any]]]:
+    """Collects the `request` fields (and the message) of every record `name` logs at `level`
+    or above inside the block."""
     lines: list[dict[str, Any]] = []
 
     class Keep(logging.Handler):
@@ -18,12 +19,19 @@ def audit_lines() -> Iterator[list[dict[str, Any]]]:
             lines.append({**getattr(record, "request", {}), "message": record.getMessage()})
 
     handler = Keep()
-    audit = logging.getLogger("slurm_graphql.audit")
-    level = audit.level
-    audit.addHandler(handler)
-    audit.setLevel(logging.INFO)
+    logger = logging.getLogger(name)
+    saved = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
     try:
         yield lines
     finally:
-        audit.removeHandler(handler)
-        audit.setLevel(level)
+        logger.removeHandler(handler)
+        logger.setLevel(saved)
+
+
+@contextmanager
+def audit_lines() -> Iterator[list[dict[str, Any]]]:
+    """Collects the `request` fields of every audit record logged inside the block."""
+    with logged("slurm_graphql.audit") as lines:
+        yield lines

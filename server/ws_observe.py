@@ -1,0 +1,117 @@
+"""Ids and request lines for operations that are not one HTTP request each: every operation on
+a WebSocket (graphql-transport-ws `subscribe`, graphql-ws `start`) and every subscription
+streamed over SSE or multipart.
+
+A WebSocket connection gets a record of its own in ObserveMiddleware (its id is the
+`connection_id` of its operations; refusals of its credentials are audited with it, and its
+line is written when it closes). Each operation on it gets a fresh record, with a fresh id, set
+in the context variable while strawberry creates the operation's task: asyncio copies the
+context into the task, so the audit trail, the round-trip count and the masked-error id all see
+the operation's record, not the connection's. Its line is written when its task ends, with no
+HTTP status (`status: null`) and its `protocol`.
+
+A streamed subscription is one HTTP request, which already has its id and line; it learns here
+which operation it ran and how that went.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from server.observe import GRAPHQL_PATH, RequestRecord, current_request, log_request
+from server.operations import selected_operation
+
+WS_METHOD = "WS"
+
+
+@contextmanager
+def operation_record(protocol: str, payload: object) -> Iterator[RequestRecord]:
+    """A new record for the WebSocket operation whose `subscribe`/`start` payload is `payload`,
+    current inside the block (where strawberry creates the operation's task)."""
+    connection = current_request.get()
+    record = RequestRecord(
+        uuid.uuid4().hex,
+        WS_METHOD,
+        connection.path if connection is not None else GRAPHQL_PATH,
+        client_request_id=connection.client_request_id if connection is not None else None,
+        protocol=protocol,
+        connection_id=connection.request_id if connection is not None else None,
+    )
+    _note_operation(record, payload)
+    token = current_request.set(record)
+    try:
+        yield record
+    finally:
+        current_request.reset(token)
+
+
+def log_when_done(record: RequestRecord, task: asyncio.Task[Any] | None) -> None:
+    """Write `record`'s line when `task` ends (now, with outcome `refused`, if nothing runs)."""
+    started = time.perf_counter()
+    if task is None:
+        record.outcome = record.outcome or "refused"
+        log_request(record, None, 0.0)
+        return
+
+    def done(_: asyncio.Task[Any]) -> None:
+        if record.outcome is None:
+            # Cancelled: stopped by the client (`complete`) or its socket closed. (graphql-ws
+            # ends a stopped operation's task itself, so there it reads `ok`.)
+            record.outcome = "stopped" if task.cancelled() else "ok"
+        log_request(record, None, time.perf_counter() - started)
+
+    task.add_done_callback(done)
+
+
+def note_sent(message: Mapping[str, Any]) -> None:
+    """Learn the current WebSocket operation's outcome from a message sent for it: any error,
+    in a result or as the operation's `error` message, makes it `error`."""
+    record = current_request.get()
+    if record is None or record.method != WS_METHOD or record.connection_id is None:
+        return  # connection-level messages (ack, pong, keep-alive)
+    kind = message.get("type")
+    payload = message.get("payload")
+    if kind == "error" or (
+        kind in ("next", "data") and isinstance(payload, Mapping) and payload.get("errors")
+    ):
+        record.outcome = "error"
+    elif kind in ("next", "data") and record.outcome is None:
+        record.outcome = "ok"
+
+
+def note_stream(protocol: str, query: str | None, operation_name: str | None) -> None:
+    """Tell the current HTTP request it streams the operation (SSE or multipart)."""
+    record = current_request.get()
+    if record is not None:
+        record.protocol = protocol
+        _note_operation(record, {"query": query, "operationName": operation_name})
+
+
+def note_stream_result(has_errors: bool) -> None:
+    """One event of the current streamed request: an error in any makes the outcome `error`."""
+    record = current_request.get()
+    if record is None or record.protocol is None:
+        return
+    if has_errors:
+        record.outcome = "error"
+    elif record.outcome is None:
+        record.outcome = "ok"
+
+
+def _note_operation(record: RequestRecord, payload: object) -> None:
+    if not isinstance(payload, Mapping):
+        return
+    query, name = payload.get("query"), payload.get("operationName")
+    if not isinstance(query, str) or not (name is None or isinstance(name, str)):
+        return
+    operation = selected_operation(query, name)
+    record.operation = operation.name if operation else name
+    record.operation_type = operation.type if operation else None
+
+
+__all__ = ["log_when_done", "note_sent", "note_stream", "note_stream_result", "operation_record"]
