@@ -6,7 +6,9 @@ tested against canned answers. This server speaks the protocol botocore speaks t
 signature accepted), so boto3 uses it unchanged through `AWS_ENDPOINT_URL_SSM` or `endpoint_url`.
 Like the SSM agent, it runs each invocation of `AWS-RunShellScript` as `/bin/sh <script file>` on
 this machine (one run per instance id, in a new session so the process group can be killed), and
-uploads the complete stdout/stderr to S3 (moto) under the key layout AWS uses.
+uploads the complete stdout/stderr to S3 (moto) under the key layout AWS uses. It also keeps a
+Parameter Store (tests/support/parameter_store.py) and, like Run Command, resolves
+`{{ssm:NAME}}` and `{{ssm-secure:NAME}}` in SendCommand's parameters before running anything.
 
 It copies what a client of the real service can notice: invocations are invisible for a moment
 after SendCommand (eventual consistency), inline output is truncated to 24,000/8,000 characters,
@@ -49,6 +51,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.support.parameter_store import ParameterStore, ParameterStoreError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -204,6 +208,7 @@ class RunCommandService:
         self.commands: dict[str, Command] = {}
         self.invocations: dict[tuple[str, str], Invocation] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self.parameter_store = ParameterStore(region)
         self.workdir = Path(tempfile.mkdtemp(prefix="ssm-endpoint-"))
         self.s3: S3Client = boto3.session.Session().client(
             "s3",
@@ -218,6 +223,9 @@ class RunCommandService:
             "GetCommandInvocation": self.get_command_invocation,
             "ListCommandInvocations": self.list_command_invocations,
             "CancelCommand": self.cancel_command,
+            "PutParameter": self.parameter_store.put_parameter,
+            "GetParameter": self.parameter_store.get_parameter,
+            "DeleteParameter": self.parameter_store.delete_parameter,
         }
 
     # --- the API -------------------------------------------------------------------------------
@@ -241,7 +249,7 @@ class RunCommandService:
             if not isinstance(body, dict):
                 raise ApiError("SerializationException", "the body is not a JSON object")
             result = await self.actions[action](body)
-        except ApiError as error:
+        except (ApiError, ParameterStoreError) as error:
             content = {"__type": error.code, "message": error.message}
             return JSONResponse(content, 400, headers=headers, media_type=AMZ_JSON)
         return JSONResponse(result, headers=headers, media_type=AMZ_JSON)
@@ -257,13 +265,19 @@ class RunCommandService:
         for instance_id in instance_ids:
             self.check_instance(instance_id)
         parameters = body.get("Parameters") or {}
-        commands, execution_timeout = self.check_parameters(parameters)
+        self.check_parameters(parameters)
+        # What the agent receives: every value with its parameter references resolved.
+        resolved = {
+            name: [self.parameter_store.resolve(value) for value in values]
+            for name, values in parameters.items()
+        }
+        commands, execution_timeout = self.check_parameters(resolved)
         now = time.time()
         timeout_seconds = int(body.get("TimeoutSeconds", 3600))
         command = Command(
             command_id=str(uuid.uuid4()),
             instance_ids=list(instance_ids),
-            parameters=parameters,
+            parameters=resolved,
             comment=body.get("Comment", ""),
             bucket=body.get("OutputS3BucketName", ""),
             prefix=body.get("OutputS3KeyPrefix", ""),
