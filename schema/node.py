@@ -25,7 +25,10 @@ class Node:
     state: NodeState
     state_flags: list[str] = strawberry.field(description="Slurm's other flags: DRAIN, …")
     raw_state: str = strawberry.field(description="The state exactly as Slurm prints it.")
-    reason: str | None = strawberry.field(description="Why an admin drained or downed it.")
+    reason: str | None = strawberry.field(
+        description="Why the node is drained, down or failed; null in any other state (Slurm "
+        "24.11 keeps a resumed node's old reason for a while, 22.05 drops it)."
+    )
     reason_set_by: str | None
     reason_time: datetime | None
     cpus: int

@@ -120,7 +120,9 @@ def parse_nodes(text: str) -> list[NodeRecord]:
         if not name:
             raise ParseError("scontrol show node", str(fields)[:200], "no NodeName")
         base, *flags = value("State", "UNKNOWN").split("+")
-        reason, set_by, set_at = _split_reason(value("Reason", ""))
+        reason, set_by, set_at = (
+            _split_reason(value("Reason", "")) if _holds_reason(base, flags) else (None, None, None)
+        )
         records.append(
             NodeRecord(
                 name=name,
@@ -150,6 +152,16 @@ def parse_nodes(text: str) -> list[NodeRecord]:
             )
         )
     return records
+
+
+# A reason explains a node out of service. Slurm 24.11 keeps the last one after
+# `state=resume` (for a while, in text and JSON alike) where 22.05 clears it; only these states
+# show it, so both versions answer alike.
+REASON_STATES = frozenset({"DOWN", "DRAIN", "DRAINED", "DRAINING", "FAIL", "FAILING"})
+
+
+def _holds_reason(base: str, flags: list[str]) -> bool:
+    return base.rstrip("*~#!%$@^-") in REASON_STATES or not REASON_STATES.isdisjoint(flags)
 
 
 def _split_reason(raw: str) -> tuple[str | None, str | None, int | None]:

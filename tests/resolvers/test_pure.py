@@ -8,6 +8,7 @@ from resolvers.ids import BadUserInput, validate_job_id
 from resolvers.pagination import decode_cursor
 from resolvers.slurm.hostlist import expand_hostlist
 from resolvers.slurm.keyvalue import parse_record
+from resolvers.slurm.nodes import parse_nodes
 from resolvers.slurm.values import minutes_or_none
 
 
@@ -77,3 +78,31 @@ def test_foreign_cursors_are_bad_user_input(bad: str) -> None:
     """Only cursors this API issued are accepted."""
     with pytest.raises(BadUserInput):
         decode_cursor(bad)
+
+
+NODE_LINE = (
+    "NodeName=n3 CPUTot=4 RealMemory=2000 State={state} Partitions=batch "
+    "Reason={reason} CfgTRES=cpu=4"
+)
+
+
+@pytest.mark.parametrize(
+    ("state", "shown"),
+    [
+        ("IDLE+DRAIN", True),
+        ("MIXED+DRAIN", True),
+        ("DOWN*", True),
+        ("DOWN+NOT_RESPONDING", True),
+        ("IDLE+FAIL", True),
+        # Slurm 24.11 keeps the reason of a resumed node; 22.05 clears it.
+        ("IDLE", False),
+        ("IDLE*", False),
+        ("MIXED", False),
+    ],
+)
+def test_a_node_reason_shows_only_while_out_of_service(state: str, shown: bool) -> None:
+    """A node's reason is kept while it is drained, down or failed, and only then."""
+    [node] = parse_nodes(NODE_LINE.format(state=state, reason="fan [root@1795863204]"))
+    assert (node.reason, node.reason_set_by, node.reason_time) == (
+        ("fan", "root", 1795863204) if shown else (None, None, None)
+    )

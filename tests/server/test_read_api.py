@@ -151,7 +151,10 @@ async def test_nodes_match_slurms_json(api: Api, scenario: Scenario) -> None:
         assert node["allocatedMemoryMb"] == oracle.number(slurm["alloc_memory"])
         assert node["features"] == oracle.as_list(slurm["features"])
         assert sorted(p["name"] for p in node["partitions"]) == sorted(slurm["partitions"])
-        assert (node["reason"] or "") == slurm["reason"]
+        # A reason shows only while the node is out of service; 24.11's JSON keeps a resumed
+        # node's old one for a while (a node-event test may have just resumed n3).
+        out = node["state"] in ("DOWN", "DRAINED", "DRAINING", "FAIL", "FAILING")
+        assert (node["reason"] or "") == (slurm["reason"] if out else "")
     drained = ours[DRAINED_NODE]
     assert drained["state"] == "DRAINED"
     assert "DRAIN" in drained["stateFlags"]
