@@ -130,7 +130,28 @@ def _validate_script(script: str) -> None:
 
 
 def sbatch_arguments(request: SubmitRequest) -> tuple[list[str], list[str]]:
-    """(environment assignments for the job, sbatch options) for `request`, validated."""
+    """(environment assignments for the job, sbatch options) for `request`, validated.
+
+    Options come in a fixed order, one group per kind of request field, so the same request
+    always makes the same command line (tests and the audit log compare them)."""
+    _check_script_source(request)
+    options = [
+        "--parsable",
+        *_placement_options(request),
+        *_resource_options(request),
+        *_file_options(request),
+    ]
+    environment = _environment(request.environment)
+    options += [
+        _export_option(request.export_env, [a.partition("=")[0] for a in environment]),
+        *_timing_options(request),
+        *_comment_options(request),
+        *_extra_options(request.extra_options),
+    ]
+    return environment, options
+
+
+def _check_script_source(request: SubmitRequest) -> None:
     if (request.script is None) == (request.script_s3_uri is None):
         raise InvalidSubmission("script", "give either script or scriptS3Uri")
     if request.script is not None:
@@ -138,9 +159,11 @@ def sbatch_arguments(request: SubmitRequest) -> tuple[list[str], list[str]]:
     else:
         assert request.script_s3_uri is not None
         validate_s3_uri(request.script_s3_uri)
-    options = ["--parsable"]
-    if request.name is not None:
-        options.append("--job-name=" + job_name(request.name))
+
+
+def _placement_options(request: SubmitRequest) -> list[str]:
+    """Name, where the job may run, and for how long."""
+    options = [] if request.name is None else ["--job-name=" + job_name(request.name)]
     options += slurm_names(
         ("--partition", "partition", request.partition),
         ("--account", "account", request.account),
@@ -150,13 +173,20 @@ def sbatch_arguments(request: SubmitRequest) -> tuple[list[str], list[str]]:
     if request.time_limit_minutes is not None:
         minutes = count_value("timeLimitMinutes", request.time_limit_minutes, MAX_MINUTES)
         options.append(f"--time={minutes}")
-    for option, field_name, number in (
-        ("--nodes", "nodes", request.nodes),
-        ("--ntasks", "ntasks", request.ntasks),
-        ("--cpus-per-task", "cpusPerTask", request.cpus_per_task),
-    ):
-        if number is not None:
-            options.append(f"{option}={count_value(field_name, number)}")
+    return options
+
+
+def _resource_options(request: SubmitRequest) -> list[str]:
+    """What the job asks for: counts, memory, GRES, features, an array, its dependencies."""
+    options = [
+        f"{option}={count_value(field_name, number)}"
+        for option, field_name, number in (
+            ("--nodes", "nodes", request.nodes),
+            ("--ntasks", "ntasks", request.ntasks),
+            ("--cpus-per-task", "cpusPerTask", request.cpus_per_task),
+        )
+        if number is not None
+    ]
     if request.memory_mb is not None and request.memory_per_cpu_mb is not None:
         raise InvalidSubmission("memoryMb", "give memoryMb or memoryPerCpuMb, not both")
     if request.memory_mb is not None:
@@ -174,37 +204,48 @@ def sbatch_arguments(request: SubmitRequest) -> tuple[list[str], list[str]]:
     if request.dependencies:
         value = dependency_option(request.dependencies, request.any_dependency)
         options.append("--dependency=" + value)
+    return options
+
+
+def _file_options(request: SubmitRequest) -> list[str]:
+    """The working directory and the output files."""
     if request.work_dir is not None and not request.work_dir.startswith("/"):
         # sbatch would resolve it against the submission directory: say what is meant instead.
         raise InvalidSubmission("workDir", "must be an absolute path")
-    for option, field_name, path in (
-        ("--chdir", "workDir", request.work_dir),
-        ("--output", "stdoutPath", request.stdout_path),
-        ("--error", "stderrPath", request.stderr_path),
-    ):
-        if path is not None:
-            options.append(f"{option}={path_value(field_name, path)}")
-    environment = _environment(request.environment)
-    names = [assignment.partition("=")[0] for assignment in environment]
-    if request.export_env:
-        options.append("--export=" + ",".join(["ALL", *names]))
-    else:
-        # Only the listed variables (and SLURM_*); Slurm then loads the user's login environment.
-        options.append("--export=" + (",".join(names) if names else "NONE"))
-    if request.hold:
-        options.append("--hold")
+    return [
+        f"{option}={path_value(field_name, path)}"
+        for option, field_name, path in (
+            ("--chdir", "workDir", request.work_dir),
+            ("--output", "stdoutPath", request.stdout_path),
+            ("--error", "stderrPath", request.stderr_path),
+        )
+        if path is not None
+    ]
+
+
+def _export_option(export_env: bool, names: list[str]) -> str:
+    if export_env:
+        return "--export=" + ",".join(["ALL", *names])
+    # Only the listed variables (and SLURM_*); Slurm then loads the user's login environment.
+    return "--export=" + (",".join(names) if names else "NONE")
+
+
+def _timing_options(request: SubmitRequest) -> list[str]:
+    """Held, not before a moment, alone on its nodes."""
+    options = ["--hold"] if request.hold else []
     if request.begin_in_seconds is not None:
-        seconds = max(0, math.ceil(request.begin_in_seconds))
-        options.append(f"--begin=now+{seconds}")
+        options.append(f"--begin=now+{max(0, math.ceil(request.begin_in_seconds))}")
     if request.exclusive:
         options.append("--exclusive")
+    return options
+
+
+def _comment_options(request: SubmitRequest) -> list[str]:
+    """The comment, which also carries the idempotency key (resolvers/slurm/values.py)."""
     key = None if request.client_mutation_id is None else validate_key(request.client_mutation_id)
     comment = request.comment if request.comment is None else comment_value(request.comment)
     stored = comment_with_key(comment, key)
-    if stored is not None:
-        options.append("--comment=" + stored)
-    options.extend(_extra_options(request.extra_options))
-    return environment, options
+    return [] if stored is None else ["--comment=" + stored]
 
 
 def _environment(variables: Sequence[tuple[str, str]]) -> list[str]:
