@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from resolvers.output import output_file
 from resolvers.slurm.errors import SlurmError, SlurmErrorKind, check
 from resolvers.slurm.job_details import parse_job_details
 from resolvers.slurm.jobs import parse_squeue
@@ -70,12 +71,13 @@ def variants(text: str) -> list[str]:
 
 def parser_for(case: Case) -> Callable[[str], Any]:
     command = case.folder.name
-    if command == "squeue":
+    if command in ("squeue", "output-files"):
         boundary = case.boundary()
         return lambda text: [row.fields() for row in parse_squeue(text, boundary)]
     return {
         "job-details": parse_job_details,
         "nodes": parse_nodes,
+        "node-reasons": parse_nodes,
         "partitions": parse_partitions,
         "sacct": parse_sacct,
         "version": parse_version,
@@ -106,6 +108,37 @@ def test_golden_case(case: Case) -> None:
         slurm = json.loads(decode_output(oracle_file.read_bytes()))
         complete = case.folder.name != "job-details" and case.name == "scenario"
         COMPARE[case.folder.name](parsed[0], slurm, complete)
+
+
+def named_cases(pattern: str, name: str) -> list[Case]:
+    return [Case(path.parent, name) for path in sorted(GOLDEN.glob(pattern))]
+
+
+@pytest.mark.parametrize(
+    "case", named_cases("*/output-files/patterns.files", "patterns"), ids=lambda c: c.id
+)
+def test_patterns_resolve_to_the_files_slurmstepd_wrote(case: Case) -> None:
+    """Per version, squeue's STDOUT/STDERR columns resolve to exactly the files the jobs wrote
+    (`patterns.files`), and a job without a batch script (salloc) to none."""
+    rows = [row.fields() for row in parse_squeue(case.result().stdout, case.boundary())]
+    version = case.folder.parent.name
+    paths = {output_file(row, stderr, version) for row in rows for stderr in (False, True)}
+    [work_dir] = {row.work_dir for row in rows}
+    written = {f"{work_dir}/{name}" for name in case.read("files").decode().splitlines()}
+    assert paths == written | {None}
+    patterns = {row.stdout_pattern for row in rows if row.array_task_id is not None}
+    assert f"{work_dir}/slurm-%A_%a.out" in patterns  # 22.05 printed slurm-<task's id>.out
+
+
+@pytest.mark.parametrize(
+    "case", named_cases("*/node-reasons/resumed.argv.json", "resumed"), ids=lambda c: c.id
+)
+def test_a_resumed_node_shows_no_reason(case: Case) -> None:
+    """Right after `state=resume`, 24.11 still prints the drain's reason (22.05 does not); the
+    API shows none on either."""
+    [node] = [node for node in parse_nodes(case.result().stdout) if node.name == "n3"]
+    assert "DRAIN" not in node.state_flags
+    assert (node.reason, node.reason_set_by, node.reason_time) == (None, None, None)
 
 
 def compare_jobs(jobs: list[Any], slurm: dict[str, Any], complete: bool) -> None:
