@@ -19,7 +19,9 @@ import pytest
 
 from server.settings import Settings
 from tests.support.app import app_client
+from tests.support.counting import CountingTransport
 from tests.support.scenario import sbatch
+from transport import Transport
 from transport.local import LocalTransport
 
 pytestmark = pytest.mark.cluster
@@ -80,13 +82,13 @@ def _wait_finished(ids: list[str], timeout: float = 90) -> None:
         time.sleep(0.3)
 
 
-async def _jobs(ids: list[str]) -> list[dict[str, Any]]:
+async def _jobs(ids: list[str], transport: Transport | None = None) -> list[dict[str, Any]]:
     settings = Settings(clusters=(("local", "local://"),), cache_ttl=0.0)
     query = (
         "query($ids: [String!]) { cluster { jobs(filter: {ids: $ids}, first: 100) {"
         f" edges {{ node {{ {FIELDS} }} }} }} }} }}"
     )
-    async with app_client(settings, {"local": LocalTransport()}) as client:
+    async with app_client(settings, {"local": transport or LocalTransport()}) as client:
         response = await client.post("/graphql", json={"query": query, "variables": {"ids": ids}})
     body = response.json()
     assert "errors" not in body, body
@@ -119,3 +121,11 @@ async def test_patterns_are_the_same_on_every_version(finished: tuple[Path, list
         os.path.basename(given["stdoutPath"])
         == f"pat job-root-{job_id:04d}-{job_id}_4294967294.out"
     )
+
+
+async def test_paths_cost_one_round_trip(finished: tuple[Path, list[str]]) -> None:
+    """Selecting paths adds `scontrol --version` (`%b` depends on it) to the same batch."""
+    transport = CountingTransport(LocalTransport())
+    await _jobs(finished[1], transport)
+    [batch] = transport.batches
+    assert ("scontrol", "--version") in batch and batch[-1][0] == "squeue"
