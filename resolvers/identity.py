@@ -37,6 +37,10 @@ class Identity:
     user: str
     admin: bool = False
     authenticated: bool = True
+    # When the credential stops proving this identity (Unix time: a JWT's `exp`, plus the
+    # configured leeway); None for credentials that do not expire (the token map). Long-lived
+    # connections close at this moment (server/credentials.py).
+    expires_at: float | None = None
 
     def __post_init__(self) -> None:
         validate_user_name(self.user)
@@ -52,6 +56,9 @@ class Identity:
     def cache_key(self) -> str:
         """Distinguishes identities in caches of per-user answers."""
         return f"{self.user}:{int(self.admin)}:{int(self.authenticated)}"
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
 
     def control_user(self) -> str | None:
         """The user to run job control as: administrators act with the server's own rights

@@ -7,7 +7,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cross_web import HTTPException
 from graphql import GraphQLError
@@ -35,13 +35,14 @@ from strawberry.extensions import (
 )
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.base import BaseRequestProtocol
+from strawberry.http.streaming import AsyncTextStream, HTTPStreamTransport
 from strawberry.subscriptions import (
     GRAPHQL_SSE_PROTOCOL,
     GRAPHQL_TRANSPORT_WS_PROTOCOL,
     GRAPHQL_WS_PROTOCOL,
     MULTIPART_SUBSCRIPTION_PROTOCOL,
 )
-from strawberry.types import ExecutionResult
+from strawberry.types import ExecutionResult, SubscriptionExecutionResult
 from strawberry.types.unset import UnsetType
 
 from resolvers.audit import audit_refusal
@@ -58,9 +59,10 @@ from server.auth import (
     JwtAuthenticator,
     TokenAuthenticator,
 )
+from server.auth_failures import AuthFailures, blocked_error, blocked_response, client_address
 from server.body_limit import BodyLimitMiddleware
 from server.budget import Budget, BudgetedExecutionContext
-from server.channel_limits import ChannelLimits, client_key
+from server.channel_limits import CLOSE_TOO_MANY, ChannelLimits, client_key
 from server.client_errors import (
     BAD_USER_INPUT,
     client_error_response,
@@ -68,6 +70,7 @@ from server.client_errors import (
     is_variable_message,
     parse_request_json,
 )
+from server.credentials import ConnectionContext, CredentialCheck, until_expiry
 from server.execution import LeanExecutionContext
 from server.floor import IdentityRefused, check_floor
 from server.graphiql import render_graphiql
@@ -179,6 +182,8 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         self._settings = settings
         self._page = render_graphiql("/graphql", STATIC_PREFIX)
         self._responses = ResponseCache(sources)
+        self.auth_failures = AuthFailures(settings.auth_failures_per_minute)
+        self.credential_check = CredentialCheck(self._recheck)
         self.channel_limits = ChannelLimits(
             rate_limiter(settings),
             max_streams=settings.max_subscriptions_per_user,
@@ -234,8 +239,14 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and self._auth is not None:
+            # Before the credential is even looked at: a blocked address learns nothing from it.
+            wait = self.auth_failures.retry_after(client_address(scope))
+            if wait > 0:
+                await _refuse_blocked(wait, scope, receive, send)
+                return
+            authorization = Headers(scope=scope).get("authorization")
             try:
-                identity = await self._identify(scope, Headers(scope=scope).get("authorization"))
+                identity = await self._authenticate(scope, authorization)
             except IdentityRefused as refused:
                 audit_refusal(current_ids(), refused.claimed, refused.reason, "PERMISSION_DENIED")
                 await refuse(_permission_denied(), scope, receive, send)
@@ -250,7 +261,8 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
                 await _unauthenticated()(scope, receive, send)
                 return
             if identity is not None:
-                scope.setdefault("state", {})["identity"] = identity
+                state = scope.setdefault("state", {})
+                state["identity"], state["authorization"] = identity, authorization
         # After authentication, so each identity spends its own bucket (server/channel_limits.py).
         await self.channel_limits.serve(scope, receive, send, self._serve)
 
@@ -298,6 +310,23 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
             check_floor(identity.user, self._settings.min_uid)
         return identity
 
+    async def _authenticate(
+        self, scope: Scope, authorization: str | None, channel: str | None = None
+    ) -> Identity | None:
+        """_identify, counting a presented credential that proves nothing as a failure of the
+        client's address (server/auth_failures.py)."""
+        identity = await self._identify(scope, authorization)
+        if (
+            identity is None
+            and authorization
+            and not isinstance(self._auth, ApiGatewayAuthenticator)
+        ):
+            self.auth_failures.failed(client_address(scope), channel or scope["type"])
+        return identity
+
+    async def _recheck(self, authorization: str) -> Identity | None:
+        return await self._identify({}, authorization)
+
     def _is_ide_page(self, request: Request) -> bool:
         return request.method == "GET" and "text/html" in request.headers.get("accept", "")
 
@@ -307,18 +336,27 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         # Authenticated in __call__, or anonymous: without authentication configured, and (with
         # it) for GraphiQL's page, which runs nothing, and a WebSocket until its connection_init
         # payload authenticates it (on_ws_connect).
-        identity = request.scope.get("state", {}).get("identity") or self._anonymous
-        return LiveContext(
-            sources=self._sources,
-            max_page_size=self._settings.max_page_size,
-            identity=identity,
-            aws_cli=self._settings.aws_cli,
-            ids=current_ids,
-            own_jobs_only=self._settings.job_visibility == "own",
-            admins_read_output=self._settings.admins_read_output,
-            pollers=self._pollers,
-            per_connection=isinstance(request, WebSocket),
-        )
+        state = request.scope.get("state", {})
+        identity = state.get("identity") or self._anonymous
+        common: dict[str, Any] = {
+            "sources": self._sources,
+            "max_page_size": self._settings.max_page_size,
+            "identity": identity,
+            "aws_cli": self._settings.aws_cli,
+            "ids": current_ids,
+            "own_jobs_only": self._settings.job_visibility == "own",
+            "admins_read_output": self._settings.admins_read_output,
+            "pollers": self._pollers,
+        }
+        if isinstance(request, WebSocket):
+            # Each operation on it presents its credential again (server/credentials.py).
+            return ConnectionContext(
+                **common,
+                per_connection=True,
+                address=client_address(request.scope),
+                authorization=state.get("authorization"),
+            )
+        return LiveContext(**common)
 
     async def on_ws_connect(self, context: RequestContext) -> UnsetType | dict[str, object] | None:
         """WebSocket authentication: a token in the `Authorization` header of the upgrade, or
@@ -330,9 +368,11 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
             presented = None
             if isinstance(params, Mapping):
                 presented = params.get("Authorization") or params.get("authorization")
+            authorization = presented if isinstance(presented, str) else None
+            address = context.address if isinstance(context, ConnectionContext) else ""
             try:
-                identity = await self._identify(
-                    {}, presented if isinstance(presented, str) else None
+                identity = await self._authenticate(
+                    {"client": (address, 0)}, authorization, "websocket"
                 )
             except IdentityRefused as refused:
                 audit_refusal(context.ids(), refused.claimed, refused.reason, "PERMISSION_DENIED")
@@ -340,6 +380,8 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
             if identity is None:
                 raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
             context.identity = identity
+            if isinstance(context, ConnectionContext):
+                context.authorization = authorization
         return UnsetType()  # acknowledge with no payload
 
     async def process_result(
@@ -361,6 +403,19 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
                 else:
                     extensions["code"] = _code_of(str(error.get("message", "")))
         return response
+
+    def _stream_result(
+        self, request: Request, result: SubscriptionExecutionResult, transport: HTTPStreamTransport
+    ) -> AsyncTextStream:
+        """A streamed (SSE, multipart) subscription ends when its credential expires."""
+        identity = request.scope.get("state", {}).get("identity")
+        if identity is not None and identity.expires_at is not None:
+            # An async generator is what the protocol describes; its __aiter__ is typed wider.
+            result = cast(
+                SubscriptionExecutionResult,
+                until_expiry(result, identity.expires_at, self.credential_check.clock),
+            )
+        return super()._stream_result(request, result, transport)
 
     def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
         """A browser navigating to /graphql gets GraphiQL, also with `?query=` (a shared link);
@@ -443,6 +498,17 @@ def _permission_denied() -> Response:
         ]
     }
     return JSONResponse(body, status_code=403)
+
+
+async def _refuse_blocked(wait: float, scope: Scope, receive: Receive, send: Send) -> None:
+    """An address past its failed authentications: 429, or a WebSocket closed with 4429."""
+    if scope["type"] == "http":
+        await blocked_response(wait)(scope, receive, send)
+        return
+    websocket = WebSocket(scope, receive, send)
+    offered = scope.get("subprotocols") or []
+    await websocket.accept(subprotocol=offered[0] if offered else None)
+    await websocket.close(CLOSE_TOO_MANY, blocked_error(wait)["message"])
 
 
 def _host_check(settings: Settings) -> list[Middleware]:

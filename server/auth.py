@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import jwt
@@ -88,7 +88,7 @@ class JwtAuthenticator:
             return None
         if settings.audience is not None and not _for_audience(claims, settings.audience):
             return None
-        return identity_from_claims(
+        identity = identity_from_claims(
             claims,
             settings.user_claim,
             settings.groups_claim,
@@ -96,6 +96,11 @@ class JwtAuthenticator:
             settings.user_map,
             settings.email_domains,
         )
+        if identity is None:
+            return None
+        # `exp` is required and was checked, with the leeway: the token proves this identity
+        # until then, and a WebSocket or SSE stream it opened ends at that moment.
+        return replace(identity, expires_at=float(claims["exp"]) + settings.leeway_seconds)
 
 
 def identity_from_claims(

@@ -89,8 +89,9 @@ def too_many_streams_error(limit: int, per: str = "user") -> dict[str, Any]:
 
 
 def is_stream_request(scope: Scope) -> bool:
-    """An HTTP request asking for a streamed (SSE or multipart) answer."""
-    accept = Headers(scope=scope).get("accept", "")
+    """An HTTP request asking for a streamed (SSE or multipart) answer. Media types are
+    case-insensitive, and strawberry streams for `Text/Event-Stream` too: so must the count."""
+    accept = Headers(scope=scope).get("accept", "").lower()
     return any(kind in accept for kind in STREAM_TYPES)
 
 

@@ -84,6 +84,9 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     rate_limit: float = 0.0  # requests a second per identity; 0: no limit
     rate_burst: int = 0  # 0: the rate rounded up (at least 1)
+    # Failed authentications a client address may make in a minute before it is blocked for
+    # the rest of that minute (server/auth_failures.py).
+    auth_failures_per_minute: int = 10
     # Browser pages on these origins may call the API (CORS) and open its WebSockets.
     cors_origins: tuple[str, ...] = ()
     ws_origins: tuple[str, ...] | None = None  # None: the CORS origins
@@ -189,6 +192,7 @@ class Settings:
             ),
             rate_limit=_number(environ, "SLURM_GRAPHQL_RATE_LIMIT", 0.0, minimum=0.0),
             rate_burst=int(_number(environ, "SLURM_GRAPHQL_RATE_BURST", 0, minimum=0)),
+            auth_failures_per_minute=_count(environ, "SLURM_GRAPHQL_AUTH_FAILURES_PER_MINUTE", 10),
             cors_origins=_origins(environ, "SLURM_GRAPHQL_CORS_ORIGINS") or (),
             ws_origins=_origins(environ, "SLURM_GRAPHQL_WS_ORIGINS"),
             max_subscriptions_per_user=_count(

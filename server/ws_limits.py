@@ -14,6 +14,11 @@ Each operation also gets its own request id and request line (server/ws_observe.
 
 Once `connection_init` has said who the client is, its connection also counts against the
 identity's WebSocket connections; past the cap the socket is closed with 4429.
+
+Credentials (server/credentials.py): each operation first checks the connection's credential
+again, and the socket is closed with 4401 when it fails or when the identity expires. An address
+blocked for failed authentications (server/auth_failures.py) is closed with 4429 at
+`connection_init`, before its payload is looked at.
 """
 
 from __future__ import annotations
@@ -39,12 +44,14 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
 from strawberry.subscriptions.protocols.graphql_ws.types import OperationMessage, StartMessage
 
 from resolvers.context import RequestContext
+from server.auth_failures import AuthFailures, blocked_error, client_address
 from server.channel_limits import (
     CLOSE_TOO_MANY,
     ChannelLimits,
     rate_limited_error,
     too_many_streams_error,
 )
+from server.credentials import CLOSE_UNAUTHENTICATED, CredentialCheck, close_at_expiry
 from server.ws_observe import log_when_done, note_sent, operation_record
 
 REFUSALS_BEFORE_CLOSE = 20
@@ -54,6 +61,8 @@ class LimitedView(Protocol):
     """What the handlers need of the GraphQL view."""
 
     channel_limits: ChannelLimits
+    auth_failures: AuthFailures
+    credential_check: CredentialCheck
 
     def channel_key(self, context: Any, scope: Scope) -> str: ...
 
@@ -70,6 +79,7 @@ class _Gate:
         self.scope = scope
         self.refusals = 0
         self.identity_slot: str | None = None
+        self.expiry: asyncio.Task[None] | None = None
 
     def admit(
         self, context: Any, in_flight: int, per_connection: int | None
@@ -106,17 +116,43 @@ class _Gate:
         return True
 
     async def guard(self, handle: Callable[[], Awaitable[None]]) -> None:
-        """Run the connection's `handle`, giving its identity slot back however it ends."""
+        """Run the connection's `handle`, giving its identity slot back (and stopping its
+        expiry timer) however it ends."""
         try:
             await handle()
         finally:
+            if self.expiry is not None:
+                self.expiry.cancel()
             self.release_identity()
+
+    async def before_init(self, websocket: Any) -> bool:
+        """False, with the socket closed (4429), for an address blocked by failed
+        authentications: its credential is not even looked at."""
+        wait = self.view.auth_failures.retry_after(client_address(self.scope))
+        if wait <= 0:
+            return True
+        await websocket.close(code=CLOSE_TOO_MANY, reason=blocked_error(wait)["message"])
+        return False
 
     async def after_init(self, acknowledged: bool, context: Any, websocket: Any) -> None:
         """Once `connection_init` said who the client is: close the socket (4429) if that
-        identity holds too many already."""
-        if acknowledged and not self.hold_identity(context):
+        identity holds too many already; else close it (4401) when the identity expires."""
+        if not acknowledged:
+            return
+        if not self.hold_identity(context):
             await websocket.close(code=CLOSE_TOO_MANY, reason="too many connections")
+            return
+        clock = self.view.credential_check.clock
+        self.expiry = asyncio.create_task(close_at_expiry(context.identity, websocket, clock))
+
+    async def credentials_hold(self, context: Any, websocket: Any) -> bool:
+        """False, with the socket closed (4401), when the connection's credential no longer
+        proves its identity: nothing the operation asked for runs."""
+        reason = await self.view.credential_check.refusal(context)
+        if reason is None:
+            return True
+        await websocket.close(code=CLOSE_UNAUTHENTICATED, reason=reason)
+        return False
 
     def release_identity(self) -> None:
         if self.identity_slot is not None:
@@ -146,6 +182,8 @@ class LimitedTransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, No
         await self._gate.guard(super().handle)
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        if not await self._gate.before_init(self.websocket):
+            return
         await super().handle_connection_init(message)
         await self._gate.after_init(self.connection_acknowledged, self.context, self.websocket)
 
@@ -159,6 +197,8 @@ class LimitedTransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, No
 
     async def _subscribe(self, message: SubscribeMessage) -> asyncio.Task[Any] | None:
         """The admitted operation's task; None when it was refused."""
+        if not await self._gate.credentials_hold(self.context, self.websocket):
+            return None
         admitted = self._gate.admit(
             self.context, len(self.operations), self.max_subscriptions_per_connection
         )
@@ -195,6 +235,8 @@ class LimitedWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
         await self._gate.guard(super().handle)
 
     async def handle_connection_init(self, message: LegacyInitMessage) -> None:
+        if not await self._gate.before_init(self.websocket):
+            return
         await super().handle_connection_init(message)
         await self._gate.after_init(self.connection_acknowledged, self.context, self.websocket)
 
@@ -213,6 +255,8 @@ class LimitedWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
     async def _start(self, message: StartMessage) -> asyncio.Task[Any] | None:
         """The admitted operation's task; None when it was refused."""
         operation_id = message["id"]
+        if not await self._gate.credentials_hold(self.context, self.websocket):
+            return None
         admitted = self._gate.admit(
             self.context, len(self.tasks), self.max_subscriptions_per_connection
         )

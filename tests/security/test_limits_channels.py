@@ -156,6 +156,26 @@ async def test_server_sent_events_count_against_the_same_cap(limited: Live) -> N
             assert again.status_code == 200
 
 
+async def test_the_stream_cap_reads_accept_case_insensitively(unix_users: None) -> None:
+    """Media types are case-insensitive and strawberry streams `Text/Event-Stream` too: at a
+    cap of one stream, a second one so spelled gets 429 TOO_MANY_SUBSCRIPTIONS."""
+    settings = Settings(
+        tokens=parse_token_map(TOKENS), max_subscriptions_per_user=1, poll_interval=60
+    )
+    body = {"query": NODE_EVENTS}
+    async with (
+        serving(create_app(settings)) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as client,
+    ):
+        first = {**auth("alice"), "Accept": "Text/Event-Stream"}
+        async with client.stream("POST", "/graphql", json=body, headers=first) as stream:
+            assert stream.status_code == 200
+            second = {**auth("alice"), "Accept": "TEXT/EVENT-STREAM; charset=utf-8"}
+            refused = await client.post("/graphql", json=body, headers=second)
+    assert refused.status_code == 429
+    assert refused.json()["errors"][0]["extensions"]["code"] == "TOO_MANY_SUBSCRIPTIONS"
+
+
 async def test_server_sent_events_are_rate_limited(limited: Live) -> None:
     """Each SSE request spends a token: past the burst, 429 RATE_LIMITED with Retry-After."""
     headers = {**auth("alice"), "Accept": "text/event-stream"}

@@ -73,6 +73,9 @@ def settings_for(issuer_url: str) -> Settings:
             "SLURM_GRAPHQL_JWT_AUDIENCE": AUDIENCE,
             "SLURM_GRAPHQL_JWT_USER_CLAIM": "cognito:username",
             "SLURM_GRAPHQL_JWT_ADMIN_GROUP": "hpc-admins",
+            # These tests present a dozen bad tokens from one address on purpose: what they
+            # check is each refusal, not the block that follows (tests/security/test_auth_failures).
+            "SLURM_GRAPHQL_AUTH_FAILURES_PER_MINUTE": "100",
         }
     )
 
