@@ -1,13 +1,16 @@
 """Error codes clients see in `errors[].extensions.code`, and the translation to them.
 
 Expected failures carry a stable code and a message fit for a user (Slurm's own words where they
-help). Anything else is masked by the server as an internal error.
+help). Anything else is masked by the server as an internal error. A transport's own words (AWS's
+error messages, with account ids and role names; the head node's stderr; instance ids, buckets)
+are for operators: they go to the server's log, and the client gets a fixed message.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import logging
 from collections.abc import Awaitable, Iterator
 from typing import TypeVar
 
@@ -43,6 +46,15 @@ class ErrorCode(enum.StrEnum):
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 
 
+logger = logging.getLogger("slurm_graphql.transport")
+UNREACHABLE_MESSAGE = (
+    "the cluster's head node could not be reached or did not answer as expected "
+    "(the server's log has the details)"
+)
+OUTPUT_TOO_LARGE_MESSAGE = (
+    "the answer was larger than the transport can bring back (the server's log says how to "
+    "configure it)"
+)
 UNSAFE_PARAMETER_MESSAGE = (
     "the request holds '{{', which AWS Systems Manager would resolve as a parameter reference; "
     "nothing was run"
@@ -80,14 +92,20 @@ def to_graphql_error(exc: Exception) -> GraphQLError | None:
     if isinstance(exc, TransportTimeout):
         return coded(ErrorCode.TRANSPORT_TIMEOUT, str(exc))
     if isinstance(exc, OutputTooLarge):
-        return coded(ErrorCode.OUTPUT_TOO_LARGE, str(exc))
+        return coded(ErrorCode.OUTPUT_TOO_LARGE, OUTPUT_TOO_LARGE_MESSAGE)
     if isinstance(exc, UnsafeParameter):
         # Which value and where stay in the server's log: the client learns only that it was
         # refused, and nothing was run.
         return coded(ErrorCode.UNSAFE_PARAMETER, UNSAFE_PARAMETER_MESSAGE)
     if isinstance(exc, TransportError):
-        return coded(ErrorCode.SLURM_UNAVAILABLE, str(exc))
+        return coded(ErrorCode.SLURM_UNAVAILABLE, UNREACHABLE_MESSAGE)
     return None
+
+
+def _log_transport_detail(exc: Exception) -> None:
+    """What the client's fixed message leaves out, for operators (pollers log their own)."""
+    if isinstance(exc, TransportError):
+        logger.warning("%s: %s", type(exc).__name__, exc)
 
 
 T = TypeVar("T")
@@ -98,6 +116,7 @@ async def expected_errors_as_graphql(work: Awaitable[T]) -> T:
     try:
         return await work
     except Exception as exc:
+        _log_transport_detail(exc)
         error = to_graphql_error(exc)
         if error is None:
             raise
@@ -110,6 +129,7 @@ def expected_errors_raised_as_graphql() -> Iterator[None]:
     try:
         yield
     except Exception as exc:
+        _log_transport_detail(exc)
         error = to_graphql_error(exc)
         if error is None:
             raise
