@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import re
 
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\\]")
+_CONTROL = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+_UNSAFE = re.compile(f"[{_CONTROL}\\\\]")
+_CONTROLS = re.compile(f"[{_CONTROL}]")
 MAX_VALUE = 1000
 
 
@@ -23,6 +25,14 @@ def loggable(value: object, limit: int = MAX_VALUE) -> str:
     if len(text) > limit:
         text = text[:limit] + "…"
     return _UNSAFE.sub(_escape, text)
+
+
+def one_line(text: str, limit: int) -> str:
+    """`text` with control characters escaped, backslashes left alone: for a whole message,
+    whose values loggable() may have escaped already (escaping them again would double them)."""
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return _CONTROLS.sub(_escape, text)
 
 
 def _escape(match: re.Match[str]) -> str:

@@ -31,13 +31,14 @@ from resolvers.events import (
     jobs_by_id,
 )
 from resolvers.final_state import look_up
+from resolvers.log_values import loggable
 from resolvers.mailbox import Finished, Overflowed
 from resolvers.snapshot import Need, Snapshot
 from resolvers.source import SnapshotSource
 from resolvers.watches import PollUpdate, Watch
 from transport.errors import SlurmGraphQLError
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("slurm_graphql.poller")
 
 
 class SubscriberTooSlow(Exception):
@@ -175,7 +176,8 @@ class Poller:
     def _failed(self, error: Exception) -> None:
         # Once per outage: polling goes on every interval while the cluster is away.
         log = logger.warning if self.failure is None else logger.debug
-        log("poll of %s failed: %s", self.cluster, error)
+        # The error may quote Slurm's stderr, which may quote a job's name.
+        log("poll of %s failed: %s", self.cluster, loggable(error))
         self.failure = error
         at = time.time()
         for watch in list(self._watches):

@@ -18,10 +18,11 @@ import time
 from collections.abc import Callable
 
 from resolvers.bounds import KnownSizes, ListBounds
+from resolvers.log_values import loggable
 from resolvers.snapshot import Need, Snapshot, fetch_snapshot
 from transport.base import Transport
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("slurm_graphql.snapshots")
 
 # Past this fraction of its TTL, a snapshot in use is refreshed in the background.
 REFRESH_AHEAD = 0.5
@@ -111,7 +112,9 @@ class SnapshotSource:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             # The next request that needs the data fetches it again and reports the error.
-            logger.warning("background refresh of %s failed: %s", self.cluster, task.exception())
+            logger.warning(
+                "background refresh of %s failed: %s", self.cluster, loggable(task.exception())
+            )
 
     async def aclose(self) -> None:
         """Stop background refreshes."""

@@ -95,7 +95,7 @@ from server.ws_limits import LimitedTransportWSHandler, LimitedWSHandler
 from server.ws_observe import note_stream, note_stream_result
 from transport import Transport, open_transport
 
-logger = logging.getLogger("slurm_graphql")
+logger = logging.getLogger("slurm_graphql.errors")
 
 MASKED = "internal error"
 

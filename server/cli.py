@@ -19,6 +19,8 @@ from server.metrics_access import by_port
 from server.settings import LOG_LEVELS, Settings, SettingsError
 from server.slow_clients import guarded_protocol
 
+logger = logging.getLogger("slurm_graphql.serve")
+
 
 def is_loopback(host: str) -> bool:
     if host == "localhost":
@@ -88,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     log_level = args.log_level or settings.log_level
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s %(message)s")
-    configure_logging(settings.log_format, log_level)
-    print(f"GraphiQL: http://{args.host}:{args.port}/graphql", file=sys.stderr)
+    # The whole process, uvicorn and libraries included, logs in the configured format.
+    configure_logging(settings.log_format, log_level, whole_process=True)
+    logger.info("GraphiQL: http://%s:%d/graphql", args.host, args.port)
     app = create_app(settings)
     tune_for_serving()
     serve_app(settings, app, args.host, args.port, args.keep_alive, log_level, args.metrics_host)
@@ -116,6 +118,9 @@ def serve_app(
             host=bind_host,
             port=bind_port,
             log_level=log_level,
+            # uvicorn's loggers keep no handlers of their own: their lines reach the root
+            # logger's, in the configured format (server/logs.py).
+            log_config=None,
             # The app logs one line per request itself, with its id, operation and round trips.
             access_log=False,
             timeout_keep_alive=keep_alive,

@@ -121,7 +121,8 @@ def handler_from_environ(environ: Mapping[str, str]) -> Mangum:
             "sets apigateway behind a Cognito authorizer"
         )
     settings = Settings.from_environ(environ)
-    configure_logging(settings.log_format, settings.log_level)
+    # The function's process is ours: the runtime's and the libraries' lines take our format.
+    configure_logging(settings.log_format, settings.log_level, whole_process=True)
     transports = {
         name: open_transport(url, min_uid=settings.min_uid) for name, url in settings.clusters
     }

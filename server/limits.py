@@ -38,11 +38,12 @@ from strawberry.extensions import SchemaExtension
 
 from resolvers.bounds import ListBounds
 from resolvers.context import RequestContext
+from resolvers.log_values import loggable
 from resolvers.snapshot import Need
 from resolvers.source import SnapshotSource
 from server.cost import Cost, operation_cost
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("slurm_graphql.limits")
 
 TOO_COMPLEX = "QUERY_TOO_COMPLEX"
 # What one look at a cluster fetches when its size is not known yet: every list's bound.
@@ -156,7 +157,9 @@ class CostLimit(SchemaExtension):
             try:
                 looked = await asyncio.gather(*(self._sources[n].get(_SIZE_NEEDS) for n in unknown))
             except Exception as exc:  # the assumptions stand; the request reports the refusal
-                logger.warning("could not read the size of %s: %s", ", ".join(unknown), exc)
+                logger.warning(
+                    "could not read the size of %s: %s", ", ".join(unknown), loggable(exc)
+                )
             else:
                 problem = self._problem(self._cost(document, operation, set(), assumed=True))
                 request = context.context

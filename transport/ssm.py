@@ -64,7 +64,7 @@ _THROTTLED = {
 }
 _GONE = {"InvalidInstanceId", "InvalidInstanceInformationFilterValue"}
 T = TypeVar("T")
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("slurm_graphql.ssm")
 
 
 class SsmTransport:

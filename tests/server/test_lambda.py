@@ -201,14 +201,16 @@ def run_entry_point(environ: dict[str, str], *events: dict[str, Any]) -> list[di
 @EACH_KIND
 def test_the_entry_point_reads_the_environment(slurm_cluster: str, kind: str) -> None:
     """`server.lambda_handler.handler`, configured only by the environment, serves a query,
-    logs one JSON line carrying API Gateway's request id, and never imports boto3 for local://."""
+    logs one request line carrying API Gateway's request id, writes every line of the process
+    (Mangum's included) as JSON, and never imports boto3 for local://."""
     environ = {"SLURM_GRAPHQL_CLUSTERS": "hpc=local://", "SLURM_GRAPHQL_LOG_FORMAT": "json"}
     query = "query C { cluster { name slurmVersion } }"
     [answer] = run_entry_point({**environ, **TOKEN_AUTH}, graphql_post(kind, query, headers=BEARER))
     response = answer["response"]
     assert json.loads(response_body(response))["data"]["cluster"]["name"] == "hpc"
     assert answer["loaded"] == []
-    [line] = [json.loads(x) for x in answer["stderr"].splitlines() if x.startswith("{")]
+    logged = [json.loads(x) for x in answer["stderr"].splitlines()]
+    [line] = [x for x in logged if x["logger"] == "slurm_graphql.request"]
     assert line["operation"] == "C" and line["transport_calls"] == 1
     header_id = response_headers(response)["x-request-id"]
     assert line["request_id"] == header_id
