@@ -59,10 +59,11 @@ from server.auth import (
     JwtAuthenticator,
     TokenAuthenticator,
 )
-from server.auth_failures import AuthFailures, blocked_error, blocked_response, client_address
+from server.auth_failures import AuthFailures, blocked_error, blocked_response
 from server.body_limit import BodyLimitMiddleware
 from server.budget import Budget, BudgetedExecutionContext
 from server.channel_limits import CLOSE_TOO_MANY, ChannelLimits, client_key
+from server.client_address import client_address
 from server.client_errors import (
     BAD_USER_INPUT,
     client_error_response,

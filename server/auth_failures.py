@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.responses import JSONResponse
-from starlette.types import Scope
 
 logger = logging.getLogger("slurm_graphql.auth")
 
@@ -96,13 +95,6 @@ class AuthFailures:
         )
 
 
-def client_address(scope: Scope) -> str:
-    """The address a request came from, as the server saw it (see README, Security: behind a
-    proxy, what uvicorn's --forwarded-allow-ips lets it believe)."""
-    client = scope.get("client")
-    return str(client[0]) if client else ""
-
-
 def blocked_error(wait: float) -> dict[str, Any]:
     seconds = max(1, math.ceil(wait))
     return {
@@ -121,4 +113,4 @@ def blocked_response(wait: float) -> JSONResponse:
     )
 
 
-__all__ = ["AuthFailures", "blocked_error", "blocked_response", "client_address"]
+__all__ = ["AuthFailures", "blocked_error", "blocked_response"]

@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from server.client_address import client_address
 from server.rate_limit import RateLimiter, rate_limited
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -68,8 +69,7 @@ def client_key(identity_key: str | None, scope: Scope) -> str:
     """The authenticated identity's key when there is one, else the client's address."""
     if identity_key is not None:
         return f"identity:{identity_key}"
-    client = scope.get("client")
-    return f"address:{client[0] if client else ''}"
+    return f"address:{client_address(scope)}"
 
 
 def rate_limited_error(wait: float) -> dict[str, Any]:

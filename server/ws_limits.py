@@ -44,13 +44,14 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
 from strawberry.subscriptions.protocols.graphql_ws.types import OperationMessage, StartMessage
 
 from resolvers.context import RequestContext
-from server.auth_failures import AuthFailures, blocked_error, client_address
+from server.auth_failures import AuthFailures, blocked_error
 from server.channel_limits import (
     CLOSE_TOO_MANY,
     ChannelLimits,
     rate_limited_error,
     too_many_streams_error,
 )
+from server.client_address import client_address
 from server.credentials import CLOSE_UNAUTHENTICATED, CredentialCheck, close_at_expiry
 from server.ws_observe import log_when_done, note_sent, operation_record
 

@@ -166,3 +166,17 @@ def test_lambda_guesses_are_blocked_after_the_limit(kind: str, runtime: LambdaRu
     assert codes == [401] * LIMIT + [429] * (len(GUESSES) - LIMIT)
     assert correct["statusCode"] == 429 and int(response_headers(correct)["retry-after"]) >= 1
     assert other["statusCode"] == 200
+
+
+def test_behind_an_alb_a_guesser_cannot_choose_its_address(runtime: LambdaRuntime) -> None:
+    """An ALB appends the address it saw to X-Forwarded-For; what the client put before it is
+    its own invention. Guesses each claiming another first hop are still one address's."""
+
+    def post(token: str, forwarded: str) -> int:
+        event = graphql_post("alb", VIEWER, headers=bearer(token))
+        event["headers"]["x-forwarded-for"] = forwarded
+        return int(runtime.invoke(event)["statusCode"])
+
+    codes = [post(guess, f"192.0.2.{n}, 203.0.113.7") for n, guess in enumerate(GUESSES)]
+    assert codes == [401] * LIMIT + [429] * (len(GUESSES) - LIMIT)
+    assert post("bob-token", "203.0.113.7, 203.0.113.8") == 200
