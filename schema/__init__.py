@@ -8,6 +8,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionContext
 
@@ -22,12 +23,15 @@ class _Schema(strawberry.Schema):
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         """Log what went wrong unexpectedly; a coded error is an answer to the client (a bad id,
-        an unknown cluster), and a parse or validation error is the client's, not ours."""
+        an unknown cluster), and a parse or validation error is the client's, not ours, and so
+        is an operation type the protocol does not run (a query over graphql-ws): logged, any
+        client could fill the log with tracebacks."""
         unexpected = [
             error
             for error in errors
             if error.original_error is not None
             and not (error.extensions and "code" in error.extensions)
+            and not isinstance(error.original_error, InvalidOperationTypeError)
         ]
         super().process_errors(unexpected, execution_context)
 

@@ -67,7 +67,7 @@ from server.client_address import client_address
 from server.client_errors import (
     BAD_USER_INPUT,
     client_error_response,
-    is_variable_error,
+    is_client_error,
     is_variable_message,
     parse_request_json,
 )
@@ -106,10 +106,11 @@ STATIC_PREFIX = "/static/graphiql"
 
 def _should_mask(error: GraphQLError) -> bool:
     """Coded errors were made for clients, and so are graphql-core's own parse and validation
-    errors (they wrap no exception); anything else is an internal error, logged."""
+    errors (they wrap no exception) and strawberry's refusal of an operation type the protocol
+    does not run (a query over graphql-ws); anything else is an internal error, logged."""
     if error.extensions and "code" in error.extensions:
         return False
-    if error.original_error is None or is_variable_error(error):
+    if error.original_error is None or is_client_error(error):
         return False
     record = current_request.get()
     logger.error(

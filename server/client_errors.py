@@ -15,6 +15,7 @@ from typing import Any
 from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.responses import JSONResponse, Response
+from strawberry.schema.exceptions import InvalidOperationTypeError
 
 BAD_REQUEST = "BAD_REQUEST"
 BAD_USER_INPUT = "BAD_USER_INPUT"
@@ -43,6 +44,12 @@ def parse_request_json(data: str | bytes) -> Any:
 def is_variable_error(error: GraphQLError) -> bool:
     """A variable the client sent does not fit its declared type (refused before execution)."""
     return error.path is None and is_variable_message(error.message)
+
+
+def is_client_error(error: GraphQLError) -> bool:
+    """The client's own mistake, though it wraps an exception: a variable of the wrong type, or
+    an operation of a type the protocol does not run (strawberry's InvalidOperationTypeError)."""
+    return is_variable_error(error) or isinstance(error.original_error, InvalidOperationTypeError)
 
 
 def is_variable_message(message: str) -> bool:

@@ -23,12 +23,14 @@ from typing import Any
 
 import pytest
 
+from server.app import create_app
 from server.logs import ROOT, configure_logging
 from server.settings import Settings
 from tests.support.app import app_client
+from tests.support.audit import logged
 from tests.support.counting import CountingTransport
 from tests.support.server import REPO, free_port
-from tests.support.ws import LEGACY_WS, Connection
+from tests.support.ws import LEGACY_WS, Connection, serving
 from transport.local import LocalTransport
 
 SERVICE_PACKAGES = ("schema", "resolvers", "transport", "server")
@@ -213,7 +215,7 @@ print(row)
 
 async def test_serve_writes_every_line_in_json(slurm_cluster: str, tmp_path: Path) -> None:
     """The real `slurm-graphql serve` with SLURM_GRAPHQL_LOG_FORMAT=json: uvicorn's start-up
-    lines, the GraphiQL URL, request lines, a masked error's traceback (strawberry's and ours)
+    lines, the GraphiQL URL, request lines, a masked error's tracebacks (strawberry's and ours)
     and a poll failure with its traceback are all JSON, one object per line, stdout and stderr."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -241,9 +243,9 @@ async def test_serve_writes_every_line_in_json(slurm_cluster: str, tmp_path: Pat
                 # Polls while it lasts; each poll fails on the broken squeue.
                 await connection.subscribe("subscription { jobEvents { kind } }")
                 await _until(lambda: "slurm_graphql.poller" in err.read_text())
-            async with Connection.open(url, LEGACY_WS) as legacy:
-                # graphql-ws runs subscriptions only: a query is an internal error, logged.
-                await (await legacy.subscribe("{ clusters { name } }")).until_complete()
+            # The impostor's job id breaks this query too: an internal error, masked and logged.
+            jobs = "%7Bcluster%7Bjobs%7BtotalCount%7D%7D%7D"
+            await asyncio.to_thread(_get, f"{url}/graphql?query={jobs}")
         finally:
             process.send_signal(signal.SIGTERM)
             await asyncio.to_thread(process.wait, 20)
@@ -284,3 +286,19 @@ async def _until(condition: Any, within: float = 20) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("query", ["query Q { clusters { name } }", "mutation M { cancelJob }"])
+async def test_a_wrong_operation_type_over_graphql_ws_is_the_clients(query: str) -> None:
+    """graphql-ws runs subscriptions only: a query or mutation sent over it is refused with the
+    reason, not masked as an internal error, and logs no traceback (any client could send it
+    again and again)."""
+    with logged("slurm_graphql.errors") as ours, logged("strawberry.execution") as theirs:
+        async with (
+            serving(create_app(Settings())) as url,
+            Connection.open(url, LEGACY_WS) as connection,
+        ):
+            [message] = await (await connection.subscribe(query)).until_complete()
+    assert message.kind == "error"
+    assert message.payload["message"] in ("queries are not allowed", "mutations are not allowed")
+    assert ours == [] and theirs == []
