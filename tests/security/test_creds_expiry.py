@@ -30,6 +30,8 @@ pytestmark = pytest.mark.cluster
 VIEWER = "{ viewer { user } }"
 NODE_EVENTS = "subscription { nodeEvents(initial: true) { kind } }"
 LIFETIME = 3  # seconds a test token lives
+# The server acts at `exp`; the margin is for a loaded test host, not for the server.
+MARGIN = 3.0
 STREAM_ACCEPT = {
     "sse": "text/event-stream",
     "multipart": 'multipart/mixed;subscriptionSpec="1.0", application/json',
@@ -95,8 +97,8 @@ async def test_a_websocket_is_closed_when_its_token_expires(
     protocol: str, where: str, issuer: Issuer, unix_users: None
 ) -> None:
     """A socket following nodes as alice (its token in the upgrade header or connection_init)
-    is closed with 4401 within a second and a half of `exp`, its subscription with it, though
-    the client sends nothing more."""
+    is closed with 4401 at `exp`, its subscription with it, though the client sends nothing
+    more."""
     token, exp = short_lived(issuer)
     async with serving(app_for(issuer)) as url:
         socket = await _open(url, protocol, token, where)
@@ -104,12 +106,12 @@ async def test_a_websocket_is_closed_when_its_token_expires(
             await _operation(socket, protocol, "1", NODE_EVENTS)
             first = await _answers(socket, 2)
             assert any(m.get("payload", {}).get("data") for m in first), first
-            await _answers(socket, exp - time.time() + 1.5)
+            await _answers(socket, exp - time.time() + MARGIN)
             closed_at = time.time()
         finally:
             await socket.close()
     assert socket.close_code == 4401, socket.close_code
-    assert closed_at < exp + 1.5
+    assert exp - 0.1 <= closed_at < exp + MARGIN  # not before the token stops proving alice
 
 
 @pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
@@ -151,7 +153,7 @@ async def test_a_streamed_subscription_ends_at_expiry(
     ):
         assert reply.status_code == 200
         try:
-            async with asyncio.timeout(exp - time.time() + 2):
+            async with asyncio.timeout(exp - time.time() + MARGIN):
                 async for chunk in reply.aiter_bytes():
                     body += chunk
             ended_at = time.time()
@@ -161,4 +163,4 @@ async def test_a_streamed_subscription_ends_at_expiry(
     assert "SNAPSHOT" in text  # it served alice until then
     assert '"code": "UNAUTHENTICATED"' in text or '"code":"UNAUTHENTICATED"' in text, text[-300:]
     assert text.rstrip().endswith(("event: complete\r\ndata:", "--graphql--"))
-    assert ended_at < exp + 2
+    assert ended_at < exp + MARGIN
