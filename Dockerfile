@@ -25,9 +25,12 @@ FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --no-create-home --shell /usr/sbin/nologin app
 COPY --from=build /opt/venv /opt/venv
-# Bind every interface, trust X-Forwarded-* from the ALB (tasks take traffic only from it), keep
-# idle connections open longer than the ALB's idle timeout (120 s in deploy/ecs.yaml) so it
-# never reuses one the server has closed, and log JSON lines for CloudWatch.
+# Bind every interface, trust X-Forwarded-* from the ALB (tasks take traffic only from it, from
+# the VPC's private addresses), keep idle connections open longer than the ALB's idle timeout
+# (120 s in deploy/ecs.yaml) so it never reuses one the server has closed, and log JSON lines for
+# CloudWatch. Not `*`: with it uvicorn takes the first X-Forwarded-For entry, which the client
+# writes, so a client could name its own address (and escape per-address limits); with the
+# proxies named, it takes the last entry no trusted proxy wrote: the one the ALB appended.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -35,7 +38,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     SLURM_GRAPHQL_PORT=8000 \
     SLURM_GRAPHQL_KEEP_ALIVE=130 \
     SLURM_GRAPHQL_LOG_FORMAT=json \
-    FORWARDED_ALLOW_IPS=*
+    FORWARDED_ALLOW_IPS=10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,127.0.0.0/8,::1
 # Numeric, so an orchestrator can check it is not root without reading /etc/passwd.
 USER 10001:10001
 EXPOSE 8000

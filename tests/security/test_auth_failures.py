@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from server.settings import Settings
 from server.tokens import parse_token_map
 from tests.conftest import TOKENS
 from tests.support.lambda_events import KINDS, LambdaRuntime, graphql_post, response_headers
+from tests.support.server import REPO, running_server
 from tests.support.ws import LEGACY_WS, TRANSPORT_WS, serving
 
 pytestmark = pytest.mark.cluster
@@ -180,3 +182,24 @@ def test_behind_an_alb_a_guesser_cannot_choose_its_address(runtime: LambdaRuntim
     codes = [post(guess, f"192.0.2.{n}, 203.0.113.7") for n, guess in enumerate(GUESSES)]
     assert codes == [401] * LIMIT + [429] * (len(GUESSES) - LIMIT)
     assert post("bob-token", "203.0.113.7, 203.0.113.8") == 200
+
+
+def test_behind_the_images_proxy_setting_a_guesser_cannot_choose_its_address(
+    unix_users: None,
+) -> None:
+    """`serve` with the image's FORWARDED_ALLOW_IPS, this test acting as the ALB on loopback:
+    each guess claims another first X-Forwarded-For hop before the address the ALB appended
+    (198.51.100.7); they are still one address's guesses, blocked after the limit."""
+    trusted = re.search(r"FORWARDED_ALLOW_IPS=(\S+)", (REPO / "Dockerfile").read_text())
+    assert trusted is not None
+    environ = {"SLURM_GRAPHQL_TOKENS": TOKENS, "FORWARDED_ALLOW_IPS": trusted.group(1)}
+    with running_server(environ) as url, httpx.Client(base_url=url, trust_env=False) as client:
+
+        def post(token: str, forwarded: str) -> int:
+            headers = {**bearer(token), "X-Forwarded-For": forwarded}
+            return client.post("/graphql", json={"query": VIEWER}, headers=headers).status_code
+
+        codes = [post(guess, f"192.0.2.{n}, 198.51.100.7") for n, guess in enumerate(GUESSES)]
+        other = post("bob-token", "198.51.100.8")
+    assert codes == [401] * LIMIT + [429] * (len(GUESSES) - LIMIT)
+    assert other == 200
