@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from functools import reduce
@@ -38,7 +39,9 @@ from strawberry.extensions import SchemaExtension
 
 from resolvers.bounds import ListBounds
 from resolvers.context import RequestContext
+from resolvers.ids import BadUserInput
 from resolvers.log_values import loggable
+from resolvers.plan import plan_operation
 from resolvers.snapshot import Need
 from resolvers.source import SnapshotSource
 from server.cost import Cost, operation_cost
@@ -154,8 +157,11 @@ class CostLimit(SchemaExtension):
         # their real size. A document too costly whatever the size is refused right away.
         small = self._problem(self._cost(document, operation, set(), assumed=False)) is None
         if unknown and small:
+            # The snapshot is adopted by the request below: it must hold what the request's own
+            # plan asks for too (a Slurm version, say), or the request would answer without it.
+            needs = _SIZE_NEEDS | self._planned_needs(document, operation)
             try:
-                looked = await asyncio.gather(*(self._sources[n].get(_SIZE_NEEDS) for n in unknown))
+                looked = await asyncio.gather(*(self._sources[n].get(needs) for n in unknown))
             except Exception as exc:  # the assumptions stand; the request reports the refusal
                 logger.warning(
                     "could not read the size of %s: %s", ", ".join(unknown), loggable(exc)
@@ -172,6 +178,30 @@ class CostLimit(SchemaExtension):
                         request.adopt(snapshot)
         if problem is not None:
             raise too_complex(problem)
+
+    def _planned_needs(self, document: DocumentNode, operation: OperationDefinitionNode) -> Need:
+        """Every dataset the request's plan (resolvers/plan.py) asks of any cluster. From the
+        variables as sent, which graphql-core has not coerced yet: a default a variable lacks
+        may change which cluster is meant, so the union over all clusters is taken."""
+        request = self.execution_context.context
+        if not isinstance(request, RequestContext):
+            return Need.NOTHING
+        fragments = {
+            definition.name.value: definition
+            for definition in document.definitions
+            if isinstance(definition, FragmentDefinitionNode)
+        }
+        try:
+            plan = plan_operation(
+                operation,
+                fragments,
+                self.execution_context.variables or {},
+                request.cluster_names,
+                request.max_page_size,
+            )
+        except BadUserInput:
+            return Need.NOTHING  # refused when the request plans for itself, with its message
+        return reduce(operator.or_, plan.needs.values(), Need.NOTHING)
 
     def _sees_only_some_jobs(self) -> bool:
         request = self.execution_context.context

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +169,21 @@ async def test_a_silent_controller_is_a_transport_timeout(
         server.close()
         await server.wait_closed()
     assert error["extensions"]["code"] == "TRANSPORT_TIMEOUT"
+
+
+async def test_a_snapshot_fetched_to_cost_a_query_holds_what_the_query_asks(
+    slurm_cluster: str,
+) -> None:
+    """A server that does not know the cluster's size yet fetches one snapshot to cost a nested
+    query, and the query reads that snapshot: it must hold the query's own datasets too (the
+    Slurm version was missing, answered as ""), still in one round trip."""
+    transport = CountingTransport(LocalTransport())
+    query = "{ cluster { slurmVersion partitions { name nodes { name } } } }"
+    async with app_client(Settings(cache_ttl=0.0), {"local": transport}) as client:
+        body = (await client.post("/graphql", json={"query": query})).json()
+    done = await asyncio.to_thread(
+        subprocess.run, ["scontrol", "--version"], capture_output=True, text=True, check=True
+    )
+    version = done.stdout.split()[-1]
+    assert body["data"]["cluster"]["slurmVersion"] == version
+    assert transport.calls == 1
