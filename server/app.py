@@ -93,7 +93,7 @@ from server.round_trips import RoundTripListener, WatchedTransport
 from server.settings import Settings
 from server.tokens import bearer_token
 from server.ws_limits import LimitedTransportWSHandler, LimitedWSHandler
-from server.ws_observe import note_stream, note_stream_result
+from server.ws_observe import NoteOperation, note_stream, note_stream_result
 from transport import Transport, open_transport
 
 logger = logging.getLogger("slurm_graphql.errors")
@@ -148,6 +148,8 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
             # After validation, on every request: the cost depends on the cluster's size.
             lambda: CostLimit(limits=limits, sources=sources),
             lambda: MaskErrors(should_mask_error=_should_mask, error_message=MASKED),
+            # Which operation each request or WebSocket operation ran, for its log line.
+            NoteOperation,
         ]
         if not settings.introspection:
             extensions.append(DisableIntrospection)
@@ -232,9 +234,10 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         sub_response: Response,
     ) -> Any:
         # A streamed operation (SSE, multipart) never reaches execute_single: its request learns
-        # here what it runs, and each event's outcome in process_result.
+        # here that it streams (NoteOperation, what it runs), and in process_result how each
+        # event went.
         if isinstance(request_data, GraphQLRequestData) and request_data.protocol != "http":
-            note_stream(request_data.protocol, request_data.query, request_data.operation_name)
+            note_stream(request_data.protocol)
         return await super().execute_operation(
             request, request_adapter, request_data, context, root_value, sub_response
         )

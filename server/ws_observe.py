@@ -12,6 +12,11 @@ HTTP status (`status: null`) and its `protocol`.
 
 A streamed subscription is one HTTP request, which already has its id and line; it learns here
 which operation it ran and how that went.
+
+Which operation a record ran is read from strawberry's own parse of the document (NoteOperation,
+a schema extension), never from a parse of our own: strawberry's is bounded (the token cap) and
+happens only for operations admitted past authentication and the rate limit, so a client that
+is refused pays for nothing and makes us pay for nothing either.
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from strawberry.extensions import SchemaExtension
+
 from server.observe import GRAPHQL_PATH, RequestRecord, current_request, log_request
-from server.operations import selected_operation
 
 WS_METHOD = "WS"
+MAX_NAME = 200  # characters of a client's operationName kept for a refused operation's line
 
 
 @contextmanager
@@ -42,7 +49,9 @@ def operation_record(protocol: str, payload: object) -> Iterator[RequestRecord]:
         protocol=protocol,
         connection_id=connection.request_id if connection is not None else None,
     )
-    _note_operation(record, payload)
+    if isinstance(payload, Mapping) and isinstance(payload.get("operationName"), str):
+        # What the client calls it, until (and unless) strawberry's parse says what it is.
+        record.operation = payload["operationName"][:MAX_NAME]
     token = current_request.set(record)
     try:
         yield record
@@ -84,12 +93,11 @@ def note_sent(message: Mapping[str, Any]) -> None:
         record.outcome = "ok"
 
 
-def note_stream(protocol: str, query: str | None, operation_name: str | None) -> None:
-    """Tell the current HTTP request it streams the operation (SSE or multipart)."""
+def note_stream(protocol: str) -> None:
+    """Tell the current HTTP request it streams its operation (SSE or multipart)."""
     record = current_request.get()
     if record is not None:
         record.protocol = protocol
-        _note_operation(record, {"query": query, "operationName": operation_name})
 
 
 def note_stream_result(has_errors: bool) -> None:
@@ -103,15 +111,28 @@ def note_stream_result(has_errors: bool) -> None:
         record.outcome = "ok"
 
 
-def _note_operation(record: RequestRecord, payload: object) -> None:
-    if not isinstance(payload, Mapping):
-        return
-    query, name = payload.get("query"), payload.get("operationName")
-    if not isinstance(query, str) or not (name is None or isinstance(name, str)):
-        return
-    operation = selected_operation(query, name)
-    record.operation = operation.name if operation else name
-    record.operation_type = operation.type if operation else None
+class NoteOperation(SchemaExtension):
+    """Tells the current record (HTTP request or WebSocket operation) which operation it runs,
+    once strawberry has parsed the document."""
+
+    def on_parse(self) -> Iterator[None]:
+        yield
+        record = current_request.get()
+        context = self.execution_context
+        if record is None or context.graphql_document is None:
+            return
+        try:
+            operation_type = context.operation_type.value
+        except RuntimeError:  # the document selects no operation: execution says so
+            return
+        record.operation, record.operation_type = context.operation_name, operation_type
 
 
-__all__ = ["log_when_done", "note_sent", "note_stream", "note_stream_result", "operation_record"]
+__all__ = [
+    "NoteOperation",
+    "log_when_done",
+    "note_sent",
+    "note_stream",
+    "note_stream_result",
+    "operation_record",
+]

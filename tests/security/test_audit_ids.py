@@ -34,7 +34,7 @@ from tests.support.lambda_events import (
     graphql_post,
     response_headers,
 )
-from tests.support.ws import LEGACY_WS, TRANSPORT_WS, Connection, serving
+from tests.support.ws import LEGACY_WS, TRANSPORT_WS, Connection, Subscription, serving
 from transport.local import LocalTransport
 
 pytestmark = pytest.mark.cluster
@@ -242,3 +242,29 @@ def test_loggable_escapes_what_could_break_a_line() -> None:
     assert loggable("a\nb\rc\x1b[31m\x85\u2028\\n") == "a\\nb\\rc\\x1b[31m\\x85\\u2028\\\\n"
     assert loggable("job name é ü") == "job name é ü"
     assert loggable("x" * 2000) == "x" * 1000 + "…"
+
+
+async def test_a_refused_websocket_operation_is_logged_unparsed(unix_users: None) -> None:
+    """An operation the rate limit refuses logs its line (outcome `refused`, its own id, the
+    name the client gave) without its document being parsed: refusals cost no parse."""
+    settings = Settings(tokens=parse_token_map(TOKENS), rate_limit=0.1, rate_burst=1)
+    message = {
+        "type": "subscribe",
+        "payload": {"query": "query Named { clusters { name } }", "operationName": "Named"},
+    }
+    with logged("slurm_graphql.request") as requests:
+        async with (
+            serving(create_app(settings, {"local": LocalTransport()})) as url,
+            Connection.open(url, payload=auth("bob")) as connection,
+        ):
+            for operation_id in ("1", "2"):
+                connection._inboxes[operation_id] = asyncio.Queue()
+                await connection.socket.send(json.dumps({**message, "id": operation_id}))
+            ran = await Subscription(connection, "1").until_complete()
+            [refused] = await Subscription(connection, "2").until_complete()
+    assert ran[0].kind == "next" and refused.kind == "error"
+    lines = {r["outcome"]: r for r in requests if r.get("method") == "WS"}
+    assert set(lines) == {"ok", "refused"}
+    assert (lines["ok"]["operation"], lines["ok"]["operation_type"]) == ("Named", "query")
+    assert (lines["refused"]["operation"], lines["refused"]["operation_type"]) == ("Named", None)
+    assert lines["ok"]["request_id"] != lines["refused"]["request_id"]

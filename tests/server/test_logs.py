@@ -154,14 +154,15 @@ def test_the_whole_process_logs_in_the_configured_format(log_output: io.StringIO
     """With whole_process, a library's logger and Python warnings come out as JSON lines too,
     and the service's lines are written once."""
     configure_logging("json", "info", log_output, whole_process=True)
-    logging.getLogger("uvicorn.error").info("Started server process")
+    # A logger of no level of its own (in-process tests leave uvicorn's at warning).
+    logging.getLogger("a.library").info("Started")
     logging.getLogger("slurm_graphql.serve").info("GraphiQL: …")
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.warn("deprecated", UserWarning, stacklevel=1)
     lines = json_lines(log_output)
     assert [line["logger"] for line in lines] == [
-        "uvicorn.error",
+        "a.library",
         "slurm_graphql.serve",
         "py.warnings",
     ]
