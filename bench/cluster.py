@@ -10,10 +10,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bench.keepalive import Target
+from tests.support.server import free_port, running_process
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL_CLUSTER = REPO / "scripts" / "local-cluster"
@@ -120,3 +126,38 @@ class BenchCluster:
                 return
             time.sleep(0.5)
         raise RuntimeError(f"fewer than {running} jobs started on the bench cluster")
+
+
+@contextmanager
+def serve_api(name: str, slurm_conf: str, max_jobs: int, cache: bool) -> Iterator[Target]:
+    """`slurm-graphql serve` on the cluster of `slurm_conf`, as an operator would run it; with
+    `cache` False no snapshot or response is kept: every request runs Slurm's commands."""
+    port = free_port()
+    environ = {
+        "SLURM_CONF": slurm_conf,
+        "SLURM_GRAPHQL_LOG_LEVEL": "warning",
+        "SLURM_GRAPHQL_CACHE_TTL": "1" if cache else "0",
+        "SLURM_GRAPHQL_RESPONSE_CACHE": "1" if cache else "0",
+        # A full listing of every job must fit one page and the cost bound.
+        "SLURM_GRAPHQL_MAX_PAGE_SIZE": str(max_jobs),
+        "SLURM_GRAPHQL_ASSUMED_JOBS": str(max_jobs),
+    }
+    argv = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
+    with running_process(argv, f"http://127.0.0.1:{port}/healthz", environ) as pid:
+        yield Target(name, pid, port=port)
+
+
+JOB_RPCS = ("REQUEST_JOB_INFO", "REQUEST_JOB_INFO_SINGLE", "REQUEST_JOB_USER_INFO")
+
+
+def job_rpcs(slurm_conf: str) -> int:
+    """How many job listings slurmctld has served (sdiag): each squeue run asks for one."""
+    out = subprocess.run(
+        ["sdiag"], env={**os.environ, "SLURM_CONF": slurm_conf}, capture_output=True, text=True
+    ).stdout
+    total = 0
+    for line in out.splitlines():
+        words = line.split()
+        if words and words[0] in JOB_RPCS:
+            total += int(line.split("count:")[1].split()[0])
+    return total

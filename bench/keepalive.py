@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -61,3 +62,16 @@ class Client:
 
 def graphql_body(query: str) -> bytes:
     return json.dumps({"query": query}).encode()
+
+
+@dataclass
+class Target:
+    """A server a bench measures: its PID (for its RSS) and where it listens."""
+
+    name: str
+    pid: int
+    port: int | None = None
+    socket: str | None = None
+
+    def client(self) -> Client:
+        return Client(port=self.port, unix_socket=self.socket)

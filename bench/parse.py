@@ -1,9 +1,12 @@
-"""How fast squeue output becomes job records, against `json.loads` of `squeue --json`.
+"""How fast squeue output becomes job fields, against `json.loads` of `squeue --json`.
 
     python bench/parse.py [--jobs 100000]
 
-Target (issue 2): 100,000 jobs in <= 0.5 s and >= 5x faster than json.loads of the equivalent
-`squeue --json` document (which only decodes JSON; it builds no records at all).
+`json.loads` hands back every field of every job, decoded. The fair figure on our side is the
+parse *and* the field split (`JobRow.fields()` plus the free-text split every row needs for its
+name), so that is the headline and the speed-up (issue 18). The parse alone, which is what a
+listing of one page pays because rows are split lazily, is shown below it, labelled as such.
+Target (issue 2): 100,000 jobs parsed in <= 0.5 s; >= 5x json.loads, now measured with the split.
 """
 
 from __future__ import annotations
@@ -33,6 +36,15 @@ def best_of(runs: int, work: Callable[[], object]) -> float:
     return min(timings)
 
 
+def parse_and_split(text: str, boundary: str) -> list[list[object]]:
+    """Every job's fields as strings: what json.loads gives (decoded) for the same cluster."""
+    out: list[list[object]] = []
+    for row in parse_squeue(text, boundary):
+        record = row.fields()
+        out.append([*record[:-2], *record.raw_free_text.split(record.free_separator)])
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=100_000)
@@ -46,21 +58,21 @@ def main() -> int:
     document = synthetic_squeue_json(args.jobs)
     assert len(parse_squeue(text, boundary)) == args.jobs
 
-    ours = best_of(args.runs, lambda: parse_squeue(text, boundary))
-    rows = parse_squeue(text, boundary)
-    # What the API pays later, for the rows a response shows or a filter reads.
-    split_all = best_of(args.runs, lambda: [row.fields() for row in rows])
+    parse = best_of(args.runs, lambda: parse_squeue(text, boundary))
+    both = best_of(args.runs, lambda: parse_and_split(text, boundary))
     theirs = best_of(args.runs, lambda: json.loads(document))
     print(f"rows from:                 {golden_dir().relative_to(golden_dir().parent.parent)}")
     print(f"jobs:                      {args.jobs:,}")
     print(f"squeue output:             {len(text.encode()) / 1e6:.1f} MB")
     print(f"squeue --json document:    {len(document.encode()) / 1e6:.1f} MB")
-    print(f"parse_squeue:              {ours * 1000:.0f} ms  ({args.jobs / ours:,.0f} jobs/s)")
+    print(f"parse + split every field: {both * 1000:.0f} ms  ({args.jobs / both:,.0f} jobs/s)")
     print(f"json.loads(squeue --json): {theirs * 1000:.0f} ms")
-    print(f"then splitting every row into its fields (done lazily): {split_all * 1000:.0f} ms")
-    print(f"speed-up:                  {theirs / ours:.1f}x")
-    verdict = ours <= 0.5 * args.jobs / 100_000 and theirs / ours >= 5
-    print(f"target (<= 0.5 s per 100k, >= 5x): {'met' if verdict else 'NOT met'}")
+    print(f"speed-up (parse + split):  {theirs / both:.1f}x")
+    print(f"parse alone (a page's cost; rows split lazily): {parse * 1000:.0f} ms, "
+          f"{theirs / parse:.1f}x json.loads")  # fmt: skip
+    verdict = parse <= 0.5 * args.jobs / 100_000 and theirs / both >= 5
+    print(f"target (parse <= 0.5 s per 100k, parse + split >= 5x): "
+          f"{'met' if verdict else 'NOT met'}")  # fmt: skip
     return 0
 
 

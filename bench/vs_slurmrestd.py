@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import platform
 import random
@@ -44,15 +45,13 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.cluster import RARE_USER, BenchCluster  # noqa: E402
-from bench.keepalive import Client  # noqa: E402
-from tests.support.server import free_port, running_process  # noqa: E402
+from bench.cluster import RARE_USER, BenchCluster, serve_api  # noqa: E402
+from bench.keepalive import Client, Target  # noqa: E402
 
 REST = "/slurm/v0.0.38"
 REST_USER = "nobody"
@@ -67,17 +66,6 @@ REST_FIELDS = (
 )  # fmt: skip
 
 Request = Callable[[Client, int], Awaitable[int]]  # (client, request number) -> items seen
-
-
-@dataclass
-class Target:
-    name: str
-    pid: int
-    port: int | None = None
-    socket: str | None = None
-
-    def client(self) -> Client:
-        return Client(port=self.port, unix_socket=self.socket)
 
 
 class Work:
@@ -146,7 +134,7 @@ async def rate(
     begun = time.monotonic()
     await asyncio.gather(*(one(i) for i in range(clients)))
     ordered = sorted(latencies)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    p99 = ordered[max(0, math.ceil(len(ordered) * 0.99) - 1)]
     return len(latencies) / (time.monotonic() - begun), p99
 
 
@@ -224,23 +212,6 @@ def table(results: dict[str, list[dict[str, float]]]) -> str:
 
 
 @contextmanager
-def slurm_graphql(name: str, cluster: BenchCluster, cache: bool) -> Iterator[Target]:
-    port = free_port()
-    environ = {
-        "SLURM_CONF": cluster.slurm_conf,
-        "SLURM_GRAPHQL_LOG_LEVEL": "warning",
-        "SLURM_GRAPHQL_CACHE_TTL": "1" if cache else "0",
-        "SLURM_GRAPHQL_RESPONSE_CACHE": "1" if cache else "0",
-        # A full listing of every job must fit one page and the cost bound.
-        "SLURM_GRAPHQL_MAX_PAGE_SIZE": str(cluster.max_jobs),
-        "SLURM_GRAPHQL_ASSUMED_JOBS": str(cluster.max_jobs),
-    }
-    argv = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
-    with running_process(argv, f"http://127.0.0.1:{port}/healthz", environ) as pid:
-        yield Target(name, pid, port=port)
-
-
-@contextmanager
 def slurmrestd(cluster: BenchCluster) -> Iterator[Target]:
     home = cluster.directory / "slurmrestd"
     home.mkdir()
@@ -310,9 +281,10 @@ def main() -> int:
         print(f"{len(ids):,} jobs in {time.monotonic() - started:.0f} s", file=sys.stderr)
         random.Random(18).shuffle(ids)
         work = Work(args.jobs, ids)
+        conf, jobs = cluster.slurm_conf, cluster.max_jobs
         targets = [
-            stack.enter_context(slurm_graphql("slurm-graphql, 1 s cache", cluster, cache=True)),
-            stack.enter_context(slurm_graphql("slurm-graphql, cache off", cluster, cache=False)),
+            stack.enter_context(serve_api("slurm-graphql, 1 s cache", conf, jobs, cache=True)),
+            stack.enter_context(serve_api("slurm-graphql, cache off", conf, jobs, cache=False)),
             stack.enter_context(slurmrestd(cluster)),
         ]
         results: dict[str, list[dict[str, float]]] = {t.name: [] for t in targets}
