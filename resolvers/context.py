@@ -82,10 +82,11 @@ class RequestContext:
 
     async def snapshot(self, cluster: str, info: GraphQLResolveInfo[Any]) -> Snapshot:
         """This request's one snapshot of `cluster`, covering every field of the operation."""
-        needs = self.plan(info).needs_of(cluster)
+        plan = self.plan(info)
         task = self._snapshots.get(cluster)
         if task is None:
-            task = asyncio.ensure_future(self.sources[cluster].get(needs))
+            scope = plan.scope_of(cluster).seen_by(self.visibility)
+            task = asyncio.ensure_future(self.sources[cluster].get(plan.needs_of(cluster), scope))
             self._snapshots[cluster] = task
         return self.visible(await asyncio.shield(task))
 

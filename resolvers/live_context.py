@@ -41,7 +41,9 @@ class LiveContext(RequestContext):
 
     async def snapshot(self, cluster: str, info: GraphQLResolveInfo[Any]) -> Snapshot:
         if self.per_connection:
-            return self.visible(await self.sources[cluster].get(self.plan(info).needs_of(cluster)))
+            plan = self.plan(info)
+            scope = plan.scope_of(cluster).seen_by(self.visibility)
+            return self.visible(await self.sources[cluster].get(plan.needs_of(cluster), scope))
         return await super().snapshot(cluster, info)
 
 

@@ -9,7 +9,7 @@ is refused without touching the head node. Field names map to datasets whatever 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from graphql import (
@@ -24,6 +24,8 @@ from graphql import (
 
 from resolvers.ids import BadUserInput, validate_job_id, validate_name
 from resolvers.pagination import decode_cursor
+from resolvers.scope import EVERY_JOB, JobScope, merge_all, scope_of_job, scope_of_listing
+from resolvers.selection import JobCriteria
 from resolvers.snapshot import Need
 
 FIELD_NEEDS: Mapping[str, Need] = {
@@ -43,12 +45,18 @@ FIELD_NEEDS: Mapping[str, Need] = {
 
 @dataclass(frozen=True)
 class Plan:
-    """Datasets per cluster name for one operation."""
+    """Datasets per cluster name for one operation, and the jobs it reads there."""
 
     needs: Mapping[str, Need]
+    scopes: Mapping[str, JobScope] = field(default_factory=dict)
 
     def needs_of(self, cluster: str) -> Need:
         return self.needs.get(cluster, Need.NOTHING)
+
+    def scope_of(self, cluster: str) -> JobScope:
+        """The jobs the operation's job fields on `cluster` read, together (every job unless
+        each of them names its jobs in a way squeue can be asked: resolvers/scope.py)."""
+        return self.scopes.get(cluster, EVERY_JOB)
 
 
 def plan_operation(
@@ -60,6 +68,7 @@ def plan_operation(
 ) -> Plan:
     walker = _Walker(fragments, variables, max_page_size)
     needs: dict[str, Need] = {}
+    scopes: dict[str, list[JobScope]] = {}
     for root in walker.fields(operation.selection_set):
         name = root.name.value
         if name == "clusters":
@@ -69,10 +78,30 @@ def plan_operation(
             targets = (requested if isinstance(requested, str) else clusters[0],)
         else:
             continue
-        found = walker.needs(root.selection_set)
+        walker.scopes = []
+        found = walker.needs(root.selection_set, on_cluster=True)
         for cluster in targets:
             needs[cluster] = needs.get(cluster, Need.NOTHING) | found
-    return Plan(needs)
+            scopes.setdefault(cluster, []).extend(walker.scopes)
+    merged = {cluster: merge_all(found) or EVERY_JOB for cluster, found in scopes.items()}
+    return Plan(needs, merged)
+
+
+def datasets_named(
+    operation: OperationDefinitionNode, fragments: Mapping[str, FragmentDefinitionNode]
+) -> Need:
+    """Every dataset a field of `operation` names, wherever it sits (nothing is validated):
+    all that its cost can depend on, and all that a request of it could read."""
+    walker = _Walker(fragments, {}, 0)
+
+    def walk(selection_set: SelectionSetNode | None) -> Need:
+        found = Need.NOTHING
+        for field_node in walker.fields(selection_set):
+            found |= FIELD_NEEDS.get(field_node.name.value, Need.NOTHING)
+            found |= walk(field_node.selection_set)
+        return found
+
+    return walk(operation.selection_set)
 
 
 class _Walker:
@@ -85,6 +114,8 @@ class _Walker:
         self._fragments = fragments
         self._variables = variables
         self._max_page_size = max_page_size
+        # What each job field met so far reads (`needs` appends).
+        self.scopes: list[JobScope] = []
 
     def fields(
         self, selection_set: SelectionSetNode | None, seen: frozenset[str] = frozenset()
@@ -109,14 +140,18 @@ class _Walker:
             for argument in field.arguments or ()
         }
 
-    def needs(self, selection_set: SelectionSetNode | None) -> Need:
+    def needs(self, selection_set: SelectionSetNode | None, on_cluster: bool = False) -> Need:
+        """The datasets `selection_set` reads; `on_cluster`: its fields are a Cluster's, whose
+        `job` and `jobs` name their jobs (a node's or a partition's jobs read every job)."""
         found = Need.NOTHING
-        for field in self.fields(selection_set):
-            name = field.name.value
+        for field_node in self.fields(selection_set):
+            name = field_node.name.value
             found |= FIELD_NEEDS.get(name, Need.NOTHING)
             if name in ("job", "jobs"):
-                self._validate(self.arguments(field))
-            found |= self.needs(field.selection_set)
+                arguments = self.arguments(field_node)
+                self._validate(arguments)
+                self.scopes.append(_scope(name, arguments) if on_cluster else EVERY_JOB)
+            found |= self.needs(field_node.selection_set)
         return found
 
     def _validate(self, arguments: Mapping[str, Any]) -> None:
@@ -138,3 +173,41 @@ class _Walker:
                 for value in job_filter.get(key) or ():
                     if isinstance(value, str):
                         validate_name(kind, value)
+
+
+def _scope(field_name: str, arguments: Mapping[str, Any]) -> JobScope:
+    """What a Cluster's `job(id)` or `jobs(filter)` reads (arguments already validated)."""
+    if field_name == "job":
+        job_id = arguments.get("id")
+        return scope_of_job(job_id) if isinstance(job_id, str) else EVERY_JOB
+    job_filter = arguments.get("filter")
+    if not isinstance(job_filter, Mapping):
+        return EVERY_JOB
+    try:
+        states, users, partitions, ids = (
+            _strings(job_filter.get(key)) for key in ("states", "users", "partitions", "ids")
+        )
+    except _NotStrings:
+        return EVERY_JOB  # not what schema/filters.py will read: leave the filtering to it
+    return scope_of_listing(
+        JobCriteria(
+            states=states,
+            users=users,
+            partitions=partitions,
+            ids=None if ids is None else tuple(sorted(ids)),
+        )
+    )
+
+
+class _NotStrings(ValueError):
+    pass
+
+
+def _strings(value: Any) -> frozenset[str] | None:
+    """A list argument as GraphQL coerces it (a lone value is a list of one); None if absent."""
+    if value is None:
+        return None
+    values = value if isinstance(value, list) else [value]
+    if not all(isinstance(v, str) for v in values):
+        raise _NotStrings
+    return frozenset(values)

@@ -15,14 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from resolvers.scope import EVERY_JOB, JobScope
 from resolvers.selection import JobCriteria, filter_jobs
-from resolvers.slurm.errors import check
+from resolvers.slurm.errors import SlurmError, SlurmErrorKind, check
 from resolvers.slurm.hostlist import expand_hostlist
 from resolvers.slurm.jobs import JobRow, new_boundary, parse_squeue, squeue_command
 from resolvers.slurm.nodes import NodeRecord, parse_nodes, show_nodes_command
 from resolvers.slurm.partitions import PartitionRecord, parse_partitions, show_partitions_command
 from resolvers.slurm.version import parse_version, version_command
-from transport.base import Command, Transport
+from transport.base import Command, CommandResult, Transport
 
 if TYPE_CHECKING:
     from resolvers.visibility import Visibility
@@ -58,6 +59,9 @@ class Indexes:
     partitions_of_node: dict[str, tuple[str, ...]] | None = None
     jobs_sorted: tuple[JobRow, ...] | None = None
     jobs_on_node: dict[str, tuple[JobRow, ...]] | None = None
+    # Positions in jobs_sorted of the rows each id the API resolves names: a display id
+    # (42_3), a unique id, and for array tasks the array's id (42 names every task of 42).
+    jobs_by_id: dict[str, tuple[int, ...]] | None = None
     # Job selections by filter, at most _MAX_SELECTIONS (dashboards repeat a few filters).
     selections: dict[JobCriteria, tuple[JobRow, ...]] = field(default_factory=dict)
 
@@ -70,6 +74,9 @@ class Snapshot:
     taken_at: float
     needs: Need
     version: str | None = None
+    # The jobs squeue was asked for (resolvers/scope.py); anything less than EVERY_JOB answers
+    # only the queries planned for it (SnapshotSource keys such snapshots by it).
+    scope: JobScope = EVERY_JOB
     partitions: tuple[PartitionRecord, ...] | None = None
     nodes: tuple[NodeRecord, ...] | None = None
     jobs: tuple[JobRow, ...] | None = None
@@ -119,6 +126,40 @@ class Snapshot:
             self.indexes.jobs_sorted = tuple(sorted(self.jobs or (), key=lambda job: job.job_id))
         return self.indexes.jobs_sorted
 
+    @property
+    def jobs_by_id(self) -> dict[str, tuple[int, ...]]:
+        if self.indexes.jobs_by_id is None:
+            index: defaultdict[str, list[int]] = defaultdict(list)
+            for position, row in enumerate(self.jobs_sorted):
+                index[row.display_id].append(position)
+                unique = str(row.job_id)
+                if unique != row.display_id:
+                    index[unique].append(position)
+                if "_" in row.display_id:  # an array task, or an array's pending remainder
+                    array = row.fields().array_job_id
+                    if array is not None and str(array) not in (row.display_id, unique):
+                        index[str(array)].append(position)
+            self.indexes.jobs_by_id = {key: tuple(found) for key, found in index.items()}
+        return self.indexes.jobs_by_id
+
+    def job(self, job_id: str) -> JobRow | None:
+        """The job `job(id)` names, in O(1): the first in listing order whose display id or
+        unique id is `job_id`, else the first task of the array `job_id`."""
+        found = self.jobs_by_id.get(job_id, ())
+        rows = self.jobs_sorted
+        for position in found:
+            row = rows[position]
+            if row.display_id == job_id or str(row.job_id) == job_id:
+                return row
+        return rows[found[0]] if found else None
+
+    def _with_ids(self, ids: tuple[str, ...]) -> tuple[JobRow, ...]:
+        """The jobs any of `ids` names (resolvers/selection.job_matches_id), in listing order."""
+        index = self.jobs_by_id
+        positions = sorted({p for job_id in ids for p in index.get(job_id, ())})
+        rows = self.jobs_sorted
+        return tuple(rows[p] for p in positions)
+
     def jobs_matching(self, criteria: JobCriteria) -> tuple[JobRow, ...]:
         """Jobs matching `criteria`, in listing order; repeated selections are memoised, since
         a snapshot serves every request within the cache TTL and dashboards repeat filters."""
@@ -127,9 +168,12 @@ class Snapshot:
         selections = self.indexes.selections
         selected = selections.get(criteria)
         if selected is None:
+            candidates = self.jobs_sorted
+            if criteria.ids is not None:
+                candidates = self._with_ids(criteria.ids)
             selected = tuple(
                 filter_jobs(
-                    self.jobs_sorted,
+                    candidates,
                     states=criteria.states,
                     users=criteria.users,
                     partitions=criteria.partitions,
@@ -173,32 +217,77 @@ class Snapshot:
         return self.indexes.jobs_on_node
 
 
-def _batch_for(needs: Need) -> tuple[list[Command], list[Callable[[str], tuple[str, Any]]]]:
+Parser = Callable[[list[CommandResult]], tuple[str, Any]]
+
+
+def _batch_for(needs: Need, scope: JobScope) -> tuple[list[Command], list[Parser]]:
     commands: list[Command] = []
-    parsers: list[Callable[[str], tuple[str, Any]]] = []
+    parsers: list[Parser] = []
     if Need.VERSION in needs:
         commands.append(version_command())
-        parsers.append(lambda out: ("version", parse_version(out)))
+        parsers.append(lambda out: ("version", parse_version(_stdout(out))))
     if Need.PARTITIONS in needs:
         commands.append(show_partitions_command())
-        parsers.append(lambda out: ("partitions", tuple(parse_partitions(out))))
+        parsers.append(lambda out: ("partitions", tuple(parse_partitions(_stdout(out)))))
     if Need.NODES in needs:
         commands.append(show_nodes_command())
-        parsers.append(lambda out: ("nodes", tuple(parse_nodes(out))))
+        parsers.append(lambda out: ("nodes", tuple(parse_nodes(_stdout(out)))))
     if Need.JOBS in needs:
-        boundary = new_boundary()
-        commands.append(squeue_command(boundary))
-        parsers.append(lambda out: ("jobs", tuple(parse_squeue(out, boundary))))
+        squeues = _squeue_commands(scope, boundary := new_boundary())
+        commands.extend(squeues)
+        by_id = scope.ids is not None
+        parsers.append(lambda out: ("jobs", _jobs_of(out, boundary, by_id)))
     return commands, parsers
 
 
-async def fetch_snapshot(cluster: str, transport: Transport, needs: Need) -> Snapshot:
-    """Run the commands `needs` calls for as one batch and parse their output."""
+def _squeue_commands(scope: JobScope, boundary: str) -> list[Command]:
+    """One squeue, or one per job id: squeue given several ids fails as a whole when one is
+    unknown to it (resolvers/dependencies.py), and an unknown id is an ordinary answer here."""
+    lists = {
+        "users": sorted(scope.users or ()),
+        "states": sorted(scope.states or ()),
+        "partitions": sorted(scope.partitions or ()),
+    }
+    if scope.ids is None:
+        return [squeue_command(boundary, **lists)]
+    return [squeue_command(boundary, [job_id], **lists) for job_id in sorted(scope.ids, key=int)]
+
+
+def _stdout(results: list[CommandResult]) -> str:
+    return check(results[0]).stdout
+
+
+def _jobs_of(results: list[CommandResult], boundary: str, by_id: bool) -> tuple[JobRow, ...]:
+    """Rows of every squeue of the batch, each job once (two ids may name the same array)."""
+    if not by_id:
+        return tuple(parse_squeue(check(results[0]).stdout, boundary))
+    rows: dict[tuple[int, str], JobRow] = {}
+    for result in results:
+        try:
+            found = parse_squeue(check(result).stdout, boundary)
+        except SlurmError as exc:
+            if exc.kind is not SlurmErrorKind.INVALID_JOB_ID:
+                raise
+            continue  # a job Slurm no longer holds
+        for row in found:
+            rows.setdefault((row.job_id, row.display_id), row)
+    return tuple(rows.values())
+
+
+async def fetch_snapshot(
+    cluster: str, transport: Transport, needs: Need, scope: JobScope = EVERY_JOB
+) -> Snapshot:
+    """Run the commands `needs` calls for (jobs as far as `scope` says) as one batch and parse
+    their output."""
     if not needs:
         return Snapshot(cluster=cluster, taken_at=time.time(), needs=needs)
-    commands, parsers = _batch_for(needs)
-    results = await transport.run(commands)
+    commands, parsers = _batch_for(needs, scope)
+    results = await transport.run(commands) if commands else []
+    # Each parser takes its own command's result; the job parser takes the remaining ones.
     parsed = dict(
-        parse(check(result).stdout) for parse, result in zip(parsers, results, strict=True)
+        parse(results[i:] if i == len(parsers) - 1 else results[i : i + 1])
+        for i, parse in enumerate(parsers)
     )
-    return Snapshot(cluster=cluster, taken_at=time.time(), needs=needs, **parsed)
+    if Need.JOBS not in needs:
+        scope = EVERY_JOB
+    return Snapshot(cluster=cluster, taken_at=time.time(), needs=needs, scope=scope, **parsed)

@@ -8,6 +8,11 @@ Under steady load a snapshot is refreshed ahead of time: once it is past half it
 request starts a refresh in the background and is still served the current snapshot, which is
 within its TTL. Readers then rarely wait for the head node, and no snapshot is served older than
 the TTL. A refresh fetches everything recent requests needed, so one snapshot serves them all.
+
+A request that reads only some jobs (`job(id)`, a users filter: resolvers/scope.py) is served a
+fresh full snapshot when there is one, and otherwise fetches only its jobs. Such a partial
+snapshot is coalesced and cached under its (needs, scope) alone, so it never answers a query it
+does not cover, never becomes the full snapshot, and never tells the cluster's size.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from resolvers.bounds import KnownSizes, ListBounds
 from resolvers.log_values import loggable
+from resolvers.scope import EVERY_JOB, JobScope
 from resolvers.snapshot import Need, Snapshot, fetch_snapshot
 from transport.base import Transport
 
@@ -26,6 +33,10 @@ logger = logging.getLogger("slurm_graphql.snapshots")
 
 # Past this fraction of its TTL, a snapshot in use is refreshed in the background.
 REFRESH_AHEAD = 0.5
+# Partial snapshots kept at once (each a few jobs): point lookups of a dashboard's open jobs.
+MAX_PARTIALS = 256
+
+_Key = tuple[Need, JobScope]
 
 
 class SnapshotSource:
@@ -43,7 +54,8 @@ class SnapshotSource:
         self.ttl = ttl
         self._clock = clock
         self._latest: tuple[float, Snapshot] | None = None
-        self._in_flight: dict[Need, tuple[int, asyncio.Future[Snapshot]]] = {}
+        self._in_flight: dict[_Key, tuple[int, asyncio.Future[Snapshot]]] = {}
+        self._partials: OrderedDict[_Key, tuple[float, Snapshot]] = OrderedDict()
         # Bumped by invalidate(): fetches started before a write neither serve nor fill the
         # cache after it, so a writer never reads a snapshot older than its write.
         self._generation = 0
@@ -59,10 +71,13 @@ class SnapshotSource:
         # made without a snapshot of its own, resolves filename patterns with.
         self.version: str | None = None
 
-    async def get(self, needs: Need) -> Snapshot:
-        """A snapshot holding at least `needs`, fresh within the TTL."""
+    async def get(self, needs: Need, scope: JobScope = EVERY_JOB) -> Snapshot:
+        """A snapshot holding at least `needs`, fresh within the TTL, with at least the jobs
+        `scope` selects."""
         if not needs:
             return Snapshot(cluster=self.cluster, taken_at=time.time(), needs=needs)
+        if Need.JOBS not in needs:
+            scope = EVERY_JOB
         self.lookups += 1
         fresh = self.fresh()
         if fresh is not None:
@@ -70,20 +85,43 @@ class SnapshotSource:
                 self.hits += 1
                 self._refresh_ahead(fresh)
                 return fresh
-            needs |= fresh.needs
-        for pending_needs, (generation, pending) in self._in_flight.items():
-            if needs in pending_needs and generation == self._generation:
-                return await asyncio.shield(pending)
-        return await self._fetch(needs)
+            if scope.everything:
+                needs |= fresh.needs
+        if not scope.everything:
+            partial = self._partial((needs, scope))
+            if partial is not None:
+                self.hits += 1
+                return partial
+        return await self.refresh(needs, scope)
 
-    async def refresh(self, needs: Need) -> Snapshot:
+    async def refresh(self, needs: Need, scope: JobScope = EVERY_JOB) -> Snapshot:
         """A new snapshot holding `needs`, whatever the cache holds: what a poller asks for on
         every tick. A fetch already under way that covers `needs` is joined rather than doubled.
         The result becomes the cached snapshot, so requests within the TTL are served from it."""
-        for pending_needs, (generation, pending) in self._in_flight.items():
-            if needs in pending_needs and generation == self._generation:
+        for (pending_needs, pending_scope), (generation, pending) in self._in_flight.items():
+            if (
+                needs in pending_needs
+                and pending_scope.covers(scope)
+                and generation == self._generation
+            ):
                 return await asyncio.shield(pending)
-        return await self._fetch(needs)
+        return await self._fetch(needs, scope)
+
+    def serves(self, snapshot: Snapshot) -> bool:
+        """Is `snapshot` still what this source answers its requests with (the fresh full
+        snapshot, or a fresh partial one under its own key)? What cached responses live by."""
+        if snapshot is self.fresh():
+            return True
+        return self._partial((snapshot.needs, snapshot.scope)) is snapshot
+
+    def _partial(self, key: _Key) -> Snapshot | None:
+        found = self._partials.get(key)
+        if found is None:
+            return None
+        if self._clock() - found[0] > self.ttl:
+            del self._partials[key]
+            return None
+        return found[1]
 
     @property
     def bounds(self) -> ListBounds:
@@ -102,9 +140,9 @@ class SnapshotSource:
         assert self._latest is not None
         if self._clock() - self._latest[0] < self.ttl * REFRESH_AHEAD:
             return
-        if any(current.needs in pending for pending in self._in_flight):
+        if any(current.needs in needs and scope.everything for needs, scope in self._in_flight):
             return
-        task = asyncio.ensure_future(self._fetch(current.needs))
+        task = asyncio.ensure_future(self._fetch(current.needs, EVERY_JOB))
         self._background.add(task)
         task.add_done_callback(self._background_done)
 
@@ -125,29 +163,38 @@ class SnapshotSource:
     def invalidate(self) -> None:
         """Forget the cached snapshot (after a write, so the writer reads what it did)."""
         self._latest = None
+        self._partials.clear()
         self._generation += 1
 
-    async def _fetch(self, needs: Need) -> Snapshot:
+    async def _fetch(self, needs: Need, scope: JobScope) -> Snapshot:
         future: asyncio.Future[Snapshot] = asyncio.get_running_loop().create_future()
         generation = self._generation
-        self._in_flight[needs] = (generation, future)
+        key = (needs, scope)
+        self._in_flight[key] = (generation, future)
         started = self._clock()
         try:
-            snapshot = await fetch_snapshot(self.cluster, self.transport, needs)
+            snapshot = await fetch_snapshot(self.cluster, self.transport, needs, scope)
         except BaseException as exc:
             future.set_exception(exc)
             # Nobody else may be waiting: mark the exception retrieved to keep asyncio quiet.
             future.exception()
             raise
         finally:
-            if self._in_flight.get(needs, (0, None))[1] is future:
-                del self._in_flight[needs]
+            if self._in_flight.get(key, (0, None))[1] is future:
+                del self._in_flight[key]
         future.set_result(snapshot)
-        self.sizes.record(snapshot, needs)
+        # Some jobs say nothing of how many there are: only a full queue bounds a query's cost.
+        self.sizes.record(snapshot, needs if scope.everything else needs & ~Need.JOBS)
         if snapshot.version is not None:
             self.version = snapshot.version
         if generation != self._generation:
             return snapshot
-        if self._latest is None or self._latest[0] <= started:
+        if not scope.everything:
+            if self.ttl > 0:
+                self._partials[key] = (started, snapshot)
+                self._partials.move_to_end(key)
+                while len(self._partials) > MAX_PARTIALS:
+                    self._partials.popitem(last=False)
+        elif self._latest is None or self._latest[0] <= started:
             self._latest = (started, snapshot)
         return snapshot

@@ -6,7 +6,7 @@ import strawberry
 
 from resolvers.context import RequestContext
 from resolvers.ids import validate_job_id
-from resolvers.selection import filter_nodes, job_matches_id
+from resolvers.selection import filter_nodes
 from resolvers.snapshot import Snapshot
 from resolvers.visibility import check_visible
 from schema.connection import JobConnection, job_connection
@@ -71,12 +71,6 @@ class Cluster:
     )
     def job(self, id: str) -> Job | None:
         validate_job_id(id)
-        jobs = self._snapshot.jobs_sorted
         # An exact display id or unique id first; `42` for an array means its own record.
-        for row in jobs:
-            if row.display_id == id or str(row.job_id) == id:
-                return Job.from_row(row, self._snapshot)
-        for row in jobs:
-            if job_matches_id(row.fields(), id):
-                return Job.from_row(row, self._snapshot)
-        return None
+        row = self._snapshot.job(id)
+        return None if row is None else Job.from_row(row, self._snapshot)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import operator
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from functools import reduce
@@ -39,18 +38,15 @@ from strawberry.extensions import SchemaExtension
 
 from resolvers.bounds import ListBounds
 from resolvers.context import RequestContext
-from resolvers.ids import BadUserInput
 from resolvers.log_values import loggable
-from resolvers.plan import plan_operation
-from resolvers.snapshot import Need
+from resolvers.plan import datasets_named
+from resolvers.scope import EVERY_JOB
 from resolvers.source import SnapshotSource
 from server.cost import Cost, operation_cost
 
 logger = logging.getLogger("slurm_graphql.limits")
 
 TOO_COMPLEX = "QUERY_TOO_COMPLEX"
-# What one look at a cluster fetches when its size is not known yet: every list's bound.
-_SIZE_NEEDS = Need.PARTITIONS | Need.NODES | Need.JOBS
 
 
 @dataclass(frozen=True)
@@ -157,18 +153,31 @@ class CostLimit(SchemaExtension):
         # their real size. A document too costly whatever the size is refused right away.
         small = self._problem(self._cost(document, operation, set(), assumed=False)) is None
         if unknown and small:
-            # The snapshot is adopted by the request below: it must hold what the request's own
-            # plan asks for too (a Slurm version, say), or the request would answer without it.
-            needs = _SIZE_NEEDS | self._planned_needs(document, operation)
+            # Only the lists the document names bound its cost: a query of nodes alone reads no
+            # job queue to be costed. The snapshot is adopted by the request below, so it holds
+            # every dataset any field names (a Slurm version, say), which covers its own plan.
+            fragments = {
+                d.name.value: d
+                for d in document.definitions
+                if isinstance(d, FragmentDefinitionNode)
+            }
+            look = datasets_named(operation, fragments)
+            # A request that sees some jobs only is costed blind to the queue's length (below):
+            # its look reads the jobs it may see, as its own plan would.
+            request = context.context
+            scope = (
+                EVERY_JOB.seen_by(request.visibility)
+                if isinstance(request, RequestContext)
+                else EVERY_JOB
+            )
             try:
-                looked = await asyncio.gather(*(self._sources[n].get(needs) for n in unknown))
+                looked = await asyncio.gather(*(self._sources[n].get(look, scope) for n in unknown))
             except Exception as exc:  # the assumptions stand; the request reports the refusal
                 logger.warning(
                     "could not read the size of %s: %s", ", ".join(unknown), loggable(exc)
                 )
             else:
                 problem = self._problem(self._cost(document, operation, set(), assumed=True))
-                request = context.context
                 # The request reads what it was costed by: no second fetch, even without a cache
                 # (a WebSocket's context is shared by its operations, and keeps none).
                 if isinstance(request, RequestContext) and not getattr(
@@ -178,30 +187,6 @@ class CostLimit(SchemaExtension):
                         request.adopt(snapshot)
         if problem is not None:
             raise too_complex(problem)
-
-    def _planned_needs(self, document: DocumentNode, operation: OperationDefinitionNode) -> Need:
-        """Every dataset the request's plan (resolvers/plan.py) asks of any cluster. From the
-        variables as sent, which graphql-core has not coerced yet: a default a variable lacks
-        may change which cluster is meant, so the union over all clusters is taken."""
-        request = self.execution_context.context
-        if not isinstance(request, RequestContext):
-            return Need.NOTHING
-        fragments = {
-            definition.name.value: definition
-            for definition in document.definitions
-            if isinstance(definition, FragmentDefinitionNode)
-        }
-        try:
-            plan = plan_operation(
-                operation,
-                fragments,
-                self.execution_context.variables or {},
-                request.cluster_names,
-                request.max_page_size,
-            )
-        except BadUserInput:
-            return Need.NOTHING  # refused when the request plans for itself, with its message
-        return reduce(operator.or_, plan.needs.values(), Need.NOTHING)
 
     def _sees_only_some_jobs(self) -> bool:
         request = self.execution_context.context

@@ -61,7 +61,7 @@ class ResponseCache:
             return None
         for snapshot in entry.snapshots:
             source = self._sources.get(snapshot.cluster)
-            if source is None or source.fresh() is not snapshot:
+            if source is None or not source.serves(snapshot):
                 del self._entries[key]
                 return None
         self._entries.move_to_end(key)

@@ -214,8 +214,16 @@ def new_boundary() -> str:
     return secrets.token_hex(6)
 
 
-def squeue_command(boundary: str, job_ids: Sequence[str] = ()) -> Command:
-    """squeue for every job Slurm still holds, in every state and every partition."""
+def squeue_command(
+    boundary: str,
+    job_ids: Sequence[str] = (),
+    *,
+    users: Sequence[str] = (),
+    states: Sequence[str] = (),
+    partitions: Sequence[str] = (),
+) -> Command:
+    """squeue for every job Slurm still holds, in every state and every partition, or only
+    those matching every list given (values are checked by the caller, resolvers/scope.py)."""
     if not boundary.isalnum():
         raise ValueError("the boundary must be alphanumeric")
     separator = FIELD_SEPARATOR + boundary
@@ -223,10 +231,11 @@ def squeue_command(boundary: str, job_ids: Sequence[str] = ()) -> Command:
     spec.append(f"{STRUCTURED_FIELDS[-1]}:0{separator}")
     spec.extend(f"{field}:0{separator}" for field in FREE_TEXT_FIELDS[:-1])
     spec.append(f"{FREE_TEXT_FIELDS[-1]}:0{RECORD_SEPARATOR}{boundary}")
-    argv = ["squeue", "--all", "--states=all", "--noconvert", "--noheader"]
-    argv += ["--Format=" + ",".join(spec)]
-    if job_ids:
-        argv += ["--jobs=" + ",".join(job_ids)]
+    argv = ["squeue", "--all", "--states=" + (",".join(states) or "all"), "--noconvert"]
+    argv += ["--noheader", "--Format=" + ",".join(spec)]
+    for option, values in (("--jobs", job_ids), ("--user", users), ("--partition", partitions)):
+        if values:
+            argv.append(f"{option}={','.join(values)}")
     return Command(tuple(argv), env={"SLURM_TIME_FORMAT": "%s"})
 
 

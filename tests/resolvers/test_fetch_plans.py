@@ -1,0 +1,240 @@
+"""Fetch plans on the real cluster: each query asks Slurm for what it reads, in one round trip,
+and answers exactly as it would from the full queue. Commands are counted through the
+CountingTransport under the app (argv per batch)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from resolvers.snapshot import Need
+from resolvers.source import SnapshotSource
+from server.settings import Settings
+from tests.support.app import app_client
+from tests.support.counting import CountingTransport
+from tests.support.scenario import OTHER_USER, Scenario
+from transport.local import LocalTransport
+
+pytestmark = pytest.mark.cluster
+
+JOB = "id jobId arrayJobId arrayTaskId name user state partition { name } nodeList"
+# Asking for every job as well turns any plan into the full queue: the reference answer.
+EVERY_JOB = "everything: jobs(first: 0) { totalCount }"
+
+
+@dataclass
+class Counted:
+    client: httpx.AsyncClient
+    transport: CountingTransport
+
+    async def query(self, query: str, **variables: Any) -> dict[str, Any]:
+        response = await self.client.post("/graphql", json={"query": query, "variables": variables})
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        assert "errors" not in body, body
+        data: dict[str, Any] = body["data"]
+        return data
+
+    def squeues(self, since: int = 0) -> list[tuple[str, ...]]:
+        return [
+            argv
+            for batch in self.transport.batches[since:]
+            for argv in batch
+            if argv[0] == "squeue"
+        ]
+
+
+def options(argv: tuple[str, ...]) -> list[str]:
+    """The options a plan adds to the full-queue squeue."""
+    return [a for a in argv if a.startswith(("--jobs=", "--user=", "--partition="))] + [
+        a for a in argv if a.startswith("--states=") and a != "--states=all"
+    ]
+
+
+def ours(data: dict[str, Any], scenario: Scenario) -> list[dict[str, Any]]:
+    """The scenario's jobs in a listing, in its order."""
+    mine = set(scenario.all_ids)
+    return [
+        edge["node"]
+        for edge in data["cluster"]["jobs"]["edges"]
+        if str(edge["node"]["jobId"]) in mine or str(edge["node"]["arrayJobId"]) in mine
+    ]
+
+
+async def _counted(ttl: float) -> AsyncIterator[Counted]:
+    transport = CountingTransport(LocalTransport())
+    settings = Settings(clusters=(("local", "local://"),), cache_ttl=ttl, response_cache=False)
+    async with app_client(settings, {"local": transport}) as client:
+        yield Counted(client, transport)
+
+
+@pytest.fixture(params=[0.0, 60.0], ids=["cache-off", "cache-60s"])
+async def counted(request: pytest.FixtureRequest, scenario: Scenario) -> AsyncIterator[Counted]:
+    """The app over the real cluster, its commands counted, with the snapshot cache off and on."""
+    async for made in _counted(request.param):
+        yield made
+
+
+@pytest.fixture
+async def uncached(scenario: Scenario) -> AsyncIterator[Counted]:
+    """As `counted`, cache off: to compare a plan's answer with the full queue's right after."""
+    async for made in _counted(0.0):
+        yield made
+
+
+async def test_job_by_id_asks_squeue_for_that_job_only(
+    counted: Counted, scenario: Scenario
+) -> None:
+    """job(id) is one batch with one squeue --jobs=<id>, and answers as the full queue does."""
+    query = f'{{ cluster {{ job(id: "{scenario.held}") {{ {JOB} }} }} }}'
+    found = await counted.query(query)
+    assert counted.transport.calls == 1
+    [squeue] = counted.squeues()
+    assert options(squeue) == [f"--jobs={scenario.held}"]
+    reference = await counted.query(query.replace("} } }", f"}} {EVERY_JOB} }} }}", 1))
+    assert options(counted.squeues()[-1]) == []
+    assert found["cluster"]["job"] == reference["cluster"]["job"]
+    assert found["cluster"]["job"]["id"] == scenario.held
+
+
+async def test_array_ids_ask_for_the_whole_array(uncached: Counted, scenario: Scenario) -> None:
+    """`42`, `42_1` and a pending remainder's `42_[2-3]` each ask squeue for array 42 (squeue
+    would invent a row for a task still pending in the remainder), and answer as the full
+    queue does; an ids filter naming two forms of it asks once."""
+    array = scenario.array
+    reference = await uncached.query(
+        "query($id: String!) { cluster { jobs(filter: {ids: [$id]}) { edges { node { "
+        f"{JOB} }} }} }} {EVERY_JOB} }} }}",
+        id=array,
+    )
+    rows = [e["node"] for e in reference["cluster"]["jobs"]["edges"]]
+    forms = [r["id"] for r in rows if r["id"].startswith(f"{array}_")]
+    assert forms
+    for form in [array, *forms]:
+        before = len(uncached.squeues())
+        found = await uncached.query(
+            "query($id: String!) { cluster { job(id: $id) { id } "
+            "jobs(filter: {ids: [$id]}) { edges { node { id } } } } }",
+            id=form,
+        )
+        assert [options(s) for s in uncached.squeues(0)[before:]] == [[f"--jobs={array}"]]
+        listed = [e["node"]["id"] for e in found["cluster"]["jobs"]["edges"]]
+        assert listed == [r["id"] for r in rows if form in (r["id"], str(r["jobId"]))] or (
+            form == array and listed == forms
+        )
+
+
+async def test_filters_become_squeue_options(uncached: Counted, scenario: Scenario) -> None:
+    """users, states and partitions are squeue's --user, --states and --partition; names stay
+    ours. Each answer equals the one computed from the full queue."""
+    cases = [
+        (f'{{users: ["{OTHER_USER}"]}}', [f"--user={OTHER_USER}"]),
+        ("{states: [PENDING, FAILED]}", ["--states=FAILED,PENDING"]),
+        ('{partitions: ["batch"], states: [RUNNING]}', ["--partition=batch", "--states=RUNNING"]),
+        ('{names: ["held"]}', []),
+        # squeue has no UNKNOWN state: the filter is ours alone.
+        ("{states: [UNKNOWN, RUNNING]}", []),
+    ]
+    for job_filter, pushed in cases:
+        listing = (
+            f"jobs(filter: {job_filter}, first: 500) {{ totalCount edges {{ node {{ {JOB} }} }} }}"
+        )
+        found = await uncached.query(f"{{ cluster {{ {listing} }} }}")
+        assert options(uncached.squeues()[-1]) == pushed, job_filter
+        reference = await uncached.query(f"{{ cluster {{ {listing} {EVERY_JOB} }} }}")
+        assert options(uncached.squeues()[-1]) == []
+        # Other tests share the cluster: compare on the scenario's jobs, which stay as they are.
+        assert ours(found, scenario) == ours(reference, scenario), job_filter
+        assert ours(found, scenario), job_filter
+
+
+async def test_nodes_and_partitions_alone_never_read_the_queue(counted: Counted) -> None:
+    """A query of nodes and partitions runs no squeue; a node's jobs need the whole queue."""
+    await counted.query(
+        "{ cluster { nodes { name state partitions { name } } partitions { name totalNodes "
+        'nodes { name cpus } } node(name: "n1") { name } } }'
+    )
+    assert counted.transport.calls == 1
+    assert counted.squeues() == []
+    await counted.query("{ cluster { nodes { name jobs { id } } } }")
+    assert [options(s) for s in counted.squeues()] == [[]]
+
+
+async def test_a_query_needing_everything_reads_the_full_queue_once(
+    counted: Counted, scenario: Scenario
+) -> None:
+    """job(id) beside an unfiltered listing or a partition's jobs: one full squeue, one batch,
+    however deep the query is."""
+    for other in (
+        "jobs(first: 5) { edges { node { id } } }",
+        "partitions { jobs(first: 5) { totalCount } }",
+        f'jobs(filter: {{users: ["{OTHER_USER}"]}}) {{ totalCount }}',
+    ):
+        before = counted.transport.calls
+        await counted.query(
+            f'{{ cluster {{ job(id: "{scenario.running}") {{ id nodes {{ name partitions '
+            f"{{ name nodes {{ name }} }} }} }} {other} }} }}"
+        )
+        # With the cache on, the first full snapshot answers the others.
+        assert counted.transport.calls <= before + 1
+        assert [options(s) for s in counted.squeues()] == [[]] * len(counted.squeues()), other
+    assert counted.transport.calls >= 1
+
+
+async def test_ids_lookups_join_in_one_batch(counted: Counted, scenario: Scenario) -> None:
+    """Several job(id) aliases are one batch of one squeue per id; an unknown id is null."""
+    found = await counted.query(
+        f'{{ cluster {{ a: job(id: "{scenario.held}") {{ id }} b: job(id: "{scenario.failed}") '
+        '{ id } c: job(id: "987654321") { id } } }'
+    )
+    assert counted.transport.calls == 1
+    assert sorted(options(s)[0] for s in counted.squeues()) == sorted(
+        f"--jobs={i}" for i in (scenario.held, scenario.failed, "987654321")
+    )
+    assert found["cluster"] == {
+        "a": {"id": scenario.held},
+        "b": {"id": scenario.failed},
+        "c": None,
+    }
+
+
+async def test_a_fresh_full_snapshot_answers_lookups(scenario: Scenario) -> None:
+    """With the cache on, a lookup after a full listing costs no round trip; a partial
+    snapshot answers only its own plan: another id, or a listing, asks Slurm again."""
+    transport = CountingTransport(LocalTransport())
+    settings = Settings(clusters=(("local", "local://"),), cache_ttl=60.0, response_cache=False)
+    async with app_client(settings, {"local": transport}) as client:
+        counted = Counted(client, transport)
+        lookup = "query($id: String!) { cluster { job(id: $id) { id state } } }"
+        await counted.query(lookup, id=scenario.held)
+        await counted.query(lookup, id=scenario.held)
+        assert transport.calls == 1  # the same plan: its partial snapshot, cached
+        await counted.query(lookup, id=scenario.failed)
+        assert transport.calls == 2 and options(counted.squeues()[-1]) == [
+            f"--jobs={scenario.failed}"
+        ]
+        listing = await counted.query("{ cluster { jobs(first: 500) { totalCount } } }")
+        assert transport.calls == 3 and options(counted.squeues()[-1]) == []
+        assert listing["cluster"]["jobs"]["totalCount"] >= len(scenario.all_ids) - 2
+        for job_id in (scenario.running, scenario.held, scenario.pending):
+            assert (await counted.query(lookup, id=job_id))["cluster"]["job"]["id"] == job_id
+        assert transport.calls == 3
+
+
+async def test_partial_snapshots_never_tell_the_cluster_size(scenario: Scenario) -> None:
+    """A lookup's one job is not the queue's length: what a query's cost is bounded by comes
+    from full queues alone (else one job(id) would let a costly listing pass)."""
+    from resolvers.scope import scope_of_job  # here: the module also runs on older code
+
+    source = SnapshotSource("local", LocalTransport())
+    partial = await source.get(Need.JOBS | Need.NODES, scope_of_job(scenario.held))
+    assert partial.jobs is not None and len(partial.jobs) == 1
+    assert source.bounds.jobs is None and source.bounds.nodes is not None
+    full = await source.get(Need.JOBS)
+    assert full.jobs is not None and source.bounds.jobs == len(full.jobs) > 1
+    await source.get(Need.JOBS, scope_of_job(scenario.held))
+    assert source.bounds.jobs == len(full.jobs)
