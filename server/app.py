@@ -7,7 +7,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from cross_web import HTTPException
 from graphql import GraphQLError
@@ -28,10 +28,7 @@ from strawberry.extensions import (
     AddValidationRules,
     DisableIntrospection,
     MaskErrors,
-    MaxTokensLimiter,
-    ParserCache,
     SchemaExtension,
-    ValidationCache,
 )
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.base import BaseRequestProtocol
@@ -72,12 +69,14 @@ from server.client_errors import (
     parse_request_json,
 )
 from server.credentials import ConnectionContext, CredentialCheck, until_expiry
+from server.documents import CachedDocuments, DocumentCache
 from server.execution import LeanExecutionContext
 from server.floor import IdentityRefused, check_floor
 from server.graphiql import render_graphiql
 from server.health import Readiness, readyz_endpoint
 from server.hosts import HostCheckMiddleware, refuse
 from server.limits import CostLimit, Limits, limits_rule
+from server.message_limit import MessageLimitMiddleware, decode_message
 from server.metrics_access import token_required
 from server.observe import (
     ObserveMiddleware,
@@ -86,6 +85,7 @@ from server.observe import (
     current_request,
     note_result,
 )
+from server.operations import Operation, OperationOf
 from server.origins import OriginPolicy, OriginPolicyMiddleware
 from server.rate_limit import RateLimiter
 from server.response_cache import ResponseCache
@@ -97,6 +97,16 @@ from server.ws_observe import NoteOperation, note_stream, note_stream_result
 from transport import Transport, open_transport
 
 logger = logging.getLogger("slurm_graphql.errors")
+
+
+class RequestGuard(Protocol):
+    """Looks at an authenticated HTTP request before it executes: answers it itself (and
+    returns None), or returns the `receive` to serve it with (replaying what it read)."""
+
+    async def __call__(
+        self, scope: Scope, receive: Receive, send: Send, operation_of: OperationOf
+    ) -> Receive | None: ...
+
 
 MASKED = "internal error"
 
@@ -128,8 +138,13 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
     graphql_ws_handler_class = LimitedWSHandler
 
     def __init__(
-        self, sources: Mapping[str, SnapshotSource], settings: Settings, pollers: PollerHub
+        self,
+        sources: Mapping[str, SnapshotSource],
+        settings: Settings,
+        pollers: PollerHub,
+        guard: RequestGuard | None = None,
     ) -> None:
+        self._guard = guard
         limits = Limits(
             max_depth=settings.max_depth,
             max_aliases=settings.max_aliases,
@@ -140,11 +155,17 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
             max_output_reads=settings.max_output_reads,
             max_output_bytes=settings.max_output_bytes,
         )
+        self._auth = build_authenticator(settings)
+        # Parses (within the document caps) and validates, keeping what authenticated requests
+        # sent; without authentication configured (loopback only) every request counts as such.
+        self.documents = DocumentCache(
+            max_bytes=settings.max_document_bytes,
+            max_tokens=settings.max_tokens,
+            capacity=settings.document_cache_bytes,
+        )
         extensions: list[Callable[[], SchemaExtension]] = [
-            lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
-            lambda: ParserCache(maxsize=1024),
             lambda: AddValidationRules([limits_rule(limits)]),
-            lambda: ValidationCache(maxsize=1024),
+            lambda: CachedDocuments(self.documents, self.keeps),
             # After validation, on every request: the cost depends on the cluster's size.
             lambda: CostLimit(limits=limits, sources=sources),
             lambda: MaskErrors(should_mask_error=_should_mask, error_message=MASKED),
@@ -178,7 +199,6 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
             max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         )
         self._pollers = pollers
-        self._auth = build_authenticator(settings)
         # Who a request is until it proves otherwise: it may only read (schema/mutation.py,
         # RequestContext.output_reader refuse the rest).
         self._anonymous = Identity.anonymous(settings.anonymous_user)
@@ -203,25 +223,29 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         root_value: None,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
+        selected = self.documents.operation(
+            request_data.query, request_data.operation_name, keep=self.keeps(context)
+        )
         key = (
             ResponseCache.key(
                 request_data.query,
                 request_data.operation_name,
                 request_data.variables,
                 context.identity.cache_key,
+                selected,
             )
             if self._settings.response_cache
             else None
         )
         if key is not None and (cached := self._responses.get(key)) is not None:
-            note_result(request_data.query, request_data.operation_name, cached, cached=True)
+            note_result(selected, request_data.operation_name, cached, cached=True)
             return cached
         result: ExecutionResult = await super().execute_single(
             request, request_adapter, sub_response, context, root_value, request_data
         )
         if key is not None and context.cacheable:
             self._responses.put(key, result, context.snapshots_used(), context.jobs_listed)
-        note_result(request_data.query, request_data.operation_name, result)
+        note_result(selected, request_data.operation_name, result)
         return result
 
     async def execute_operation(
@@ -241,6 +265,11 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         return await super().execute_operation(
             request, request_adapter, request_data, context, root_value, sub_response
         )
+
+    def keeps(self, context: RequestContext) -> bool:
+        """Whether the documents of this request's caller may be cached: it authenticated, or
+        the server asks nobody to (loopback only)."""
+        return self._auth is None or context.identity.authenticated
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and self._auth is not None:
@@ -287,6 +316,18 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         return client_key(self.identity_key(context), scope)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._guard is not None:
+            # Authenticated (or the server asks nobody to), and within the rate limit: only now
+            # may the guard read the body and parse what it holds.
+            keep = self._auth is None or "identity" in scope.get("state", {})
+
+            def operation_in(query: str, name: str | None) -> Operation | None:
+                return self.documents.operation(query, name, keep=keep)
+
+            replay = await self._guard(scope, receive, send, operation_in)
+            if replay is None:
+                return  # answered by the guard
+            receive = replay
         if scope["type"] == "http":
             # As strawberry's own __call__, but its refusals of malformed requests are coded.
             try:
@@ -299,6 +340,11 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
 
     def parse_json(self, data: str | bytes) -> Any:
         return parse_request_json(data)
+
+    def decode_json(self, data: str | bytes) -> object:
+        # WebSocket messages only (HTTP bodies go through parse_json): the handlers close the
+        # socket with 4400 on MalformedMessage (server/ws_limits.py).
+        return decode_message(data)
 
     async def _identify(self, scope: Scope, authorization: str | None) -> Identity | None:
         """The authenticated identity a request proves, None if it proves none; raises
@@ -534,8 +580,13 @@ def _origin_policy(settings: Settings) -> OriginPolicy:
     )
 
 
-def create_app(settings: Settings, transports: Mapping[str, Transport] | None = None) -> Starlette:
-    """The app for `settings`; `transports` replaces opening them from their URLs (tests)."""
+def create_app(
+    settings: Settings,
+    transports: Mapping[str, Transport] | None = None,
+    guard: RequestGuard | None = None,
+) -> Starlette:
+    """The app for `settings`; `transports` replaces opening them from their URLs (tests);
+    `guard` sees each authenticated /graphql request before it executes (the Lambda handler)."""
     sources: dict[str, SnapshotSource] = {}
     # Readiness and metrics outlive a lifespan: Mangum runs one per Lambda invocation.
     readiness = Readiness(tuple(name for name, _ in settings.clusters), settings.ready_interval)
@@ -589,7 +640,7 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    graphql_app = _GraphQLApp(sources, settings, pollers)
+    graphql_app = _GraphQLApp(sources, settings, pollers, guard)
     app = Starlette(
         routes=[
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
@@ -612,6 +663,13 @@ def create_app(settings: Settings, transports: Mapping[str, Transport] | None = 
                 BodyLimitMiddleware,
                 max_bytes=settings.max_body_bytes,
                 read_timeout=settings.body_timeout,
+            ),
+            # The same for WebSocket messages and query strings: percent-encoding takes at most
+            # three bytes for one, so a GET can carry any document within its cap.
+            Middleware(
+                MessageLimitMiddleware,
+                max_message_bytes=settings.max_message_bytes,
+                max_query_bytes=3 * settings.max_document_bytes,
             ),
             # GraphiQL's bundle is 3.5 MB and job listings are repetitive JSON: both shrink ~5x.
             # A moderate level keeps compressing a 10,000-job answer cheap next to executing it.

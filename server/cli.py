@@ -129,6 +129,9 @@ def serve_app(
             proxy_headers=True,
             forwarded_allow_ips=trusted,
             timeout_graceful_shutdown=10,
+            # A WebSocket frame over the message cap is refused (1009) as it arrives, not
+            # buffered whole first (server/message_limit.py holds the cap under other servers).
+            ws_max_size=settings.max_message_bytes,
             # Past this many open connections, requests get 503 (uvicorn's own check).
             limit_concurrency=settings.max_connections,
             http=guarded_protocol(

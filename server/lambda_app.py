@@ -3,7 +3,8 @@
 Mangum turns each event into one ASGI request and runs the app's lifespan around it. A Lambda
 invocation cannot hold a connection open, so subscriptions are refused before execution, with a
 coded error that points to the container deployment; the document is parsed here for that, so
-the refusal holds whether or not the schema has a Subscription type.
+the refusal holds whether or not the schema has a Subscription type. That happens only once the
+event has authenticated, and within the body and document caps: authenticate, cap, then parse.
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from mangum import Mangum
-from starlette.middleware import Middleware
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from server.app import create_app
 from server.logs import configure_logging
-from server.observe import GRAPHQL_PATH, ObserveMiddleware, note_refused
-from server.operations import Operation, selected_operation
+from server.observe import note_refused
+from server.operations import Operation, OperationOf
 from server.settings import Settings, SettingsError
 from transport import Transport, open_transport
 
@@ -35,42 +35,43 @@ REFUSAL = (
 )
 
 
-class RefuseSubscriptions:
-    """ASGI middleware: a /graphql request whose selected operation is a subscription gets a
-    GraphQL error instead of executing; everything else passes through untouched."""
+async def refuse_subscriptions(
+    scope: Scope, receive: Receive, send: Send, operation_of: OperationOf
+) -> Receive | None:
+    """The app's guard (server/app.py) under Lambda: a /graphql request whose selected operation
+    is a subscription gets a GraphQL error instead of executing; everything else is served.
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    It runs after authentication and the rate limit, and reads the body through the body cap
+    (past it, the app sees a disconnect and the cap answers 413): an unauthenticated event costs
+    no JSON decoding and no parsing, and leaves nothing cached."""
+    received: list[Message] = []
+    chunks: list[bytes] = []
+    if scope["method"] == "POST":
+        while True:
+            message = await receive()
+            received.append(message)
+            if message["type"] != "http.request":
+                return None  # over the body cap, or gone: nothing to serve
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+    found = _operations(scope, b"".join(chunks), operation_of)
+    subscription = next((o for o in found if o.type == "subscription"), None)
+    if subscription is not None:
+        note_refused(subscription.type, subscription.name)
+        error = {"message": REFUSAL, "extensions": {"code": SUBSCRIPTIONS_REFUSED}}
+        await JSONResponse({"errors": [error]})(scope, receive, send)
+        return None
+    pending = iter(received)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != GRAPHQL_PATH:
-            await self.app(scope, receive, send)
-            return
-        received: list[Message] = []
-        body = b""
-        if scope["method"] == "POST":
-            while True:
-                message = await receive()
-                received.append(message)
-                body += message.get("body", b"")
-                if message["type"] != "http.request" or not message.get("more_body"):
-                    break
-        subscription = next((o for o in _operations(scope, body) if o.type == "subscription"), None)
-        if subscription is not None:
-            note_refused(subscription.type, subscription.name)
-            error = {"message": REFUSAL, "extensions": {"code": SUBSCRIPTIONS_REFUSED}}
-            await JSONResponse({"errors": [error]})(scope, receive, send)
-            return
-        pending = iter(received)
+    async def replay() -> Message:
+        # The body read above, then whatever the client sends next (a disconnect).
+        return next(pending, None) or await receive()
 
-        async def replay() -> Message:
-            # The body read above, then whatever the client sends next (a disconnect).
-            return next(pending, None) or await receive()
-
-        await self.app(scope, replay, send)
+    return replay
 
 
-def _operations(scope: Scope, body: bytes) -> list[Operation]:
+def _operations(scope: Scope, body: bytes, operation_of: OperationOf) -> list[Operation]:
     """The operations a GET's query string or a JSON POST (or batch) selects."""
     if scope["method"] == "GET":
         params = parse_qs(scope.get("query_string", b"").decode("latin-1"))
@@ -87,7 +88,7 @@ def _operations(scope: Scope, body: bytes) -> list[Operation]:
             continue
         query, name = request.get("query"), request.get("operationName")
         if isinstance(query, str) and (name is None or isinstance(name, str)):
-            operation = selected_operation(query, name)
+            operation = operation_of(query, name)
             if operation is not None:
                 found.append(operation)
     return found
@@ -95,12 +96,8 @@ def _operations(scope: Scope, body: bytes) -> list[Operation]:
 
 def make_handler(settings: Settings, transports: Mapping[str, Transport] | None = None) -> Mangum:
     """A Lambda handler serving the app for `settings` (transports as in create_app)."""
-    app = create_app(settings, transports)
-    # Just inside the request log and metrics, so that refusals are logged and counted too.
-    # (Starlette builds its middleware stack at the first call, from this list.)
-    classes = [m.cls for m in app.user_middleware]
-    observe = classes.index(ObserveMiddleware)  # type: ignore[arg-type]  # a class is a factory
-    app.user_middleware.insert(observe + 1, Middleware(RefuseSubscriptions))
+    # The guard runs inside the request log and metrics, so refusals are logged and counted.
+    app = create_app(settings, transports, guard=refuse_subscriptions)
     # "on": a lifespan that fails to start fails the invocation instead of serving without it.
     return Mangum(app, lifespan="on")
 

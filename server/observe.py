@@ -29,10 +29,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from resolvers.context import RequestIds
 from resolvers.log_values import loggable
-from server.operations import selected_operation
 
 if TYPE_CHECKING:
     from strawberry.types import ExecutionResult
+
+    from server.operations import Operation
 
 logger = logging.getLogger("slurm_graphql.request")
 
@@ -72,13 +73,16 @@ RequestObserver = Callable[[RequestRecord, int, float], None]
 
 
 def note_result(
-    query: str | None, operation_name: str | None, result: ExecutionResult, cached: bool = False
+    operation: Operation | None,
+    operation_name: str | None,
+    result: ExecutionResult,
+    cached: bool = False,
 ) -> None:
-    """Tell the current request which operation it ran and how that went."""
+    """Tell the current request which operation (as its document selects it) it ran and how
+    that went."""
     record = current_request.get()
     if record is None:
         return
-    operation = selected_operation(query, operation_name)
     record.operation = operation.name if operation else operation_name
     record.operation_type = operation.type if operation else None
     record.outcome = "error" if result.errors else "ok"

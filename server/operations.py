@@ -1,16 +1,17 @@
-"""Which operation a request document selects, read before anything executes.
+"""Which operation a parsed document selects, read before anything executes.
 
-The Lambda handler refuses subscriptions and the metrics label requests by operation name; both
-need the selected operation of a document without executing it, and whether or not the schema
-has the root type it names. Parsing alone (no validation) gives exactly that.
+The Lambda handler refuses subscriptions, the response cache keeps only queries, and the
+metrics label requests by operation name; all need the selected operation of a document without
+executing it, and whether or not the schema has the root type it names. Parsing alone (no
+validation) gives exactly that; server/documents.py parses, within its caps.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+from collections.abc import Callable
 from typing import NamedTuple
 
-from graphql import GraphQLError, OperationDefinitionNode, parse
+from graphql import DocumentNode, OperationDefinitionNode
 
 
 class Operation(NamedTuple):
@@ -18,21 +19,14 @@ class Operation(NamedTuple):
     name: str | None  # None for an anonymous operation
 
 
-def selected_operation(query: str | None, operation_name: str | None) -> Operation | None:
-    """The operation `operation_name` selects in `query` (the only one when no name is given),
-    or None when the document does not parse or selects nothing; execution reports those."""
-    if not query:
-        return None
-    return _selected(query, operation_name)
+# The operation a request's document selects, parsed within the caps (server/documents.py);
+# None if it selects none, is refused or does not parse.
+OperationOf = Callable[[str, str | None], "Operation | None"]
 
 
-# Dashboards send the same few documents again and again; this keeps their parse.
-@lru_cache(maxsize=1024)
-def _selected(query: str, operation_name: str | None) -> Operation | None:
-    try:
-        document = parse(query, no_location=True)
-    except GraphQLError:
-        return None
+def select_operation(document: DocumentNode, operation_name: str | None) -> Operation | None:
+    """The operation `operation_name` selects in `document` (the only one when no name is
+    given), or None when it selects nothing; execution reports that."""
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if operation_name is None:
         chosen = operations[0] if len(operations) == 1 else None

@@ -16,14 +16,13 @@ import json
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
-from graphql import GraphQLError, OperationType, get_operation_ast, parse
 from strawberry.types import ExecutionResult
 
 from resolvers.snapshot import Snapshot
 from resolvers.source import SnapshotSource
+from server.operations import Operation
 
 MAX_ENTRIES = 256
 MAX_JOBS_PER_ENTRY = 1_000
@@ -43,11 +42,16 @@ class ResponseCache:
 
     @staticmethod
     def key(
-        query: str | None, operation: str | None, variables: Any, identity: str = ""
+        query: str | None,
+        operation: str | None,
+        variables: Any,
+        identity: str,
+        selected: Operation | None,
     ) -> Hashable | None:
-        """The cache key of a request, or None if it is not a read query. Answers can differ
-        by caller (output files are read as the caller), so the caller's identity is part of it."""
-        if not query or not _is_query(query, operation):
+        """The cache key of a request whose document selects `selected` (server/documents.py
+        parsed it), or None if it is not a read query. Answers can differ by caller (output
+        files are read as the caller), so the caller's identity is part of it."""
+        if not query or selected is None or selected.type != "query":
             return None
         try:
             encoded = json.dumps(variables, sort_keys=True, separators=(",", ":"))
@@ -77,12 +81,3 @@ class ResponseCache:
         self._entries.move_to_end(key)
         while len(self._entries) > MAX_ENTRIES:
             self._entries.popitem(last=False)
-
-
-@lru_cache(maxsize=1024)
-def _is_query(query: str, operation: str | None) -> bool:
-    try:
-        definition = get_operation_ast(parse(query), operation)
-    except GraphQLError:
-        return False
-    return definition is not None and definition.operation is OperationType.QUERY

@@ -24,6 +24,8 @@ from server.tokens import TokenMap
 _CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 DEFAULT_CLUSTERS = "local=local://"
+DEFAULT_MAX_DOCUMENT_BYTES = 128 * 1024
+DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -57,6 +59,11 @@ class Settings:
     max_aliases: int = 30
     max_cost: int = 500_000
     max_tokens: int = 10_000
+    # Hard caps checked before parsing (server/documents.py, server/message_limit.py), and the
+    # memory parsed documents may hold.
+    max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
+    max_message_bytes: int = 1024 * 1024  # one WebSocket message
+    document_cache_bytes: int = DEFAULT_CACHE_BYTES
     # A cluster's size until its first snapshot tells it: the bound of lists in the cost.
     assumed_nodes: int = 1_000
     assumed_jobs: int = 10_000
@@ -166,6 +173,15 @@ class Settings:
             max_aliases=int(_number(environ, "SLURM_GRAPHQL_MAX_ALIASES", 30, minimum=0)),
             max_cost=int(_number(environ, "SLURM_GRAPHQL_MAX_COST", 500_000, minimum=1)),
             max_tokens=int(_number(environ, "SLURM_GRAPHQL_MAX_TOKENS", 10_000, minimum=1)),
+            max_document_bytes=_count(
+                environ, "SLURM_GRAPHQL_MAX_DOCUMENT_BYTES", DEFAULT_MAX_DOCUMENT_BYTES
+            ),
+            max_message_bytes=_count(environ, "SLURM_GRAPHQL_MAX_MESSAGE_BYTES", 1024 * 1024),
+            document_cache_bytes=int(
+                _number(
+                    environ, "SLURM_GRAPHQL_DOCUMENT_CACHE_BYTES", DEFAULT_CACHE_BYTES, minimum=0
+                )
+            ),
             assumed_nodes=int(_number(environ, "SLURM_GRAPHQL_ASSUMED_NODES", 1_000, minimum=1)),
             assumed_jobs=int(_number(environ, "SLURM_GRAPHQL_ASSUMED_JOBS", 10_000, minimum=1)),
             max_output_reads=int(_number(environ, "SLURM_GRAPHQL_MAX_OUTPUT_READS", 20, minimum=0)),

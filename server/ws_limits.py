@@ -12,6 +12,8 @@ an admitted operation between them) is not backing off: its socket is closed wit
 
 Each operation also gets its own request id and request line (server/ws_observe.py).
 
+A message that is not JSON closes the socket with 4400, on both protocols.
+
 Once `connection_init` has said who the client is, its connection also counts against the
 identity's WebSocket connections; past the cap the socket is closed with 4429.
 
@@ -53,6 +55,7 @@ from server.channel_limits import (
 )
 from server.client_address import client_address
 from server.credentials import CLOSE_UNAUTHENTICATED, CredentialCheck, close_at_expiry
+from server.message_limit import CLOSE_MALFORMED, MalformedMessage
 from server.ws_observe import log_when_done, note_sent, operation_record
 
 REFUSALS_BEFORE_CLOSE = 20
@@ -173,6 +176,14 @@ def _scope_of(handler: Any) -> Scope:
     return cast(Scope, handler.websocket.ws.scope)
 
 
+async def _closing_malformed(handler: Any, handle: Callable[[], Awaitable[None]]) -> None:
+    """Run `handle`; a message that is not JSON (server/message_limit.py) closes with 4400."""
+    try:
+        await handle()
+    except MalformedMessage:
+        await handler.websocket.close(code=CLOSE_MALFORMED, reason="message is not valid JSON")
+
+
 class LimitedTransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
     """graphql-transport-ws, the protocol of graphql-ws (the library) and most clients."""
 
@@ -180,7 +191,8 @@ class LimitedTransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, No
 
     async def handle(self) -> None:
         self._gate = _Gate(cast(LimitedView, self.view), _scope_of(self))
-        await self._gate.guard(super().handle)
+        handle = super().handle
+        await self._gate.guard(lambda: _closing_malformed(self, handle))
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         if not await self._gate.before_init(self.websocket):
@@ -233,7 +245,8 @@ class LimitedWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
 
     async def handle(self) -> None:
         self._gate = _Gate(cast(LimitedView, self.view), _scope_of(self))
-        await self._gate.guard(super().handle)
+        handle = super().handle
+        await self._gate.guard(lambda: _closing_malformed(self, handle))
 
     async def handle_connection_init(self, message: LegacyInitMessage) -> None:
         if not await self._gate.before_init(self.websocket):

@@ -1,0 +1,240 @@
+"""Parsed GraphQL documents: capped before parsing, cached by the bytes they hold.
+
+Every channel (HTTP POST and GET, both WebSocket protocols, SSE and multipart, Lambda events)
+parses through one `DocumentCache`, so the same caps hold on all of them:
+
+- a document longer than `max_bytes` is refused (`DOCUMENT_TOO_LARGE`) before the lexer sees a
+  character of it;
+- one with more than `max_tokens` tokens is refused (`QUERY_TOO_COMPLEX`) as soon as the lexer
+  counts one too many (graphql-core's `max_tokens`, which also counts comments), so parsing costs
+  at most that many tokens whatever follows.
+
+Dashboards send the same few documents again and again, so parsed documents (and what
+validation said of them) are kept, least recently used first out, within `capacity` bytes of
+estimated memory: a few large documents cannot hold more than many small ones. Only documents
+of requests that passed authentication are kept; an anonymous caller's documents are parsed,
+used and dropped, so nobody can fill the cache without a credential.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    NameNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    parse,
+)
+from graphql.error import GraphQLSyntaxError
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import validate_document
+from strawberry.types.graphql import OperationType as ChannelOperation
+
+from resolvers.context import RequestContext
+from server.operations import Operation, select_operation
+
+DOCUMENT_TOO_LARGE = "DOCUMENT_TOO_LARGE"
+QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+
+# Measured with tracemalloc on graphql-core 3.3: a parsed token (its node and location) holds
+# 400-720 bytes; the source text is held twice (the Source, and string values copied out of it).
+_BYTES_PER_TOKEN = 800
+_BYTES_PER_CHARACTER = 2
+# graphql-core's words when max_tokens stops the lexer (graphql/language/parser.py, lexer.py).
+_TOKENS_ABORTED = "tokens. Parsing aborted"
+# The selection of a stand-in document (see _stand_in below).
+_TYPENAME = SelectionSetNode(selections=(FieldNode(name=NameNode(value="__typename")),))
+
+
+class DocumentRefused(Exception):
+    """A document over a cap, refused before (or while) parsing; `error` says so to the client."""
+
+    def __init__(self, error: GraphQLError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+@dataclass
+class _Entry:
+    document: DocumentNode
+    size: int
+    # graphql-core's validation errors for the document ([] when valid), once validated.
+    validation: list[GraphQLError] | None = field(default=None)
+
+
+class DocumentCache:
+    """Parses documents within the caps; keeps authenticated ones within `capacity` bytes."""
+
+    def __init__(
+        self,
+        max_bytes: int = 128 * 1024,
+        max_tokens: int = 10_000,
+        capacity: int = 32 * 1024 * 1024,
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.max_tokens = max_tokens
+        self.capacity = capacity
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self.size = 0  # estimated bytes held by the entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def check_length(self, query: str) -> None:
+        """Raises DocumentRefused when `query` is longer than the cap (in UTF-8 bytes)."""
+        # len() counts code points, never more than the bytes: only a short enough text is
+        # encoded to count its bytes, so a huge one costs nothing here.
+        if len(query) > self.max_bytes or len(query.encode("utf-8", "surrogatepass")) > (
+            self.max_bytes
+        ):
+            raise DocumentRefused(too_large(self.max_bytes))
+
+    def parse(self, query: str, *, keep: bool) -> DocumentNode:
+        """`query` parsed, from the cache when it is there; kept there when `keep` (an
+        authenticated request's). Raises DocumentRefused over a cap, GraphQLSyntaxError else."""
+        return self._entry(query, keep).document
+
+    def validated(self, query: str, document: DocumentNode) -> list[GraphQLError] | None:
+        """What validation said of `query`'s cached document, if it was this one and validated."""
+        entry = self._entries.get(query)
+        if entry is None or entry.document is not document:
+            return None
+        return entry.validation
+
+    def remember_validation(
+        self, query: str, document: DocumentNode, errors: list[GraphQLError]
+    ) -> None:
+        entry = self._entries.get(query)
+        if entry is not None and entry.document is document:
+            entry.validation = errors
+
+    def operation(self, query: str | None, name: str | None, *, keep: bool) -> Operation | None:
+        """The operation `name` selects in `query`, None when there is none or the document is
+        refused or does not parse (execution reports those)."""
+        if not query:
+            return None
+        try:
+            document = self.parse(query, keep=keep)
+        except (DocumentRefused, GraphQLError):
+            return None
+        return select_operation(document, name)
+
+    def _entry(self, query: str, keep: bool) -> _Entry:
+        entry = self._entries.get(query)
+        if entry is not None:
+            self._entries.move_to_end(query)
+            return entry
+        self.check_length(query)
+        try:
+            document = parse(query, max_tokens=self.max_tokens)
+        except GraphQLSyntaxError as error:
+            if _TOKENS_ABORTED in error.message:
+                raise DocumentRefused(too_complex(self.max_tokens)) from None
+            raise
+        tokens = getattr(document, "token_count", self.max_tokens)
+        entry = _Entry(document, _BYTES_PER_CHARACTER * len(query) + _BYTES_PER_TOKEN * tokens)
+        if keep and entry.size <= self.capacity:
+            self._entries[query] = entry
+            self.size += entry.size
+            while self.size > self.capacity:
+                _, evicted = self._entries.popitem(last=False)
+                self.size -= evicted.size
+        return entry
+
+
+def too_large(limit: int) -> GraphQLError:
+    return GraphQLError(
+        f"the document exceeds {limit} bytes", extensions={"code": DOCUMENT_TOO_LARGE}
+    )
+
+
+def too_complex(limit: int) -> GraphQLError:
+    return GraphQLError(
+        f"the document exceeds {limit} tokens", extensions={"code": QUERY_TOO_COMPLEX}
+    )
+
+
+def _stand_in(operation_name: str | None, allowed: Iterable[ChannelOperation]) -> DocumentNode:
+    """A document that parses, standing in for a refused one: one operation of a type the
+    channel allows (graphql-ws runs only subscriptions), with the name the request selects
+    (strawberry looks it up), so strawberry gets as far as reporting the refusal."""
+    kinds = sorted(kind.value for kind in allowed)
+    kind = OperationType("query" if "query" in kinds or not kinds else kinds[0])
+    operation = OperationDefinitionNode(
+        operation=kind,
+        name=NameNode(value=operation_name) if operation_name is not None else None,
+        variable_definitions=(),
+        directives=(),
+        selection_set=_TYPENAME,
+    )
+    return DocumentNode(definitions=(operation,))
+
+
+class CachedDocuments(SchemaExtension):
+    """The schema's parse and validation, through a DocumentCache (in place of strawberry's
+    ParserCache, ValidationCache and MaxTokensLimiter, whose caches count entries, not bytes,
+    and keep every caller's documents).
+
+    A refused document becomes the operation's only error, coded, on every channel: strawberry
+    is handed a stand-in document with that error already recorded, so it skips validation and
+    answers the error as it answers a validation failure (an error for that operation; over
+    graphql-transport-ws the socket stays open, where a syntax error would close it).
+    """
+
+    def __init__(self, documents: DocumentCache, keeps: Callable[[RequestContext], bool]) -> None:
+        self._documents = documents
+        self._keeps = keeps  # whether a request's documents may be cached (it authenticated)
+
+    def _keep(self) -> bool:
+        request = self.execution_context.context
+        return isinstance(request, RequestContext) and self._keeps(request)
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        # Should strawberry parse after all (a syntax error, reported its own way), the caps hold.
+        context.parse_options["max_tokens"] = self._documents.max_tokens
+        query = context.query
+        if query and context.graphql_document is None:
+            try:
+                context.graphql_document = self._documents.parse(query, keep=self._keep())
+            except DocumentRefused as refused:
+                context.graphql_document = _stand_in(
+                    context.operation_name, context.allowed_operations
+                )
+                context.pre_execution_errors = [refused.error]
+            except GraphQLSyntaxError:
+                pass  # strawberry parses it again (within the caps) and reports the error
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        document, query = context.graphql_document, context.query
+        if context.pre_execution_errors is not None or document is None or not query:
+            yield  # refused above, or nothing to validate
+            return
+        errors = self._documents.validated(query, document)
+        if errors is None:
+            errors = validate_document(
+                context.schema._schema,  # as strawberry's own ValidationCache does
+                document,
+                context.validation_rules,
+            )
+            self._documents.remember_validation(query, document, errors)
+        context.pre_execution_errors = errors
+        yield
+
+
+__all__ = [
+    "DOCUMENT_TOO_LARGE",
+    "QUERY_TOO_COMPLEX",
+    "CachedDocuments",
+    "DocumentCache",
+    "DocumentRefused",
+]
