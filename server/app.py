@@ -53,6 +53,7 @@ from schema import build_schema
 from server.auth import (
     ApiGatewayAuthenticator,
     Authenticator,
+    CredentialExpired,
     JwtAuthenticator,
     TokenAuthenticator,
 )
@@ -365,8 +366,11 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         self, scope: Scope, authorization: str | None, channel: str | None = None
     ) -> Identity | None:
         """_identify, counting a presented credential that proves nothing as a failure of the
-        client's address (server/auth_failures.py)."""
-        identity = await self._identify(scope, authorization)
+        client's address (server/auth_failures.py); a genuine but expired token is no guess."""
+        try:
+            identity = await self._identify(scope, authorization)
+        except CredentialExpired:
+            return None
         if (
             identity is None
             and authorization

@@ -9,8 +9,9 @@ Keys are fetched from the JWKS URL and cached (PyJWKClient); an unknown `kid` re
 
 An authenticator answers an Identity, None (the token proves nothing: 401), or raises
 IdentityRefused when verified claims name someone the service must not act as (an e-mail
-address outside SLURM_GRAPHQL_JWT_EMAIL_DOMAINS). The identity floor (server/floor.py) is
-applied to every answer by the caller, in one place.
+address outside SLURM_GRAPHQL_JWT_EMAIL_DOMAINS), or CredentialExpired for a genuine token past
+its expiry (401 as well, but not a failed guess: server/auth_failures.py). The identity floor
+(server/floor.py) is applied to every answer by the caller, in one place.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ from server.floor import IdentityRefused
 from server.tokens import TokenMap
 
 ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"})
+
+
+class CredentialExpired(Exception):
+    """A token its issuer did sign, past its expiry: it proves nothing now, but it is not a
+    guess either (nobody can forge one), so it does not count as a failed authentication."""
 
 
 class Authenticator(Protocol):
@@ -84,6 +90,9 @@ class JwtAuthenticator:
                 leeway=settings.leeway_seconds,
                 options={"require": ["exp", "iss"], "verify_aud": False},
             )
+        except jwt.ExpiredSignatureError:
+            # Raised only once the signature has verified (PyJWT checks claims after it).
+            raise CredentialExpired from None
         except (jwt.PyJWTError, ValueError):
             return None
         if settings.audience is not None and not _for_audience(claims, settings.audience):

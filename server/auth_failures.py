@@ -1,12 +1,15 @@
 """Failed authentications, counted per client address, so that guessing tokens is not free.
 
-A presented credential that proves nothing (an unknown token, a forged or expired JWT, in an
+A presented credential that proves nothing (an unknown token, a forged JWT, in an
 `Authorization` header or a WebSocket's `connection_init` payload) is a failure; a request that
-presents none is not. An address may fail `per_minute` times in a window of a minute that its
-first failure opens; past that, it is blocked until the window ends: HTTP requests get 429 with
-Retry-After, WebSocket connections are closed with 4429, and that holds even for a correct token,
-so a guesser cannot tell a hit from a miss while it is blocked. A failure is logged with the
-address and the count, never with what was presented.
+presents none is not, nor is a JWT its issuer signed that has expired (nobody guesses one: it is
+a client whose token lapsed, and it must not be locked out when it comes back with a fresh one).
+
+An address may fail `per_minute` times in a window of a minute that its first failure opens;
+past that, it is blocked until the window ends: HTTP requests get 429 with Retry-After,
+WebSocket connections are closed with 4429, and that holds even for a correct token, so a
+guesser cannot tell a hit from a miss while it is blocked. A failure is logged with the address
+and the count, never with what was presented.
 
 Authentication runs before the per-identity rate limit (server/channel_limits.py) because that
 limit is keyed by who the caller is; this count is what bounds a caller nobody knows yet.

@@ -28,6 +28,7 @@ from strawberry.types import ExecutionResult
 
 from resolvers.identity import Identity
 from resolvers.live_context import LiveContext
+from server.auth import CredentialExpired
 from server.floor import IdentityRefused
 
 CLOSE_UNAUTHENTICATED = 4401
@@ -71,6 +72,8 @@ class CredentialCheck:
             return REVOKED  # nothing to check it with: fail closed
         try:
             again = await self._identify(authorization)
+        except CredentialExpired:
+            return EXPIRED
         except IdentityRefused:
             return REVOKED
         if again is None:

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +24,7 @@ from server.settings import Settings
 from server.tokens import parse_token_map
 from tests.conftest import TOKENS
 from tests.support.lambda_events import KINDS, LambdaRuntime, graphql_post, response_headers
+from tests.support.oidc import oidc_issuer
 from tests.support.server import REPO, running_server
 from tests.support.ws import LEGACY_WS, TRANSPORT_WS, serving
 
@@ -203,3 +205,27 @@ def test_behind_the_images_proxy_setting_a_guesser_cannot_choose_its_address(
         other = post("bob-token", "198.51.100.8")
     assert codes == [401] * LIMIT + [429] * (len(GUESSES) - LIMIT)
     assert other == 200
+
+
+async def test_a_genuine_expired_token_is_not_a_guess(unix_users: None) -> None:
+    """JWTs the issuer signed that have expired get 401 but do not count (a client whose token
+    lapsed is not locked out when it comes back with a fresh one); forged ones do."""
+    with oidc_issuer() as issuer:
+        app = create_app(Settings.from_environ(issuer.environ()))
+        stale = [
+            issuer.token(username="alice", exp=int(time.time()) - 60, jti=str(n))
+            for n in range(len(GUESSES))
+        ]
+        forged = [token[:-4] + "AAAA" for token in stale]
+        async with app.router.lifespan_context(app), client_from(app, "198.51.100.9") as client:
+
+            async def post(token: str) -> int:
+                reply = await client.post("/graphql", json={"query": VIEWER}, headers=bearer(token))
+                return reply.status_code
+
+            expired = [await post(token) for token in stale]
+            fresh = await post(issuer.token(username="alice"))
+            guessed = [await post(token) for token in forged]
+    assert expired == [401] * len(stale)
+    assert fresh == 200
+    assert guessed == [401] * LIMIT + [429] * (len(forged) - LIMIT)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resolvers.identity import Identity
+from server.auth import CredentialExpired
 from server.credentials import EXPIRED, REVOKED, CredentialCheck, close_at_expiry, until_expiry
 from server.floor import IdentityRefused
 
@@ -28,12 +29,15 @@ class Authenticator:
 
     answer: Identity | None = ALICE
     refuse: bool = False
+    lapsed: bool = False
     asked: list[str] = field(default_factory=list)
 
     async def __call__(self, authorization: str) -> Identity | None:
         self.asked.append(authorization)
         if self.refuse:
             raise IdentityRefused("alice", "below the floor")
+        if self.lapsed:
+            raise CredentialExpired
         return self.answer
 
 
@@ -51,10 +55,12 @@ async def test_a_credential_holds_until_it_expires_or_is_withdrawn() -> None:
     assert await check.refusal(Connection(ALICE)) == REVOKED
     authenticator.answer, authenticator.refuse = ALICE, True
     assert await check.refusal(Connection(ALICE)) == REVOKED
-    authenticator.refuse = False
+    authenticator.refuse, authenticator.lapsed = False, True
+    assert await check.refusal(Connection(ALICE)) == EXPIRED  # the issuer's clock says so
+    authenticator.lapsed = False
     now[0] = 1000.0
     assert await check.refusal(Connection(ALICE)) == EXPIRED
-    assert len(authenticator.asked) == 4  # expiry is decided without asking
+    assert len(authenticator.asked) == 5  # our own clock decides without asking
 
 
 async def test_token_map_identities_never_expire_but_are_checked_again() -> None:
