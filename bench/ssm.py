@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.synthetic import synthetic_squeue  # noqa: E402
 from resolvers.slurm.jobs import (  # noqa: E402
+    RECORD_SEPARATOR,
     new_boundary,
     parse_squeue,
     squeue_command,
@@ -72,8 +74,16 @@ def seed_style(commands: list[str]) -> tuple[float, list[str]]:
                 continue
             if status["Status"] not in ("Pending", "InProgress", "Delayed"):
                 break
+        if status["Status"] != "Success":
+            # A failed command would make both sides' figures meaningless: stop, and say so.
+            raise RuntimeError(f"seed-style: {command[:80]!r} ended {status['Status']}")
         key = f"seed/{command_id}/{INSTANCE}/awsrunShellScript/0.awsrunshellscript/stdout"
-        body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        try:
+            body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            # The agent writes no object for an empty stream (squeue of an empty queue): the
+            # output is empty, which the seed's client never handled (it died with NoSuchKey).
+            body = b""
         outputs.append(body.decode(errors="replace"))
     ssm.close()
     s3.close()
@@ -103,6 +113,12 @@ async def ours_listing(url: str, path: str, boundary: str, jobs: int) -> float:
         return elapsed
     finally:
         await transport.aclose()
+
+
+def boundary_of(squeue_line: str) -> str:
+    """The boundary a squeue shell line frames its rows with (the end of its --Format)."""
+    spec = next(w for w in shlex.split(squeue_line) if w.startswith("--Format="))
+    return spec.rsplit(RECORD_SEPARATOR, 1)[1]
 
 
 def report(
@@ -147,8 +163,9 @@ def main() -> int:
                 shell_line(show_nodes_command()),
                 shell_line(squeue_command(new_boundary())),
             ]
-            seed = seed_style(deep_commands)[0], stats()
-            report("(a) the deep query", ours, seed)
+            seed_time, seed_outputs = seed_style(deep_commands)
+            queued = len(parse_squeue(seed_outputs[2], boundary_of(deep_commands[2])))
+            report(f"(a) the deep query ({queued:,} jobs in the queue)", ours, (seed_time, stats()))
 
             for varied in (False, True):
                 boundary = new_boundary()
