@@ -73,7 +73,7 @@ from server.credentials import ConnectionContext, CredentialCheck, until_expiry
 from server.documents import CachedDocuments, DocumentCache
 from server.execution import LeanExecutionContext
 from server.floor import IdentityRefused, check_floor
-from server.graphiql import render_graphiql
+from server.graphiql import GRAPHIQL_CSP, render_graphiql
 from server.health import Readiness, readyz_endpoint
 from server.hosts import HostCheckMiddleware, refuse
 from server.limits import CostLimit, Limits, limits_rule
@@ -91,6 +91,7 @@ from server.origins import OriginPolicy, OriginPolicyMiddleware
 from server.rate_limit import RateLimiter
 from server.response_cache import ResponseCache
 from server.round_trips import RoundTripListener, WatchedTransport
+from server.security_headers import SecurityHeadersMiddleware
 from server.settings import Settings
 from server.tokens import bearer_token
 from server.ws_limits import LimitedTransportWSHandler, LimitedWSHandler
@@ -113,6 +114,10 @@ MASKED = "internal error"
 
 STATIC_DIR = Path(__file__).parent / "static" / "graphiql"
 STATIC_PREFIX = "/static/graphiql"
+# Our own start-up script and layout for GraphiQL's page: scripts/vendor-graphiql replaces
+# everything in STATIC_DIR.
+PAGE_DIR = Path(__file__).parent / "static" / "page"
+PAGE_PREFIX = "/static/page"
 
 
 def _should_mask(error: GraphQLError) -> bool:
@@ -205,7 +210,7 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         self._anonymous = Identity.anonymous(settings.anonymous_user)
         self._sources = sources
         self._settings = settings
-        self._page = render_graphiql("/graphql", STATIC_PREFIX)
+        self._page = render_graphiql("/graphql", STATIC_PREFIX, PAGE_PREFIX)
         self._responses = ResponseCache(sources)
         self.auth_failures = AuthFailures(settings.auth_failures_per_minute)
         self.credential_check = CredentialCheck(self._recheck)
@@ -483,7 +488,7 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         return "*/*" in accept and request.query_params.get("query") is None
 
     async def render_graphql_ide(self, request: Request) -> Response:
-        return HTMLResponse(self._page)
+        return HTMLResponse(self._page, headers={"Content-Security-Policy": GRAPHIQL_CSP})
 
 
 def _cors(settings: Settings) -> list[Middleware]:
@@ -653,10 +658,13 @@ def create_app(
             Route("/readyz", readyz_endpoint(readiness)),
             *extra_routes,
             Mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="graphiql-assets"),
+            Mount(PAGE_PREFIX, StaticFiles(directory=PAGE_DIR), name="graphiql-page"),
         ],
         middleware=[
             # Outermost, so a request's duration and log line include everything below.
             Middleware(ObserveMiddleware, observers=tuple(observers)),
+            # Next, so every answer carries them, refusals included.
+            Middleware(SecurityHeadersMiddleware),
             # Before CORS and everything else: a rebound name gets no answer at all.
             *_host_check(settings),
             # Cross-site POSTs without authentication, and every browser's WebSocket.

@@ -104,8 +104,9 @@ async def test_a_cross_site_post_to_an_anonymous_server_is_refused(
     slurm_cluster: str, headers: tuple[str, ...]
 ) -> None:
     """Anonymous server on loopback, loopback Host: a POST from another site's page gets 403
-    ORIGIN_NOT_ALLOWED and reaches nothing (the 'application/json, text/plain' content type is
-    one a page may send without a preflight, and strawberry reads it as JSON)."""
+    ORIGIN_NOT_ALLOWED and reaches nothing, whatever its content type (strawberry reads
+    'application/json, text/plain' as JSON; Chromium does not let a page send it cross-site
+    without a preflight today, but the origin, not a parser's detail, is the defence)."""
     transport = CountingTransport(LocalTransport())
     async with serving(create_app(Settings(), transports={"local": transport})) as url:
         for content_type in ("application/json", "application/json, text/plain"):

@@ -49,6 +49,7 @@ __all__ = [
     "graphiql_url",
     "headless_chromium",
     "requested_urls",
+    "response_statuses",
     "result_text",
     "run_query_in_graphiql",
 ]
@@ -79,8 +80,10 @@ RESULT_PANE = ".graphiql-response .result-window"
 _LOCAL_SCHEMES = frozenset({"data", "blob", "about", "chrome", "chrome-untrusted", "devtools"})
 
 # Network events already drained from each driver's performance log (reading the log
-# empties it, so requested_urls() keeps what it has seen).
-_seen_urls: weakref.WeakKeyDictionary[WebDriver, list[str]] = weakref.WeakKeyDictionary()
+# empties it, so _network_events() keeps what it has seen).
+_seen_events: weakref.WeakKeyDictionary[WebDriver, list[tuple[str, dict[str, Any]]]] = (
+    weakref.WeakKeyDictionary()
+)
 _seen_console: weakref.WeakKeyDictionary[WebDriver, list[str]] = weakref.WeakKeyDictionary()
 
 # Full text of a CodeMirror 5 editor (GraphiQL 3 keeps the instance on the wrapper
@@ -228,6 +231,21 @@ def _drain_log(driver: WebDriver, log_type: str) -> list[dict[str, Any]]:
     return [entry for entry in entries if isinstance(entry, dict)]
 
 
+def _network_events(driver: WebDriver) -> list[tuple[str, dict[str, Any]]]:
+    """(method, params) of every Network event in the performance log so far (reading the log
+    empties it, so what was read is kept)."""
+    seen = _seen_events.setdefault(driver, [])
+    for entry in _drain_log(driver, "performance"):
+        try:
+            message = json.loads(entry["message"])["message"]
+            method, params = message["method"], message["params"]
+        except (KeyError, TypeError, ValueError):
+            continue
+        if isinstance(method, str) and method.startswith("Network.") and isinstance(params, dict):
+            seen.append((method, params))
+    return list(seen)
+
+
 def requested_urls(driver: WebDriver) -> list[str]:
     """URLs of every request the browser made since :func:`headless_chromium` started it.
 
@@ -236,14 +254,8 @@ def requested_urls(driver: WebDriver) -> list[str]:
     URLs that never leave the browser (``data:``, ``blob:``, ``about:``, ``chrome:``...)
     are left out.
     """
-    seen = _seen_urls.setdefault(driver, [])
-    for entry in _drain_log(driver, "performance"):
-        try:
-            message = json.loads(entry["message"])["message"]
-            method = message["method"]
-            params = message["params"]
-        except (KeyError, TypeError, ValueError):
-            continue
+    urls = []
+    for method, params in _network_events(driver):
         if method == "Network.requestWillBeSent":
             url = params.get("request", {}).get("url")
         elif method == "Network.webSocketCreated":
@@ -251,8 +263,18 @@ def requested_urls(driver: WebDriver) -> list[str]:
         else:
             continue
         if isinstance(url, str) and urlsplit(url).scheme not in _LOCAL_SCHEMES:
-            seen.append(url)
-    return list(seen)
+            urls.append(url)
+    return urls
+
+
+def response_statuses(driver: WebDriver, url: str) -> list[int]:
+    """The HTTP status of every response the browser received for ``url``, as the network saw
+    it: also for ``no-cors`` requests, whose status a page's script cannot read."""
+    return [
+        int(params["response"]["status"])
+        for method, params in _network_events(driver)
+        if method == "Network.responseReceived" and params.get("response", {}).get("url") == url
+    ]
 
 
 def console_messages(driver: WebDriver) -> list[str]:

@@ -1,0 +1,131 @@
+"""Browsers, for real: GraphiQL works under its Content-Security-Policy, and a page rebound to
+the server (DNS rebinding, played by Chromium's resolver rules) cannot make it run anything.
+Debian's headless Chromium and a real `slurm-graphql serve` process, as in
+tests/server/test_graphiql.py."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import sys
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.browser import (
+    console_messages,
+    headless_chromium,
+    response_statuses,
+    run_query_in_graphiql,
+)
+from tests.support.scenario import Scenario
+from tests.support.server import running_process, running_server
+
+pytestmark = [pytest.mark.browser, pytest.mark.cluster]
+
+# Where the attacker's page is served from, and then the server: the rebound name's address.
+REBOUND = "127.0.0.2"
+SUBMIT = (
+    'mutation { submitJob(input: {script: "#!/bin/sh\\ntrue\\n", name: "rebound"}) { __typename } }'
+)
+
+# The attacker's page. attack() runs after the name now points at the API: a same-origin POST
+# (its script reads the answer), a cross-site one (no-cors: Chromium sends it as text/plain,
+# which the old code refused with 400 after reading it; now 403 before), and a WebSocket of each.
+ATTACK_PAGE = """<!doctype html><html><body><script>
+async function socket(url) {
+  return await new Promise(function (resolve) {
+    var s = new WebSocket(url, "graphql-transport-ws");
+    s.onopen = function () { s.close(); resolve("open"); };
+    s.onclose = function () { resolve("refused"); };
+  });
+}
+window.attack = async function (port, query, done) {
+  var body = JSON.stringify({query: query});
+  var out = {};
+  try {
+    var r = await fetch("/graphql", {method: "POST", body: body,
+                                     headers: {"Content-Type": "application/json"}});
+    out.rebound = [r.status, await r.text()];
+  } catch (e) { out.rebound = [0, String(e)]; }
+  try {
+    await fetch("http://127.0.0.2:" + port + "/graphql", {method: "POST", mode: "no-cors",
+      body: body, headers: {"Content-Type": "application/json"}});
+  } catch (e) { out.crossSite = String(e); }
+  out.reboundSocket = await socket("ws://" + location.host + "/graphql");
+  out.crossSiteSocket = await socket("ws://127.0.0.2:" + port + "/graphql");
+  done(out);
+};
+</script></body></html>"""
+
+
+def test_graphiql_runs_under_its_content_security_policy(
+    slurm_cluster: str, scenario: Scenario
+) -> None:
+    """The page's CSP has no inline script or style and forbids framing; under it GraphiQL runs
+    a query and a subscription over its WebSocket with no CSP violation in the console."""
+    with running_server() as base_url, headless_chromium() as driver:
+        page = httpx.get(f"{base_url}/graphql", headers={"Accept": "text/html"})
+        csp = page.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+        assert "unsafe" not in csp and "<script>" not in page.text and "<style>" not in page.text
+        assert page.headers["x-frame-options"] == "DENY"
+        query = json.loads(run_query_in_graphiql(driver, base_url, "{ cluster { name } }"))
+        assert query["data"]["cluster"]["name"] == "local"
+        subscription = (
+            f'subscription {{ jobStateChanged(id: "{scenario.failed}") {{ job {{ state }} }} }}'
+        )
+        event = json.loads(run_query_in_graphiql(driver, base_url, subscription))
+        assert event["data"]["jobStateChanged"]["job"]["state"] == "FAILED"
+        console = console_messages(driver)
+    assert not [line for line in console if "Content Security Policy" in line], console
+
+
+@contextlib.contextmanager
+def attacker_site() -> Iterator[int]:
+    """The attacker's web server on a free port of the rebound name's address, until the name is
+    rebound; yields the port."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = ATTACK_PAGE.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((REBOUND, 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_a_rebound_page_cannot_submit(slurm_cluster: str) -> None:
+    """A page from http://r.example:PORT, whose name then points at an anonymous server on that
+    port: its same-origin POST gets 421, its cross-site POST 403, neither WebSocket opens."""
+    with headless_chromium(f"--host-resolver-rules=MAP r.example {REBOUND}") as driver:
+        with attacker_site() as port:
+            driver.get(f"http://r.example:{port}/")
+        argv = [sys.executable, "-m", "server.cli", "serve", "--host", REBOUND, "--port", str(port)]
+        with running_process(argv, f"http://{REBOUND}:{port}/healthz", None):
+            driver.set_script_timeout(20)
+            out = driver.execute_async_script(
+                "window.attack(arguments[0], arguments[1], arguments[2]);", port, SUBMIT
+            )
+            cross_site = response_statuses(driver, f"http://{REBOUND}:{port}/graphql")
+    assert out["rebound"][0] == 421, out
+    assert "HOST_NOT_ALLOWED" in out["rebound"][1]
+    assert cross_site == [403], (cross_site, out)
+    assert (out["reboundSocket"], out["crossSiteSocket"]) == ("refused", "refused")
