@@ -8,9 +8,11 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import socket
 import sys
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -101,7 +103,17 @@ def attacker_site() -> Iterator[int]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer((REBOUND, 0), Page)
+    # Chromium opens spare connections ahead of need; once the name is rebound, none of them
+    # may still lead to the attacker's server, so each is remembered and shut at the end.
+    connections: list[socket.socket] = []
+
+    class Site(http.server.ThreadingHTTPServer):
+        def get_request(self) -> tuple[socket.socket, Any]:
+            connection, address = super().get_request()
+            connections.append(connection)
+            return connection, address
+
+    server = Site((REBOUND, 0), Page)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -110,6 +122,9 @@ def attacker_site() -> Iterator[int]:
         server.shutdown()
         server.server_close()
         thread.join()
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 def test_a_rebound_page_cannot_submit(slurm_cluster: str) -> None:
