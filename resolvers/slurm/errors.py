@@ -61,8 +61,10 @@ _RULES: tuple[tuple[re.Pattern[str], SlurmErrorKind], ...] = tuple(
         (r"unable to contact slurm controller", SlurmErrorKind.CONTROLLER_UNREACHABLE),
         (r"could not establish a configuration source", SlurmErrorKind.CONTROLLER_UNREACHABLE),
         (r"socket timed out|zero bytes were transmitted", SlurmErrorKind.CONTROLLER_UNREACHABLE),
+        # "reset by peer": a controller that goes away mid-request (24.11's squeue says it when
+        # slurmctld stops during the call).
         (
-            r"connection refused|communication connection failure",
+            r"connection refused|connection reset by peer|communication connection failure",
             SlurmErrorKind.CONTROLLER_UNREACHABLE,
         ),
         (

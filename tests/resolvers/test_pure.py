@@ -6,6 +6,7 @@ import pytest
 
 from resolvers.ids import BadUserInput, validate_job_id
 from resolvers.pagination import decode_cursor
+from resolvers.slurm.errors import SlurmErrorKind, classify
 from resolvers.slurm.hostlist import expand_hostlist
 from resolvers.slurm.keyvalue import parse_record
 from resolvers.slurm.nodes import parse_nodes
@@ -106,3 +107,18 @@ def test_a_node_reason_shows_only_while_out_of_service(state: str, shown: bool) 
     assert (node.reason, node.reason_set_by, node.reason_time) == (
         ("fan", "root", 1795863204) if shown else (None, None, None)
     )
+
+
+@pytest.mark.parametrize(
+    "stderr",
+    [
+        "slurm_load_jobs error: Unable to contact slurm controller (connect failure)",
+        "slurm_load_jobs error: Connection refused",
+        "slurm_load_jobs error: Connection reset by peer",  # 24.11, slurmctld stopping mid-call
+        "slurm_load_jobs error: Socket timed out on send/recv operation",
+    ],
+)
+def test_a_controller_going_away_is_unreachable_not_an_error(stderr: str) -> None:
+    """Every way squeue says the controller went away is CONTROLLER_UNREACHABLE (the API's
+    SLURM_UNAVAILABLE, which clients retry), not a Slurm error."""
+    assert classify(stderr + "\n") is SlurmErrorKind.CONTROLLER_UNREACHABLE
