@@ -19,7 +19,14 @@ from resolvers.scope import EVERY_JOB, JobScope
 from resolvers.selection import JobCriteria, filter_jobs
 from resolvers.slurm.errors import SlurmError, SlurmErrorKind, check
 from resolvers.slurm.hostlist import expand_hostlist
-from resolvers.slurm.jobs import JobRow, new_boundary, parse_squeue, squeue_command
+from resolvers.slurm.jobs import (
+    FIELD_SEPARATOR,
+    STRUCTURED_FIELDS,
+    JobRow,
+    new_boundary,
+    parse_squeue,
+    squeue_command,
+)
 from resolvers.slurm.nodes import NodeRecord, parse_nodes, show_nodes_command
 from resolvers.slurm.partitions import PartitionRecord, parse_partitions, show_partitions_command
 from resolvers.slurm.version import parse_version, version_command
@@ -35,6 +42,7 @@ ACTIVE_JOB_STATES = frozenset(
 
 
 _MAX_SELECTIONS = 64
+_ARRAY_JOB_ID = STRUCTURED_FIELDS.index("ArrayJobID")
 PARSE_IN_THREAD_ABOVE = 256 * 1024  # characters of output
 
 
@@ -136,9 +144,9 @@ class Snapshot:
                 if unique != row.display_id:
                     index[unique].append(position)
                 if "_" in row.display_id:  # an array task, or an array's pending remainder
-                    array = row.fields().array_job_id
-                    if array is not None and str(array) not in (row.display_id, unique):
-                        index[str(array)].append(position)
+                    array = row.structured.split(FIELD_SEPARATOR, _ARRAY_JOB_ID + 1)[_ARRAY_JOB_ID]
+                    if array.isdigit() and array not in (row.display_id, unique):
+                        index[array].append(position)
             self.indexes.jobs_by_id = {key: tuple(found) for key, found in index.items()}
         return self.indexes.jobs_by_id
 

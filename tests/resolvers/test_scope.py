@@ -1,0 +1,178 @@
+"""Fetch plans, pure: what each query's job fields make squeue fetch, and the per-snapshot id
+index that answers job(id) and ids filters exactly as the scan it replaced did."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from graphql import FragmentDefinitionNode, OperationDefinitionNode, parse
+
+from resolvers.identity import Identity
+from resolvers.plan import Plan, plan_operation
+from resolvers.scope import EVERY_JOB, MAX_PUSHED_IDS, JobScope, scope_of_job
+from resolvers.selection import JobCriteria, filter_jobs, job_matches_id
+from resolvers.slurm.jobs import JobRow
+from resolvers.snapshot import Need, Snapshot
+from resolvers.visibility import EVERYONE, Visibility
+from tests.security.test_visibility import golden_rows
+
+
+def plan(query: str, **variables: Any) -> Plan:
+    document = parse(query)
+    operation = next(d for d in document.definitions if isinstance(d, OperationDefinitionNode))
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    return plan_operation(operation, fragments, variables, ("local", "other"), 1000)
+
+
+def ids(*values: str) -> JobScope:
+    return JobScope(ids=frozenset(values))
+
+
+@pytest.mark.parametrize(
+    ("query", "scope"),
+    [
+        ('{ cluster { job(id: "42") { id name } } }', ids("42")),
+        # An array task, a pending remainder or a het component: by the leading job id.
+        ('{ cluster { job(id: "42_3") { id } } }', ids("42")),
+        ('{ cluster { job(id: "42_[4-9%2]") { id } } }', ids("42")),
+        ('{ cluster { job(id: "42+1") { id } } }', ids("42")),
+        ('{ cluster { a: job(id: "1") { id } b: job(id: "2") { id } } }', ids("1", "2")),
+        ('{ cluster { jobs(filter: {ids: ["7", "8_1"]}) { totalCount } } }', ids("7", "8")),
+        (
+            '{ cluster { jobs(filter: {users: ["alice"], states: [RUNNING]}) { totalCount } } }',
+            JobScope(users=frozenset({"alice"}), states=frozenset({"RUNNING"})),
+        ),
+        (
+            '{ cluster { jobs(filter: {users: "alice"}) { totalCount } } }',
+            JobScope(users=frozenset({"alice"})),
+        ),
+        (
+            '{ cluster { jobs(filter: {partitions: ["batch"]}) { totalCount } } }',
+            JobScope(partitions=frozenset({"batch"})),
+        ),
+        # The same jobs twice: one scope.
+        (
+            '{ cluster { a: jobs(filter: {users: ["bob"]}) { totalCount } '
+            'b: jobs(filter: {users: ["bob"]}) { totalCount } } }',
+            JobScope(users=frozenset({"bob"})),
+        ),
+        # A fragment on Cluster is the Cluster's own field.
+        ('{ cluster { ...C } } fragment C on Cluster { job(id: "5") { id } }', ids("5")),
+    ],
+)
+def test_what_squeue_is_asked_for(query: str, scope: JobScope) -> None:
+    """Each Cluster-level job field becomes the scope squeue is asked for."""
+    found = plan(query)
+    assert found.scope_of("local") == scope
+    assert Need.JOBS in found.needs_of("local")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ cluster { jobs { totalCount } } }",
+        '{ cluster { job(id: "1") { id } jobs(first: 1) { totalCount } } }',
+        '{ cluster { job(id: "1") { nodes { jobs { id } } } } }',
+        '{ cluster { job(id: "1") { id } partitions { jobs { totalCount } } } }',
+        '{ cluster { job(id: "1") { id } partition(name: "batch") { jobs { totalCount } } } }',
+        '{ cluster { jobs(filter: {names: ["x"]}) { totalCount } } }',
+        '{ cluster { jobs(filter: {users: ["a,b"]}) { totalCount } } }',
+        '{ cluster { jobs(filter: {users: ["$(id)"]}) { totalCount } } }',
+        '{ cluster { jobs(filter: {partitions: ["batch debug"]}) { totalCount } } }',
+        "{ cluster { jobs(filter: {states: [UNKNOWN]}) { totalCount } } }",
+        '{ cluster { job(id: "1") { id } jobs(filter: {users: ["bob"]}) { totalCount } } }',
+        '{ cluster { a: jobs(filter: {users: ["a"]}) { totalCount } '
+        'b: jobs(filter: {users: ["b"]}) { totalCount } } }',
+    ],
+)
+def test_anything_squeue_cannot_select_exactly_reads_every_job(query: str) -> None:
+    """A node's or a partition's jobs, name filters, values squeue would read differently,
+    and different kinds of selection in one query: the whole queue."""
+    assert plan(query).scope_of("local") == EVERY_JOB
+
+
+def test_too_many_ids_read_the_queue() -> None:
+    """More ids than MAX_PUSHED_IDS (one squeue each) read the whole queue instead."""
+    many = [str(n) for n in range(1, MAX_PUSHED_IDS + 2)]
+    query = "query($ids: [String!]) { cluster { jobs(filter: {ids: $ids}) { totalCount } } }"
+    assert plan(query, ids=many[:-1]).scope_of("local") == ids(*many[:-1])
+    assert plan(query, ids=many).scope_of("local") == EVERY_JOB
+
+
+def test_nodes_and_partitions_need_no_jobs() -> None:
+    """No job field anywhere: no job dataset."""
+    found = plan("{ clusters { nodes { name partitions { name nodes { name } } } } }")
+    assert Need.JOBS not in found.needs_of("local")
+
+
+def test_own_visibility_narrows_every_scope_to_the_owner() -> None:
+    """Under `own` a scope is the owner's jobs alone, whatever users it named; `all` and
+    administrators keep it as planned."""
+    bob = Visibility.of(Identity("bob"), own_jobs_only=True)
+    asked = JobScope(users=frozenset({"alice"}), states=frozenset({"RUNNING"}))
+    assert asked.seen_by(bob) == JobScope(users=frozenset({"bob"}), states=frozenset({"RUNNING"}))
+    assert EVERY_JOB.seen_by(bob) == JobScope(users=frozenset({"bob"}))
+    assert ids("4").seen_by(bob) == JobScope(ids=frozenset({"4"}), users=frozenset({"bob"}))
+    assert asked.seen_by(EVERYONE) == asked
+    admin = Visibility.of(Identity("carol", admin=True), own_jobs_only=True)
+    assert asked.seen_by(admin) == asked
+
+
+def test_covers_and_merged() -> None:
+    """A scope covers the narrower ones; ids join; other differences read every job."""
+    alice = JobScope(users=frozenset({"alice"}))
+    alice_running = JobScope(users=frozenset({"alice"}), states=frozenset({"RUNNING"}))
+    assert alice.covers(alice_running) and not alice_running.covers(alice)
+    assert EVERY_JOB.covers(alice) and not alice.covers(EVERY_JOB)
+    assert alice.merged(alice_running) == alice
+    assert ids("1").merged(ids("2")) == ids("1", "2")
+    assert ids("1").merged(alice) == EVERY_JOB
+
+
+def scan(rows: tuple[JobRow, ...], wanted: str) -> JobRow | None:
+    """job(id) as it was before the index: two scans of the listing."""
+    for row in rows:
+        if row.display_id == wanted or str(row.job_id) == wanted:
+            return row
+    for row in rows:
+        if job_matches_id(row.fields(), wanted):
+            return row
+    return None
+
+
+def test_the_id_index_answers_as_the_scan_did() -> None:
+    """For every id form the real capture holds (display ids, unique ids, array ids) and for
+    unknown ones, job(id) and an ids filter give what scanning gave."""
+    snapshot = Snapshot("local", 1.0, Need.JOBS, jobs=tuple(reversed(golden_rows())))
+    rows = snapshot.jobs_sorted
+    forms = {row.display_id for row in rows} | {str(row.job_id) for row in rows}
+    forms |= {str(r.fields().array_job_id) for r in rows if r.fields().array_job_id}
+    assert any("_" in form for form in forms)
+    for wanted in [*sorted(forms), "987654321", "1_1"]:
+        assert snapshot.job(wanted) == scan(rows, wanted), wanted
+        criteria = JobCriteria(ids=(wanted,))
+        assert snapshot.jobs_matching(criteria) == tuple(filter_jobs(rows, ids=(wanted,)))
+    several = tuple(sorted(forms))[:5]
+    assert snapshot.jobs_matching(JobCriteria(ids=several)) == tuple(filter_jobs(rows, ids=several))
+
+
+def test_lookups_use_the_index_once_built() -> None:
+    """The index is a declared field of the snapshot's Indexes, built on first use."""
+    snapshot = Snapshot("local", 1.0, Need.JOBS, jobs=tuple(golden_rows()))
+    assert snapshot.indexes.jobs_by_id is None
+    first = snapshot.jobs_sorted[0]
+    assert snapshot.job(first.display_id) == first
+    index = snapshot.indexes.jobs_by_id
+    assert index is not None
+    snapshot.job(str(first.job_id))
+    assert snapshot.indexes.jobs_by_id is index
+
+
+def test_a_partial_snapshot_knows_its_scope() -> None:
+    """scope_of_job is what a snapshot fetched for job(id) records (resolvers/source.py keys
+    its cache by it)."""
+    assert scope_of_job("12_[3-6%2]") == ids("12")
+    assert not scope_of_job("1").everything and EVERY_JOB.everything
