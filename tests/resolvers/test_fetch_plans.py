@@ -14,6 +14,8 @@ import pytest
 from resolvers.snapshot import Need
 from resolvers.source import SnapshotSource
 from server.settings import Settings
+from server.tokens import parse_token_map
+from tests.conftest import TOKENS
 from tests.support.app import app_client
 from tests.support.counting import CountingTransport
 from tests.support.scenario import OTHER_USER, Scenario
@@ -238,3 +240,60 @@ async def test_partial_snapshots_never_tell_the_cluster_size(scenario: Scenario)
     assert full.jobs is not None and source.bounds.jobs == len(full.jobs) > 1
     await source.get(Need.JOBS, scope_of_job(scenario.held))
     assert source.bounds.jobs == len(full.jobs)
+
+
+async def test_cached_answers_from_a_partial_snapshot_stay_with_their_query(
+    scenario: Scenario,
+) -> None:
+    """With the response cache on, job(id: A) asked again is served without a command; job(id:
+    B) is not answered from A's snapshot or result; a listing reads the whole queue."""
+    transport = CountingTransport(LocalTransport())
+    settings = Settings(clusters=(("local", "local://"),), cache_ttl=60.0, response_cache=True)
+    async with app_client(settings, {"local": transport}) as client:
+        counted = Counted(client, transport)
+        lookup = "query($id: String!) { cluster { job(id: $id) { id name } } }"
+        first = await counted.query(lookup, id=scenario.held)
+        assert await counted.query(lookup, id=scenario.held) == first
+        assert transport.calls == 1
+        other = await counted.query(lookup, id=scenario.failed)
+        assert other["cluster"]["job"]["id"] == scenario.failed and transport.calls == 2
+        await counted.query("{ cluster { jobs(first: 1) { totalCount } } }")
+        assert transport.calls == 3 and options(counted.squeues()[-1]) == []
+
+
+async def test_a_write_drops_cached_partial_snapshots(unix_users: None) -> None:
+    """alice renames her held job: her next job(id), within the cache TTL, shows the new name
+    (the write forgot the partial snapshot her earlier lookup left in the cache)."""
+    transport = CountingTransport(LocalTransport())
+    settings = Settings(
+        clusters=(("local", "local://"),), cache_ttl=60.0, tokens=parse_token_map(TOKENS)
+    )
+    alice = {"Authorization": "Bearer alice-token"}
+    async with app_client(settings, {"local": transport}) as client:
+
+        async def ask(query: str, **variables: Any) -> dict[str, Any]:
+            response = await client.post(
+                "/graphql", json={"query": query, "variables": variables}, headers=alice
+            )
+            body: dict[str, Any] = response.json()
+            assert "errors" not in body, body
+            data: dict[str, Any] = body["data"]
+            return data
+
+        submitted = await ask(
+            "mutation($input: SubmitJobInput!) { submitJob(input: $input) { "
+            "... on JobSubmitted { job { id } } } }",
+            input={"script": "#!/bin/sh\ntrue\n", "name": "plans-before", "hold": True},
+        )
+        job_id = submitted["submitJob"]["job"]["id"]
+        try:
+            lookup = "query($id: String!) { cluster { job(id: $id) { name } } }"
+            assert (await ask(lookup, id=job_id))["cluster"]["job"] == {"name": "plans-before"}
+            await ask(
+                'mutation($id: String!) { updateJob(id: $id, input: {name: "plans-after"}) { '
+                "__typename } }",
+                id=job_id,
+            )
+            assert (await ask(lookup, id=job_id))["cluster"]["job"] == {"name": "plans-after"}
+        finally:
+            await ask("mutation($id: String!) { cancelJob(id: $id) { __typename } }", id=job_id)
