@@ -16,9 +16,10 @@ from resolvers.snapshot import Snapshot
 from resolvers.source import SnapshotSource
 from resolvers.visibility import Visibility
 from transport.base import USER_NAME
+from transport.errors import SlurmGraphQLError
 
 
-class ClusterNotFound(LookupError):
+class ClusterNotFound(SlurmGraphQLError, LookupError):
     """No cluster of that name is configured."""
 
 

@@ -14,12 +14,11 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from resolvers.events import FinalRecord, RecordSource
-from resolvers.slurm.errors import SlurmError, SlurmErrorKind, check
+from resolvers.slurm.errors import CommandFailed, ParseError, SlurmError, SlurmErrorKind, check
 from resolvers.slurm.job_details import JobDetails, parse_job_details, show_job_command
 from resolvers.slurm.jobs import FIELD_SEPARATOR, JobRecord, new_boundary
 from resolvers.slurm.sacct import AccountingRecord, parse_sacct, sacct_command
 from transport.base import Command, CommandResult, Transport
-from transport.errors import SlurmGraphQLError
 
 # Beyond this many jobs in one lookup, only accounting is asked (one command for all of them).
 MAX_SCONTROL_PER_BATCH = 32
@@ -75,7 +74,7 @@ def _known(result: CommandResult, parse: Callable[[str], list[T]]) -> list[T]:
         if exc.kind in _UNREACHABLE:
             raise
         return []
-    except SlurmGraphQLError:  # a command that failed otherwise, or output we cannot read
+    except (CommandFailed, ParseError):  # a command that failed otherwise, unreadable output
         return []
 
 

@@ -12,15 +12,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from transport.errors import SlurmGraphQLError
+
 # The portable POSIX user name rule most distributions enforce (useradd's default).
 _POSIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
 
 
-class InvalidUserName(ValueError):
+class InvalidUserName(SlurmGraphQLError, ValueError):
     """A configured or mapped user name is not a safe POSIX user name."""
 
 
-class Unauthenticated(Exception):
+class Unauthenticated(SlurmGraphQLError):
     """The operation needs an authenticated identity and the request has none."""
 
 

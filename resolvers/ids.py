@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 
+from transport.errors import SlurmGraphQLError
+
 # 42, 42_7, 42_[3-9%2], 42+1: Slurm's display forms of a job id.
 _JOB_ID = re.compile(r"^\d{1,10}(?:_(?:\d{1,10}|\[[\d,\-%]{1,64}\])|\+\d{1,5})?\Z")
 MAX_NAME = 256
 
 
-class BadUserInput(ValueError):
+class BadUserInput(SlurmGraphQLError, ValueError):
     """The request itself is wrong; reported with code BAD_USER_INPUT, nothing is run."""
 
 

@@ -33,15 +33,16 @@ from resolvers.events import (
 from resolvers.final_state import look_up
 from resolvers.log_values import loggable
 from resolvers.mailbox import Finished, Overflowed
+from resolvers.slurm.errors import CommandFailed, ParseError, SlurmError
 from resolvers.snapshot import Need, Snapshot
 from resolvers.source import SnapshotSource
 from resolvers.watches import PollUpdate, Watch
-from transport.errors import SlurmGraphQLError
+from transport.errors import SlurmGraphQLError, TransportError
 
 logger = logging.getLogger("slurm_graphql.poller")
 
 
-class SubscriberTooSlow(Exception):
+class SubscriberTooSlow(SlurmGraphQLError):
     """A subscriber fell `size` events behind and was dropped, so others are not held up."""
 
     def __init__(self, size: int) -> None:
@@ -154,7 +155,9 @@ class Poller:
             fresh = self.source.fresh()
             needs = self._needs | fresh.needs if fresh is not None else self._needs
             update = await self._update(await self.source.refresh(needs))
-        except SlurmGraphQLError as exc:
+        except (TransportError, SlurmError, CommandFailed, ParseError) as exc:
+            # The cluster could not be polled: subscribers hear why (schema/errors.py codes it).
+            # Anything else is a fault of ours, logged and reported without its details.
             self._failed(exc)
             return
         except Exception:

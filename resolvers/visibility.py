@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from resolvers.identity import Identity
+from transport.errors import SlurmGraphQLError
 
 if TYPE_CHECKING:
     from resolvers.snapshot import Snapshot
 
 
-class OutOfSight(RuntimeError):
+class OutOfSight(SlurmGraphQLError, RuntimeError):
     """A Job was about to be shown from a snapshot that is not a request's view, or to an
     audience that may not see it: a bug in a resolver, refused rather than leaked."""
 

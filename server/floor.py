@@ -15,13 +15,15 @@ from __future__ import annotations
 import os
 import pwd
 
+from transport.errors import SlurmGraphQLError
+
 DEFAULT_MIN_UID = 1000
 # Refused by name, wherever they are defined: root, and `slurm`, the conventional SlurmUser, which
 # Slurm treats as an operator (Debian gives it UID 64030, above any floor by number).
 NEVER = frozenset({"root", "slurm"})
 
 
-class IdentityRefused(Exception):
+class IdentityRefused(SlurmGraphQLError):
     """A request's verified claims name an account the service must never act as (below the
     floor, or an e-mail address outside the configured domains)."""
 

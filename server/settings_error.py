@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from transport.errors import SlurmGraphQLError
 
-class SettingsError(ValueError):
+
+class SettingsError(SlurmGraphQLError, ValueError):
     """A configuration value is wrong; the message names the variable and the fix."""

@@ -14,12 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from resolvers.identity import Identity, InvalidUserName
+from server.settings_error import SettingsError
 
 # Shorter tokens can be guessed online; `openssl rand -hex 32` makes a good one.
 MIN_TOKEN_LENGTH = 8
 
 
-class TokenMapError(ValueError):
+class TokenMapError(SettingsError):
     """A token map is malformed; the message says where, never the token."""
 
 

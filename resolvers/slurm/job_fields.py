@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from resolvers.ids import is_unicode_text, validate_job_id
+from transport.errors import SlurmGraphQLError
 
 
-class InvalidSubmission(ValueError):
+class InvalidSubmission(SlurmGraphQLError, ValueError):
     """One option is wrong; `field` names it as the client wrote it."""
 
     def __init__(self, field: str, message: str) -> None:
