@@ -26,11 +26,12 @@ import jwt
 from resolvers.identity import Identity, InvalidUserName
 from server.floor import IdentityRefused
 from server.tokens import TokenMap
+from transport.errors import SlurmGraphQLError
 
 ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"})
 
 
-class CredentialExpired(Exception):
+class CredentialExpired(SlurmGraphQLError):
     """A token its issuer did sign, past its expiry: it proves nothing now, but it is not a
     guess either (nobody can forge one), so it does not count as a failed authentication."""
 

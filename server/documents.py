@@ -39,6 +39,7 @@ from strawberry.types.graphql import OperationType as ChannelOperation
 
 from resolvers.context import RequestContext
 from server.operations import Operation, select_operation
+from transport.errors import SlurmGraphQLError
 
 DOCUMENT_TOO_LARGE = "DOCUMENT_TOO_LARGE"
 QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
@@ -53,7 +54,7 @@ _TOKENS_ABORTED = "tokens. Parsing aborted"
 _TYPENAME = SelectionSetNode(selections=(FieldNode(name=NameNode(value="__typename")),))
 
 
-class DocumentRefused(Exception):
+class DocumentRefused(SlurmGraphQLError):
     """A document over a cap, refused before (or while) parsing; `error` says so to the client."""
 
     def __init__(self, error: GraphQLError) -> None:

@@ -20,11 +20,13 @@ import json
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from transport.errors import SlurmGraphQLError
+
 CLOSE_TOO_BIG = 1009
 CLOSE_MALFORMED = 4400
 
 
-class MalformedMessage(Exception):
+class MalformedMessage(SlurmGraphQLError):
     """A WebSocket message that is not a JSON value this server can decode."""
 
 
