@@ -303,3 +303,18 @@ async def test_a_wrong_operation_type_over_graphql_ws_is_the_clients(query: str)
     assert message.kind == "error"
     assert message.payload["message"] in ("queries are not allowed", "mutations are not allowed")
     assert ours == [] and theirs == []
+
+
+async def test_a_document_over_the_token_cap_is_not_parsed_for_its_line(
+    log_output: io.StringIO,
+) -> None:
+    """A document strawberry refuses for its tokens is not parsed again to name it in the log
+    (a parse of ours has no cap): its line has the name the client gave, and no type."""
+    configure_logging("json", "info", log_output)
+    fields = " ".join(["name"] * 200)
+    query = f"query Big {{ clusters {{ {fields} }} }}"
+    async with app_client(Settings(max_tokens=100)) as client:
+        response = await client.post("/graphql", json={"query": query, "operationName": "Big"})
+    assert response.json()["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+    [line] = json_lines(log_output)
+    assert (line["operation"], line["operation_type"], line["outcome"]) == ("Big", None, "error")
