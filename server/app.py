@@ -580,15 +580,6 @@ def _host_check(settings: Settings) -> list[Middleware]:
     return [Middleware(HostCheckMiddleware, allowed=settings.allowed_hosts, loopback=anonymous)]
 
 
-def _origin_policy(settings: Settings) -> OriginPolicy:
-    return OriginPolicy.of(
-        allowed_hosts=settings.allowed_hosts,
-        anonymous=settings.auth_mode == "none",
-        cors_origins=settings.cors_origins,
-        ws_origins=settings.ws_origins,
-    )
-
-
 def create_app(
     settings: Settings,
     transports: Mapping[str, Transport] | None = None,
@@ -668,7 +659,7 @@ def create_app(
             # Before CORS and everything else: a rebound name gets no answer at all.
             *_host_check(settings),
             # Cross-site POSTs without authentication, and every browser's WebSocket.
-            Middleware(OriginPolicyMiddleware, policy=_origin_policy(settings)),
+            Middleware(OriginPolicyMiddleware, policy=OriginPolicy.of(settings)),
             *_cors(settings),
             # Before anything reads a body, so no more than the cap is ever held in memory.
             Middleware(

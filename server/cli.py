@@ -16,6 +16,7 @@ from server.app import build_authenticator, create_app
 from server.gc_tuning import tune_for_serving
 from server.logs import configure_logging
 from server.metrics_access import by_port
+from server.origins import OriginPolicy
 from server.settings import LOG_LEVELS, Settings, SettingsError
 from server.slow_clients import guarded_protocol
 
@@ -93,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     # The whole process, uvicorn and libraries included, logs in the configured format.
     configure_logging(settings.log_format, log_level, whole_process=True)
     logger.info("GraphiQL: http://%s:%d/graphql", args.host, args.port)
+    if settings.graphiql and not OriginPolicy.of(settings).own_pages_open_websockets:
+        logger.warning(
+            "GraphiQL's subscriptions will be refused: browsers' WebSockets need "
+            "SLURM_GRAPHQL_ALLOWED_HOSTS (the names users browse to) or SLURM_GRAPHQL_WS_ORIGINS"
+        )
     app = create_app(settings)
     tune_for_serving()
     serve_app(settings, app, args.host, args.port, args.keep_alive, log_level, args.metrics_host)

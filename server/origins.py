@@ -14,12 +14,15 @@ browser's WebSocket (GraphiQL's subscriptions too) is refused unless its origin 
 
 A request without `Origin` is no browser's (browsers send it on every POST and upgrade),
 unless `Sec-Fetch-Site` says cross-site. `Origin: null` (sandboxed frames, `file:`) is refused.
+Without authentication a GET is checked too when the browser says it comes from another site
+and is not a navigation (an image or script tag that would run a query).
 Refusals are 403 `ORIGIN_NOT_ALLOWED`, before anything runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
@@ -28,6 +31,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.http.websocket_origin import normalize_allowed_origins, normalize_origin
 
 from server.hosts import canonical_host, host_allowed, refuse
+
+if TYPE_CHECKING:
+    from server.settings import Settings
 
 ORIGIN_NOT_ALLOWED = "ORIGIN_NOT_ALLOWED"
 # Methods browsers send without side effects by contract (and strawberry runs no mutation
@@ -44,23 +50,24 @@ class OriginPolicy:
     check_http: bool  # no authentication: a POST's only credential is being able to reach us
 
     @classmethod
-    def of(
-        cls,
-        *,
-        allowed_hosts: tuple[str, ...],
-        anonymous: bool,
-        cors_origins: tuple[str, ...],
-        ws_origins: tuple[str, ...] | None,
-    ) -> OriginPolicy:
+    def of(cls, settings: Settings) -> OriginPolicy:
+        anonymous = settings.auth_mode == "none"
+        cors = settings.cors_origins
         return cls(
-            allowed_hosts=allowed_hosts,
+            allowed_hosts=settings.allowed_hosts,
             loopback=anonymous,
-            http_origins=normalize_allowed_origins(cors_origins),
+            http_origins=normalize_allowed_origins(cors),
             ws_origins=normalize_allowed_origins(
-                cors_origins if ws_origins is None else ws_origins
+                cors if settings.ws_origins is None else settings.ws_origins
             ),
             check_http=anonymous,
         )
+
+    @property
+    def own_pages_open_websockets(self) -> bool:
+        """Whether a page this server served (GraphiQL) may open a WebSocket to it (with origins
+        listed, the operator has said which pages may: we do not know our own origin)."""
+        return self.loopback or bool(self.allowed_hosts) or bool(self.ws_origins)
 
     def allows(self, origin: str | None, fetch_site: str | None, listed: frozenset[str]) -> bool:
         """May a request from `origin` (its `Sec-Fetch-Site`) act, given the `listed` origins?"""
@@ -82,7 +89,18 @@ class OriginPolicy:
         """The listed origins `scope` is held to; None when it is not checked."""
         if scope["type"] == "websocket":
             return self.ws_origins
-        if scope["type"] == "http" and self.check_http and scope["method"] not in _SAFE_METHODS:
+        if scope["type"] != "http" or not self.check_http:
+            return None
+        if scope["method"] not in _SAFE_METHODS:
+            return self.http_origins
+        # A GET runs a query too: another site's <img src="…/graphql?query=…"> would spend the
+        # cluster's time in every visitor's browser. Following a link (a navigation) is fine:
+        # it shows GraphiQL, which runs nothing until its user does.
+        fetch = Headers(scope=scope)
+        if (
+            fetch.get("sec-fetch-site") == "cross-site"
+            and fetch.get("sec-fetch-mode") != "navigate"
+        ):
             return self.http_origins
         return None
 

@@ -116,6 +116,37 @@ async def test_a_cross_site_post_to_an_anonymous_server_is_refused(
     assert transport.calls == 0
 
 
+def get(*headers: str) -> str:
+    lines = "".join(f"{line}\n" for line in headers)
+    query = "%7B%20cluster%20%7B%20name%20%7D%20%7D"  # { cluster { name } }
+    return f"GET /graphql?query={query} HTTP/1.1\nHost: localhost:8000\n{lines}Connection: close\n"
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        # <img src="http://localhost:8000/graphql?query=…"> on another site: runs nothing.
+        (("Sec-Fetch-Site: cross-site", "Sec-Fetch-Mode: no-cors", "Accept: image/*"), 403),
+        (("Sec-Fetch-Site: cross-site", "Sec-Fetch-Mode: cors", f"Origin: {EVIL}"), 403),
+        # A link followed from another site shows GraphiQL, which runs nothing by itself.
+        (("Sec-Fetch-Site: cross-site", "Sec-Fetch-Mode: navigate", "Accept: text/html"), 200),
+        (("Sec-Fetch-Site: same-site", "Sec-Fetch-Mode: no-cors", "Accept: */*"), 200),
+        (("Accept: application/json",), 200),  # curl, scripts
+    ],
+)
+async def test_a_cross_site_get_runs_no_query_on_an_anonymous_server(
+    slurm_cluster: str, headers: tuple[str, ...], status: int
+) -> None:
+    """Another site's page cannot spend the cluster's time through its visitors' browsers with
+    GET queries (image or script tags, fetches); navigations and non-browsers are answered."""
+    transport = CountingTransport(LocalTransport())
+    async with serving(create_app(Settings(), transports={"local": transport})) as url:
+        got, body = await answer(url, get(*headers))
+    assert got == status, body
+    if status == 403:
+        assert "ORIGIN_NOT_ALLOWED" in body and transport.calls == 0
+
+
 @pytest.mark.parametrize(
     ("settings", "origin"),
     [

@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -28,6 +29,7 @@ from tests.support.server import running_process, running_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.cluster]
 
+READ = "{ cluster { name } }"
 # Where the attacker's page is served from, and then the server: the rebound name's address.
 REBOUND = "127.0.0.2"
 SUBMIT = (
@@ -36,7 +38,8 @@ SUBMIT = (
 
 # The attacker's page. attack() runs after the name now points at the API: a same-origin POST
 # (its script reads the answer), a cross-site one (no-cors: Chromium sends it as text/plain,
-# which the old code refused with 400 after reading it; now 403 before), and a WebSocket of each.
+# which the old code refused with 400 after reading it; now 403 before), an image whose URL is a
+# query, and a WebSocket of each kind.
 ATTACK_PAGE = """<!doctype html><html><body><script>
 async function socket(url) {
   return await new Promise(function (resolve) {
@@ -45,7 +48,7 @@ async function socket(url) {
     s.onclose = function () { resolve("refused"); };
   });
 }
-window.attack = async function (port, query, done) {
+window.attack = async function (port, query, read, done) {
   var body = JSON.stringify({query: query});
   var out = {};
   try {
@@ -57,6 +60,11 @@ window.attack = async function (port, query, done) {
     await fetch("http://127.0.0.2:" + port + "/graphql", {method: "POST", mode: "no-cors",
       body: body, headers: {"Content-Type": "application/json"}});
   } catch (e) { out.crossSite = String(e); }
+  await new Promise(function (resolve) {
+    var image = new Image();
+    image.onload = image.onerror = resolve;
+    image.src = "http://127.0.0.2:" + port + "/graphql?query=" + encodeURIComponent(read);
+  });
   out.reboundSocket = await socket("ws://" + location.host + "/graphql");
   out.crossSiteSocket = await socket("ws://127.0.0.2:" + port + "/graphql");
   done(out);
@@ -129,7 +137,8 @@ def attacker_site() -> Iterator[int]:
 
 def test_a_rebound_page_cannot_submit(slurm_cluster: str) -> None:
     """A page from http://r.example:PORT, whose name then points at an anonymous server on that
-    port: its same-origin POST gets 421, its cross-site POST 403, neither WebSocket opens."""
+    port: its same-origin POST gets 421, its cross-site POST and GET query 403, neither WebSocket
+    opens."""
     with headless_chromium(f"--host-resolver-rules=MAP r.example {REBOUND}") as driver:
         with attacker_site() as port:
             driver.get(f"http://r.example:{port}/")
@@ -137,10 +146,17 @@ def test_a_rebound_page_cannot_submit(slurm_cluster: str) -> None:
         with running_process(argv, f"http://{REBOUND}:{port}/healthz", None):
             driver.set_script_timeout(20)
             out = driver.execute_async_script(
-                "window.attack(arguments[0], arguments[1], arguments[2]);", port, SUBMIT
+                "window.attack(arguments[0], arguments[1], arguments[2], arguments[3]);",
+                port,
+                SUBMIT,
+                READ,
             )
             cross_site = response_statuses(driver, f"http://{REBOUND}:{port}/graphql")
+            image = response_statuses(
+                driver, f"http://{REBOUND}:{port}/graphql?query={quote(READ)}"
+            )
     assert out["rebound"][0] == 421, out
     assert "HOST_NOT_ALLOWED" in out["rebound"][1]
     assert cross_site == [403], (cross_site, out)
+    assert image == [403], (image, out)
     assert (out["reboundSocket"], out["crossSiteSocket"]) == ("refused", "refused")

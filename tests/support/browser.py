@@ -269,11 +269,18 @@ def requested_urls(driver: WebDriver) -> list[str]:
 
 def response_statuses(driver: WebDriver, url: str) -> list[int]:
     """The HTTP status of every response the browser received for ``url``, as the network saw
-    it: also for ``no-cors`` requests, whose status a page's script cannot read."""
+    it: also for ``no-cors`` requests, whose status a page's script cannot read, and for those
+    Chromium then blocked (an image that was JSON: ``Network.responseReceived`` never comes)."""
+    events = _network_events(driver)
+    ids = {
+        params["requestId"]
+        for method, params in events
+        if method == "Network.requestWillBeSent" and params.get("request", {}).get("url") == url
+    }
     return [
-        int(params["response"]["status"])
-        for method, params in _network_events(driver)
-        if method == "Network.responseReceived" and params.get("response", {}).get("url") == url
+        int(params["statusCode"])
+        for method, params in events
+        if method == "Network.responseReceivedExtraInfo" and params.get("requestId") in ids
     ]
 
 
