@@ -184,7 +184,8 @@ class ObserveMiddleware:
         record = new_record(scope, CONNECTION_METHOD, scope["path"])
 
         async def send_with_id(message: Message) -> None:
-            if message["type"] == "websocket.accept":
+            # Accepted, or refused with an HTTP answer (the denial-response extension).
+            if message["type"] in ("websocket.accept", "websocket.http.response.start"):
                 headers = list(message.get("headers") or [])
                 headers.append((b"x-request-id", record.request_id.encode()))
                 message = {**message, "headers": headers}

@@ -14,10 +14,11 @@ import io
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+import websockets
 
 from server.app import create_app
 from server.lambda_app import make_handler
@@ -34,6 +35,7 @@ from tests.support.lambda_events import (
     graphql_post,
     response_headers,
 )
+from tests.support.oidc import Issuer, oidc_issuer
 from tests.support.ws import LEGACY_WS, TRANSPORT_WS, Connection, Subscription, serving
 from transport.local import LocalTransport
 
@@ -268,3 +270,48 @@ async def test_a_refused_websocket_operation_is_logged_unparsed(unix_users: None
     assert (lines["ok"]["operation"], lines["ok"]["operation_type"]) == ("Named", "query")
     assert (lines["refused"]["operation"], lines["refused"]["operation_type"]) == ("Named", None)
     assert lines["ok"]["request_id"] != lines["refused"]["request_id"]
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[Issuer]:
+    with oidc_issuer() as made:
+        yield made
+
+
+async def test_websocket_refusals_are_audited_with_the_sockets_id(
+    issuer: Issuer, unix_users: None
+) -> None:
+    """A root claim refused in connection_init, or in the upgrade's own header (403), is audited
+    with the socket's own id, the one its upgrade answer carries; never an empty id, never the
+    caller's."""
+    settings = Settings.from_environ(issuer.environ(SLURM_GRAPHQL_JWT_USER_CLAIM="username"))
+    token = issuer.token(username="root")
+    forged = {"X-Request-Id": FORGED}
+    with audit_lines() as audit:
+        async with serving(create_app(settings)) as url:
+            socket_url = url.replace("http://", "ws://") + "/graphql"
+            async with websockets.connect(
+                socket_url,
+                subprotocols=[TRANSPORT_WS],  # type: ignore[list-item]
+                additional_headers=forged,
+            ) as socket:
+                assert socket.response is not None
+                accepted_id = socket.response.headers["x-request-id"]
+                init = {"Authorization": f"Bearer {token}"}
+                await socket.send(json.dumps({"type": "connection_init", "payload": init}))
+                with pytest.raises(websockets.ConnectionClosed):
+                    await asyncio.wait_for(socket.recv(), 10)
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                async with websockets.connect(
+                    socket_url,
+                    subprotocols=[TRANSPORT_WS],  # type: ignore[list-item]
+                    additional_headers={**forged, "Authorization": f"Bearer {token}"},
+                ):
+                    pass
+    refused_id = refused.value.response.headers["x-request-id"]
+    assert OURS.match(accepted_id) and OURS.match(refused_id) and accepted_id != refused_id
+    assert [(line["outcome"], line["request_id"]) for line in audit] == [
+        ("PERMISSION_DENIED", accepted_id),
+        ("PERMISSION_DENIED", refused_id),
+    ]
+    assert all(line["client_request_id"] == FORGED for line in audit)
