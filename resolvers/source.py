@@ -12,7 +12,10 @@ the TTL. A refresh fetches everything recent requests needed, so one snapshot se
 A request that reads only some jobs (`job(id)`, a users filter: resolvers/scope.py) is served a
 fresh full snapshot when there is one, and otherwise fetches only its jobs. Such a partial
 snapshot is coalesced and cached under its (needs, scope) alone, so it never answers a query it
-does not cover, never becomes the full snapshot, and never tells the cluster's size.
+does not cover, never becomes the full snapshot, and never tells the cluster's size. Once
+lookups come often (FULL_AFTER_PARTIALS partial fetches within one TTL), one full snapshot is
+fetched in the background: while it is fresh, every lookup is an index read, and refreshing it
+ahead costs the head node one squeue per TTL instead of one per lookup.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ logger = logging.getLogger("slurm_graphql.snapshots")
 REFRESH_AHEAD = 0.5
 # Partial snapshots kept at once (each a few jobs): point lookups of a dashboard's open jobs.
 MAX_PARTIALS = 256
+# Partial fetches within one TTL after which a full snapshot serves the lookups instead.
+FULL_AFTER_PARTIALS = 8
 
 _Key = tuple[Need, JobScope]
 
@@ -60,6 +65,8 @@ class SnapshotSource:
         # cache after it, so a writer never reads a snapshot older than its write.
         self._generation = 0
         self._background: set[asyncio.Task[Snapshot]] = set()
+        # Partial fetches since the start of the current TTL window: (window start, count).
+        self._partial_rate: tuple[float, int] = (0.0, 0)
         # Read by the metrics endpoint: gets, and gets served from the cache; the others waited
         # for the head node (a fetch of their own or one already in flight).
         self.lookups = 0
@@ -92,6 +99,7 @@ class SnapshotSource:
             if partial is not None:
                 self.hits += 1
                 return partial
+            self._count_partial(needs | (fresh.needs if fresh is not None else Need.NOTHING))
         return await self.refresh(needs, scope)
 
     async def refresh(self, needs: Need, scope: JobScope = EVERY_JOB) -> Snapshot:
@@ -136,13 +144,32 @@ class SnapshotSource:
         taken, snapshot = self._latest
         return snapshot if self._clock() - taken <= self.ttl else None
 
+    def _count_partial(self, needs: Need) -> None:
+        """Note a partial fetch; past FULL_AFTER_PARTIALS within one TTL, fetch everything
+        `needs` names in the background (with the cache off, every request asks Slurm anyway)."""
+        if self.ttl <= 0:
+            return
+        now = self._clock()
+        start, count = self._partial_rate
+        if now - start > self.ttl:
+            start, count = now, 0
+        count += 1
+        if count >= FULL_AFTER_PARTIALS:
+            count = 0
+            self._start_background(needs)
+        self._partial_rate = (start, count)
+
     def _refresh_ahead(self, current: Snapshot) -> None:
         assert self._latest is not None
         if self._clock() - self._latest[0] < self.ttl * REFRESH_AHEAD:
             return
-        if any(current.needs in needs and scope.everything for needs, scope in self._in_flight):
+        self._start_background(current.needs)
+
+    def _start_background(self, needs: Need) -> None:
+        """Fetch a full snapshot of `needs` in the background, unless one is under way."""
+        if any(needs in pending and scope.everything for pending, scope in self._in_flight):
             return
-        task = asyncio.ensure_future(self._fetch(current.needs, EVERY_JOB))
+        task = asyncio.ensure_future(self._fetch(needs, EVERY_JOB))
         self._background.add(task)
         task.add_done_callback(self._background_done)
 

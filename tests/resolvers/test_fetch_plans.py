@@ -4,6 +4,7 @@ CountingTransport under the app (argv per batch)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -11,8 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
+from resolvers.scope import scope_of_job
 from resolvers.snapshot import Need
-from resolvers.source import SnapshotSource
+from resolvers.source import FULL_AFTER_PARTIALS, SnapshotSource
 from server.settings import Settings
 from server.tokens import parse_token_map
 from tests.conftest import TOKENS
@@ -230,8 +232,6 @@ async def test_a_fresh_full_snapshot_answers_lookups(scenario: Scenario) -> None
 async def test_partial_snapshots_never_tell_the_cluster_size(scenario: Scenario) -> None:
     """A lookup's one job is not the queue's length: what a query's cost is bounded by comes
     from full queues alone (else one job(id) would let a costly listing pass)."""
-    from resolvers.scope import scope_of_job  # here: the module also runs on older code
-
     source = SnapshotSource("local", LocalTransport())
     partial = await source.get(Need.JOBS | Need.NODES, scope_of_job(scenario.held))
     assert partial.jobs is not None and len(partial.jobs) == 1
@@ -297,3 +297,32 @@ async def test_a_write_drops_cached_partial_snapshots(unix_users: None) -> None:
             assert (await ask(lookup, id=job_id))["cluster"]["job"] == {"name": "plans-after"}
         finally:
             await ask("mutation($id: String!) { cancelJob(id: $id) { __typename } }", id=job_id)
+
+
+async def test_frequent_lookups_bring_in_a_full_snapshot(scenario: Scenario) -> None:
+    """FULL_AFTER_PARTIALS partial fetches within one TTL start one full squeue in the
+    background; from then on lookups are index reads of it, with no round trip. With the
+    cache off, lookups stay partial."""
+    transport = CountingTransport(LocalTransport())
+    source = SnapshotSource("local", transport, ttl=60.0)
+    for n in range(FULL_AFTER_PARTIALS):
+        await source.get(Need.JOBS, scope_of_job(str(987654300 + n)))
+    for _ in range(600):
+        if source.fresh() is not None:
+            break
+        await asyncio.sleep(0.05)
+    full = source.fresh()
+    assert full is not None and full.scope.everything
+    assert [options(s) for s in [b[0] for b in transport.batches]][-1] == []
+    calls = transport.calls
+    assert calls == FULL_AFTER_PARTIALS + 1
+    assert await source.get(Need.JOBS, scope_of_job(scenario.held)) is full
+    assert full.job(scenario.held) is not None and transport.calls == calls
+    await source.aclose()
+
+    uncached = SnapshotSource("local", transport, ttl=0.0)
+    before = transport.calls
+    for n in range(FULL_AFTER_PARTIALS + 1):
+        await uncached.get(Need.JOBS, scope_of_job(str(987654300 + n)))
+    assert transport.calls == before + FULL_AFTER_PARTIALS + 1
+    assert all(options(b[0]) for b in transport.batches[before:])
