@@ -8,6 +8,11 @@ instead of one per request. An entry dies with its snapshots: nothing here has a
 Not cached: mutations and subscriptions, results with errors, and results listing many jobs
 (they would hold a lot of memory for little gain). Results depend on who asks (visibility, output
 read as the caller), so the caller's identity is part of every key.
+
+An entry also holds its snapshots alive, and a stale one is never read again unless its query
+comes back: left to the LRU bound, up to MAX_ENTRIES entries each pinned a different stale
+10,000-job snapshot (memory that grew with the request mix, issue 18). So whenever a result from
+other snapshots is stored, entries of snapshots no longer served are dropped first.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ class ResponseCache:
         self._sources = sources
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self.hits = 0
+        # The snapshots (by identity) the last sweep kept entries for: one sweep per new set.
+        self._swept_for: tuple[int, ...] = ()
 
     @staticmethod
     def key(
@@ -63,11 +70,9 @@ class ResponseCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        for snapshot in entry.snapshots:
-            source = self._sources.get(snapshot.cluster)
-            if source is None or not source.serves(snapshot):
-                del self._entries[key]
-                return None
+        if not self._served(entry):
+            del self._entries[key]
+            return None
         self._entries.move_to_end(key)
         self.hits += 1
         return entry.result
@@ -77,7 +82,22 @@ class ResponseCache:
     ) -> None:
         if result.errors or jobs > MAX_JOBS_PER_ENTRY:
             return
+        identities = tuple(id(s) for s in snapshots)
+        if identities != self._swept_for:
+            self._swept_for = identities
+            for stale in [k for k, entry in self._entries.items() if not self._served(entry)]:
+                del self._entries[stale]
         self._entries[key] = _Entry(result, snapshots)
         self._entries.move_to_end(key)
         while len(self._entries) > MAX_ENTRIES:
             self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _served(self, entry: _Entry) -> bool:
+        for snapshot in entry.snapshots:
+            source = self._sources.get(snapshot.cluster)
+            if source is None or not source.serves(snapshot):
+                return False
+        return True
