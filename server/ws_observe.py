@@ -121,6 +121,9 @@ class NoteOperation(SchemaExtension):
         context = self.execution_context
         if record is None or context.graphql_document is None:
             return
+        if context.pre_execution_errors:
+            # Refused over a cap (server/documents.py): the document parsed is a stand-in.
+            return
         try:
             operation_type = context.operation_type.value
         except RuntimeError:  # the document selects no operation: execution says so
