@@ -140,18 +140,34 @@ class _Walker:
             for argument in field.arguments or ()
         }
 
-    def needs(self, selection_set: SelectionSetNode | None, on_cluster: bool = False) -> Need:
-        """The datasets `selection_set` reads; `on_cluster`: its fields are a Cluster's, whose
-        `job` and `jobs` name their jobs (a node's or a partition's jobs read every job)."""
+    def needs(
+        self,
+        selection_set: SelectionSetNode | None,
+        on_cluster: bool = False,
+        partition: str | None = None,
+    ) -> Need:
+        """The datasets `selection_set` reads. `on_cluster`: its fields are a Cluster's, whose
+        `job` and `jobs` name their jobs; `partition`: they are `partition(name:)`'s, whose
+        `jobs` are that partition's. Any other job field (a node's jobs, every partition's)
+        reads every job."""
         found = Need.NOTHING
         for field_node in self.fields(selection_set):
             name = field_node.name.value
             found |= FIELD_NEEDS.get(name, Need.NOTHING)
+            inner: str | None = None
             if name in ("job", "jobs"):
                 arguments = self.arguments(field_node)
                 self._validate(arguments)
-                self.scopes.append(_scope(name, arguments) if on_cluster else EVERY_JOB)
-            found |= self.needs(field_node.selection_set)
+                if on_cluster:
+                    self.scopes.append(_scope(name, arguments))
+                elif partition is not None and name == "jobs":
+                    self.scopes.append(_scope(name, arguments).in_partition(partition))
+                else:
+                    self.scopes.append(EVERY_JOB)
+            elif on_cluster and name == "partition":
+                requested = self.arguments(field_node).get("name")
+                inner = requested if isinstance(requested, str) else None
+            found |= self.needs(field_node.selection_set, partition=inner)
         return found
 
     def _validate(self, arguments: Mapping[str, Any]) -> None:

@@ -78,6 +78,13 @@ class JobScope:
             return joined if len(joined.ids or ()) <= MAX_PUSHED_IDS else EVERY_JOB
         return EVERY_JOB
 
+    def in_partition(self, partition: str) -> JobScope:
+        """This scope within one partition (a Partition's own job listing narrows its filter
+        to it, schema/filters.py), when squeue reads the name literally."""
+        if not _PARTITION.match(partition):
+            return self
+        return JobScope(self.ids, self.users, self.states, frozenset({partition}))
+
     def seen_by(self, audience: Visibility) -> JobScope:
         """This scope narrowed to what `audience` may see. Under `own` every job access of a
         request reads only the owner's jobs, so squeue is asked for those alone: a users filter

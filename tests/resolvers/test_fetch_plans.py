@@ -156,6 +156,22 @@ async def test_filters_become_squeue_options(uncached: Counted, scenario: Scenar
         assert ours(found, scenario), job_filter
 
 
+async def test_a_partitions_listing_asks_for_its_jobs(
+    uncached: Counted, scenario: Scenario
+) -> None:
+    """partition(name) { jobs } is squeue --partition=<name>, filtered as the full queue is."""
+    listing = (
+        'partition(name: "batch") { jobs(filter: {states: [RUNNING, PENDING]}, first: 500) { '
+        f"totalCount edges {{ node {{ {JOB} }} }} }} }}"
+    )
+    found = await uncached.query(f"{{ cluster {{ {listing} }} }}")
+    assert options(uncached.squeues()[-1]) == ["--partition=batch", "--states=PENDING,RUNNING"]
+    reference = await uncached.query(f"{{ cluster {{ {listing} {EVERY_JOB} }} }}")
+    assert options(uncached.squeues()[-1]) == []
+    mine = [ours({"cluster": r["cluster"]["partition"]}, scenario) for r in (found, reference)]
+    assert mine[0] == mine[1] and mine[0]
+
+
 async def test_nodes_and_partitions_alone_never_read_the_queue(counted: Counted) -> None:
     """A query of nodes and partitions runs no squeue; a node's jobs need the whole queue."""
     await counted.query(

@@ -59,6 +59,16 @@ def ids(*values: str) -> JobScope:
             'b: jobs(filter: {users: ["bob"]}) { totalCount } } }',
             JobScope(users=frozenset({"bob"})),
         ),
+        # A partition's own listing is that partition's jobs, its filter narrowed to it.
+        (
+            '{ cluster { partition(name: "batch") { jobs { totalCount } } } }',
+            JobScope(partitions=frozenset({"batch"})),
+        ),
+        (
+            '{ cluster { partition(name: "batch") { name jobs(filter: {users: ["al"], '
+            'partitions: ["debug"]}) { totalCount } } } }',
+            JobScope(users=frozenset({"al"}), partitions=frozenset({"batch"})),
+        ),
         # A fragment on Cluster is the Cluster's own field.
         ('{ cluster { ...C } } fragment C on Cluster { job(id: "5") { id } }', ids("5")),
     ],
@@ -78,6 +88,10 @@ def test_what_squeue_is_asked_for(query: str, scope: JobScope) -> None:
         '{ cluster { job(id: "1") { nodes { jobs { id } } } } }',
         '{ cluster { job(id: "1") { id } partitions { jobs { totalCount } } } }',
         '{ cluster { job(id: "1") { id } partition(name: "batch") { jobs { totalCount } } } }',
+        '{ cluster { partition(name: "batch") { nodes { jobs { id } } } } }',
+        '{ cluster { partition(name: "a,b") { jobs { totalCount } } } }',
+        '{ cluster { partition(name: "batch") { jobs { edges { node { nodes { jobs { id } } } } '
+        "} } } }",
         '{ cluster { jobs(filter: {names: ["x"]}) { totalCount } } }',
         '{ cluster { jobs(filter: {users: ["a,b"]}) { totalCount } } }',
         '{ cluster { jobs(filter: {users: ["$(id)"]}) { totalCount } } }',
