@@ -68,8 +68,14 @@ current_request: contextvars.ContextVar[RequestRecord | None] = contextvars.Cont
     "slurm_graphql_request", default=None
 )
 
-# Called once per finished /graphql request with the record, its status and its duration.
+# Called once per finished /graphql request with the record, its status and its duration; and
+# per WebSocket operation, with status 0 (it has none; its record's outcome says how it went).
 RequestObserver = Callable[[RequestRecord, int, float], None]
+
+# The observers of the WebSocket connection being served, for its operations (ws_observe.py).
+current_observers: contextvars.ContextVar[tuple[RequestObserver, ...]] = contextvars.ContextVar(
+    "slurm_graphql_observers", default=()
+)
 
 
 def note_result(
@@ -192,10 +198,12 @@ class ObserveMiddleware:
             await send(message)
 
         token = current_request.set(record)
+        observing = current_observers.set(self.observers)
         started = time.perf_counter()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            current_observers.reset(observing)
             current_request.reset(token)
             log_request(record, None, time.perf_counter() - started)
 

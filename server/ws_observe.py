@@ -8,7 +8,8 @@ line is written when it closes). Each operation on it gets a fresh record, with 
 in the context variable while strawberry creates the operation's task: asyncio copies the
 context into the task, so the audit trail, the round-trip count and the masked-error id all see
 the operation's record, not the connection's. Its line is written when its task ends, with no
-HTTP status (`status: null`) and its `protocol`.
+HTTP status (`status: null`) and its `protocol`, and it is counted in the metrics as a GraphQL
+request, as an HTTP one is.
 
 A streamed subscription is one HTTP request, which already has its id and line; it learns here
 which operation it ran and how that went.
@@ -30,7 +31,13 @@ from typing import Any
 
 from strawberry.extensions import SchemaExtension
 
-from server.observe import GRAPHQL_PATH, RequestRecord, current_request, log_request
+from server.observe import (
+    GRAPHQL_PATH,
+    RequestRecord,
+    current_observers,
+    current_request,
+    log_request,
+)
 
 WS_METHOD = "WS"
 MAX_NAME = 200  # characters of a client's operationName kept for a refused operation's line
@@ -60,11 +67,19 @@ def operation_record(protocol: str, payload: object) -> Iterator[RequestRecord]:
 
 
 def log_when_done(record: RequestRecord, task: asyncio.Task[Any] | None) -> None:
-    """Write `record`'s line when `task` ends (now, with outcome `refused`, if nothing runs)."""
+    """Write `record`'s line, and count it in the metrics as a GraphQL request, when `task`
+    ends (now, with outcome `refused`, if nothing runs)."""
     started = time.perf_counter()
+    observers = current_observers.get()  # the connection's, while its handler runs
+
+    def finish(seconds: float) -> None:
+        for observe in observers:
+            observe(record, 0, seconds)
+        log_request(record, None, seconds)
+
     if task is None:
         record.outcome = record.outcome or "refused"
-        log_request(record, None, 0.0)
+        finish(0.0)
         return
 
     def done(_: asyncio.Task[Any]) -> None:
@@ -72,7 +87,7 @@ def log_when_done(record: RequestRecord, task: asyncio.Task[Any] | None) -> None
             # Cancelled: stopped by the client (`complete`) or its socket closed. (graphql-ws
             # ends a stopped operation's task itself, so there it reads `ok`.)
             record.outcome = "stopped" if task.cancelled() else "ok"
-        log_request(record, None, time.perf_counter() - started)
+        finish(time.perf_counter() - started)
 
     task.add_done_callback(done)
 

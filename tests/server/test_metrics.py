@@ -142,6 +142,24 @@ async def test_poller_series_tell_what_the_poller_does(slurm_cluster: str) -> No
         assert subscribers not in gone
 
 
+async def test_websocket_operations_are_counted_as_requests(slurm_cluster: str) -> None:
+    """Each operation on a WebSocket is a GraphQL request to the metrics, as it is to the log:
+    counted under its name and outcome, whatever protocol carried it."""
+    requests = "slurm_graphql_requests_total"
+    async with (
+        serving(create_app(Settings())) as url,
+        httpx.AsyncClient(base_url=url) as client,
+    ):
+        async with Connection.open(url) as connection:
+            for query in ("query Names { clusters { name } }", "query Bad { nope }"):
+                await (await connection.subscribe(query)).until_complete()
+        samples = await _scrape_until(
+            client, lambda s: (requests, labels(operation="Bad", outcome="error")) in s
+        )
+    assert samples[requests, labels(operation="Names", outcome="ok")] == 1
+    assert samples[requests, labels(operation="Bad", outcome="error")] == 1
+
+
 async def test_metrics_can_be_turned_off() -> None:
     """SLURM_GRAPHQL_METRICS=false: no /metrics route (e.g. where it would be public)."""
     settings = Settings.from_environ({"SLURM_GRAPHQL_METRICS": "false"})
