@@ -17,12 +17,20 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.wait import WebDriverWait
 
+from tests.conftest import TOKENS
 from tests.support.browser import (
+    EXECUTE_BUTTON,
+    WebDriver,
     console_messages,
+    graphiql_url,
     headless_chromium,
     response_statuses,
+    result_text,
     run_query_in_graphiql,
+    websocket_handshakes,
 )
 from tests.support.scenario import Scenario
 from tests.support.server import running_process, running_server
@@ -30,6 +38,8 @@ from tests.support.server import running_process, running_server
 pytestmark = [pytest.mark.browser, pytest.mark.cluster]
 
 READ = "{ cluster { name } }"
+# GraphiQL 3's headers editor (shown by default; the variables editor is the hidden one).
+HEADERS_EDITOR = ".graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror"
 # Where the attacker's page is served from, and then the server: the rebound name's address.
 REBOUND = "127.0.0.2"
 SUBMIT = (
@@ -92,6 +102,48 @@ def test_graphiql_runs_under_its_content_security_policy(
         assert event["data"]["jobStateChanged"]["job"]["state"] == "FAILED"
         console = console_messages(driver)
     assert not [line for line in console if "Content Security Policy" in line], console
+
+
+def subscribe_with_token(driver: WebDriver, base_url: str, query: str, token: str) -> str:
+    """Run `query` in GraphiQL with `Authorization: Bearer <token>` typed in its headers editor
+    (GraphiQL sends those headers as the WebSocket's connection_init payload); the result pane's
+    text once it shows anything."""
+    driver.get(graphiql_url(base_url, query))
+    wait: WebDriverWait[WebDriver] = WebDriverWait(driver, 20, poll_frequency=0.05)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, HEADERS_EDITOR))
+    driver.execute_script(
+        "document.querySelector(arguments[0]).CodeMirror.setValue(arguments[1]);",
+        HEADERS_EDITOR,
+        json.dumps({"Authorization": f"Bearer {token}"}),
+    )
+    driver.find_element(By.CSS_SELECTOR, EXECUTE_BUTTON).click()
+    text: str = wait.until(lambda d: result_text(d).strip())
+    return text
+
+
+@pytest.mark.parametrize(
+    ("allowed_hosts", "opens"),
+    [("", False), ("127.0.0.1", True)],
+    ids=["no-allowed-hosts", "allowed-hosts"],
+)
+def test_graphiql_subscriptions_with_authentication_need_allowed_hosts(
+    slurm_cluster: str, scenario: Scenario, allowed_hosts: str, opens: bool
+) -> None:
+    """With tokens, GraphiQL's WebSocket is refused (403, before its token is read) unless the
+    page's host is in SLURM_GRAPHQL_ALLOWED_HOSTS: its own Host proves nothing. Listed, the
+    subscription runs with the token from the headers editor."""
+    environ = {"SLURM_GRAPHQL_TOKENS": TOKENS, "SLURM_GRAPHQL_ALLOWED_HOSTS": allowed_hosts}
+    query = f'subscription {{ jobStateChanged(id: "{scenario.failed}") {{ job {{ state }} }} }}'
+    with running_server(environ) as base_url, headless_chromium() as driver:
+        shown = subscribe_with_token(driver, base_url, query, "alice-token")
+        socket_url = base_url.replace("http://", "ws://") + "/graphql"
+        handshakes = websocket_handshakes(driver, socket_url)
+    if opens:
+        assert handshakes == [101], handshakes
+        assert json.loads(shown)["data"]["jobStateChanged"]["job"]["state"] == "FAILED"
+    else:
+        assert '"data"' not in shown, shown
+        assert handshakes and set(handshakes) == {403}, handshakes
 
 
 @contextlib.contextmanager

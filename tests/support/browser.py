@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -52,6 +53,7 @@ __all__ = [
     "response_statuses",
     "result_text",
     "run_query_in_graphiql",
+    "websocket_handshakes",
 ]
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -282,6 +284,28 @@ def response_statuses(driver: WebDriver, url: str) -> list[int]:
         for method, params in events
         if method == "Network.responseReceivedExtraInfo" and params.get("requestId") in ids
     ]
+
+
+def websocket_handshakes(driver: WebDriver, url: str) -> list[int]:
+    """The HTTP status each WebSocket handshake to ``url`` got: 101, or the refusal's status
+    (Chromium reports a refused handshake only as a frame error naming the code)."""
+    events = _network_events(driver)
+    ids = {
+        params["requestId"]
+        for method, params in events
+        if method == "Network.webSocketCreated" and params.get("url") == url
+    }
+    statuses = []
+    for method, params in events:
+        if params.get("requestId") not in ids:
+            continue
+        if method == "Network.webSocketHandshakeResponseReceived":
+            statuses.append(int(params["response"]["status"]))
+        elif method == "Network.webSocketFrameError" and (
+            refused := re.search(r"Unexpected response code: (\d+)", params["errorMessage"])
+        ):
+            statuses.append(int(refused.group(1)))
+    return statuses
 
 
 def console_messages(driver: WebDriver) -> list[str]:
