@@ -38,6 +38,8 @@ logger = logging.getLogger("slurm_graphql.snapshots")
 REFRESH_AHEAD = 0.5
 # Partial snapshots kept at once (each a few jobs): point lookups of a dashboard's open jobs.
 MAX_PARTIALS = 256
+# Jobs all cached partial snapshots may hold together (a users filter may select thousands).
+MAX_PARTIAL_JOBS = 50_000
 # Partial fetches within one TTL after which a full snapshot serves the lookups instead.
 FULL_AFTER_PARTIALS = 8
 
@@ -131,6 +133,25 @@ class SnapshotSource:
             return None
         return found[1]
 
+    def _keep_partial(self, key: _Key, taken: float, snapshot: Snapshot) -> None:
+        """Cache a partial snapshot; the oldest go first, expired ones as soon as anything is
+        cached, so that a burst of distinct filters leaves no memory behind once it is over."""
+        partials = self._partials
+        partials[key] = (taken, snapshot)
+        partials.move_to_end(key)
+        now = self._clock()
+        held = sum(len(kept.jobs or ()) for _, kept in partials.values())
+        while partials:
+            oldest_taken, oldest = next(iter(partials.values()))
+            if (
+                len(partials) <= MAX_PARTIALS
+                and held <= MAX_PARTIAL_JOBS
+                and now - oldest_taken <= self.ttl
+            ):
+                break
+            held -= len(oldest.jobs or ())
+            partials.popitem(last=False)
+
     @property
     def bounds(self) -> ListBounds:
         """How long this cluster's lists were in the latest snapshots (None where no snapshot
@@ -218,10 +239,7 @@ class SnapshotSource:
             return snapshot
         if not scope.everything:
             if self.ttl > 0:
-                self._partials[key] = (started, snapshot)
-                self._partials.move_to_end(key)
-                while len(self._partials) > MAX_PARTIALS:
-                    self._partials.popitem(last=False)
+                self._keep_partial(key, started, snapshot)
         elif self._latest is None or self._latest[0] <= started:
             self._latest = (started, snapshot)
         return snapshot

@@ -5,6 +5,8 @@ CountingTransport under the app (argv per batch)."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -342,3 +344,18 @@ async def test_frequent_lookups_bring_in_a_full_snapshot(scenario: Scenario) -> 
         await uncached.get(Need.JOBS, scope_of_job(str(987654300 + n)))
     assert transport.calls == before + FULL_AFTER_PARTIALS + 1
     assert all(options(b[0]) for b in transport.batches[before:])
+
+
+async def test_expired_partial_snapshots_are_let_go(scenario: Scenario) -> None:
+    """A partial snapshot past its TTL is dropped as soon as another is cached: after a burst
+    of lookups, nothing of the old ones stays in memory."""
+    now = [0.0]
+    source = SnapshotSource("local", LocalTransport(), ttl=1.0, clock=lambda: now[0])
+    first = await source.get(Need.JOBS, scope_of_job(scenario.held))
+    assert await source.get(Need.JOBS, scope_of_job(scenario.held)) is first
+    gone = weakref.ref(first)
+    del first
+    now[0] = 5.0
+    await source.get(Need.JOBS, scope_of_job(scenario.failed))
+    gc.collect()
+    assert gone() is None
