@@ -12,6 +12,7 @@ on the head node before the action runs, with the very rejection a missing job g
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import time
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ from resolvers.slurm.actions import (
 )
 from resolvers.slurm.errors import (
     CommandFailed,
+    ParseError,
     SlurmError,
     SlurmErrorKind,
     check,
@@ -39,10 +41,11 @@ from resolvers.slurm.errors import (
 from resolvers.slurm.job_fields import Dependency, InvalidSubmission
 from resolvers.slurm.jobs import JobRow, new_boundary, parse_squeue
 from resolvers.slurm.sbatch import SubmitRequest, sbatch_arguments
+from resolvers.slurm.version import parse_version, version_command
 from resolvers.snapshot import Need, Snapshot
 from resolvers.source import SnapshotSource
 from resolvers.visibility import Visibility
-from transport.base import CommandResult
+from transport.base import Command, CommandResult
 
 
 class Rejection(enum.StrEnum):
@@ -118,6 +121,21 @@ def _rejection(result: CommandResult) -> Rejected | None:
     return None
 
 
+async def _run(source: SnapshotSource, command: Command) -> CommandResult:
+    """Run a write's command. Until the source knows its Slurm version, `scontrol --version`
+    rides along in the same round trip, so the write's answer resolves `%b` in output paths
+    as a query's does (resolvers/slurm/filename.py)."""
+    if source.version is not None:
+        [result] = await source.transport.run([command])
+        return result
+    result, version = await source.transport.run([command, version_command()])
+    # Unparsable, the answer's paths holding %b stay null, as they would have been.
+    with contextlib.suppress(ParseError):
+        if version.exit_code == 0:
+            source.version = parse_version(version.stdout)
+    return result
+
+
 def _written(
     source: SnapshotSource,
     rows: Sequence[JobRow],
@@ -164,7 +182,7 @@ async def submit_job(
         identity.user,
         aws_cli,
     )
-    [result] = await source.transport.run([command])
+    result = await _run(source, command)
     if (rejected := _rejection(result)) is not None:
         return rejected
     submitted = parse_submit(result.stdout, boundary)
@@ -207,7 +225,7 @@ async def control_job(
     boundary = new_boundary()
     owner = None if visibility.everyone else visibility.owner
     command = control_command(boundary, job_id, action, identity.control_user(), owner)
-    [result] = await source.transport.run([command])
+    result = await _run(source, command)
     if (rejected := _rejection(result)) is not None:
         if rejected.code is Rejection.JOB_NOT_FOUND:
             return not_found(job_id)  # in our words: Slurm's would tell the two cases apart

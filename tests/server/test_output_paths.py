@@ -7,6 +7,7 @@ writes the machine's host name, which on the local cluster is none of its node n
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import tempfile
@@ -17,9 +18,13 @@ from typing import Any
 
 import pytest
 
+from resolvers.slurm.filename import slurm_line
 from server.settings import Settings
+from server.tokens import parse_token_map
+from tests.conftest import TOKENS
 from tests.support.app import app_client
 from tests.support.counting import CountingTransport
+from tests.support.live import slurm_cli
 from tests.support.scenario import sbatch
 from transport import Transport
 from transport.local import LocalTransport
@@ -129,3 +134,38 @@ async def test_paths_cost_one_round_trip(finished: tuple[Path, list[str]]) -> No
     await _jobs(finished[1], transport)
     [batch] = transport.batches
     assert ("scontrol", "--version") in batch and batch[-1][0] == "squeue"
+
+
+SUBMIT = """mutation($input: SubmitJobInput!) { submitJob(input: $input) {
+  ... on JobSubmitted { job { jobId stdoutPath stdoutPattern } }
+  ... on SubmitRejected { code message } } }"""
+
+
+async def test_a_write_answers_paths_as_a_query_does(unix_users: None) -> None:
+    """submitJob's job resolves `%b` (which depends on the Slurm version) on a server that
+    has not fetched the version yet: it rides along with the write, in the same round trip."""
+    transport = CountingTransport(LocalTransport())
+    settings = Settings(
+        clusters=(("local", "local://"),), cache_ttl=0.0, tokens=parse_token_map(TOKENS)
+    )
+    job_input = {"script": "#!/bin/sh\ntrue\n", "stdoutPath": "%j-%b.out", "hold": True}
+    async with app_client(settings, {"local": transport}) as client:
+        response = await client.post(
+            "/graphql",
+            json={"query": SUBMIT, "variables": {"input": job_input}},
+            headers={"Authorization": "Bearer alice-token"},
+        )
+    job = response.json()["data"]["submitJob"]["job"]
+    try:
+        assert transport.calls == 1
+        printed = await asyncio.to_thread(_slurm_version)
+        b = "4" if (slurm_line(printed) or (0, 0)) >= (24, 11) else "%b"
+        assert job["stdoutPattern"] == "/home/alice/%j-%b.out"
+        assert job["stdoutPath"] == f"/home/alice/{job['jobId']}-{b}.out"
+    finally:
+        await slurm_cli("scancel", str(job["jobId"]))
+
+
+def _slurm_version() -> str:
+    done = subprocess.run(["scontrol", "--version"], capture_output=True, check=True, text=True)
+    return done.stdout.split()[-1]
