@@ -204,7 +204,8 @@ def test_the_build_context_makes_a_complete_package(image: Stage, tmp_path: Path
     names = zipfile.ZipFile(wheel).namelist()
     for module in ("server/app.py", "server/lambda_handler.py", "schema/query.py",
                    "resolvers/source.py", "transport/ssm.py",
-                   "server/static/graphiql/graphiql.min.js"):  # fmt: skip
+                   "server/static/graphiql/graphiql.min.js", "server/static/page/graphiql.js",
+                   "server/static/page/graphiql.css"):  # fmt: skip
         assert module in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "slurm-graphql = server.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
