@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 
 from cross_web import HTTPException
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLSyntaxError
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
@@ -63,10 +63,10 @@ from server.budget import Budget, BudgetedExecutionContext
 from server.channel_limits import CLOSE_TOO_MANY, ChannelLimits, client_key
 from server.client_address import client_address
 from server.client_errors import (
-    BAD_USER_INPUT,
+    GRAPHQL_PARSE_FAILED,
+    GRAPHQL_VALIDATION_FAILED,
     client_error_response,
     is_client_error,
-    is_variable_message,
     parse_request_json,
 )
 from server.credentials import ConnectionContext, CredentialCheck, until_expiry
@@ -448,20 +448,18 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
         """Every error a client sees carries a code: graphql-core's own get one here."""
+        for error in result.errors or ():
+            if not (error.extensions and "code" in error.extensions) and error.message != MASKED:
+                error.extensions = {**(error.extensions or {}), "code": _code_of(error)}
         response = await super().process_result(request, result)
         note_stream_result(bool(result.errors))
-        for error in response.get("errors") or ():
-            if isinstance(error, dict):
-                extensions = error.setdefault("extensions", {})
-                if "code" in extensions:
-                    continue
-                if error.get("message") == MASKED:
-                    # The log line with the stack carries the same id.
-                    record = current_request.get()
-                    extensions["code"] = "INTERNAL_SERVER_ERROR"
-                    extensions["requestId"] = record.request_id if record else None
-                else:
-                    extensions["code"] = _code_of(str(error.get("message", "")))
+        for formatted in response.get("errors") or ():
+            if isinstance(formatted, dict) and formatted.get("message") == MASKED:
+                # The log line with the stack carries the same id.
+                record = current_request.get()
+                extensions = formatted.setdefault("extensions", {})
+                extensions["code"] = "INTERNAL_SERVER_ERROR"
+                extensions["requestId"] = record.request_id if record else None
         return response
 
     def _stream_result(
@@ -525,14 +523,12 @@ def build_authenticator(settings: Settings) -> Authenticator | None:
     return None
 
 
-def _code_of(message: str) -> str:
-    if is_variable_message(message):
-        return BAD_USER_INPUT
-    if "tokens. Parsing aborted" in message:
-        return "QUERY_TOO_COMPLEX"
-    if message.startswith("Syntax Error"):
-        return "GRAPHQL_PARSE_FAILED"
-    return "GRAPHQL_VALIDATION_FAILED"
+def _code_of(error: GraphQLError) -> str:
+    """The code of an error graphql-core made without one, by its type: the parser's, or the
+    validator's (those that stop an executor being built are coded in server/budget.py)."""
+    if isinstance(error, GraphQLSyntaxError):
+        return GRAPHQL_PARSE_FAILED
+    return GRAPHQL_VALIDATION_FAILED
 
 
 def _unauthenticated() -> Response:

@@ -33,12 +33,13 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from graphql import ExecutionResult, GraphQLError, GraphQLObjectType
+from graphql import ExecutionResult, GraphQLError, GraphQLObjectType, VariableDefinitionNode
 from graphql.execution.collect_fields import GroupedFieldSet
 from graphql.pyutils import Path
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from resolvers.allowance import OutputAllowance, current_allowance
+from server.client_errors import BAD_USER_INPUT, GRAPHQL_VALIDATION_FAILED
 
 # Synchronous work an execution may do before others get a turn of the event loop. Short enough
 # that a cheap request waits for a few of these at most, long enough that the extra awaits cost
@@ -73,6 +74,20 @@ class BudgetedExecutionContext(StrawberryGraphQLCoreExecutionContext):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._start_budget()
+
+    @classmethod
+    def build(cls, *args: Any, **kwargs: Any) -> Any:
+        """graphql-core's executor, or the errors that stopped it being built: the operation is
+        missing or unknown, or a variable does not fit its type. Both are the client's, coded
+        here by where they come from (a variable's error points at its definition), never by
+        their wording."""
+        built = super().build(*args, **kwargs)
+        if isinstance(built, list):
+            for error in built:
+                variable = any(isinstance(n, VariableDefinitionNode) for n in error.nodes or ())
+                code = BAD_USER_INPUT if variable else GRAPHQL_VALIDATION_FAILED
+                error.extensions = {**(error.extensions or {}), "code": code}
+        return built
 
     def build_per_event_executor(self, payload: Any) -> Any:
         executor = super().build_per_event_executor(payload)

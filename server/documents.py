@@ -33,6 +33,7 @@ from graphql import (
     parse,
 )
 from graphql.error import GraphQLSyntaxError
+from graphql.language import Lexer, Source, TokenKind
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 from strawberry.types.graphql import OperationType as ChannelOperation
@@ -48,8 +49,6 @@ QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
 # 400-720 bytes; the source text is held twice (the Source, and string values copied out of it).
 _BYTES_PER_TOKEN = 800
 _BYTES_PER_CHARACTER = 2
-# graphql-core's words when max_tokens stops the lexer (graphql/language/parser.py, lexer.py).
-_TOKENS_ABORTED = "tokens. Parsing aborted"
 # The selection of a stand-in document (see _stand_in below).
 _TYPENAME = SelectionSetNode(selections=(FieldNode(name=NameNode(value="__typename")),))
 
@@ -135,8 +134,8 @@ class DocumentCache:
         self.check_length(query)
         try:
             document = parse(query, max_tokens=self.max_tokens)
-        except GraphQLSyntaxError as error:
-            if _TOKENS_ABORTED in error.message:
+        except GraphQLSyntaxError:
+            if _more_tokens_than(query, self.max_tokens):
                 raise DocumentRefused(too_complex(self.max_tokens)) from None
             raise
         tokens = getattr(document, "token_count", self.max_tokens)
@@ -239,3 +238,24 @@ __all__ = [
     "DocumentCache",
     "DocumentRefused",
 ]
+
+
+def _more_tokens_than(query: str, limit: int) -> bool:
+    """Whether `query` holds more than `limit` tokens, counted as graphql-core's parser counts
+    them for max_tokens (comments included). Asked only once parsing failed: graphql-core stops
+    at the limit with a syntax error like any other (its message alone says which), so the count
+    tells them apart."""
+    lexer = Lexer(Source(query))
+    token, count = lexer.token, 0
+    try:
+        while count <= limit:
+            following = lexer.advance()
+            between = token.next  # the comments the lexer stepped over, linked in between
+            while between is not None and between is not following:
+                count, between = count + 1, between.next
+            if following.kind is TokenKind.EOF:
+                break
+            token, count = following, count + 1
+    except GraphQLSyntaxError:
+        return False  # a lexical error came first
+    return count > limit

@@ -64,3 +64,16 @@ def test_the_drawing_names_every_error_under_its_parent() -> None:
     for name, parent in parents.items():
         bases = [base.__name__ for base in errors[name].__bases__]
         assert parent in bases, f"{name} is drawn under {parent}, derives from {bases}"
+
+
+def test_no_error_is_told_apart_by_graphql_cores_wording() -> None:
+    """Errors are classified by type, by where they arise, or by measurement, never by matching
+    the words of graphql-core's messages, which change between releases."""
+    wordings = ("Syntax Error", "Parsing aborted", "Variable '$", "Unknown operation named")
+    quoting = sorted(
+        f"{name}: {wording}"
+        for name, path in _modules().items()
+        for wording in wordings
+        if wording in path.read_text()
+    )
+    assert quoting == []

@@ -20,6 +20,7 @@ from resolvers.ids import validate_job_id, validate_name
 from resolvers.slurm.actions import CONTROL_JOB_ID
 from resolvers.slurm.job_fields import InvalidSubmission, slurm_names, validate_key
 from resolvers.slurm.sbatch import SubmitRequest, sbatch_arguments
+from server.app import create_app
 from server.lambda_app import make_handler
 from server.settings import Settings, parse_clusters
 from server.tokens import parse_token_map
@@ -32,6 +33,7 @@ from tests.support.lambda_events import (
     response_body,
     response_headers,
 )
+from tests.support.ws import LEGACY_WS, TRANSPORT_WS, Connection, serving
 from transport.base import Command
 from transport.local import LocalTransport
 from transport.shell_batch import shell_line
@@ -308,3 +310,19 @@ def test_no_validator_pattern_ends_in_a_bare_dollar() -> None:
                 if "re.compile(" in line and re.search(r'\$["|)]', line):
                     offenders.append(f"{path.relative_to(root)}:{number}")
     assert offenders == []
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_mistyped_variables_are_bad_user_input_over_websockets(
+    slurm_cluster: str, protocol: str
+) -> None:
+    """Over a WebSocket too, where no HTTP response is post-processed: the executor codes the
+    errors that stop it being built (a variable's, an unknown operation's) where they arise."""
+    app = create_app(Settings(cache_ttl=0.0))
+    query = "subscription ($id: String!) { jobStateChanged(id: $id) { kind } }"
+    async with serving(app) as url, Connection.open(url, protocol) as connection:
+        subscription = await connection.subscribe(query, id=42)
+        message = await subscription.next()
+    assert message.kind == "error", message
+    errors = message.payload if isinstance(message.payload, list) else [message.payload]
+    assert [error["extensions"]["code"] for error in errors] == ["BAD_USER_INPUT"], errors
