@@ -7,7 +7,7 @@ import dataclasses
 import socket
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,32 +18,16 @@ from server.tokens import parse_token_map
 from tests.conftest import TOKENS, open_inner_transport
 from tests.support.app import app_client
 from tests.support.counting import CountingTransport
-from transport import Command, CommandResult, Transport
+from transport import Command
 
 QUERY = {"query": "{ cluster { name partitions { name } } }"}
 ALICE = {"Authorization": "Bearer alice-token"}
 
 
-class ConfiguredTransport:
-    """Runs every command with SLURM_CONF naming another configuration: the same head node,
-    pointed at a controller port of the test's choosing."""
-
-    def __init__(self, inner: Transport, slurm_conf: Path) -> None:
-        self.inner = inner
-        self.slurm_conf = str(slurm_conf)
-
-    @property
-    def url(self) -> str:
-        return self.inner.url
-
-    async def run(self, commands: Sequence[Command]) -> list[CommandResult]:
-        moved = [
-            dataclasses.replace(c, env={**c.env, "SLURM_CONF": self.slurm_conf}) for c in commands
-        ]
-        return await self.inner.run(moved)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+def configured(slurm_conf: Path) -> Callable[[Command], Command]:
+    """Each command with SLURM_CONF naming another configuration: the same head node, pointed
+    at a controller port of the test's choosing."""
+    return lambda c: dataclasses.replace(c, env={**c.env, "SLURM_CONF": str(slurm_conf)})
 
 
 def conf_with_port(slurm_conf: str, port: int, into: Path) -> Path:
@@ -83,7 +67,7 @@ async def _readyz_after_traffic(
     request: pytest.FixtureRequest, kind: str, conf: Path | None
 ) -> tuple[int, dict[str, object], int]:
     inner = open_inner_transport(request, kind)
-    transport = CountingTransport(inner if conf is None else ConfiguredTransport(inner, conf))
+    transport = CountingTransport(inner, None if conf is None else configured(conf))
     settings = Settings(tokens=parse_token_map(TOKENS), cache_ttl=0.0, ready_interval=60)
     try:
         async with app_client(settings, {"local": transport}) as client:
@@ -120,7 +104,7 @@ async def test_a_hung_controller_is_not_ready_within_the_probe_timeout(
     """slurmctld accepts and never answers: /readyz says 503 after PROBE_TIMEOUT, not later."""
     conf = conf_with_port(slurm_cluster, silent_port, conf_dir / "slurm.conf")
     inner = open_inner_transport(request, "local")
-    transport = ConfiguredTransport(inner, conf)
+    transport = CountingTransport(inner, configured(conf))
     async with app_client(Settings(), {"local": transport}) as client:
         started = time.monotonic()
         response = await client.get("/readyz")

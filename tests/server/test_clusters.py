@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
 from server.app import create_app
 from server.settings import Settings
-from tests.support.counting import CountingTransport
+from tests.support.counting import CountingTransport, MockTransport
 from transport import Command, CommandResult
 from transport.local import LocalTransport
 
@@ -46,22 +45,15 @@ async def test_each_cluster_costs_one_round_trip(slurm_cluster: str) -> None:
     assert (first.calls, second.calls) == (1, 1)
 
 
-class BrokenTransport:
+def broken(command: Command) -> CommandResult:
     """Stands for a bug inside the server: no real component fails this way on purpose."""
-
-    url = "broken://"
-
-    async def run(self, commands: Sequence[Command]) -> list[CommandResult]:
-        raise RuntimeError("secret internal detail /etc/passwd")
-
-    async def aclose(self) -> None:
-        return None
+    raise RuntimeError("secret internal detail /etc/passwd")
 
 
 async def test_unexpected_errors_are_masked() -> None:
     """An internal failure reaches the client as `internal error` with the request's id (the
     one its logged stack carries), without its details."""
-    app = create_app(Settings(cache_ttl=0.0), transports={"local": BrokenTransport()})
+    app = create_app(Settings(cache_ttl=0.0), transports={"local": MockTransport(broken)})
     async with app.router.lifespan_context(app):
         body = await post(app, "{ cluster { jobs { totalCount } } }")
     assert body["data"] == {"cluster": None}

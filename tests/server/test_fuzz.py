@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
 
 import httpx
@@ -15,6 +15,7 @@ from hypothesis_graphql import mutations, nodes, queries
 from schema import build_schema
 from server.settings import Settings
 from tests.support.app import app_client
+from tests.support.counting import MockTransport
 from transport import Command, CommandResult
 
 SDL = build_schema().as_str()
@@ -25,27 +26,13 @@ SCALARS = {
 DOCUMENTS = st.one_of(queries(SDL, custom_scalars=SCALARS), mutations(SDL, custom_scalars=SCALARS))
 
 
-class FailingTransport:
-    """Answers every command with exit 1 and an error on stderr, and runs nothing.
+def failing(command: Command) -> CommandResult:
+    """Every command exits 1 with an error on stderr, and nothing runs.
 
     The point is the API's own handling of arbitrary documents (validation, limits, errors), and
     thousands of random mutations against the real cluster would submit and cancel real jobs.
     """
-
-    url = "failing://"
-
-    def __init__(self) -> None:
-        self.commands = 0
-
-    async def run(self, commands: Sequence[Command]) -> list[CommandResult]:
-        self.commands += len(commands)
-        return [
-            CommandResult(c.argv, "", f"{c.argv[0]}: error: fuzzing, nothing runs", 1)
-            for c in commands
-        ]
-
-    async def aclose(self) -> None:
-        pass
+    return CommandResult(command.argv, "", f"{command.argv[0]}: error: fuzzing, nothing runs", 1)
 
 
 Client = tuple[asyncio.Runner, httpx.AsyncClient]
@@ -59,7 +46,7 @@ def client() -> Iterator[Client]:
         stack = AsyncExitStack()
         http = runner.run(
             stack.enter_async_context(
-                app_client(Settings(metrics=False), {"local": FailingTransport()})
+                app_client(Settings(metrics=False), {"local": MockTransport(failing)})
             )
         )
         try:
