@@ -151,3 +151,20 @@ def test_the_server_sent_events_example_streams_until_the_job_ends(server: str) 
         "event: complete",
         "data: ",
     ]  # the stream ends when the job does
+
+
+def test_one_table_lists_every_variable_the_server_reads_once() -> None:
+    """The configuration reference is the README's only table of variables, and it names each
+    SLURM_GRAPHQL_* variable the code reads exactly once (docs that tell the truth)."""
+    read = {
+        name
+        for path in (Path(__file__).resolve().parent.parent / "server").glob("*.py")
+        for name in re.findall(r'"(SLURM_GRAPHQL_[A-Z0-9_]*[A-Z0-9])"', path.read_text())
+    }
+    tables = [line for line in README.splitlines() if line.startswith("| variable |")]
+    assert len(tables) == 1
+    reference = README.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(SLURM_GRAPHQL_[A-Z0-9_]+)`", reference, flags=re.MULTILINE)
+    assert sorted(rows) == sorted(set(rows)), "a variable has two rows"
+    assert read - set(rows) == set(), "read by the server, missing from the reference"
+    assert set(rows) - read == set(), "in the reference, read by nobody"
