@@ -129,9 +129,12 @@ class BenchCluster:
 
 
 @contextmanager
-def serve_api(name: str, slurm_conf: str, max_jobs: int, cache: bool) -> Iterator[Target]:
+def serve_api(
+    name: str, slurm_conf: str, max_jobs: int, cache: bool, traced: str | None = None
+) -> Iterator[Target]:
     """`slurm-graphql serve` on the cluster of `slurm_conf`, as an operator would run it; with
-    `cache` False no snapshot or response is kept: every request runs Slurm's commands."""
+    `cache` False no snapshot or response is kept: every request runs Slurm's commands. With
+    `traced`, under bench/serve_traced.py, which writes its snapshots to that prefix."""
     port = free_port()
     environ = {
         "SLURM_CONF": slurm_conf,
@@ -141,8 +144,13 @@ def serve_api(name: str, slurm_conf: str, max_jobs: int, cache: bool) -> Iterato
         # A full listing of every job must fit one page and the cost bound.
         "SLURM_GRAPHQL_MAX_PAGE_SIZE": str(max_jobs),
         "SLURM_GRAPHQL_ASSUMED_JOBS": str(max_jobs),
+        # The execution budget (20 s) is a guard, not what is measured: on a busy 2-core machine
+        # four concurrent full listings can pass it, and one error would end a long run.
+        "SLURM_GRAPHQL_MAX_SECONDS": "120",
     }
     argv = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
+    if traced is not None:
+        argv[2:4] = ["bench.serve_traced", traced]
     with running_process(argv, f"http://127.0.0.1:{port}/healthz", environ) as pid:
         yield Target(name, pid, port=port)
 

@@ -24,9 +24,10 @@ user with 1 % of the jobs; the nodes list; the server's peak RSS (VmHWM, reset f
 Left out: authentication cost (both servers are anonymous / rest_auth/local), TLS and a real
 network (slurm-graphql on loopback TCP, slurmrestd on a unix socket), slurmdbd (there is none,
 so slurmrestd loads no dbv plugin and neither side reads accounting), writes (submit, cancel) and
-subscriptions, and a second uvicorn worker. The clients share the machine's cores with the
-servers and with slurmctld, as they would on a small head node; on a busy machine the
-absolute figures move a lot, the ratios less.
+subscriptions, and a second uvicorn worker. slurm-graphql's execution budget is raised to 120 s
+(a guard, not a figure: on a busy machine concurrent full listings can pass the default 20 s).
+The clients share the machine's cores with the servers and with slurmctld, as they would on a
+small head node; on a busy machine the absolute figures move a lot, the ratios less.
 """
 
 from __future__ import annotations
@@ -206,7 +207,12 @@ def table(results: dict[str, list[dict[str, float]]]) -> str:
         cells = []
         for name in names:
             value = statistics.median(r[key] for r in results[name])
-            cells.append(f"{value * 1000:,.0f} ms" if unit == "ms" else unit.format(value))
+            if unit == "ms":
+                cells.append(f"{value * 1000:,.0f} ms")
+            elif value < 10 and "req/s" in unit:  # slurmrestd's listings: well under 1 req/s
+                cells.append(f"{value:.2f} req/s")
+            else:
+                cells.append(unit.format(value))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
