@@ -1,4 +1,4 @@
-"""A transport that answers from recordings of the real cluster, scaled to a large job count.
+"""A cluster that answers from recordings of the real cluster, scaled to a large job count.
 
 Partitions, nodes and the version are the golden captures verbatim; squeue is the synthetic
 cluster built from golden rows (bench/synthetic.py), framed with the boundary each call asks for.
@@ -7,8 +7,6 @@ For benchmarks only: it measures our side of a round trip, not the head node's.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from bench.synthetic import golden_text, synthetic_squeue
 from resolvers.slurm.jobs import RECORD_SEPARATOR
 from transport.base import Command, CommandResult
@@ -16,7 +14,10 @@ from transport.base import Command, CommandResult
 _TEMPLATE_BOUNDARY = "recorded0boundary"
 
 
-class RecordedTransport:
+class RecordedCluster:
+    """Answers one command from the recordings: MockTransport's handler
+    (`MockTransport(RecordedCluster(jobs), url="recorded://")`)."""
+
     def __init__(self, jobs: int) -> None:
         self._squeue = synthetic_squeue(jobs, _TEMPLATE_BOUNDARY)
         self._answers = {
@@ -24,18 +25,9 @@ class RecordedTransport:
             ("scontrol", "--oneliner", "--all", "show", "node"): golden_text("nodes"),
             ("scontrol", "--version"): golden_text("version"),
         }
-        self.calls = 0
 
-    @property
-    def url(self) -> str:
-        return "recorded://"
-
-    async def run(self, commands: Sequence[Command]) -> list[CommandResult]:
-        self.calls += 1
-        return [CommandResult(c.argv, self._answer(c), "", 0) for c in commands]
-
-    async def aclose(self) -> None:
-        return None
+    def __call__(self, command: Command) -> CommandResult:
+        return CommandResult(command.argv, self._answer(command), "", 0)
 
     def _answer(self, command: Command) -> str:
         if command.argv[0] == "squeue":

@@ -9,9 +9,10 @@ import argparse
 
 import uvicorn
 
-from bench.recorded import RecordedTransport
+from bench.recorded import RecordedCluster
 from server.app import create_app
 from server.settings import Settings
+from tests.support.counting import MockTransport
 
 
 def main() -> None:
@@ -26,7 +27,9 @@ def main() -> None:
         cache_ttl=args.cache_ttl,
         response_cache=not args.no_response_cache,
     )
-    app = create_app(settings, transports={"local": RecordedTransport(args.jobs)})
+    app = create_app(
+        settings, transports={"local": MockTransport(RecordedCluster(args.jobs), url="recorded://")}
+    )
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 
 

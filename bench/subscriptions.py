@@ -25,7 +25,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.synthetic import synthetic_squeue  # noqa: E402
 from resolvers.slurm.jobs import FIELD_SEPARATOR, RECORD_SEPARATOR  # noqa: E402
+from tests.support.counting import MockTransport  # noqa: E402
 from tests.support.server import free_port  # noqa: E402
 from transport.base import Command, CommandResult  # noqa: E402
 
@@ -44,8 +44,9 @@ _TEMPLATE = "scripted0boundary"
 _STATE = 6  # index of State among squeue's structured fields
 
 
-class ScriptedTransport:
-    """A cluster of `jobs` jobs; each squeue call first changes `changes` of them."""
+class ScriptedCluster:
+    """A cluster of `jobs` jobs; each squeue call first changes `changes` of them. MockTransport's
+    handler: it answers one command at a time."""
 
     def __init__(self, jobs: int, changes: int) -> None:
         text = synthetic_squeue(jobs, _TEMPLATE)
@@ -60,15 +61,8 @@ class ScriptedTransport:
         self.squeue_calls = 0
         self.first_call: float | None = None
 
-    @property
-    def url(self) -> str:
-        return "scripted://"
-
-    async def run(self, commands: Sequence[Command]) -> list[CommandResult]:
-        return [CommandResult(c.argv, self._answer(c), "", 0) for c in commands]
-
-    async def aclose(self) -> None:
-        return None
+    def __call__(self, command: Command) -> CommandResult:
+        return CommandResult(command.argv, self._answer(command), "", 0)
 
     def _answer(self, command: Command) -> str:
         if command.argv[0] != "squeue":
@@ -96,7 +90,7 @@ def serve(port: int, jobs: int, changes: int, interval: float) -> None:
     from server.gc_tuning import tune_for_serving
     from server.settings import Settings
 
-    transport = ScriptedTransport(jobs, changes)
+    cluster = ScriptedCluster(jobs, changes)
     # Every subscriber is the same anonymous client on loopback: lift the per-client caps.
     settings = Settings(
         poll_interval=interval,
@@ -104,7 +98,7 @@ def serve(port: int, jobs: int, changes: int, interval: float) -> None:
         max_subscriptions_per_user=jobs,
         max_websockets_per_client=jobs,
     )
-    app = create_app(settings, transports={"local": transport})
+    app = create_app(settings, transports={"local": MockTransport(cluster, url="scripted://")})
 
     sent = [0] * 10_001  # events by whole milliseconds from poll to send; the last: >= 10 s
 
@@ -122,9 +116,9 @@ def serve(port: int, jobs: int, changes: int, interval: float) -> None:
         await app(scope, receive, send_stamped if scope["type"] == "websocket" else send)
 
     async def stats(request: Request) -> Response:
-        elapsed = time.monotonic() - (transport.first_call or time.monotonic())
+        elapsed = time.monotonic() - (cluster.first_call or time.monotonic())
         return JSONResponse(
-            {"squeue_calls": transport.squeue_calls, "elapsed": elapsed, "sent": sent}
+            {"squeue_calls": cluster.squeue_calls, "elapsed": elapsed, "sent": sent}
         )
 
     app.router.routes.append(Route("/bench/stats", stats))
