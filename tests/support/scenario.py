@@ -67,11 +67,14 @@ def create_scenario() -> Scenario:
     ensure_other_user()
     slurm("scontrol", "update", f"nodename={DRAINED_NODE}", "state=drain", f"reason={DRAIN_REASON}")
     s = Scenario()
+    # The running job and the array's first tasks must outlast the whole suite (which the
+    # session-wide scenario spans): a loaded machine or the chroot's second run takes over
+    # 10 minutes. The running job's time limit (30 minutes, which the tests read) ends it first.
     s.running = sbatch("-J", TRICKY_NAME, f"--comment={TRICKY_COMMENT}", "-p", "debug",
-                       "--time=30", "--wrap", "sleep 600")  # fmt: skip
+                       "--time=30", "--wrap", "sleep 3600")  # fmt: skip
     s.pending = sbatch("-J", "waits for its begin time", "--begin=now+3600", "--wrap", "true")
     s.held = sbatch("-J", "held", "--hold", "--wrap", "true")
-    s.array = sbatch("-J", "array", "--array=1-6%2", "-p", "batch", "--wrap", "sleep 600")
+    s.array = sbatch("-J", "array", "--array=1-6%2", "-p", "batch", "--wrap", "sleep 3600")
     s.dependent = sbatch("-J", "dependent", f"--dependency=afterok:{s.running}", "--wrap", "true")
     s.failed = sbatch("-J", "fails with 3", "-p", "batch", "--wrap", "exit 3")
     s.completed = sbatch("-J", "completes", "-p", "batch", "--wrap", "true")
