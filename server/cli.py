@@ -12,7 +12,6 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
-from server.allocator import trim_periodically
 from server.app import build_authenticator, create_app
 from server.gc_tuning import tune_for_serving
 from server.logs import configure_logging
@@ -102,7 +101,6 @@ def main(argv: list[str] | None = None) -> int:
         )
     app = create_app(settings)
     tune_for_serving()
-    trim_periodically()
     serve_app(settings, app, args.host, args.port, args.keep_alive, log_level, args.metrics_host)
     return 0
 
