@@ -196,8 +196,29 @@ def stored_value(job: dict[str, Any], field: str) -> str:
         return str(split_comment(job["comment"])[1])
     if field == "workDir":
         return str(job["current_working_directory"])
-    path = str(job["standard_output" if field == "stdoutPath" else "standard_error"])
+    # squeue's own column, not its JSON: Slurm 24.11's JSON expands the pattern (%j and the
+    # like), the column prints it as stored on 22.05 and 24.11 alike.
+    path = squeue_column(int(job["job_id"]), "STDOUT" if field == "stdoutPath" else "STDERR")
     return path.removeprefix(str(job["current_working_directory"]) + "/")
+
+
+def squeue_column(job_id: int, column: str) -> str:
+    """One column of one job as squeue prints it, ended by a random boundary (a value may hold
+    any character but NUL)."""
+    boundary = "\x1e" + secrets.token_hex(8)  # not a digit first: squeue would read a width
+    out = subprocess.run(
+        [
+            "squeue",
+            "--noheader",
+            "--states=all",
+            f"--jobs={job_id}",
+            f"--Format={column}:0{boundary}",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return out.decode("utf-8", "replace").split(boundary, 1)[0]
 
 
 def check_stored(
