@@ -7,7 +7,8 @@ import re
 from transport.errors import SlurmGraphQLError
 
 # 42, 42_7, 42_[3-9%2], 42+1: Slurm's display forms of a job id.
-_JOB_ID = re.compile(r"^\d{1,10}(?:_(?:\d{1,10}|\[[\d,\-%]{1,64}\])|\+\d{1,5})?\Z")
+# ASCII: \d would also take other scripts' digits, which int() reads and Slurm does not.
+_JOB_ID = re.compile(r"^\d{1,10}(?:_(?:\d{1,10}|\[[\d,\-%]{1,64}\])|\+\d{1,5})?\Z", re.ASCII)
 MAX_NAME = 256
 
 

@@ -122,7 +122,7 @@ def scope_of_listing(criteria: JobCriteria) -> JobScope:
 
 def _squeue_id(job_id: str) -> str:
     """The leading number of a validated job id (resolvers/ids.py): digits only."""
-    match = re.match(r"\d+", job_id)
+    match = re.match(r"[0-9]+", job_id)
     if match is None:
         raise ValueError(f"{job_id!r} was not validated as a job id")
     return match.group()

@@ -59,11 +59,11 @@ def host_name(header: str) -> str | None:
     header = header.strip().lower()
     if header.startswith("["):
         inside, bracket, port = header[1:].partition("]")
-        if not bracket or (port and not re.fullmatch(r":\d{1,5}", port)):
+        if not bracket or (port and not re.fullmatch(r":[0-9]{1,5}", port)):
             return None
         return canonical_host(inside) if _ip(inside) is not None else None
     host, colon, port = header.partition(":")
-    if (colon and not re.fullmatch(r"\d{1,5}", port)) or not _HOST.match(host):
+    if (colon and not re.fullmatch(r"[0-9]{1,5}", port)) or not _HOST.match(host):
         return None
     return canonical_host(host)
 

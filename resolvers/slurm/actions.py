@@ -26,7 +26,7 @@ from resolvers.slurm.jobs import JobRow, parse_squeue, squeue_command
 from transport.base import Command
 
 # Job ids a control command accepts: a job or one array task (Slurm's own forms).
-CONTROL_JOB_ID = re.compile(r"^\d{1,10}(?:_\d{1,10})?\Z")
+CONTROL_JOB_ID = re.compile(r"^\d{1,10}(?:_\d{1,10})?\Z", re.ASCII)
 
 
 def _show_prefix(count: int) -> str:

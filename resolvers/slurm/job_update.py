@@ -62,7 +62,7 @@ def update_arguments(update: JobUpdate) -> list[str]:
     return fields
 
 
-_SIGNAL = re.compile(r"^(?:SIG)?[A-Z][A-Z0-9+]{0,15}\Z|^\d{1,2}\Z")
+_SIGNAL = re.compile(r"^(?:SIG)?[A-Z][A-Z0-9+]{0,15}\Z|^\d{1,2}\Z", re.ASCII)
 
 
 def validate_signal(value: str) -> str:

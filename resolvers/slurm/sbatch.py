@@ -29,7 +29,7 @@ from resolvers.slurm.job_fields import (
 )
 
 _ARRAY_RANGE = r"\d{1,7}(?:-\d{1,7}(?::\d{1,7})?)?"
-_ARRAY = re.compile(rf"^{_ARRAY_RANGE}(?:,{_ARRAY_RANGE})*(?:%\d{{1,7}})?\Z")
+_ARRAY = re.compile(rf"^{_ARRAY_RANGE}(?:,{_ARRAY_RANGE})*(?:%\d{{1,7}})?\Z", re.ASCII)
 _GRES = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_:,.=/-]{0,255}\Z")
 _CONSTRAINT = re.compile(r"^[A-Za-z0-9_&|\[\]()*:,.!-]{1,256}\Z")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")

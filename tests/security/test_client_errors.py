@@ -19,6 +19,7 @@ from resolvers.identity import validate_user_name
 from resolvers.ids import validate_job_id, validate_name
 from resolvers.slurm.actions import CONTROL_JOB_ID
 from resolvers.slurm.job_fields import InvalidSubmission, slurm_names, validate_key
+from resolvers.slurm.job_update import validate_signal
 from resolvers.slurm.sbatch import SubmitRequest, sbatch_arguments
 from server.app import create_app
 from server.lambda_app import make_handler
@@ -148,6 +149,27 @@ def test_validators_match_the_whole_value(name: str) -> None:
         # Every refusal here is a ValueError subclass (BadUserInput, InvalidSubmission, ...).
         with pytest.raises(ValueError):  # noqa: PT011
             validate(bad)
+
+
+# Digits of other scripts: Python's \\d and int() take them, Slurm's strtol does not, so an id
+# or number a validator let through could mean one thing to the API and another to Slurm.
+FOREIGN_DIGITS = {
+    "job id": (validate_job_id, "\u0664\u0662"),  # Arabic-Indic 42
+    "job id, array task": (validate_job_id, "42_\u0663"),
+    "control job id": (_control_id, "\uff14\uff12"),  # fullwidth 42
+    "array spec": (
+        lambda v: sbatch_arguments(SubmitRequest(script="#!/bin/sh\ntrue\n", array=v)),
+        "\u0660-\u0669",
+    ),
+    "signal": (validate_signal, "\u0669"),
+}
+
+
+@pytest.mark.parametrize("name", FOREIGN_DIGITS)
+def test_validators_take_ascii_digits_only(name: str) -> None:
+    validate, bad = FOREIGN_DIGITS[name]
+    with pytest.raises(ValueError):  # noqa: PT011
+        validate(bad)
 
 
 SUBMIT_TAILS = {
