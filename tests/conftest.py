@@ -103,6 +103,15 @@ def aws(slurm_cluster: str) -> Iterator[Aws]:
                     os.environ[name] = value
 
 
+@pytest.fixture
+def faults(aws: Aws) -> Iterator[Aws]:
+    """The endpoint, with its faults cleared again after the test."""
+    try:
+        yield aws
+    finally:
+        aws.endpoint.clear_faults()
+
+
 @dataclass
 class Api:
     """An HTTP client on the ASGI app, and the transport under it (to count round trips)."""

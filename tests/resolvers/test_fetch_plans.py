@@ -8,10 +8,8 @@ import asyncio
 import gc
 import weakref
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 
 from resolvers.scope import scope_of_job
@@ -19,7 +17,7 @@ from resolvers.snapshot import Need
 from resolvers.source import FULL_AFTER_PARTIALS, SnapshotSource
 from server.settings import Settings
 from server.tokens import parse_token_map
-from tests.conftest import TOKENS
+from tests.conftest import TOKENS, Api
 from tests.support.app import app_client
 from tests.support.counting import CountingTransport
 from tests.support.scenario import OTHER_USER, Scenario
@@ -32,15 +30,12 @@ JOB = "id jobId arrayJobId arrayTaskId name user state partition { name } nodeLi
 EVERY_JOB = "everything: jobs(first: 0) { totalCount }"
 
 
-@dataclass
-class Counted:
-    client: httpx.AsyncClient
-    transport: CountingTransport
+class Counted(Api):
+    """tests.conftest's Api, answering data only (an error fails the test), with the squeue
+    commands it ran."""
 
     async def query(self, query: str, **variables: Any) -> dict[str, Any]:
-        response = await self.client.post("/graphql", json={"query": query, "variables": variables})
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
+        body = await super().query(query, **variables)
         assert "errors" not in body, body
         data: dict[str, Any] = body["data"]
         return data

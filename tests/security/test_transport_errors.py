@@ -9,7 +9,6 @@ failed batch put the last 500 characters of the head node's stderr in the messag
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,15 +18,6 @@ from server.settings import Settings
 from tests.conftest import INSTANCE, Aws
 from tests.support.app import app_client
 from transport import OutputTooLarge, TransportError, TransportUnavailable
-
-
-@pytest.fixture
-def faults(aws: Aws) -> Iterator[Aws]:
-    """The endpoint, with its faults cleared again after the test."""
-    try:
-        yield aws
-    finally:
-        aws.endpoint.clear_faults()
 
 
 @pytest.mark.parametrize(

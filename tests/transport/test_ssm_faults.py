@@ -25,15 +25,6 @@ from transport import (
 )
 
 
-@pytest.fixture
-def faults(aws: Aws) -> Iterator[Aws]:
-    """The endpoint, with its faults cleared again after the test."""
-    try:
-        yield aws
-    finally:
-        aws.endpoint.clear_faults()
-
-
 async def run_once(url: str, command: Command) -> None:
     transport = open_transport(url)
     try:
