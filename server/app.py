@@ -12,7 +12,6 @@ from typing import Any, Protocol, cast
 from cross_web import HTTPException
 from graphql import GraphQLError, GraphQLSyntaxError
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
@@ -53,14 +52,14 @@ from schema import build_schema
 from server.auth import (
     ApiGatewayAuthenticator,
     Authenticator,
-    CredentialExpired,
     JwtAuthenticator,
     TokenAuthenticator,
 )
-from server.auth_failures import AuthFailures, blocked_error, blocked_response
+from server.auth_failures import AuthFailures
+from server.authentication import Authentication, AuthenticationMiddleware
 from server.body_limit import BodyLimitMiddleware
 from server.budget import Budget, BudgetedExecutionContext
-from server.channel_limits import CLOSE_TOO_MANY, ChannelLimits, client_key
+from server.channel_limits import ChannelLimitMiddleware, ChannelLimits, client_key
 from server.client_address import client_address
 from server.client_errors import (
     GRAPHQL_PARSE_FAILED,
@@ -69,13 +68,13 @@ from server.client_errors import (
     is_client_error,
     parse_request_json,
 )
-from server.credentials import ConnectionContext, CredentialCheck, until_expiry
+from server.credentials import ConnectionContext, until_expiry
 from server.documents import CachedDocuments, DocumentCache
 from server.execution import LeanExecutionContext
-from server.floor import IdentityRefused, check_floor
+from server.floor import IdentityRefused
 from server.graphiql import GRAPHIQL_CSP, render_graphiql
 from server.health import Readiness, readyz_endpoint
-from server.hosts import HostCheckMiddleware, refuse
+from server.hosts import HostCheckMiddleware
 from server.limits import CostLimit, Limits, limits_rule
 from server.message_limit import MessageLimitMiddleware, decode_message
 from server.metrics_access import token_required
@@ -93,7 +92,6 @@ from server.response_cache import ResponseCache
 from server.round_trips import RoundTripListener, WatchedTransport
 from server.security_headers import SecurityHeadersMiddleware
 from server.settings import Settings
-from server.tokens import bearer_token
 from server.ws_limits import LimitedTransportWSHandler, LimitedWSHandler
 from server.ws_observe import NoteOperation, note_stream, note_stream_result
 from transport import Transport, open_transport
@@ -148,9 +146,18 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         sources: Mapping[str, SnapshotSource],
         settings: Settings,
         pollers: PollerHub,
+        authentication: Authentication,
+        channel_limits: ChannelLimits,
         guard: RequestGuard | None = None,
     ) -> None:
         self._guard = guard
+        # Shared with the route's middleware, which has authenticated and limited each request
+        # by the time it arrives here (create_app); what only the app sees uses them too: a
+        # WebSocket's connection_init and operations (server/ws_limits.py).
+        self.authentication = authentication
+        self.auth_failures = authentication.failures
+        self.credential_check = authentication.credential_check
+        self.channel_limits = channel_limits
         limits = Limits(
             max_depth=settings.max_depth,
             max_aliases=settings.max_aliases,
@@ -161,7 +168,6 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
             max_output_reads=settings.max_output_reads,
             max_output_bytes=settings.max_output_bytes,
         )
-        self._auth = build_authenticator(settings)
         # Parses (within the document caps) and validates, keeping what authenticated requests
         # sent; without authentication configured (loopback only) every request counts as such.
         self.documents = DocumentCache(
@@ -212,13 +218,6 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         self._settings = settings
         self._page = render_graphiql("/graphql", STATIC_PREFIX, PAGE_PREFIX)
         self._responses = ResponseCache(sources)
-        self.auth_failures = AuthFailures(settings.auth_failures_per_minute)
-        self.credential_check = CredentialCheck(self._recheck)
-        self.channel_limits = ChannelLimits(
-            rate_limiter(settings),
-            max_streams=settings.max_subscriptions_per_user,
-            max_sockets=settings.max_websockets_per_client,
-        )
 
     async def execute_single(
         self,
@@ -275,36 +274,7 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
     def keeps(self, context: RequestContext) -> bool:
         """Whether the documents of this request's caller may be cached: it authenticated, or
         the server asks nobody to (loopback only)."""
-        return self._auth is None or context.identity.authenticated
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and self._auth is not None:
-            # Before the credential is even looked at: a blocked address learns nothing from it.
-            wait = self.auth_failures.retry_after(client_address(scope))
-            if wait > 0:
-                await _refuse_blocked(wait, scope, receive, send)
-                return
-            authorization = Headers(scope=scope).get("authorization")
-            try:
-                identity = await self._authenticate(scope, authorization)
-            except IdentityRefused as refused:
-                audit_refusal(current_ids(), refused.claimed, refused.reason, "PERMISSION_DENIED")
-                await refuse(_permission_denied(), scope, receive, send)
-                return
-            # GraphiQL's page is public; what it sends to run a query carries the token. A
-            # WebSocket may also authenticate later, with its connection_init payload.
-            if (
-                identity is None
-                and scope["type"] == "http"
-                and not self._is_ide_page(Request(scope))
-            ):
-                await _unauthenticated()(scope, receive, send)
-                return
-            if identity is not None:
-                state = scope.setdefault("state", {})
-                state["identity"], state["authorization"] = identity, authorization
-        # After authentication, so each identity spends its own bucket (server/channel_limits.py).
-        await self.channel_limits.serve(scope, receive, send, self._serve)
+        return not self.authentication.required or context.identity.authenticated
 
     def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
         """server/origins.py has decided by now, against the allow-list; strawberry's own check
@@ -321,11 +291,12 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         """Whose limits a WebSocket operation spends: its identity's, else its address's."""
         return client_key(self.identity_key(context), scope)
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Authenticated and within its limits by now (the route's middleware, create_app).
         if scope["type"] == "http" and self._guard is not None:
             # Authenticated (or the server asks nobody to), and within the rate limit: only now
             # may the guard read the body and parse what it holds.
-            keep = self._auth is None or "identity" in scope.get("state", {})
+            keep = not self.authentication.required or "identity" in scope.get("state", {})
 
             def operation_in(query: str, name: str | None) -> Operation | None:
                 return self.documents.operation(query, name, keep=keep)
@@ -352,50 +323,13 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         # socket with 4400 on MalformedMessage (server/ws_limits.py).
         return decode_message(data)
 
-    async def _identify(self, scope: Scope, authorization: str | None) -> Identity | None:
-        """The authenticated identity a request proves, None if it proves none; raises
-        IdentityRefused for verified claims below the identity floor (server/floor.py), whichever
-        authenticator vouched for them."""
-        if isinstance(self._auth, ApiGatewayAuthenticator):
-            identity = self._auth.identity_for_event(scope.get("aws.event"))
-        else:
-            token = bearer_token(authorization)
-            if token is None or self._auth is None:
-                return None
-            identity = await self._auth.identity(token)
-        if identity is not None:
-            check_floor(identity.user, self._settings.min_uid)
-        return identity
-
-    async def _authenticate(
-        self, scope: Scope, authorization: str | None, channel: str | None = None
-    ) -> Identity | None:
-        """_identify, counting a presented credential that proves nothing as a failure of the
-        client's address (server/auth_failures.py); a genuine but expired token is no guess."""
-        try:
-            identity = await self._identify(scope, authorization)
-        except CredentialExpired:
-            return None
-        if (
-            identity is None
-            and authorization
-            and not isinstance(self._auth, ApiGatewayAuthenticator)
-        ):
-            self.auth_failures.failed(client_address(scope), channel or scope["type"])
-        return identity
-
-    async def _recheck(self, authorization: str) -> Identity | None:
-        return await self._identify({}, authorization)
-
-    def _is_ide_page(self, request: Request) -> bool:
-        return request.method == "GET" and "text/html" in request.headers.get("accept", "")
-
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> RequestContext:
-        # Authenticated in __call__, or anonymous: without authentication configured, and (with
-        # it) for GraphiQL's page, which runs nothing, and a WebSocket until its connection_init
-        # payload authenticates it (on_ws_connect).
+        # Authenticated by the route's middleware (server/authentication.py), or anonymous:
+        # without authentication configured, and (with it) for GraphiQL's page, which runs
+        # nothing, and a WebSocket until its connection_init payload authenticates it
+        # (on_ws_connect).
         state = request.scope.get("state", {})
         identity = state.get("identity") or self._anonymous
         common: dict[str, Any] = {
@@ -423,7 +357,7 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         in the `connection_init` payload (`{"Authorization": "Bearer …"}`), as browsers cannot
         set headers on a WebSocket. Without a known token the connection is refused (4403), and
         so it is for an identity below the floor (4403, PERMISSION_DENIED, audited)."""
-        if self._auth is not None and not context.identity.authenticated:
+        if self.authentication.required and not context.identity.authenticated:
             params = context.connection_params if isinstance(context, LiveContext) else None
             presented = None
             if isinstance(params, Mapping):
@@ -431,7 +365,7 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
             authorization = presented if isinstance(presented, str) else None
             address = context.address if isinstance(context, ConnectionContext) else ""
             try:
-                identity = await self._authenticate(
+                identity = await self.authentication.authenticate(
                     {"client": (address, 0)}, authorization, "websocket"
                 )
             except IdentityRefused as refused:
@@ -531,42 +465,6 @@ def _code_of(error: GraphQLError) -> str:
     return GRAPHQL_VALIDATION_FAILED
 
 
-def _unauthenticated() -> Response:
-    body = {
-        "errors": [
-            {
-                "message": "authentication required: send Authorization: Bearer <token>",
-                "extensions": {"code": "UNAUTHENTICATED"},
-            }
-        ]
-    }
-    return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
-
-
-def _permission_denied() -> Response:
-    """Verified, but not an identity this service acts as; why is in the audit log only."""
-    body = {
-        "errors": [
-            {
-                "message": "this identity may not use this service",
-                "extensions": {"code": "PERMISSION_DENIED"},
-            }
-        ]
-    }
-    return JSONResponse(body, status_code=403)
-
-
-async def _refuse_blocked(wait: float, scope: Scope, receive: Receive, send: Send) -> None:
-    """An address past its failed authentications: 429, or a WebSocket closed with 4429."""
-    if scope["type"] == "http":
-        await blocked_response(wait)(scope, receive, send)
-        return
-    websocket = WebSocket(scope, receive, send)
-    offered = scope.get("subprotocols") or []
-    await websocket.accept(subprotocol=offered[0] if offered else None)
-    await websocket.close(CLOSE_TOO_MANY, blocked_error(wait)["message"])
-
-
 def _host_check(settings: Settings) -> list[Middleware]:
     """Anonymous mode answers only to loopback Host names and SLURM_GRAPHQL_ALLOWED_HOSTS (DNS
     rebinding); other modes check the Host header only when that list is set."""
@@ -636,11 +534,26 @@ def create_app(
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    graphql_app = _GraphQLApp(sources, settings, pollers, guard)
+    authentication = Authentication(
+        build_authenticator(settings),
+        settings.min_uid,
+        AuthFailures(settings.auth_failures_per_minute),
+    )
+    channel_limits = ChannelLimits(
+        rate_limiter(settings),
+        max_streams=settings.max_subscriptions_per_user,
+        max_sockets=settings.max_websockets_per_client,
+    )
+    graphql_app = _GraphQLApp(sources, settings, pollers, authentication, channel_limits, guard)
+    # Who asks, then whether they may ask now: each identity spends its own rate limit.
+    graphql_middleware = [
+        Middleware(AuthenticationMiddleware, authentication=authentication),
+        Middleware(ChannelLimitMiddleware, limits=channel_limits),
+    ]
     app = Starlette(
         routes=[
-            Route("/graphql", graphql_app, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", graphql_app),
+            Route("/graphql", graphql_app, methods=["GET", "POST"], middleware=graphql_middleware),
+            WebSocketRoute("/graphql", graphql_app, middleware=graphql_middleware),
             Route("/healthz", healthz),
             Route("/readyz", readyz_endpoint(readiness)),
             *extra_routes,

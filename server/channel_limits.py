@@ -157,6 +157,18 @@ class ChannelLimits:
             self.sockets.release(key)
 
 
+class ChannelLimitMiddleware:
+    """Spends each request's (or WebSocket's) share of `limits`: after authentication, so each
+    identity spends its own bucket, and an address its own when there is no identity yet."""
+
+    def __init__(self, app: ASGIApp, limits: ChannelLimits) -> None:
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.limits.serve(scope, receive, send, self.app)
+
+
 def _identity_key(scope: Scope) -> str | None:
     identity = scope.get("state", {}).get("identity")
     return None if identity is None else str(identity.cache_key)
@@ -164,6 +176,7 @@ def _identity_key(scope: Scope) -> str | None:
 
 __all__ = [
     "CLOSE_TOO_MANY",
+    "ChannelLimitMiddleware",
     "ChannelLimits",
     "Slots",
     "client_key",
