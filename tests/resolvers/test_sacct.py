@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from resolvers.events import RecordSource
+from resolvers.final_state import parse_lookup
 from resolvers.slurm.errors import ParseError
 from resolvers.slurm.sacct import SACCT_FIELDS, parse_sacct, sacct_command
+from transport.base import CommandResult
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "22.05" / "sacct"
 
@@ -59,3 +63,26 @@ def test_the_command_reads_the_completion_log_only_when_asked() -> None:
     assert "--completion" not in sacct_command([1]).argv
     assert "--completion" in sacct_command([1, 2], completion_log=True).argv
     assert "--jobs=1,2" in sacct_command([1, 2]).argv
+
+
+def _result(case: str) -> CommandResult:
+    """A captured sacct case as the transport hands it back."""
+    argv = json.loads((GOLDEN / f"{case}.argv.json").read_text())["argv"]
+    return CommandResult(
+        argv=tuple(argv),
+        stdout=(GOLDEN / f"{case}.stdout").read_text(),
+        stderr=(GOLDEN / f"{case}.stderr").read_text(),
+        exit_code=int((GOLDEN / f"{case}.exit").read_text()),
+    )
+
+
+def test_without_slurmdbd_the_final_state_comes_from_the_completion_log() -> None:
+    """On a cluster without slurmdbd (LOCAL_CLUSTER_ACCOUNTING=0) sacct fails with "accounting
+    storage is disabled" and the lookup takes the job's end from sacct -c."""
+    [job] = [r for r in parse_sacct(_result("completion-log").stdout) if r.name == "exit3"]
+    ids = [str(job.job_id)]
+    unknown = CommandResult(("scontrol",), "", "slurm_load_jobs error: Invalid job id", 1)
+    found = parse_lookup(ids, [unknown, _result("accounting-disabled"), _result("completion-log")])
+    final = found[ids[0]]
+    assert final.source is RecordSource.COMPLETION_LOG
+    assert final.record is not None and final.record.state == "FAILED"

@@ -24,7 +24,7 @@ from tests.support.live import (
     submit,
     wait_until_state,
 )
-from tests.support.scenario import Scenario
+from tests.support.scenario import Scenario, has_accounting
 from tests.support.ws import LEGACY_WS, Connection, Message, Subscription, serving
 from transport.local import LocalTransport
 
@@ -136,8 +136,9 @@ async def test_a_cancelled_job_reports_cancelled(live: Live) -> None:
     assert events(messages)[-1]["job"]["state"] == "CANCELLED"
 
 
-async def test_a_purged_job_gets_its_end_from_the_completion_log(live: Live) -> None:
-    """A job Slurm purged unseen ends with sacct -c's state and exit code."""
+async def test_a_purged_job_gets_its_end_from_accounting(live: Live) -> None:
+    """A job Slurm purged unseen ends with accounting's state and exit code: slurmdbd's (sacct)
+    when the cluster has one, else the completion log's (sacct -c)."""
     # PurgingTransport stands in for MinJobAge (3600 s here): see tests/support/live.py.
     assert isinstance(live.transport, PurgingTransport)
     job = await submit("-J", "purged", "--begin=now+2", "--wrap", "exit 3")
@@ -150,11 +151,8 @@ async def test_a_purged_job_gets_its_end_from_the_completion_log(live: Live) -> 
         live.transport.purge(job)
         messages = await subscription.until_complete(30)
     [last] = events(messages)
-    assert (last["kind"], last["previousState"], last["source"]) == (
-        "CHANGED",
-        "PENDING",
-        "COMPLETION_LOG",
-    )
+    source = "ACCOUNTING" if has_accounting() else "COMPLETION_LOG"
+    assert (last["kind"], last["previousState"], last["source"]) == ("CHANGED", "PENDING", source)
     assert (last["job"]["state"], last["job"]["exitCode"]) == ("FAILED", 3)
 
 

@@ -11,6 +11,7 @@ import pwd
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 OTHER_USER = "sgtest"
 DRAINED_NODE = "n4"
@@ -134,3 +135,10 @@ def tear_down(scenario: Scenario) -> None:
 
 def slurm_conf() -> str:
     return os.environ["SLURM_CONF"]
+
+
+def has_accounting() -> bool:
+    """Whether the cluster under test keeps history in slurmdbd (scripts/local-cluster's
+    default) rather than only in the completion log (LOCAL_CLUSTER_ACCOUNTING=0)."""
+    text = Path(slurm_conf()).read_text()
+    return "\nAccountingStorageType=accounting_storage/slurmdbd" in text
