@@ -18,6 +18,7 @@ from resolvers.ids import BadUserInput
 from resolvers.slurm.filename import BatchJob, resolve_pattern
 from resolvers.slurm.hostlist import expand_hostlist
 from resolvers.slurm.jobs import JobRecord
+from resolvers.slurm.values import is_decimal
 from transport.base import Command, CommandResult, Transport
 from transport.errors import SlurmGraphQLError
 
@@ -79,12 +80,12 @@ def output_file(record: JobRecord, stderr: bool, slurm_version: str | None) -> s
     if pattern is None:
         return None
     task = record.array_task_id
-    remainder = task is not None and not task.isdigit()  # "3-6%2": tasks not started yet
+    remainder = task is not None and not is_decimal(task)  # "3-6%2": tasks not started yet
     hosts = expand_hostlist(record.node_list or "")
     job = BatchJob(
         job_id=None if remainder else record.job_id,
         array_job_id=record.array_job_id,
-        array_task_id=int(task) if task is not None and task.isdigit() else None,
+        array_task_id=int(task) if task is not None and is_decimal(task) else None,
         user=record.user,
         name=record.name,
         work_dir=record.work_dir,

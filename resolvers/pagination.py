@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from resolvers.ids import BadUserInput
 from resolvers.slurm.jobs import JobRow
+from resolvers.slurm.values import is_decimal
 
 _PREFIX = "job:"
 
@@ -27,7 +28,7 @@ def decode_cursor(cursor: str) -> int:
         text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("ascii")
     except (binascii.Error, UnicodeError, ValueError):
         raise BadUserInput(f"{cursor[:40]!r} is not a cursor this API issued") from None
-    if not text.startswith(_PREFIX) or not text[len(_PREFIX) :].isdigit():
+    if not text.startswith(_PREFIX) or not is_decimal(text[len(_PREFIX) :]):
         raise BadUserInput(f"{cursor[:40]!r} is not a cursor this API issued")
     return int(text[len(_PREFIX) :])
 

@@ -29,6 +29,7 @@ from resolvers.slurm.jobs import (
 )
 from resolvers.slurm.nodes import NodeRecord, parse_nodes, show_nodes_command
 from resolvers.slurm.partitions import PartitionRecord, parse_partitions, show_partitions_command
+from resolvers.slurm.values import is_decimal
 from resolvers.slurm.version import parse_version, version_command
 from transport.base import Command, CommandResult, Transport
 
@@ -145,7 +146,7 @@ class Snapshot:
                     index[unique].append(position)
                 if "_" in row.display_id:  # an array task, or an array's pending remainder
                     array = row.structured.split(FIELD_SEPARATOR, _ARRAY_JOB_ID + 1)[_ARRAY_JOB_ID]
-                    if array.isdigit() and array not in (row.display_id, unique):
+                    if is_decimal(array) and array not in (row.display_id, unique):
                         index[array].append(position)
             self.indexes.jobs_by_id = {key: tuple(found) for key, found in index.items()}
         return self.indexes.jobs_by_id

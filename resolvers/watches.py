@@ -30,6 +30,7 @@ from resolvers.mailbox import Mailbox
 from resolvers.selection import JobCriteria, filter_nodes, node_state
 from resolvers.slurm.jobs import JobRecord, JobRow
 from resolvers.slurm.nodes import NodeRecord
+from resolvers.slurm.values import is_decimal
 from resolvers.snapshot import Need, Snapshot
 from resolvers.visibility import Visibility
 
@@ -52,7 +53,7 @@ class PollUpdate:
     def find_job(self, job_id: str) -> JobRow | None:
         if self.jobs is None:
             return None
-        if job_id.isdigit() and (row := self.jobs.get(int(job_id))) is not None:
+        if is_decimal(job_id) and (row := self.jobs.get(int(job_id))) is not None:
             return row
         return self.jobs_by_display_id.get(job_id)
 
@@ -112,7 +113,7 @@ class JobWatch(Watch):
     ) -> None:
         super().__init__(mailbox, extra_needs, visibility=visibility)
         self.job_id = job_id
-        self.numeric_id: int | None = int(job_id) if job_id.isdigit() else None
+        self.numeric_id: int | None = int(job_id) if is_decimal(job_id) else None
         self.state: str | None = None
         self.last: JobRecord | None = None
         self._row: JobRow | None = None  # the squeue row last looked at

@@ -15,11 +15,15 @@ reads (which wait for the client to go away during a streamed answer) have no de
 from __future__ import annotations
 
 import asyncio
+import re
 
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# ASCII digits only, and few enough for int(): a declared length is read, never trusted.
+_DECIMAL = re.compile(r"[0-9]{1,20}")
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_READ_TIMEOUT = 30.0
@@ -68,7 +72,7 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        if declared is not None and _DECIMAL.fullmatch(declared) and int(declared) > self.max_bytes:
             await too_large(self.max_bytes)(scope, receive, send)
             return
         received = 0

@@ -278,7 +278,7 @@ def _port(environ: Mapping[str, str], name: str) -> int | None:
     raw = environ.get(name, "").strip()
     if raw == "":
         return None
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
+    if not re.fullmatch(r"[0-9]{1,5}", raw) or not 0 < int(raw) < 65536:
         raise SettingsError(f"{name}: {raw!r} is not a TCP port (1-65535)")
     return int(raw)
 

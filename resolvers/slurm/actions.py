@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from resolvers.slurm.errors import ParseError
 from resolvers.slurm.job_fields import KEY_END, KEY_MARKER, split_comment
 from resolvers.slurm.jobs import JobRow, parse_squeue, squeue_command
+from resolvers.slurm.values import is_decimal
 from transport.base import Command
 
 # Job ids a control command accepts: a job or one array task (Slurm's own forms).
@@ -158,7 +159,7 @@ def parse_submit(stdout: str, boundary: str) -> Submitted:
     """What `submit_command` printed: a status line, then squeue rows of the job."""
     status, _, rest = stdout.partition("\n")
     word, _, job_id = status.partition(" ")
-    if word not in ("SUBMITTED", "EXISTING") or not job_id.strip().isdigit():
+    if word not in ("SUBMITTED", "EXISTING") or not is_decimal(job_id.strip()):
         raise ParseError("submit", status, "no job id")
     rows = tuple(parse_squeue(rest, boundary))
     return Submitted(int(job_id), word == "SUBMITTED", rows)

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 
 from resolvers.slurm.errors import ParseError
 from resolvers.slurm.keyvalue import parse_records
-from resolvers.slurm.values import epoch_or_none, int_or_none, minutes_or_none, text_or_none
+from resolvers.slurm.values import (
+    epoch_or_none,
+    int_or_none,
+    is_decimal,
+    minutes_or_none,
+    text_or_none,
+)
 from transport.base import Command
 
 KNOWN_KEYS = tuple(
@@ -81,7 +87,7 @@ def parse_job_details(text: str) -> list[JobDetails]:
     for fields in parse_records(text, KNOWN_KEYS, FREE_TEXT_KEYS):
         value = {key: raw.strip() for key, raw in fields.items()}.get
         job_id = value("JobId", "")
-        if not job_id.isdigit():
+        if not is_decimal(job_id):
             raise ParseError("scontrol show job", str(fields)[:200], "no numeric JobId")
         task = text_or_none(value("ArrayTaskId", ""))
         code, _, signal = value("ExitCode", "").partition(":")

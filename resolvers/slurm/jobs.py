@@ -15,7 +15,13 @@ from typing import NamedTuple
 
 from resolvers.slurm.errors import ParseError
 from resolvers.slurm.filename import recover_pattern
-from resolvers.slurm.values import epoch_or_none, int_or_none, minutes_or_none, text_or_none
+from resolvers.slurm.values import (
+    epoch_or_none,
+    int_or_none,
+    is_decimal,
+    minutes_or_none,
+    text_or_none,
+)
 from transport.base import Command
 
 # Fields Slurm validates itself (names, numbers, states): separated by a plain \x1f.
@@ -295,7 +301,7 @@ def parse_squeue(text: str, boundary: str) -> list[JobRow]:
             raise ParseError("squeue", row, "wrong number of fields")
         display_id, _, rest = structured.partition(FIELD_SEPARATOR)
         job_id = rest[: rest.find(FIELD_SEPARATOR)]
-        if not job_id.isdigit():
+        if not is_decimal(job_id):
             raise ParseError("squeue", row, "job id is not a number")
         parsed.append(new(JobRow, (int(job_id), display_id, structured, free, free_separator)))
     return parsed

@@ -17,7 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from resolvers.slurm.errors import ParseError
-from resolvers.slurm.values import epoch_or_none, int_or_none, minutes_or_none, text_or_none
+from resolvers.slurm.values import (
+    epoch_or_none,
+    int_or_none,
+    is_decimal,
+    minutes_or_none,
+    text_or_none,
+)
 from transport.base import Command
 
 SACCT_FIELDS = (
@@ -85,7 +91,7 @@ def _rows(text: str) -> list[str]:
     rows: list[str] = []
     for line in text.replace("\r\n", "\n").split("\n"):
         head = line.partition(SEPARATOR)[0]
-        if head.isdigit() and SEPARATOR in line:
+        if is_decimal(head) and SEPARATOR in line:
             rows.append(line)
         elif rows:
             rows[-1] += "\n" + line

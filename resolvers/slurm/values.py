@@ -12,9 +12,22 @@ def text_or_none(value: str) -> str | None:
     return None if value in _ABSENT else value
 
 
+# Slurm prints no number longer than a 64-bit one; int() refuses more than 4,300 digits anyway.
+MAX_DECIMAL_DIGITS = 20
+
+
+def is_decimal(text: str) -> bool:
+    """ASCII digits, as many as a 64-bit number has: what Slurm's strtol reads as a number.
+    str.isdigit alone also takes "²" and other scripts' digits, which int() refuses or reads
+    differently, and any number of digits, which int() refuses past 4,300."""
+    return 0 < len(text) <= MAX_DECIMAL_DIGITS and text.isascii() and text.isdigit()
+
+
 def int_or_none(value: str) -> int | None:
-    if value.isdigit():  # the common case, without the cost of a caught exception
+    if is_decimal(value):  # the common case, without the cost of a caught exception
         return int(value)
+    if not value.isascii():  # int() reads other scripts' digits; Slurm prints none
+        return None
     try:
         return int(value)
     except ValueError:
@@ -42,9 +55,9 @@ def minutes_or_none(value: str) -> int | None:
     """
     days, _, clock = value.rpartition("-")
     parts = clock.split(":")
-    if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+    if not 1 <= len(parts) <= 3 or not all(is_decimal(p) for p in parts):
         return None
-    if days and not days.isdigit():
+    if days and not is_decimal(days):
         return None
     numbers = [int(p) for p in parts]
     if days:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from resolvers.ids import BadUserInput, validate_job_id
-from resolvers.pagination import decode_cursor
-from resolvers.slurm.errors import SlurmErrorKind, classify
+from resolvers.pagination import decode_cursor, encode_cursor
+from resolvers.slurm.errors import ParseError, SlurmErrorKind, classify
 from resolvers.slurm.hostlist import expand_hostlist
+from resolvers.slurm.jobs import FIELD_SEPARATOR, FREE_TEXT_FIELDS, STRUCTURED_FIELDS, parse_squeue
 from resolvers.slurm.keyvalue import parse_record
 from resolvers.slurm.nodes import parse_nodes
-from resolvers.slurm.values import minutes_or_none
+from resolvers.slurm.values import int_or_none, minutes_or_none
 
 
 @pytest.mark.parametrize(
@@ -74,11 +77,49 @@ def test_anything_else_is_bad_user_input(bad: str) -> None:
         validate_job_id(bad)
 
 
-@pytest.mark.parametrize("bad", ["", "!!!", "am9iOg==", "Zm9vOjE="])
+def decode_prefix() -> str:
+    """The text our cursors encode before the job id."""
+    return base64.urlsafe_b64decode(encode_cursor(7)).decode()[:-1]
+
+
+def _cursor_of(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "!!!",
+        "am9iOg==",
+        "Zm9vOjE=",
+        # A forged cursor of our own form whose number int() refuses (past 4,300 digits) was an
+        # internal error with a logged traceback, which any client could repeat at will.
+        _cursor_of(decode_prefix() + "9" * 5000),
+        _cursor_of(decode_prefix() + "9" * 21),
+    ],
+)
 def test_foreign_cursors_are_bad_user_input(bad: str) -> None:
     """Only cursors this API issued are accepted."""
     with pytest.raises(BadUserInput):
         decode_cursor(bad)
+
+
+# What Slurm never prints, but an impostor (or a corrupted output) could: digits of other
+# scripts, which str.isdigit takes and int() refuses, and numbers longer than int() reads.
+@pytest.mark.parametrize("number", ["\u00b2", "\u0664\u0662", "\uff14\uff12", "9" * 5000])
+def test_parsers_refuse_numbers_slurm_does_not_print(number: str) -> None:
+    """A parse error (expected, coded for clients) or an absent value, never a ValueError
+    escaping a parser as an internal error."""
+    assert int_or_none(number) is None
+    assert minutes_or_none(number) is None
+    assert minutes_or_none(f"{number}:00") is None
+    boundary = "\x1e"
+    structured = [number] * len(STRUCTURED_FIELDS)
+    free = ["x"] * len(FREE_TEXT_FIELDS)
+    row = FIELD_SEPARATOR.join(structured) + boundary + boundary.join(free)
+    with pytest.raises(ParseError):
+        parse_squeue(row, boundary)
 
 
 NODE_LINE = (
