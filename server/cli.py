@@ -124,6 +124,10 @@ def serve_app(
             host=bind_host,
             port=bind_port,
             log_level=log_level,
+            # Not uvloop: it starts each Slurm command with fork() on the event loop's thread,
+            # ~20 ms of a stalled loop per command once a big snapshot is held (asyncio's loop
+            # uses Python's vfork-based subprocess: ~2 ms). tests/server/test_serve_loop.py
+            loop="asyncio",
             # uvicorn's loggers keep no handlers of their own: their lines reach the root
             # logger's, in the configured format (server/logs.py).
             log_config=None,
