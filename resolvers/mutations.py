@@ -127,8 +127,10 @@ async def _run(source: SnapshotSource, command: Command) -> CommandResult:
     as a query's does (resolvers/slurm/filename.py)."""
     if source.version is not None:
         [result] = await source.transport.run([command])
+        await source.written()
         return result
     result, version = await source.transport.run([command, version_command()])
+    await source.written()
     # Unparsable, the answer's paths holding %b stay null, as they would have been.
     with contextlib.suppress(ParseError):
         if version.exit_code == 0:

@@ -25,12 +25,16 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from resolvers.bounds import KnownSizes, ListBounds
 from resolvers.log_values import loggable
 from resolvers.scope import EVERY_JOB, JobScope
 from resolvers.snapshot import Need, Snapshot, fetch_snapshot
 from transport.base import Transport
+
+if TYPE_CHECKING:
+    from resolvers.shared import SharedSnapshots
 
 logger = logging.getLogger("slurm_graphql.snapshots")
 
@@ -55,6 +59,7 @@ class SnapshotSource:
         ttl: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         sizes: KnownSizes | None = None,
+        shared: SharedSnapshots | None = None,
     ) -> None:
         self.cluster = cluster
         self.transport = transport
@@ -79,6 +84,11 @@ class SnapshotSource:
         # The Slurm version the latest snapshot holding one reported: what a write's answer,
         # made without a snapshot of its own, resolves filename patterns with.
         self.version: str | None = None
+        # Full snapshots shared with the other replicas through Redis (resolvers/shared.py), and
+        # the write generation there that what this source caches belongs to (None: unknown,
+        # while Redis does not answer; the source then acts alone).
+        self.shared = shared if ttl > 0 else None
+        self._shared_generation: int | None = None
 
     async def get(self, needs: Need, scope: JobScope = EVERY_JOB) -> Snapshot:
         """A snapshot holding at least `needs`, fresh within the TTL, with at least the jobs
@@ -87,6 +97,8 @@ class SnapshotSource:
             return Snapshot(cluster=self.cluster, taken_at=time.time(), needs=needs)
         if Need.JOBS not in needs:
             scope = EVERY_JOB
+        if self.shared is not None:
+            await self._follow_writes(self.shared)
         self.lookups += 1
         fresh = self.fresh()
         if fresh is not None:
@@ -102,9 +114,11 @@ class SnapshotSource:
                 self.hits += 1
                 return partial
             self._count_partial(needs | (fresh.needs if fresh is not None else Need.NOTHING))
-        return await self.refresh(needs, scope)
+        return await self.refresh(needs, scope, max_age=self.ttl)
 
-    async def refresh(self, needs: Need, scope: JobScope = EVERY_JOB) -> Snapshot:
+    async def refresh(
+        self, needs: Need, scope: JobScope = EVERY_JOB, *, max_age: float | None = None
+    ) -> Snapshot:
         """A new snapshot holding `needs`, whatever the cache holds: what a poller asks for on
         every tick. A fetch already under way that covers `needs` is joined rather than doubled.
         The result becomes the cached snapshot, so requests within the TTL are served from it."""
@@ -115,7 +129,7 @@ class SnapshotSource:
                 and generation == self._generation
             ):
                 return await asyncio.shield(pending)
-        return await self._fetch(needs, scope)
+        return await self._fetch(needs, scope, max_age)
 
     def serves(self, snapshot: Snapshot) -> bool:
         """Is `snapshot` still what this source answers its requests with (the fresh full
@@ -208,20 +222,50 @@ class SnapshotSource:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
 
+    async def _follow_writes(self, shared: SharedSnapshots) -> None:
+        """Forget what this source cached if a replica wrote since (one small read a request)."""
+        generation = await shared.generation()
+        if generation is None:
+            self._shared_generation = None
+            return
+        if generation != self._shared_generation:
+            # Also after an outage (None): writes made meanwhile could not be announced.
+            self.invalidate()
+            self._shared_generation = generation
+
+    async def written(self) -> None:
+        """A write went through this source: it and every replica forget their snapshots."""
+        self.invalidate()
+        if self.shared is not None:
+            self._shared_generation = await self.shared.written()
+
     def invalidate(self) -> None:
         """Forget the cached snapshot (after a write, so the writer reads what it did)."""
         self._latest = None
         self._partials.clear()
         self._generation += 1
 
-    async def _fetch(self, needs: Need, scope: JobScope) -> Snapshot:
+    async def _fetch_everything(self, needs: Need) -> Snapshot:
+        return await fetch_snapshot(self.cluster, self.transport, needs, EVERY_JOB)
+
+    async def _fetch(self, needs: Need, scope: JobScope, max_age: float | None = None) -> Snapshot:
+        """Fetch (full snapshots: from another replica if it has one at most `max_age` old,
+        by default half the TTL, as refreshing ahead asks) and cache the result."""
+        if max_age is None:
+            max_age = self.ttl * REFRESH_AHEAD
         future: asyncio.Future[Snapshot] = asyncio.get_running_loop().create_future()
         generation = self._generation
         key = (needs, scope)
         self._in_flight[key] = (generation, future)
         started = self._clock()
         try:
-            snapshot = await fetch_snapshot(self.cluster, self.transport, needs, scope)
+            if self.shared is not None and scope.everything and self._shared_generation is not None:
+                snapshot, age = await self.shared.fetch(
+                    needs, self._shared_generation, max_age, self._fetch_everything
+                )
+                started -= age
+            else:
+                snapshot = await fetch_snapshot(self.cluster, self.transport, needs, scope)
         except BaseException as exc:
             future.set_exception(exc)
             # Nobody else may be waiting: mark the exception retrieved to keep asyncio quiet.

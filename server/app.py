@@ -47,6 +47,7 @@ from resolvers.context import RequestContext
 from resolvers.identity import Identity
 from resolvers.live_context import LiveContext
 from resolvers.poller import PollerHub
+from resolvers.shared import SharedSnapshots
 from resolvers.source import SnapshotSource
 from schema import build_schema
 from server.auth import (
@@ -92,6 +93,7 @@ from server.response_cache import ResponseCache
 from server.round_trips import RoundTripListener, WatchedTransport
 from server.security_headers import SecurityHeadersMiddleware
 from server.settings import Settings
+from server.shared_state import open_shared_state
 from server.ws_limits import LimitedTransportWSHandler, LimitedWSHandler
 from server.ws_observe import NoteOperation, note_stream, note_stream_result
 from transport import Transport, open_transport
@@ -489,12 +491,14 @@ def create_app(
     extra_routes: list[Route] = []
     pollers = PollerHub(sources, settings.poll_interval, settings.subscriber_queue)
     metrics_app = None
+    metrics_shared = None
     if settings.metrics:
         from server.metrics import Metrics  # prometheus_client only when metrics are on
 
         metrics = Metrics(settings.metrics_max_operations)
         metrics.watch_sources(sources)
         metrics.watch_pollers(pollers)
+        metrics_shared = metrics.watch_shared(sources)
         listeners.append(metrics.observe_round_trip)
         observers.append(metrics.observe_request)
         route = Route("/metrics", token_required(metrics.endpoint, settings.metrics_token))
@@ -510,6 +514,12 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         opened: list[Transport] = []
         watched: dict[str, Transport] = {}
+        shared = None
+        if settings.redis_url is not None:
+            shared = await open_shared_state(settings.redis_url)
+            readiness.shared = shared
+            if metrics_shared is not None:
+                metrics_shared.append(shared)
         for name, url in settings.clusters:
             transport = (transports or {}).get(name)
             if transport is None:
@@ -517,7 +527,13 @@ def create_app(
                 opened.append(transport)
             watched[name] = WatchedTransport(transport, name, listeners)
             sources[name] = SnapshotSource(
-                name, watched[name], ttl=settings.cache_ttl, sizes=sizes[name]
+                name,
+                watched[name],
+                ttl=settings.cache_ttl,
+                sizes=sizes[name],
+                shared=None
+                if shared is None
+                else SharedSnapshots(shared, name, settings.cache_ttl),
             )
         readiness.attach(watched)
         try:
@@ -530,6 +546,11 @@ def create_app(
             for transport in opened:
                 await transport.aclose()
             sources.clear()
+            if shared is not None:
+                readiness.shared = None
+                if metrics_shared is not None:
+                    metrics_shared.remove(shared)
+                await shared.aclose()
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

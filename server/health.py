@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from resolvers.shared import SharedState
 from server.round_trips import RoundTrip
 from transport import Command, Transport, TransportError
 
@@ -53,6 +54,9 @@ class Readiness:
         self._answers: dict[str, Answer] = {}
         self._transports: dict[str, Transport] = {}
         self._probes: dict[str, asyncio.Task[Answer]] = {}
+        # With SLURM_GRAPHQL_REDIS_URL: whether this replica shares (reported, never a cause of
+        # not being ready: without Redis a replica still answers, alone).
+        self.shared: SharedState | None = None
 
     def attach(self, transports: Mapping[str, Transport]) -> None:
         """Use these transports for probes (at start-up); answers seen so far are kept."""
@@ -144,7 +148,18 @@ def readyz_endpoint(readiness: Readiness) -> Callable[[Request], Awaitable[Respo
         """200 when every cluster's controller answered its latest probe, else 503 with each
         one's state."""
         ready, clusters = await readiness.check()
-        body = {"status": "ready" if ready else "not ready", "clusters": clusters}
+        body: dict[str, object] = {
+            "status": "ready" if ready else "not ready",
+            "clusters": clusters,
+        }
+        shared = readiness.shared
+        if shared is not None:
+            body["redis"] = {
+                "up": shared.up,
+                "detail": "shared snapshots"
+                if shared.up
+                else "unreachable: this replica uses its own cache",
+            }
         return JSONResponse(body, status_code=200 if ready else 503)
 
     return readyz

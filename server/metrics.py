@@ -46,6 +46,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from resolvers.poller import PollerHub
+from resolvers.shared import SharedState
 from resolvers.source import SnapshotSource
 from server.observe import RequestRecord, outcome_of
 from server.round_trips import RoundTrip
@@ -92,6 +93,13 @@ class Metrics:
         """Report the cache counters of `sources` (read at scrape time, so it may change)."""
         self.registry.register(_SnapshotCacheCollector(sources))
 
+    def watch_shared(self, sources: Mapping[str, SnapshotSource]) -> list[SharedState]:
+        """Report Redis' state and the shared snapshots; returns the list the app puts its
+        SharedState in while its lifespan runs (empty: nothing reported)."""
+        states: list[SharedState] = []
+        self.registry.register(_SharedCollector(states, sources))
+        return states
+
     def watch_pollers(self, pollers: PollerHub) -> None:
         """Report the pollers of `pollers` as they are when scraped."""
         self.registry.register(_PollerCollector(pollers))
@@ -127,6 +135,43 @@ class Metrics:
     async def endpoint(self, request: Request) -> Response:
         """The registry in Prometheus' text format."""
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class _SharedCollector(Collector):
+    def __init__(self, states: list[SharedState], sources: Mapping[str, SnapshotSource]) -> None:
+        self._states = states
+        self._sources = sources
+
+    def collect(self) -> Iterator[Metric]:
+        if not self._states:
+            return
+        state = self._states[0]
+        up = GaugeMetricFamily(
+            "slurm_graphql_redis_up", "1 while Redis answers and replicas share snapshots."
+        )
+        up.add_metric([], 1.0 if state.up else 0.0)
+        yield up
+        failures = CounterMetricFamily(
+            "slurm_graphql_redis_failures",
+            "Redis calls that failed, each served by this replica alone.",
+        )
+        failures.add_metric([], state.failures)
+        yield failures
+        corrupt = CounterMetricFamily(
+            "slurm_graphql_redis_refused_values", "Values read back from Redis and ignored."
+        )
+        corrupt.add_metric([], state.corrupt)
+        yield corrupt
+        family = CounterMetricFamily(
+            "slurm_graphql_shared_snapshots",
+            "Full snapshots another replica fetched (shared) or fetched here (fetched).",
+            labels=["cluster", "result"],
+        )
+        for name, source in list(self._sources.items()):
+            if source.shared is not None:
+                family.add_metric([name, "shared"], source.shared.shared_hits)
+                family.add_metric([name, "fetched"], source.shared.fetches)
+        yield family
 
 
 class _SnapshotCacheCollector(Collector):

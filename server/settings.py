@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from strawberry.http.websocket_origin import normalize_allowed_origins
 
@@ -107,6 +108,9 @@ class Settings:
     metrics_token: str | None = None  # /metrics needs `Authorization: Bearer <token>`
     metrics_port: int | None = None  # /metrics on its own port (serve), not on the API's
     metrics_max_operations: int = 100  # distinct operation labels before "other"
+    # Shared state across replicas (server/shared_state.py): redis:// or rediss:// (TLS); None:
+    # everything stays in this process, as with one replica.
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password
 
     def __post_init__(self) -> None:
         """Refuses, whatever built the settings, an authentication setup that is ambiguous or
@@ -226,6 +230,7 @@ class Settings:
             metrics_token=environ.get("SLURM_GRAPHQL_METRICS_TOKEN") or None,
             metrics_port=_port(environ, "SLURM_GRAPHQL_METRICS_PORT"),
             metrics_max_operations=_count(environ, "SLURM_GRAPHQL_METRICS_MAX_OPERATIONS", 100),
+            redis_url=redis_url_from(environ.get("SLURM_GRAPHQL_REDIS_URL", "")),
         )
 
 
@@ -242,6 +247,32 @@ def parse_clusters(value: str) -> tuple[tuple[str, str], ...]:
             raise SettingsError(f"SLURM_GRAPHQL_CLUSTERS: cluster {name!r} is listed twice")
         pairs.append((name, url))
     return tuple(pairs)
+
+
+def redis_url_from(raw: str) -> str | None:
+    """`redis://[user:password@]host[:port][/db]` or `rediss://…` (TLS, as ElastiCache and
+    Valkey serve it); None when empty. The error never repeats the URL: it may hold a password."""
+    raw = raw.strip()
+    if raw == "":
+        return None
+    name = "SLURM_GRAPHQL_REDIS_URL"
+    try:
+        url = urlsplit(raw)
+        port = url.port
+    except ValueError:
+        raise SettingsError(
+            f"{name}: not a URL (redis://host:port or rediss://host:port)"
+        ) from None
+    if url.scheme not in ("redis", "rediss"):
+        raise SettingsError(f"{name}: the scheme must be redis:// or rediss:// (TLS)")
+    if not url.hostname:
+        raise SettingsError(f"{name}: no host (redis://host:port or rediss://host:port)")
+    if port == 0:
+        raise SettingsError(f"{name}: port 0 is not a TCP port")
+    database = url.path.strip("/")
+    if database and not (database.isascii() and database.isdigit()):
+        raise SettingsError(f"{name}: the path must be a database number (/0)")
+    return raw
 
 
 def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:

@@ -12,6 +12,8 @@
     ├── CommandFailed                  a command ran and exited non-zero (resolvers/slurm/errors.py)
     ├── SlurmError                     Slurm said no, classified by kind (resolvers/slurm/errors.py)
     ├── ParseError                     output did not have the shape we asked for
+    ├── CorruptSharedValue             a value read back from Redis is not ours (shared_codec.py)
+    ├── SharedUnavailable              Redis did not answer: the replica acts alone (shared.py)
     ├── BadUserInput                   a client's id, filter, name or page is wrong (ids.py)
     ├── InvalidSubmission              a submitJob/updateJob field is wrong, named (job_fields.py)
     ├── InvalidUserName                not a POSIX user name (resolvers/identity.py)

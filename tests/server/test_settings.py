@@ -61,3 +61,32 @@ def test_operations_settings() -> None:
     settings = Settings.from_environ(environ)
     assert (settings.log_format, settings.log_level) == ("json", "debug")
     assert not settings.metrics and settings.ready_interval == 10.0
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://cache:6379", "redis:// or rediss://"),
+        ("unix:///run/redis.sock", "redis:// or rediss://"),
+        ("redis://", "no host"),
+        ("redis://:s3cret@cache:notaport", "not a URL"),
+        ("rediss://user:s3cret@cache:6379/zero", "database number"),
+        ("redis://:s3cret@cache:0", "port 0"),
+    ],
+)
+def test_a_bad_redis_url_is_refused_without_repeating_it(url: str, message: str) -> None:
+    """SLURM_GRAPHQL_REDIS_URL must be redis:// or rediss:// with a host; the message never
+    repeats the URL, which may hold a password."""
+    with pytest.raises(SettingsError, match=message) as refused:
+        Settings.from_environ({"SLURM_GRAPHQL_REDIS_URL": url})
+    assert "s3cret" not in str(refused.value)
+
+
+def test_the_redis_url_is_kept_and_never_printed() -> None:
+    """Unset, nothing is shared; set (TLS, auth, a database), it is kept as given and left out
+    of the settings' repr, which logs may show."""
+    assert Settings.from_environ({}).redis_url is None
+    url = "rediss://default:s3cret@my-cache.serverless.euw1.cache.amazonaws.com:6379/0"
+    settings = Settings.from_environ({"SLURM_GRAPHQL_REDIS_URL": f" {url} "})
+    assert settings.redis_url == url
+    assert "s3cret" not in repr(settings)

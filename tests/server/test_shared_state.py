@@ -1,0 +1,235 @@
+"""Replicas sharing state through a real redis-server (SLURM_GRAPHQL_REDIS_URL), over the real
+cluster: concurrent cold queries to three replicas cost one round trip, a write on one is read
+on another, Redis failing degrades to per-replica caches and sharing resumes when it returns,
+and nothing a replica reads back from Redis is trusted unchecked. Each replica is its own app
+(its own SnapshotSource, transport and Redis pool) in this process: only Redis joins them."""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from resolvers.shared import RETRY_AFTER
+from server.settings import Settings, SettingsError
+from server.tokens import parse_token_map
+from tests.conftest import TOKENS
+from tests.support.app import app_client
+from tests.support.counting import CountingTransport
+from tests.support.redis_server import RedisServer
+from tests.support.scenario import Scenario
+from transport.local import LocalTransport
+
+pytestmark = pytest.mark.cluster
+
+LISTING = "{ cluster { jobs(first: 10000) { totalCount edges { node { jobId user } } } } }"
+SNAPSHOT_KEY = "slurm-graphql:{local}:snapshot"
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def shared_redis(redis_server: RedisServer) -> RedisServer:
+    """The module's redis-server, emptied for each test."""
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushall()
+    return redis_server
+
+
+@dataclass
+class Replica:
+    client: httpx.AsyncClient
+    transport: CountingTransport
+
+    async def query(self, query: str, token: str = "alice-token", **variables: Any) -> Any:
+        headers = {"Authorization": f"Bearer {token}"}
+        response = await self.client.post(
+            "/graphql", json={"query": query, "variables": variables}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert "errors" not in body, body
+        return body["data"]
+
+    def squeues(self) -> int:
+        return sum(1 for batch in self.transport.batches for argv in batch if argv[0] == "squeue")
+
+
+@asynccontextmanager
+async def replicas(url: str, count: int = 3, ttl: float = 60.0) -> AsyncIterator[list[Replica]]:
+    settings = Settings(
+        cache_ttl=ttl, response_cache=False, redis_url=url, tokens=parse_token_map(TOKENS)
+    )
+    async with AsyncExitStack() as stack:
+        made = []
+        for _ in range(count):
+            transport = CountingTransport(LocalTransport())
+            client = await stack.enter_async_context(app_client(settings, {"local": transport}))
+            made.append(Replica(client, transport))
+        yield made
+
+
+def squeues(group: list[Replica]) -> int:
+    return sum(replica.squeues() for replica in group)
+
+
+async def test_concurrent_cold_queries_to_three_replicas_cost_one_round_trip(
+    shared_redis: RedisServer, scenario: Scenario
+) -> None:
+    """Four identical cold queries on each of three replicas at once: one squeue in all, and
+    every replica answers the same jobs."""
+    async with replicas(shared_redis.url) as group:
+        answers = await asyncio.gather(
+            *(replica.query(LISTING) for replica in group for _ in range(4))
+        )
+        assert squeues(group) == 1
+        assert all(answer == answers[0] for answer in answers)
+        ids = {str(edge["node"]["jobId"]) for edge in answers[0]["cluster"]["jobs"]["edges"]}
+        assert scenario.running in ids
+
+
+async def test_a_write_on_one_replica_is_read_on_another(
+    shared_redis: RedisServer, unix_users: None
+) -> None:
+    """With 60 s caches warm on every replica, a job submitted on replica A is in replica B's
+    and C's next listing (read-your-writes across replicas), and A's cancel too."""
+    submit = """mutation($input: SubmitJobInput!) { submitJob(input: $input) {
+        __typename ... on JobSubmitted { job { id jobId } } } }"""
+    async with replicas(shared_redis.url) as (a, b, c):
+        before = await b.query(LISTING)
+        await c.query(LISTING)
+        payload = await a.query(
+            submit, "alice-token", input={"script": "#!/bin/sh\nsleep 60\n", "hold": True}
+        )
+        job = payload["submitJob"]["job"]
+        try:
+            for replica in (b, c):
+                after = await replica.query(LISTING)
+                ids = {str(e["node"]["jobId"]) for e in after["cluster"]["jobs"]["edges"]}
+                assert str(job["jobId"]) in ids
+                assert after["cluster"]["jobs"]["totalCount"] == (
+                    before["cluster"]["jobs"]["totalCount"] + 1
+                )
+        finally:
+            cancel = "mutation($id: String!) { cancelJob(id: $id) { __typename } }"
+            await a.query(cancel, "alice-token", id=job["id"])
+        state = "query($id: String!) { cluster { job(id: $id) { state } } }"
+        assert (await b.query(state, id=job["id"]))["cluster"]["job"]["state"] == "CANCELLED"
+
+
+async def test_redis_stopped_reads_answer_and_sharing_resumes_when_it_returns() -> None:
+    """redis-server stopped mid-run: every replica still answers (alone, so each asks Slurm),
+    /readyz stays 200 and says so without internal text, /metrics counts the failures; once it
+    runs again, replicas share again."""
+    server = RedisServer()
+    server.start()
+    try:
+        async with replicas(server.url, ttl=60.0) as group:
+            await asyncio.gather(*(replica.query(LISTING) for replica in group))
+            assert squeues(group) == 1
+            server.stop()
+            before = squeues(group)
+            # A write on one replica while Redis is down: the others cannot hear of it, but
+            # each replica still answers from the head node or its own cache.
+            for replica in group:
+                replica_before = replica.squeues()
+                await replica.query("{ cluster { name } }")  # finds Redis gone
+                data = await replica.query(LISTING)
+                assert data["cluster"]["jobs"]["totalCount"] >= 1
+                assert replica.squeues() <= replica_before + 1
+            ready = await group[0].client.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            assert ready.json()["redis"] == {
+                "up": False,
+                "detail": "unreachable: this replica uses its own cache",
+            }
+            metrics = (await group[0].client.get("/metrics")).text
+            assert "slurm_graphql_redis_up 0.0" in metrics
+            failures = [
+                line for line in metrics.splitlines() if line.startswith("slurm_graphql_redis_fail")
+            ]
+            assert failures and float(failures[0].split()[-1]) >= 1
+            assert "127.0.0.1" not in ready.text and "Error" not in ready.text
+            assert squeues(group) >= before
+            server.start()  # empty, as a Redis that restarted without persistence
+            await asyncio.sleep(RETRY_AFTER + 0.1)
+            for replica in group:
+                replica.transport.batches.clear()
+            # Back, each replica drops what it cached alone (writes made meanwhile could not be
+            # announced), and the three share one fetch again.
+            await asyncio.gather(*(replica.query(LISTING) for replica in group for _ in range(3)))
+            assert squeues(group) == 1
+            ready = await group[0].client.get("/readyz")
+            assert ready.json()["redis"]["up"] is True
+    finally:
+        server.close()
+
+
+async def test_a_foreign_or_corrupt_shared_snapshot_is_ignored(
+    shared_redis: RedisServer, scenario: Scenario
+) -> None:
+    """Values planted in the snapshot key (garbage, another cluster's snapshot, a forged job
+    list in our format, a zlib bomb) are refused and counted; the replica answers from Slurm."""
+    forged_body = (
+        b'{"format":1,"cluster":"local","taken_at":1,"needs":8,"generation":0,'
+        b'"version":null,"partitions":null,"nodes":null,"jobs":[[1,"1",{"x":1},"",""]]}'
+    )
+    planted = [
+        b"not a snapshot",
+        zlib.compress(forged_body.replace(b'"local"', b'"other"')),
+        zlib.compress(forged_body),
+        zlib.compress(b"[" * 10_000_000),
+    ]
+    async with replicas(shared_redis.url, count=1) as (replica,):
+        with redis.Redis.from_url(shared_redis.url) as client:
+            for value in planted:
+                client.set(SNAPSHOT_KEY, value, px=60_000)
+                replica.transport.batches.clear()
+                # A new generation: the replica's own cache goes.
+                client.incr("slurm-graphql:{local}:generation")
+                client.set(SNAPSHOT_KEY, value, px=60_000)
+                data = await replica.query(LISTING)
+                ids = {str(e["node"]["jobId"]) for e in data["cluster"]["jobs"]["edges"]}
+                assert scenario.running in ids
+                assert replica.squeues() == 1
+        metrics = (await replica.client.get("/metrics")).text
+        refused = [
+            line for line in metrics.splitlines() if line.startswith("slurm_graphql_redis_refused")
+        ]
+        assert float(refused[0].split()[-1]) >= len(planted) - 1, refused
+
+
+async def test_start_up_refuses_a_wrong_password_and_starts_alone_without_redis() -> None:
+    """A password Redis refuses stops start-up with a message that does not repeat it; a Redis
+    that is not there lets the replica start alone and answer."""
+    server = RedisServer(password="right-secret")
+    server.start()
+    try:
+        wrong = server.url.replace("right-secret", "wrong-secret")
+        with pytest.raises(SettingsError, match="refused the credentials") as refused:
+            async with replicas(wrong, count=1):
+                pass
+        assert "wrong-secret" not in str(refused.value)
+        async with replicas(server.url, count=1) as (replica,):
+            assert (await replica.query("{ cluster { name } }"))["cluster"]["name"] == "local"
+        server.stop()
+        async with replicas(server.url, count=1) as (replica,):
+            assert (await replica.query("{ cluster { name } }"))["cluster"]["name"] == "local"
+            assert (await replica.client.get("/readyz")).json()["redis"]["up"] is False
+    finally:
+        server.close()
