@@ -93,6 +93,7 @@ from server.response_cache import ResponseCache
 from server.round_trips import RoundTripListener, WatchedTransport
 from server.security_headers import SecurityHeadersMiddleware
 from server.settings import Settings
+from server.shared_limits import SharedRateLimit
 from server.shared_state import open_shared_state
 from server.ws_limits import LimitedTransportWSHandler, LimitedWSHandler
 from server.ws_observe import NoteOperation, note_stream, note_stream_result
@@ -518,6 +519,10 @@ def create_app(
         if settings.redis_url is not None:
             shared = await open_shared_state(settings.redis_url)
             readiness.shared = shared
+            if channel_limits.rate is not None:
+                channel_limits.shared_rate = SharedRateLimit(
+                    shared, channel_limits.rate.rate, channel_limits.rate.burst
+                )
             if metrics_shared is not None:
                 metrics_shared.append(shared)
         for name, url in settings.clusters:
@@ -548,6 +553,7 @@ def create_app(
             sources.clear()
             if shared is not None:
                 readiness.shared = None
+                channel_limits.shared_rate = None
                 if metrics_shared is not None:
                     metrics_shared.remove(shared)
                 await shared.aclose()

@@ -30,6 +30,7 @@ from starlette.websockets import WebSocket
 
 from server.client_address import client_address
 from server.rate_limit import RateLimiter, rate_limited
+from server.shared_limits import SharedRateLimit
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -102,14 +103,23 @@ class ChannelLimits:
     max_sockets: int
     streams: Slots = field(init=False)
     sockets: Slots = field(init=False)
+    # With SLURM_GRAPHQL_REDIS_URL, while the app's lifespan runs: the rate limit shared by
+    # every replica (server/shared_limits.py); `rate` is then only the fallback.
+    shared_rate: SharedRateLimit | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.streams = Slots(self.max_streams)
         self.sockets = Slots(self.max_sockets)
 
-    def take(self, key: str) -> float:
+    async def take(self, key: str) -> float:
         """Spend one of `key`'s tokens: 0 when allowed, else seconds until one is back."""
-        return 0.0 if self.rate is None else self.rate.take(key)
+        if self.rate is None:
+            return 0.0
+        if self.shared_rate is not None:
+            wait = await self.shared_rate.take(key)
+            if wait is not None:
+                return wait
+        return self.rate.take(key)
 
     async def serve(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
         """Run `app` for an authenticated scope (`state.identity` set when there is one)."""
@@ -122,7 +132,7 @@ class ChannelLimits:
 
     async def _serve_http(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
         key = client_key(_identity_key(scope), scope)
-        wait = self.take(key)
+        wait = await self.take(key)
         if wait > 0:
             await rate_limited(wait)(scope, receive, send)
             return

@@ -85,12 +85,12 @@ class _Gate:
         self.identity_slot: str | None = None
         self.expiry: asyncio.Task[None] | None = None
 
-    def admit(
+    async def admit(
         self, context: Any, in_flight: int, per_connection: int | None
     ) -> dict[str, Any] | str:
         """The key whose slot the operation now holds, or the error refusing it."""
         key = self.view.channel_key(context, self.scope)
-        wait = self.limits.take(key)
+        wait = await self.limits.take(key)
         if wait > 0:
             return self._refused(rate_limited_error(wait))
         if per_connection is not None and in_flight >= per_connection:
@@ -212,7 +212,7 @@ class LimitedTransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, No
         """The admitted operation's task; None when it was refused."""
         if not await self._gate.credentials_hold(self.context, self.websocket):
             return None
-        admitted = self._gate.admit(
+        admitted = await self._gate.admit(
             self.context, len(self.operations), self.max_subscriptions_per_connection
         )
         if isinstance(admitted, dict):
@@ -271,7 +271,7 @@ class LimitedWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
         operation_id = message["id"]
         if not await self._gate.credentials_hold(self.context, self.websocket):
             return None
-        admitted = self._gate.admit(
+        admitted = await self._gate.admit(
             self.context, len(self.tasks), self.max_subscriptions_per_connection
         )
         if isinstance(admitted, dict):

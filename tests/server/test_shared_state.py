@@ -71,9 +71,11 @@ class Replica:
 
 
 @asynccontextmanager
-async def replicas(url: str, count: int = 3, ttl: float = 60.0) -> AsyncIterator[list[Replica]]:
+async def replicas(
+    url: str, count: int = 3, ttl: float = 60.0, **more: Any
+) -> AsyncIterator[list[Replica]]:
     settings = Settings(
-        cache_ttl=ttl, response_cache=False, redis_url=url, tokens=parse_token_map(TOKENS)
+        cache_ttl=ttl, response_cache=False, redis_url=url, tokens=parse_token_map(TOKENS), **more
     )
     async with AsyncExitStack() as stack:
         made = []
@@ -233,3 +235,31 @@ async def test_start_up_refuses_a_wrong_password_and_starts_alone_without_redis(
             assert (await replica.client.get("/readyz")).json()["redis"]["up"] is False
     finally:
         server.close()
+
+
+async def test_the_rate_limit_holds_across_replicas(shared_redis: RedisServer) -> None:
+    """A burst of 3 per identity, spent round-robin over three replicas: the fourth request is
+    refused wherever it lands (each replica alone would admit 9), bob keeps his own bucket, and
+    the Redis keys name no identity. With Redis stopped, each replica limits alone again."""
+    name = "{ cluster { name } }"
+
+    async def status(replica: Replica, token: str) -> int:
+        response = await replica.client.post(
+            "/graphql", json={"query": name}, headers={"Authorization": f"Bearer {token}"}
+        )
+        return response.status_code
+
+    async with replicas(shared_redis.url, rate_limit=0.01, rate_burst=3) as group:
+        statuses = [await status(group[i % 3], "alice-token") for i in range(6)]
+        assert statuses == [200, 200, 200, 429, 429, 429]
+        assert await status(group[2], "bob-token") == 200
+        with redis.Redis.from_url(shared_redis.url) as client:
+            keys = [key.decode() for key in client.keys("*")]
+        assert keys and all(key.startswith("slurm-graphql:rate:") for key in keys)
+        assert not any("alice" in key or "bob" in key for key in keys)
+        shared_redis.stop()
+        try:
+            # Alone, each replica has a full bucket of its own for alice again.
+            assert [await status(group[0], "alice-token") for _ in range(4)] == [200] * 3 + [429]
+        finally:
+            shared_redis.start()
