@@ -16,11 +16,13 @@ import pytest
 
 from resolvers.output import output_file
 from resolvers.slurm.errors import SlurmError, SlurmErrorKind, check
+from resolvers.slurm.history import parse_history
 from resolvers.slurm.job_details import parse_job_details
 from resolvers.slurm.jobs import parse_squeue
 from resolvers.slurm.nodes import parse_nodes
 from resolvers.slurm.partitions import parse_partitions
 from resolvers.slurm.sacct import parse_sacct
+from resolvers.slurm.sacctmgr import parse_accounts, parse_associations, parse_qos, parse_sshare
 from resolvers.slurm.version import parse_version
 from tests.support import oracle
 from transport.base import CommandResult, decode_output
@@ -74,7 +76,11 @@ def parser_for(case: Case) -> Callable[[str], Any]:
     if command in ("squeue", "output-files"):
         boundary = case.boundary()
         return lambda text: [row.fields() for row in parse_squeue(text, boundary)]
+    if command == "sacctmgr":  # one folder, three entities: the case names which
+        return {"qos": parse_qos, "accounts": parse_accounts}.get(case.name, parse_associations)
     return {
+        "history": parse_history,
+        "sshare": parse_sshare,
         "job-details": parse_job_details,
         "nodes": parse_nodes,
         "node-reasons": parse_nodes,

@@ -1,0 +1,342 @@
+"""Job history from slurmdbd, `sacct` with jobs and their steps: the command and its parser. Pure.
+
+One `sacct` call per page: every filter is an option of that call (`--user`, `--accounts`,
+`--partition`, `--qos`, `--state`, `--name`, `--jobs`, `--starttime`/`--endtime`), never a
+filter applied after fetching everything. Each value is checked here, against Slurm's own
+grammar for it, before it may join an argv: nothing a client sends can start with `-` (an
+option), carry a comma (a second value) or a control byte, or run to kilobytes.
+
+Rows: one per job, then one per step (`42.batch`, `42.0`, `42.extern`), `\\x1f` between fields,
+`--noconvert` so MaxRSS is bytes, the job name last (users write it freely; see sacct.py for why
+a newline in a name cannot forge a row of another job unnoticed: an id seen twice is refused).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from resolvers.ids import BadUserInput
+from resolvers.slurm.errors import ParseError
+from resolvers.slurm.values import epoch_or_none, int_or_none, text_or_none
+from transport.base import Command
+
+HISTORY_FIELDS = (
+    "JobIDRaw",
+    "JobID",
+    "State",
+    "ExitCode",
+    "User",
+    "Account",
+    "Partition",
+    "QOS",
+    "NodeList",
+    "AllocCPUS",
+    "NNodes",
+    "Submit",
+    "Start",
+    "End",
+    "ElapsedRaw",
+    "TotalCPU",
+    "MaxRSS",
+    "AllocTRES",
+    "TimelimitRaw",
+    "WorkDir",
+    "JobName",
+)
+SEPARATOR = "\x1f"
+MAX_VALUES = 100  # per filter list: more is not a query a person types
+# Slurm names (users, accounts, partitions, QOS): no option dash first, no comma, no space.
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,63}\Z", re.ASCII)
+_JOB_ID = re.compile(r"^\d{1,10}(?:_\d{1,10})?\Z", re.ASCII)
+# Job names are free text to Slurm, but a comma would split sacct's --name list.
+_JOB_NAME = re.compile(r"^[^,\x00-\x1f\x7f]{1,256}\Z")
+STATES = frozenset(
+    {
+        "BOOT_FAIL",
+        "CANCELLED",
+        "COMPLETED",
+        "DEADLINE",
+        "FAILED",
+        "NODE_FAIL",
+        "OUT_OF_MEMORY",
+        "PENDING",
+        "PREEMPTED",
+        "RUNNING",
+        "REQUEUED",
+        "RESIZING",
+        "REVOKED",
+        "SUSPENDED",
+        "TIMEOUT",
+    }
+)
+_STEP_ROW = re.compile(r"^\d{1,10}(?:\.[A-Za-z0-9_+]{1,32})?\Z", re.ASCII)
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """What one page of history asks sacct for; times are epoch seconds."""
+
+    start: int  # --starttime: jobs that were eligible, running or ended after this
+    end: int  # --endtime
+    users: tuple[str, ...] = ()  # () means every user the caller's Slurm lets them see
+    accounts: tuple[str, ...] = ()
+    partitions: tuple[str, ...] = ()
+    qos: tuple[str, ...] = ()
+    states: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    job_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One step of a finished job as accounting measured it."""
+
+    step_id: str  # batch, extern, 0, 1…
+    display_id: str  # 42.batch, 7_3.0
+    name: str
+    state: str
+    exit_code: int | None
+    signal: int | None
+    elapsed_seconds: int | None
+    cpu_seconds: float | None  # user + system CPU time of the step's processes
+    max_rss_bytes: int | None
+    node_list: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRecord:
+    """One job from slurmdbd, with its steps."""
+
+    job_id: int
+    display_id: str
+    state: str  # base state: `CANCELLED by 0` reads as CANCELLED
+    exit_code: int | None
+    signal: int | None
+    user: str
+    account: str | None
+    partition: str | None
+    qos: str | None
+    node_list: str | None
+    num_cpus: int
+    num_nodes: int
+    submit_time: int | None
+    start_time: int | None
+    end_time: int | None
+    elapsed_seconds: int | None
+    cpu_seconds: float | None
+    memory_bytes: int | None  # allocated (AllocTRES mem=), what efficiency compares with
+    time_limit_minutes: int | None
+    work_dir: str | None
+    name: str
+    steps: tuple[StepRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Efficiency:
+    """What `seff` prints for a finished job."""
+
+    elapsed_seconds: int
+    cpu_seconds: float
+    cpu_efficiency_percent: float | None  # None when no CPU time was allocated (0 s elapsed)
+    max_rss_bytes: int | None
+    memory_efficiency_percent: float | None
+
+
+def _checked(kind: str, values: Sequence[str], pattern: re.Pattern[str]) -> tuple[str, ...]:
+    if len(values) > MAX_VALUES:
+        raise BadUserInput(f"at most {MAX_VALUES} {kind} values")
+    for value in values:
+        if not pattern.match(value):
+            raise BadUserInput(f"{value[:40]!r} is not a valid {kind}")
+    return tuple(values)
+
+
+def validate_query(query: HistoryQuery) -> HistoryQuery:
+    """The query, if every value may reach sacct's argv; BadUserInput naming the first that
+    may not."""
+    _checked("user", query.users, _NAME)
+    _checked("account", query.accounts, _NAME)
+    _checked("partition", query.partitions, _NAME)
+    _checked("QOS", query.qos, _NAME)
+    _checked("job id", query.job_ids, _JOB_ID)
+    _checked("job name", query.names, _JOB_NAME)
+    for state in query.states:
+        if state not in STATES:
+            raise BadUserInput(f"{state[:40]!r} is not a job state sacct filters on")
+    if len(query.states) > len(STATES):
+        raise BadUserInput("too many states")
+    if query.start < 0 or query.end < query.start:
+        raise BadUserInput("the window ends before it starts")
+    return query
+
+
+def history_command(query: HistoryQuery) -> Command:
+    """sacct for one page of history: every filter pushed down into this one call."""
+    validate_query(query)
+    argv = ["sacct", "--parsable2", "--noheader", "--noconvert", f"--delimiter={SEPARATOR}"]
+    argv.append(f"--format={','.join(HISTORY_FIELDS)}")
+    argv.append(f"--starttime={_clock(query.start)}")
+    argv.append(f"--endtime={_clock(query.end)}")
+    argv.append("--user=" + ",".join(query.users) if query.users else "--allusers")
+    for option, values in (
+        ("--accounts", query.accounts),
+        ("--partition", query.partitions),
+        ("--qos", query.qos),
+        ("--state", query.states),
+        ("--name", query.names),
+        ("--jobs", query.job_ids),
+    ):
+        if values:
+            argv.append(f"{option}={','.join(values)}")
+    # TZ=UTC: sacct reads the window's clock times in its own time zone, so both sides agree.
+    return Command(tuple(argv), env={"SLURM_TIME_FORMAT": "%s", "TZ": "UTC"})
+
+
+def _clock(epoch: int) -> str:
+    """An epoch as sacct's `YYYY-MM-DDTHH:MM:SS` (sacct takes no epoch), in UTC."""
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def parse_size(value: str) -> int | None:
+    """`62169088`, `100M`, `1.50G` (sacct's sizes, 1024-based) as bytes; None if absent."""
+    value = value.strip()
+    if not value:
+        return None
+    unit = value[-1].upper() if value[-1].isalpha() else ""
+    number = value[: len(value) - len(unit)]
+    if unit not in _UNITS:
+        return None
+    try:
+        return int(float(number) * _UNITS[unit])
+    except ValueError:
+        return None
+
+
+def parse_cpu_time(value: str) -> float | None:
+    """sacct's TotalCPU: `MM:SS.mmm`, `HH:MM:SS`, `D-HH:MM:SS`; None if absent."""
+    if not value:
+        return None
+    days, _, clock = value.rpartition("-")
+    try:
+        parts = [float(p) for p in clock.split(":")]
+        seconds = int(days) * 86400.0 if days else 0.0
+    except ValueError:
+        return None
+    if not 1 <= len(parts) <= 3:
+        return None
+    clock_seconds = 0.0
+    for part in parts:  # [h, ]m, s
+        clock_seconds = clock_seconds * 60 + part
+    return seconds + clock_seconds
+
+
+def _tres_memory(tres: str) -> int | None:
+    for item in tres.split(","):
+        key, _, amount = item.partition("=")
+        if key == "mem":
+            return parse_size(amount)
+    return None
+
+
+def _rows(text: str) -> list[str]:
+    """Lines joined back into rows: a line not starting with a job or step id continues a name."""
+    rows: list[str] = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        head = line.partition(SEPARATOR)[0]
+        if SEPARATOR in line and _STEP_ROW.match(head):
+            rows.append(line)
+        elif rows:
+            rows[-1] += "\n" + line
+        elif line:
+            raise ParseError("sacct", line, "output does not start with a job id")
+    if rows:
+        rows[-1] = rows[-1].rstrip("\n")
+    return rows
+
+
+def parse_history(text: str) -> list[HistoryRecord]:
+    """Every job in output made by `history_command`, steps attached, ordered by job id."""
+    jobs: dict[int, HistoryRecord] = {}
+    steps: dict[int, list[StepRecord]] = {}
+    seen_steps: set[str] = set()
+    for row in _rows(text):
+        fields = row.split(SEPARATOR, len(HISTORY_FIELDS) - 1)
+        if len(fields) != len(HISTORY_FIELDS):
+            raise ParseError("sacct", row, "wrong number of fields")
+        value = dict(zip(HISTORY_FIELDS, fields, strict=True))
+        raw_job, dot, step_id = value["JobIDRaw"].partition(".")
+        job_id = int(raw_job)
+        code, _, signal = value["ExitCode"].partition(":")
+        if dot:
+            if value["JobIDRaw"] in seen_steps or job_id not in jobs:
+                raise ParseError("sacct", row, "a step twice, or before its job (forged?)")
+            seen_steps.add(value["JobIDRaw"])
+            steps[job_id].append(
+                StepRecord(
+                    step_id=step_id,
+                    display_id=value["JobID"],
+                    name=value["JobName"],
+                    state=value["State"].split(" ")[0],
+                    exit_code=int_or_none(code),
+                    signal=int_or_none(signal),
+                    elapsed_seconds=int_or_none(value["ElapsedRaw"]),
+                    cpu_seconds=parse_cpu_time(value["TotalCPU"]),
+                    max_rss_bytes=parse_size(value["MaxRSS"]),
+                    node_list=text_or_none(value["NodeList"]),
+                )
+            )
+            continue
+        if job_id in jobs:
+            raise ParseError("sacct", row, "a job appears twice (forged by a job name?)")
+        steps[job_id] = []
+        jobs[job_id] = HistoryRecord(
+            job_id=job_id,
+            display_id=value["JobID"],
+            state=value["State"].split(" ")[0],
+            exit_code=int_or_none(code),
+            signal=int_or_none(signal),
+            user=value["User"],
+            account=text_or_none(value["Account"]),
+            partition=text_or_none(value["Partition"]),
+            qos=text_or_none(value["QOS"]),
+            node_list=text_or_none(value["NodeList"]),
+            num_cpus=int_or_none(value["AllocCPUS"]) or 0,
+            num_nodes=int_or_none(value["NNodes"]) or 0,
+            submit_time=epoch_or_none(value["Submit"]),
+            start_time=epoch_or_none(value["Start"]),
+            end_time=epoch_or_none(value["End"]),
+            elapsed_seconds=int_or_none(value["ElapsedRaw"]),
+            cpu_seconds=parse_cpu_time(value["TotalCPU"]),
+            memory_bytes=_tres_memory(value["AllocTRES"]),
+            time_limit_minutes=int_or_none(value["TimelimitRaw"]),
+            work_dir=text_or_none(value["WorkDir"]),
+            name=value["JobName"],
+        )
+    return [replace(jobs[job_id], steps=tuple(steps[job_id])) for job_id in sorted(jobs)]
+
+
+def efficiency(job: HistoryRecord) -> Efficiency | None:
+    """seff's figures: CPU time over elapsed times allocated CPUs, the largest step MaxRSS over the
+    allocated memory. None while the job has not ended (accounting does not know them yet)."""
+    if job.end_time is None or job.elapsed_seconds is None or job.cpu_seconds is None:
+        return None
+    core_seconds = job.elapsed_seconds * job.num_cpus
+    rss = [s.max_rss_bytes for s in job.steps if s.max_rss_bytes is not None]
+    max_rss = max(rss) if rss else None
+    return Efficiency(
+        elapsed_seconds=job.elapsed_seconds,
+        cpu_seconds=job.cpu_seconds,
+        cpu_efficiency_percent=(
+            round(100 * job.cpu_seconds / core_seconds, 2) if core_seconds else None
+        ),
+        max_rss_bytes=max_rss,
+        memory_efficiency_percent=(
+            round(100 * max_rss / job.memory_bytes, 2)
+            if max_rss is not None and job.memory_bytes
+            else None
+        ),
+    )

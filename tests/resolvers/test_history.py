@@ -1,0 +1,197 @@
+"""History, steps, efficiency, accounts, QOS, associations and fair-share parsed from captures of
+the real cluster with slurmdbd (scripts/capture-golden), and the sacct command a filter builds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from resolvers.ids import BadUserInput
+from resolvers.slurm.errors import ParseError
+from resolvers.slurm.history import (
+    HISTORY_FIELDS,
+    HistoryQuery,
+    efficiency,
+    history_command,
+    parse_cpu_time,
+    parse_history,
+    parse_size,
+)
+from resolvers.slurm.sacctmgr import (
+    parse_accounts,
+    parse_associations,
+    parse_qos,
+    parse_sshare,
+)
+
+GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+VERSIONS = sorted(path.parent.name for path in GOLDEN.glob("*/history"))
+WINDOW = HistoryQuery(start=1_796_000_000, end=1_796_086_400)
+
+
+def read(version: str, command: str, case: str) -> str:
+    return (GOLDEN / version / command / f"{case}.stdout").read_text()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_history_has_each_job_with_its_steps_and_final_state(version: str) -> None:
+    """The captured jobs come back once each, ordered by id, with their steps and exit codes."""
+    jobs = {job.name: job for job in parse_history(read(version, "history", "jobs"))}
+    assert [j.job_id for j in jobs.values()] == sorted(j.job_id for j in jobs.values())
+    assert (jobs["fails"].state, jobs["fails"].exit_code) == ("FAILED", 3)
+    assert jobs["bob's"].state == "CANCELLED" and jobs["bob's"].user == "bob"
+    two = jobs["two steps"]
+    assert two.user == "alice" and two.account == "physics" and two.qos == "normal"
+    named = {step.step_id: step.name for step in two.steps}
+    assert named["batch"] == "batch" and {named["0"], named["1"]} == {"true", "sleep"}
+    assert all(step.state == "COMPLETED" for step in two.steps)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_efficiency_is_what_seff_computes(version: str) -> None:
+    """The job that held 50 MB for 6 s: MaxRSS over 50 MiB against its 100 MiB, CPU time over
+    elapsed times CPUs."""
+    jobs = {job.name: job for job in parse_history(read(version, "history", "jobs"))}
+    job = jobs["uses memory"]
+    figures = efficiency(job)
+    assert figures is not None
+    assert job.memory_bytes == 100 << 20
+    assert figures.max_rss_bytes is not None and figures.max_rss_bytes > 50 << 20
+    assert figures.memory_efficiency_percent == round(100 * figures.max_rss_bytes / (100 << 20), 2)
+    assert figures.elapsed_seconds >= 6 and figures.cpu_seconds > 0
+    assert figures.cpu_efficiency_percent == round(
+        100 * figures.cpu_seconds / (figures.elapsed_seconds * job.num_cpus), 2
+    )
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_slurm_itself_shows_bob_alices_history(version: str) -> None:
+    """Without PrivateData, bob's own sacct --user=alice lists alice's jobs: running commands as
+    the requesting user is not enough, the API must narrow the users itself (visibility `own`)."""
+    asked = parse_history(read(version, "history", "bob-asks-for-alice"))
+    assert asked and {job.user for job in asked} == {"alice"}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_an_unknown_account_gives_no_jobs(version: str) -> None:
+    """sacct --accounts=nosuch prints nothing and exits 0."""
+    assert parse_history(read(version, "history", "unknown-account")) == []
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_accounts_qos_associations_and_shares(version: str) -> None:
+    """What scripts/local-cluster provisions, as sacctmgr and sshare print it."""
+    accounts = {a.name for a in parse_accounts(read(version, "sacctmgr", "accounts"))}
+    assert {"physics", "chem", "root"} <= accounts
+    qos = {q.name: q for q in parse_qos(read(version, "sacctmgr", "qos"))}
+    assert qos["long"].max_wall_minutes == 7 * 1440 and qos["long"].priority == 10
+    everyone = parse_associations(read(version, "sacctmgr", "associations"))
+    assert {(a.user, a.account) for a in everyone if a.user} >= {
+        ("alice", "physics"),
+        ("bob", "physics"),
+        ("carol", "chem"),
+    }
+    [alice] = parse_associations(read(version, "sacctmgr", "associations-alice"))
+    assert (alice.account, alice.qos, alice.default_qos) == (
+        "physics",
+        ("long", "normal"),
+        "normal",
+    )
+    shares = parse_sshare(read(version, "sshare", "alice"))
+    assert [(s.account, s.user) for s in shares if s.user] == [("physics", "alice")]
+    assert {s.account for s in parse_sshare(read(version, "sshare", "all"))} >= {"physics", "chem"}
+
+
+def test_every_filter_is_pushed_into_one_sacct_call() -> None:
+    """Users, accounts, partitions, QOS, states, names and ids are options of the one command."""
+    query = HistoryQuery(
+        start=WINDOW.start,
+        end=WINDOW.end,
+        users=("alice",),
+        accounts=("physics",),
+        partitions=("debug", "batch"),
+        qos=("normal",),
+        states=("FAILED", "TIMEOUT"),
+        names=("my job",),
+        job_ids=("42", "7_3"),
+    )
+    argv = history_command(query).argv
+    assert argv[0] == "sacct" and "--allusers" not in argv
+    for option in (
+        "--user=alice",
+        "--accounts=physics",
+        "--partition=debug,batch",
+        "--qos=normal",
+        "--state=FAILED,TIMEOUT",
+        "--name=my job",
+        "--jobs=42,7_3",
+        "--starttime=2026-11-30T00:53:20",
+        "--endtime=2026-12-01T00:53:20",
+    ):
+        assert option in argv
+    assert "--allusers" in history_command(WINDOW).argv
+    assert history_command(WINDOW).env["TZ"] == "UTC"
+
+
+HOSTILE = [
+    {"users": ("--foo",)},
+    {"users": ("alice,bob",)},
+    {"accounts": ("-physics",)},
+    {"partitions": ("x" * 10_240,)},
+    {"qos": ("normal;rm -rf /",)},
+    {"qos": ("",)},
+    {"names": ("a,b",)},
+    {"names": ("x" * 10_240,)},
+    {"names": ("line\nbreak",)},
+    {"job_ids": ("1;2",)},
+    {"job_ids": ("now-1days",)},
+    {"job_ids": ("--jobs=1",)},
+    {"states": ("running",)},
+    {"states": ("RUNNING,FAILED",)},
+    {"users": tuple(f"u{i}" for i in range(101))},
+]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE, ids=lambda h: repr(h)[:40])
+def test_hostile_filter_values_are_refused_before_any_argv(hostile: dict[str, object]) -> None:
+    """Option-like, comma-joined, control-byte or 10 KB values never reach sacct's argv."""
+    with pytest.raises(BadUserInput):
+        history_command(HistoryQuery(start=WINDOW.start, end=WINDOW.end, **hostile))  # type: ignore[arg-type]  # the hostile values are of the right types
+
+
+def test_a_window_ending_before_it_starts_is_refused() -> None:
+    """end < start: BAD_USER_INPUT, no sacct."""
+    with pytest.raises(BadUserInput):
+        history_command(HistoryQuery(start=WINDOW.end, end=WINDOW.start))
+
+
+def _row(raw_id: str, name: str, user: str = "alice") -> str:
+    values = {field: "" for field in HISTORY_FIELDS}
+    values.update(JobIDRaw=raw_id, JobID=raw_id, State="COMPLETED", User=user, JobName=name)
+    return "\x1f".join(values[field] for field in HISTORY_FIELDS)
+
+
+def test_a_name_forging_a_row_of_its_own_job_or_a_step_is_refused() -> None:
+    """A job name holding a newline and a whole row with its job's id (or a step seen twice)
+    makes the output untrusted; a plain newline stays in the name."""
+    [job] = parse_history(_row("5", "two\nlines") + "\n")
+    assert job.name == "two\nlines"
+    with pytest.raises(ParseError):
+        parse_history(_row("5", "x\n" + _row("5", "y", user="bob")))
+    with pytest.raises(ParseError):
+        parse_history(_row("5", "x") + "\n" + _row("5.0", "s\n" + _row("5.0", "t")))
+    with pytest.raises(ParseError):
+        parse_history(_row("6.batch", "orphan step"))
+
+
+def test_sizes_and_cpu_times_in_sacct_forms() -> None:
+    """sacct's sizes are 1024-based with a unit letter; TotalCPU has three clock forms."""
+    assert parse_size("62353408") == 62353408
+    assert parse_size("100M") == 100 << 20
+    assert parse_size("1.5G") == 3 << 29
+    assert parse_size("") is None and parse_size("12X") is None
+    assert parse_cpu_time("00:00.102") == pytest.approx(0.102)
+    assert parse_cpu_time("01:02:03") == 3723
+    assert parse_cpu_time("2-00:00:01") == 2 * 86400 + 1
+    assert parse_cpu_time("") is None
