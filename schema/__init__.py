@@ -17,8 +17,13 @@ from schema.query import Query
 from schema.scalars import SCALAR_MAP
 from schema.subscription import Subscription
 
+UnexpectedErrors = Callable[[list[GraphQLError]], None]
+
 
 class _Schema(strawberry.Schema):
+    # Who logs unexpected errors: strawberry's own logger unless the server says otherwise.
+    on_unexpected: UnexpectedErrors | None = None
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -33,15 +38,20 @@ class _Schema(strawberry.Schema):
             and not (error.extensions and "code" in error.extensions)
             and not isinstance(error.original_error, InvalidOperationTypeError)
         ]
-        super().process_errors(unexpected, execution_context)
+        if self.on_unexpected is None:
+            super().process_errors(unexpected, execution_context)
+        elif unexpected:
+            self.on_unexpected(unexpected)
 
 
 def build_schema(
     extensions: Sequence[Callable[[], SchemaExtension]] = (),
     execution_context_class: type[StrawberryGraphQLCoreExecutionContext] | None = None,
+    on_unexpected: UnexpectedErrors | None = None,
 ) -> strawberry.Schema:
-    """The schema; `extensions` are factories, called once per request by strawberry."""
-    return _Schema(
+    """The schema; `extensions` are factories, called once per request by strawberry;
+    `on_unexpected` logs errors nobody expected (each once), in place of strawberry's logger."""
+    schema = _Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -49,3 +59,5 @@ def build_schema(
         execution_context_class=execution_context_class,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
     )
+    schema.on_unexpected = on_unexpected
+    return schema

@@ -124,19 +124,24 @@ PAGE_PREFIX = "/static/page"
 def _should_mask(error: GraphQLError) -> bool:
     """Coded errors were made for clients, and so are graphql-core's own parse and validation
     errors (they wrap no exception) and strawberry's refusal of an operation type the protocol
-    does not run (a query over graphql-ws); anything else is an internal error, logged."""
+    does not run (a query over graphql-ws); anything else is an internal error (logged once, by
+    _log_unexpected)."""
     if error.extensions and "code" in error.extensions:
         return False
-    if error.original_error is None or is_client_error(error):
-        return False
+    return error.original_error is not None and not is_client_error(error)
+
+
+def _log_unexpected(errors: list[GraphQLError]) -> None:
+    """Each unexpected error once, with its stack and the request's id (which the client's
+    masked error carries too); strawberry would log it a second time, without the id."""
     record = current_request.get()
-    logger.error(
-        "unexpected error at %s (request_id=%s)",
-        error.path,
-        record.request_id if record else None,
-        exc_info=error.original_error,
-    )
-    return True
+    for error in errors:
+        logger.error(
+            "unexpected error at %s (request_id=%s)",
+            error.path,
+            record.request_id if record else None,
+            exc_info=error.original_error,
+        )
 
 
 class _GraphQLApp(GraphQL[RequestContext, None]):
@@ -192,6 +197,7 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         executor = LeanExecutionContext if settings.fast_execution else BudgetedExecutionContext
         schema = build_schema(
             extensions,
+            on_unexpected=_log_unexpected,
             execution_context_class=executor.with_budget(
                 Budget(
                     max_fields=settings.max_fields,
