@@ -39,6 +39,7 @@ from strawberry.schema.schema import validate_document
 from strawberry.types.graphql import OperationType as ChannelOperation
 
 from resolvers.context import RequestContext
+from server.document_shapes import shape_of, strings_are_free
 from server.operations import Operation, select_operation
 from transport.errors import SlurmGraphQLError
 
@@ -49,6 +50,8 @@ QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
 # 400-720 bytes; the source text is held twice (the Source, and string values copied out of it).
 _BYTES_PER_TOKEN = 800
 _BYTES_PER_CHARACTER = 2
+# A kept shape's string object and its place in the ordered dict, beyond its characters.
+_BYTES_PER_SHAPE = 200
 # The selection of a stand-in document (see _stand_in below).
 _TYPENAME = SelectionSetNode(selections=(FieldNode(name=NameNode(value="__typename")),))
 
@@ -83,6 +86,10 @@ class DocumentCache:
         self.capacity = capacity
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self.size = 0  # estimated bytes held by the entries
+        # Shapes of documents that validated without errors (server/document_shapes.py), with
+        # their estimated bytes, within a quarter of `capacity` on top of it.
+        self._shapes: OrderedDict[str, int] = OrderedDict()
+        self.shapes_size = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -114,6 +121,26 @@ class DocumentCache:
         entry = self._entries.get(query)
         if entry is not None and entry.document is document:
             entry.validation = errors
+
+    def shape_validated(self, shape: str) -> bool:
+        """Whether a document of this shape validated without errors (and the shape is kept)."""
+        if shape not in self._shapes:
+            return False
+        self._shapes.move_to_end(shape)
+        return True
+
+    def remember_shape(self, shape: str) -> None:
+        """Keep `shape` as valid: a document of it validated without errors, and its strings
+        all sit where any string is as valid as another (the caller checked both)."""
+        size = _BYTES_PER_CHARACTER * len(shape) + _BYTES_PER_SHAPE
+        budget = self.capacity // 4
+        if shape in self._shapes or size > budget:
+            return
+        self._shapes[shape] = size
+        self.shapes_size += size
+        while self.shapes_size > budget:
+            _, evicted = self._shapes.popitem(last=False)
+            self.shapes_size -= evicted
 
     def operation(self, query: str | None, name: str | None, *, keep: bool) -> Operation | None:
         """The operation `name` selects in `query`, None when there is none or the document is
@@ -219,14 +246,26 @@ class CachedDocuments(SchemaExtension):
         if context.pre_execution_errors is not None or document is None or not query:
             yield  # refused above, or nothing to validate
             return
-        errors = self._documents.validated(query, document)
+        documents = self._documents
+        errors = documents.validated(query, document)
+        shape = None
         if errors is None:
-            errors = validate_document(
-                context.schema._schema,  # as strawberry's own ValidationCache does
-                document,
-                context.validation_rules,
-            )
-            self._documents.remember_validation(query, document, errors)
+            # A document like one that validated, but for its strings (a job by another id).
+            shape = shape_of(document)
+            if shape is not None and documents.shape_validated(shape):
+                errors = []
+                documents.remember_validation(query, document, errors)
+        if errors is None:
+            schema = context.schema._schema  # as strawberry's own ValidationCache does
+            errors = validate_document(schema, document, context.validation_rules)
+            documents.remember_validation(query, document, errors)
+            if (
+                not errors
+                and shape is not None
+                and self._keep()
+                and strings_are_free(schema, document)
+            ):
+                documents.remember_shape(shape)
         context.pre_execution_errors = errors
         yield
 
