@@ -3,13 +3,19 @@ shares indexes with its snapshot only when it holds the same jobs."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import time
 
+from bench.synthetic import synthetic_squeue
 from resolvers.identity import Identity
 from resolvers.selection import JobCriteria
-from resolvers.snapshot import Need, Snapshot
+from resolvers.slurm.jobs import RECORD_SEPARATOR
+from resolvers.snapshot import Need, Snapshot, fetch_snapshot
 from resolvers.visibility import EVERYONE, Visibility
 from tests.security.test_visibility import golden_rows
+from tests.support.counting import MockTransport
+from transport.base import Command, CommandResult
 
 
 def used(snapshot: Snapshot) -> None:
@@ -44,3 +50,37 @@ def test_a_view_shares_indexes_only_when_it_holds_the_same_jobs() -> None:
     assert {row.user for row in bobs.jobs_sorted} <= {"bob"}
     assert len(snapshot.jobs_sorted) == len(rows)
     assert Visibility.of(Identity("bob"), own_jobs_only=True).view(snapshot) is bobs
+
+
+async def test_a_whole_queue_is_parsed_off_the_event_loop() -> None:
+    """While 60,000 jobs are parsed and indexed (several hundred ms of CPU), the event loop
+    still runs other requests' callbacks every few ms: the parse happens in a worker thread.
+    A fake transport: the real cluster here cannot hold 60,000 jobs in a test's time."""
+    made = synthetic_squeue(60_000, "b0undary")  # made up front: not on the loop's clock
+
+    def answer(command: Command) -> CommandResult:
+        boundary = command.argv[-1].rsplit(RECORD_SEPARATOR, 1)[1]
+        return CommandResult(command.argv, made.replace("b0undary", boundary), "", 0)
+
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticking = asyncio.ensure_future(ticker())
+    await asyncio.sleep(0.01)
+    started = time.perf_counter()
+    snapshot = await fetch_snapshot("local", MockTransport(answer), Need.JOBS)
+    took = time.perf_counter() - started
+    done.set()
+    await ticking
+    assert len(snapshot.jobs or ()) == 60_000
+    assert snapshot.indexes.jobs_by_id is not None  # derived in the thread, not by a request
+    assert snapshot.job("100042") is not None
+    assert max(gaps) < took / 3, (max(gaps), took)
