@@ -33,6 +33,8 @@ from resolvers.events import (
 from resolvers.final_state import look_up
 from resolvers.log_values import loggable
 from resolvers.mailbox import Finished, Overflowed
+from resolvers.shared import SharedUnavailable
+from resolvers.shared_poll import CLAIMS_PER_INTERVAL, WATCH_STEP, SharedPolls
 from resolvers.slurm.errors import CommandFailed, ParseError, SlurmError
 from resolvers.snapshot import Need, Snapshot
 from resolvers.source import SnapshotSource
@@ -60,8 +62,11 @@ class Poller:
         source: SnapshotSource,
         interval: float,
         on_idle: Callable[[Poller], None] = lambda poller: None,
+        polls: SharedPolls | None = None,
     ) -> None:
         self.source = source
+        # With Redis: this replica polls only while it leads, else takes the leader's polls.
+        self.shared_polls = polls
         self.interval = interval
         self.polls = 0  # successful or not
         self.latest: PollUpdate | None = None
@@ -131,6 +136,9 @@ class Poller:
         return self._task is not None and not self._task.done()
 
     async def _run(self) -> None:
+        if self.shared_polls is not None:
+            await self._run_shared(self.shared_polls)
+            return
         loop = asyncio.get_running_loop()
         due = loop.time()
         while not self._closed:
@@ -147,14 +155,66 @@ class Poller:
             finally:
                 self._sleeping = False
 
-    async def _poll(self) -> None:
+    async def _run_shared(self, polls: SharedPolls) -> None:
+        """Poll every interval while this replica leads (publishing each snapshot), else hand
+        on the leader's publications as they come, and try to take over a few times an
+        interval (resolvers/shared_poll.py)."""
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        try:
+            while not self._closed:
+                if await polls.lead():
+                    await self._poll(extra=await polls.everyones_needs(), publish=polls)
+                    due = max(due + self.interval, loop.time())
+                    await self._sleep(due - loop.time())
+                    continue
+                await self._follow(polls, loop.time() + self.interval / CLAIMS_PER_INTERVAL)
+                due = loop.time()
+        finally:
+            await polls.resign()
+
+    async def _follow(self, polls: SharedPolls, until: float) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await polls.say_needs(self._needs)
+            while not self._closed and loop.time() < until:
+                snapshot = await polls.latest()
+                # A publication without what this replica's watches need waits for the next
+                # one, which the leader makes with them (say_needs).
+                if snapshot is not None and self._needs in snapshot.needs:
+                    await self._poll(given=snapshot)
+                    return
+                await self._sleep(WATCH_STEP)
+        except SharedUnavailable:
+            return  # the next lead() finds Redis gone: this replica then polls alone
+
+    async def _sleep(self, seconds: float) -> None:
+        self._sleeping = True
+        try:
+            await asyncio.sleep(max(0.0, seconds))
+        finally:
+            self._sleeping = False
+
+    async def _poll(
+        self,
+        given: Snapshot | None = None,
+        extra: Need = Need.NOTHING,
+        publish: SharedPolls | None = None,
+    ) -> None:
         self.polls += 1
         try:
-            # Also fetch what queries asked for lately (the cached snapshot's datasets), so the
-            # poll's snapshot serves them too; this fades once they stop, with the cache TTL.
-            fresh = self.source.fresh()
-            needs = self._needs | fresh.needs if fresh is not None else self._needs
-            update = await self._update(await self.source.refresh(needs))
+            if given is None:
+                # Also fetch what queries asked for lately (the cached snapshot's datasets), so
+                # the poll's snapshot serves them too; this fades once they stop, with the TTL.
+                fresh = self.source.fresh()
+                needs = self._needs | extra
+                if fresh is not None:
+                    needs |= fresh.needs
+                # A new snapshot (or one another replica fetched since this poll began).
+                given = await self.source.refresh(needs, max_age=0.0)
+                if publish is not None:
+                    await publish.publish(given)
+            update = await self._update(given)
         except (TransportError, SlurmError, CommandFailed, ParseError) as exc:
             # The cluster could not be polled: subscribers hear why (schema/errors.py codes it).
             # Anything else is a fault of ours, logged and reported without its details.
@@ -225,7 +285,12 @@ class PollerHub:
     def poller(self, cluster: str) -> Poller:
         poller = self._pollers.get(cluster)
         if poller is None:
-            poller = Poller(self._sources[cluster], self.interval, self._forget)
+            source = self._sources[cluster]
+            polls = None
+            if source.shared is not None:
+                state = source.shared.state
+                polls = SharedPolls(state, cluster, self.interval, state.replica)
+            poller = Poller(source, self.interval, self._forget, polls)
             self._pollers[cluster] = poller
         return poller
 

@@ -94,6 +94,8 @@ class SharedState:
         self.client = client
         self.namespace = namespace
         self.max_bytes = max_bytes
+        # Names this replica where replicas say what they need (resolvers/shared_poll.py).
+        self.replica = secrets.token_hex(8)
         self._clock = clock
         self._down_since: float | None = None
         self._retry_at = 0.0
@@ -194,13 +196,15 @@ class SharedSnapshots:
         max_age: float,
         fetch_own: Callable[[Need], Awaitable[Snapshot]],
     ) -> tuple[Snapshot, float]:
-        """A snapshot holding `needs` of `generation` at most `max_age` seconds old, and its age:
-        another replica's, or one fetched here under the lease (with what the shared one held
-        too, so that it serves every replica's queries)."""
-        deadline = self._clock() + LEASE_SECONDS
+        """A snapshot holding `needs` of `generation` at most `max_age` seconds old (or taken
+        since this call began), and its age: another replica's, or one fetched here under the
+        lease (with what the shared one held too, so that it serves every replica's queries)."""
+        asked = self._clock()
+        deadline = asked + LEASE_SECONDS
         try:
             while True:
-                found, held, leased = await self._look(needs, generation, max_age)
+                oldest = max(max_age, self._clock() - asked)
+                found, held, leased = await self._look(needs, generation, oldest)
                 if found is not None:
                     self.shared_hits += 1
                     return found

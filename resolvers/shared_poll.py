@@ -1,0 +1,228 @@
+"""One poller per cluster across all replicas (SLURM_GRAPHQL_REDIS_URL).
+
+Every replica with subscribers runs its Poller (resolvers/poller.py), but only the one holding
+the cluster's leader lease asks the head node; it publishes each poll's snapshot to Redis, and
+the others take it from there and diff it against the last one they handed their own
+subscribers. Keys, under the namespace and the cluster's hash tag:
+
+    …:poll-leader   the leader's random token, SET NX PX LEASE_INTERVALS * interval, renewed
+                    on every poll by a script that checks the token first
+    …:poll-epoch    bumped each time a replica takes the lease: the fencing token, carried in
+                    every publication, so a leader that paused past its lease and came back
+                    cannot publish over its successor (the script checks the lease too)
+    …:poll          the latest poll's snapshot (resolvers/shared_codec.py), its generation the
+                    publication's number; …:poll-seq that number alone, what followers watch
+    …:poll-needs    a hash: each replica's datasets its subscribers need, with a deadline, so
+                    the leader polls for every replica's watches
+
+Followers look at …:poll-seq every WATCH_STEP seconds (one small read) and try to take the lease
+CLAIMS_PER_INTERVAL times an interval: when the leader dies (kill -9), its lease lapses within
+LEASE_INTERVALS intervals and the first follower to try takes over, diffing its first poll
+against the last snapshot it was handed, so no change, terminal states included, is lost.
+Redis not answering, every replica polls alone, as it would without Redis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Callable
+
+from resolvers.shared import SharedState, SharedUnavailable
+from resolvers.shared_codec import CorruptSharedValue, decode, encode
+from resolvers.snapshot import Need, Snapshot
+
+# The lease outlives the leader by this many intervals: the most a kill -9 costs followers.
+LEASE_INTERVALS = 1.5
+# A follower tries to take the lease this often per interval (so takeover < 2 intervals).
+CLAIMS_PER_INTERVAL = 4
+# How often a follower looks whether the leader published (seconds): the added latency.
+WATCH_STEP = 0.02
+# How long a replica's needs stand without being said again, in intervals.
+NEEDS_INTERVALS = 4
+_KNOWN_NEEDS = (Need.VERSION | Need.PARTITIONS | Need.NODES | Need.JOBS).value
+
+_CLAIM = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('INCR', KEYS[2])
+end
+return 0
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+_PUBLISH = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if tonumber(redis.call('GET', KEYS[4]) or '0') ~= tonumber(ARGV[4]) then return 0 end
+local seq = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
+return seq
+"""
+
+
+class SharedPolls:
+    """A replica's part in polling one cluster: leader or follower."""
+
+    def __init__(
+        self,
+        state: SharedState,
+        cluster: str,
+        interval: float,
+        replica: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.state = state
+        self.cluster = cluster
+        self.interval = interval
+        self.replica = replica
+        self._clock = clock
+        prefix = f"{state.namespace}:{{{cluster}}}"
+        self.leader_key = f"{prefix}:poll-leader"
+        self.epoch_key = f"{prefix}:poll-epoch"
+        self.poll_key = f"{prefix}:poll"
+        self.seq_key = f"{prefix}:poll-seq"
+        self.needs_key = f"{prefix}:poll-needs"
+        self._token = secrets.token_hex(16)
+        self.epoch = 0  # the fencing token while this replica leads; 0 when it does not
+        self.seen = 0  # the last publication handed to this replica's subscribers
+        self.published = 0  # publications made here, for tests and metrics
+        self._next_claim = 0.0
+
+    @property
+    def _lease_ms(self) -> str:
+        return str(max(1, int(self.interval * LEASE_INTERVALS * 1000)))
+
+    async def lead(self) -> bool:
+        """Whether this replica polls now: it keeps (or takes) the lease, or Redis is not
+        answering and every replica polls alone."""
+        client = self.state.client
+        try:
+            if self.epoch:
+                kept = await self.state.call(
+                    lambda: client.eval(_RENEW, 1, self.leader_key, self._token, self._lease_ms)
+                )
+                if kept == 1:
+                    return True
+                self.epoch = 0
+            now = self._clock()
+            if now < self._next_claim:
+                return False
+            self._next_claim = now + self.interval / CLAIMS_PER_INTERVAL
+            epoch = await self.state.call(
+                lambda: client.eval(
+                    _CLAIM, 2, self.leader_key, self.epoch_key, self._token, self._lease_ms
+                )
+            )
+        except SharedUnavailable:
+            self.epoch = 0
+            return True
+        self.epoch = epoch if isinstance(epoch, int) and epoch > 0 else 0
+        return self.epoch > 0
+
+    async def publish(self, snapshot: Snapshot) -> None:
+        """Hand a poll's snapshot to the followers, if this replica still leads (fenced)."""
+        if not self.epoch or not snapshot.scope.everything:
+            return
+        value = encode(snapshot, self.epoch)
+        client = self.state.client
+        keep = str(max(60_000, int(self.interval * 10_000)))
+        try:
+            seq = await self.state.call(
+                lambda: client.eval(
+                    _PUBLISH,
+                    4,
+                    self.leader_key,
+                    self.seq_key,
+                    self.poll_key,
+                    self.epoch_key,
+                    self._token,
+                    value,
+                    keep,
+                    str(self.epoch),
+                )
+            )
+        except SharedUnavailable:
+            return
+        if isinstance(seq, int) and seq > 0:
+            self.published += 1
+            self.seen = seq
+        else:
+            self.epoch = 0  # fenced off: a successor leads
+
+    async def latest(self) -> Snapshot | None:
+        """The leader's latest publication if this replica has not had it yet."""
+        client = self.state.client
+
+        async def read_seq() -> object:
+            return await client.get(self.seq_key)
+
+        raw = await self.state.call(read_seq)
+        if not isinstance(raw, bytes) or not raw.isdigit() or int(raw) == self.seen:
+            return None
+
+        async def read_both() -> list[object]:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.get(self.seq_key)
+                pipe.get(self.poll_key)
+                return list(await pipe.execute())
+
+        seq, value = await self.state.call(read_both)
+        if not isinstance(seq, bytes) or not seq.isdigit() or not isinstance(value, bytes):
+            return None
+        try:
+            snapshot, _epoch = decode(value, self.cluster)
+        except CorruptSharedValue as exc:
+            self.state.refused(self.poll_key, exc)
+            self.seen = int(seq)  # not again
+            return None
+        self.seen = int(seq)
+        return snapshot
+
+    async def say_needs(self, needs: Need) -> None:
+        """Tell the leader what this replica's subscribers need, for NEEDS_INTERVALS."""
+        deadline = int((time.time() + self.interval * NEEDS_INTERVALS) * 1000)
+        client = self.state.client
+        await self.state.call(
+            lambda: client.hset(self.needs_key, self.replica, f"{needs.value}:{deadline}")
+        )
+
+    async def everyones_needs(self) -> Need:
+        """The union of what every replica's subscribers said they need, still standing."""
+        client = self.state.client
+        try:
+            said = await self.state.call(lambda: client.hgetall(self.needs_key))
+        except SharedUnavailable:
+            return Need.NOTHING
+        now_ms = time.time() * 1000
+        needs = Need.NOTHING
+        stale = []
+        for replica, value in dict(said).items():
+            if not isinstance(value, bytes):
+                continue
+            flags, _, deadline = value.partition(b":")
+            if not (flags.isdigit() and deadline.isdigit()) or int(deadline) < now_ms:
+                stale.append(replica)
+                continue
+            needs |= Need(int(flags) & _KNOWN_NEEDS)
+        if stale:
+            with contextlib.suppress(SharedUnavailable):
+                await self.state.call(lambda: client.hdel(self.needs_key, *stale))
+        return needs
+
+    async def resign(self) -> None:
+        """Give the lease up (the last subscriber left): a follower need not wait it out."""
+        if not self.epoch:
+            return
+        self.epoch = 0
+        client = self.state.client
+        release = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+        with contextlib.suppress(SharedUnavailable):
+            await self.state.call(lambda: client.eval(release, 1, self.leader_key, self._token))
