@@ -223,6 +223,19 @@ class SharedSnapshots:
         self.fetches += 1
         return await fetch_own(needs), 0.0
 
+    async def peek(
+        self, needs: Need, generation: int, max_age: float
+    ) -> tuple[Snapshot, float] | None:
+        """The shared snapshot and its age if it serves (never fetches, never waits): what a
+        query for some jobs reads before asking the head node for them."""
+        try:
+            found, _, _ = await self._look(needs, generation, max_age)
+        except SharedUnavailable:
+            return None
+        if found is not None:
+            self.shared_hits += 1
+        return found
+
     async def _look(
         self, needs: Need, generation: int, max_age: float
     ) -> tuple[tuple[Snapshot, float] | None, Need, bool]:

@@ -113,6 +113,9 @@ class SnapshotSource:
             if partial is not None:
                 self.hits += 1
                 return partial
+            if (shared := await self._shared_full(needs)) is not None:
+                self.hits += 1
+                return shared
             self._count_partial(needs | (fresh.needs if fresh is not None else Need.NOTHING))
         return await self.refresh(needs, scope, max_age=self.ttl)
 
@@ -232,6 +235,24 @@ class SnapshotSource:
             # Also after an outage (None): writes made meanwhile could not be announced.
             self.invalidate()
             self._shared_generation = generation
+
+    async def _shared_full(self, needs: Need) -> Snapshot | None:
+        """Another replica's full snapshot holding `needs`, adopted as this source's own: it
+        answers a query for some jobs without asking the head node."""
+        if self.shared is None or self._shared_generation is None:
+            return None
+        generation = self._generation
+        found = await self.shared.peek(needs, self._shared_generation, self.ttl)
+        if found is None or generation != self._generation:
+            return None
+        snapshot, age = found
+        taken = self._clock() - age
+        self.sizes.record(snapshot, snapshot.needs)
+        if snapshot.version is not None:
+            self.version = snapshot.version
+        if self._latest is None or self._latest[0] <= taken:
+            self._latest = (taken, snapshot)
+        return snapshot
 
     async def written(self) -> None:
         """A write went through this source: it and every replica forget their snapshots."""

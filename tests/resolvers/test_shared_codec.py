@@ -57,6 +57,18 @@ def test_a_real_snapshot_round_trips() -> None:
     assert decode(encode(only_nodes, 0), "local") == (only_nodes, 0)
 
 
+def test_what_a_user_put_in_a_job_stays_data() -> None:
+    """A job name or comment written to break the JSON, the field separators or the value's
+    own keys comes back as the same text, in its own row, and changes nothing else."""
+    [row, *_] = golden_rows()
+    hostile = '"],"cluster":"other","jobs":[[1,"1","","",""]],"x":["\\\x00\ud800'
+    forged = row._replace(free_text=hostile + row.free_text, display_id=row.display_id)
+    snapshot = Snapshot("local", 3.0, Need.JOBS, jobs=(forged, row))
+    back, _ = decode(encode(snapshot, 1), "local")
+    assert back.jobs == (forged, row)
+    assert back.cluster == "local"
+
+
 def test_only_full_unfiltered_snapshots_are_shared() -> None:
     """A partial snapshot (some jobs) or one already filtered for a user never goes to Redis."""
     snapshot = real_snapshot()

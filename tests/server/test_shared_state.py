@@ -263,3 +263,32 @@ async def test_the_rate_limit_holds_across_replicas(shared_redis: RedisServer) -
             assert [await status(group[0], "alice-token") for _ in range(4)] == [200] * 3 + [429]
         finally:
             shared_redis.start()
+
+
+async def test_a_shared_snapshot_is_filtered_for_each_identity_on_every_replica(
+    shared_redis: RedisServer, scenario: Scenario, unix_users: None
+) -> None:
+    """Visibility `own`: Redis holds the whole queue, as fetched, yet bob reading it on another
+    replica (no squeue of his own) sees only his jobs, and carol (admin) on a third sees all."""
+    submit = """mutation($input: SubmitJobInput!) { submitJob(input: $input) {
+        __typename ... on JobSubmitted { job { id jobId } } } }"""
+    async with replicas(shared_redis.url, job_visibility="own") as (a, b, c):
+        mine = await a.query(
+            submit, "bob-token", input={"script": "#!/bin/sh\nsleep 60\n", "hold": True}
+        )
+        job = mine["submitJob"]["job"]
+        try:
+            everyone = await c.query(LISTING, "carol-token")
+            users = {e["node"]["user"] for e in everyone["cluster"]["jobs"]["edges"]}
+            assert len(users) > 1
+            before = b.squeues()
+            seen = await b.query(LISTING, "bob-token")
+            assert b.squeues() == before  # served from the shared snapshot
+            edges = seen["cluster"]["jobs"]["edges"]
+            assert {e["node"]["user"] for e in edges} == {"bob"}
+            assert str(job["jobId"]) in {str(e["node"]["jobId"]) for e in edges}
+            alice = await a.query(LISTING, "alice-token")
+            assert all(e["node"]["user"] == "alice" for e in alice["cluster"]["jobs"]["edges"])
+        finally:
+            cancel = "mutation($id: String!) { cancelJob(id: $id) { __typename } }"
+            await a.query(cancel, "bob-token", id=job["id"])
