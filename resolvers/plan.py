@@ -26,7 +26,7 @@ from resolvers.ids import BadUserInput, validate_job_id, validate_name
 from resolvers.pagination import decode_cursor
 from resolvers.scope import EVERY_JOB, JobScope, merge_all, scope_of_job, scope_of_listing
 from resolvers.selection import JobCriteria
-from resolvers.snapshot import Need
+from resolvers.snapshot import ACTIVE_JOB_STATES, Need
 
 FIELD_NEEDS: Mapping[str, Need] = {
     "slurmVersion": Need.VERSION,
@@ -41,6 +41,10 @@ FIELD_NEEDS: Mapping[str, Need] = {
     "jobs": Need.JOBS,
     "job": Need.JOBS,
 }
+
+
+# What a node's `jobs` read: the jobs holding nodes, as squeue --states (resolvers/scope.py).
+ACTIVE_JOBS = JobScope(states=ACTIVE_JOB_STATES)
 
 
 @dataclass(frozen=True)
@@ -145,11 +149,14 @@ class _Walker:
         selection_set: SelectionSetNode | None,
         on_cluster: bool = False,
         partition: str | None = None,
+        parent: str | None = None,
     ) -> Need:
         """The datasets `selection_set` reads. `on_cluster`: its fields are a Cluster's, whose
         `job` and `jobs` name their jobs; `partition`: they are `partition(name:)`'s, whose
-        `jobs` are that partition's. Any other job field (a node's jobs, every partition's)
-        reads every job."""
+        `jobs` are that partition's; `parent`: the name of the field they select from. A node's
+        `jobs` are its active jobs (Snapshot.jobs_on_node), so they read those states only; any
+        partition's `jobs` read what their filter selects. Any other job field reads every
+        job."""
         found = Need.NOTHING
         for field_node in self.fields(selection_set):
             name = field_node.name.value
@@ -162,12 +169,16 @@ class _Walker:
                     self.scopes.append(_scope(name, arguments))
                 elif partition is not None and name == "jobs":
                     self.scopes.append(_scope(name, arguments).in_partition(partition))
+                elif name == "jobs" and parent in ("node", "nodes"):
+                    self.scopes.append(ACTIVE_JOBS)
+                elif name == "jobs" and parent in ("partition", "partitions"):
+                    self.scopes.append(_scope(name, arguments))
                 else:
                     self.scopes.append(EVERY_JOB)
             elif on_cluster and name == "partition":
                 requested = self.arguments(field_node).get("name")
                 inner = requested if isinstance(requested, str) else None
-            found |= self.needs(field_node.selection_set, partition=inner)
+            found |= self.needs(field_node.selection_set, partition=inner, parent=name)
         return found
 
     def _validate(self, arguments: Mapping[str, Any]) -> None:

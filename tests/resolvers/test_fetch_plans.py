@@ -170,15 +170,51 @@ async def test_a_partitions_listing_asks_for_its_jobs(
 
 
 async def test_nodes_and_partitions_alone_never_read_the_queue(counted: Counted) -> None:
-    """A query of nodes and partitions runs no squeue; a node's jobs need the whole queue."""
+    """A query of nodes and partitions runs no squeue."""
     await counted.query(
         "{ cluster { nodes { name state partitions { name } } partitions { name totalNodes "
         'nodes { name cpus } } node(name: "n1") { name } } }'
     )
     assert counted.transport.calls == 1
     assert counted.squeues() == []
-    await counted.query("{ cluster { nodes { name jobs { id } } } }")
-    assert [options(s) for s in counted.squeues()] == [[]]
+
+
+ACTIVE = "--states=COMPLETING,CONFIGURING,RESIZING,RUNNING,SIGNALING,STOPPED,SUSPENDED"
+
+
+async def test_a_node_s_jobs_read_the_active_jobs_only(
+    uncached: Counted, scenario: Scenario
+) -> None:
+    """Nodes' jobs (running, completing, …: the jobs holding nodes) are one squeue of those
+    states, answered as from the full queue (once the cluster's size is known: a query costed
+    on assumptions reads everything first, server/limits.py)."""
+    await uncached.query(f"{{ cluster {{ nodes {{ name }} {EVERY_JOB} }} }}")
+    for nodes in ("nodes { name jobs { id user state } }", 'node(name: "n1") { jobs { id } }'):
+        found = await uncached.query(f"{{ cluster {{ {nodes} }} }}")
+        assert [options(s) for s in uncached.squeues()[-1:]] == [[ACTIVE]]
+        reference = await uncached.query(f"{{ cluster {{ {nodes} {EVERY_JOB} }} }}")
+        assert options(uncached.squeues()[-1]) == []
+        del reference["cluster"]["everything"]
+        assert found == reference
+    found = await uncached.query("{ cluster { nodes { jobs { id } } } }")
+    assert any(node["jobs"] for node in found["cluster"]["nodes"])  # the scenario's running job
+
+
+async def test_every_partition_s_jobs_read_what_their_filter_selects(
+    uncached: Counted, scenario: Scenario
+) -> None:
+    """partitions { jobs(filter) } asks squeue for the filter's jobs, in every partition."""
+    await uncached.query(f"{{ cluster {{ partitions {{ name }} {EVERY_JOB} }} }}")
+    listing = (
+        f'partitions {{ name jobs(filter: {{users: ["{OTHER_USER}"]}}, first: 500) '
+        f"{{ totalCount edges {{ node {{ {JOB} }} }} }} }}"
+    )
+    found = await uncached.query(f"{{ cluster {{ {listing} }} }}")
+    assert options(uncached.squeues()[-1]) == [f"--user={OTHER_USER}"]
+    reference = await uncached.query(f"{{ cluster {{ {listing} {EVERY_JOB} }} }}")
+    assert options(uncached.squeues()[-1]) == []
+    assert found["cluster"]["partitions"] == reference["cluster"]["partitions"]
+    assert any(p["jobs"]["totalCount"] for p in found["cluster"]["partitions"])
 
 
 async def test_a_query_needing_everything_reads_the_full_queue_once(

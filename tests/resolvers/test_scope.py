@@ -13,7 +13,7 @@ from resolvers.plan import Plan, plan_operation
 from resolvers.scope import EVERY_JOB, MAX_PUSHED_IDS, JobScope, scope_of_job
 from resolvers.selection import JobCriteria, filter_jobs, job_matches_id
 from resolvers.slurm.jobs import JobRow
-from resolvers.snapshot import Need, Snapshot
+from resolvers.snapshot import ACTIVE_JOB_STATES, Need, Snapshot
 from resolvers.visibility import EVERYONE, Visibility
 from tests.security.test_visibility import golden_rows
 
@@ -88,7 +88,6 @@ def test_what_squeue_is_asked_for(query: str, scope: JobScope) -> None:
         '{ cluster { job(id: "1") { nodes { jobs { id } } } } }',
         '{ cluster { job(id: "1") { id } partitions { jobs { totalCount } } } }',
         '{ cluster { job(id: "1") { id } partition(name: "batch") { jobs { totalCount } } } }',
-        '{ cluster { partition(name: "batch") { nodes { jobs { id } } } } }',
         '{ cluster { partition(name: "a,b") { jobs { totalCount } } } }',
         '{ cluster { partition(name: "batch") { jobs { edges { node { nodes { jobs { id } } } } '
         "} } } }",
@@ -106,6 +105,20 @@ def test_anything_squeue_cannot_select_exactly_reads_every_job(query: str) -> No
     """A node's or a partition's jobs, name filters, values squeue would read differently,
     and different kinds of selection in one query: the whole queue."""
     assert plan(query).scope_of("local") == EVERY_JOB
+
+
+def test_a_node_s_jobs_read_the_active_states_and_partitions_their_filter() -> None:
+    """Node.jobs shows the jobs holding the node (Snapshot.jobs_on_node): those states only,
+    wherever the node is reached from; every partition's jobs read what their filter selects."""
+    for query in (
+        "{ cluster { nodes { jobs { id } } } }",
+        '{ cluster { node(name: "n1") { jobs { id } } } }',
+        '{ cluster { partition(name: "batch") { nodes { jobs { id } } } } }',
+        "{ cluster { partitions { nodes { jobs { id } } } } }",
+    ):
+        assert plan(query).scope_of("local") == JobScope(states=ACTIVE_JOB_STATES), query
+    query = '{ cluster { partitions { jobs(filter: {users: ["bob"]}) { totalCount } } } }'
+    assert plan(query).scope_of("local") == JobScope(users=frozenset({"bob"}))
 
 
 def test_too_many_ids_read_the_queue() -> None:
