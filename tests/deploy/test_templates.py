@@ -36,6 +36,7 @@ SUBSTITUTIONS = {
     "MinUid": "1000",
     "LoadBalancer.DNSName": "hpc-Load-1A2B3C.eu-west-1.elb.amazonaws.com",
     "ExtraHostNames": "",
+    "RedisUrl": "",
 }
 
 
@@ -270,3 +271,62 @@ def test_both_templates_define_the_bucket_and_head_node_policy_alike() -> None:
     for name in ("OutputBucket", "OutputBucketPolicy", "HeadNodeOutputPolicy"):
         assert ecs["Resources"][name] == lam["Resources"][name]
     assert api_statements(ecs) == api_statements(lam)
+
+
+def test_the_ecs_template_shares_state_through_a_private_tls_cache() -> None:
+    """The tasks share through an ElastiCache Serverless (Valkey) cache in their own subnets,
+    reachable from them only, whose one enabled user has a generated password and rights on
+    the service's keys only; the URL reaches the task as a secret its execution role alone
+    reads, in the form Settings accepts; autoscaling tracks CPU from DesiredCount (2) up."""
+    template = load(DEPLOY / "ecs.yaml")
+    parameters = template["Parameters"]
+    assert parameters["DesiredCount"]["Default"] == 2
+    assert parameters["SharedCache"]["Default"] == "valkey"
+    [cache] = resources(template, "AWS::ElastiCache::ServerlessCache").values()
+    assert cache["Properties"]["Engine"] == "valkey"  # Serverless: TLS only
+    assert cache["Properties"]["SubnetIds"] == {"Ref": "ServiceSubnetIds"}
+    [ingress] = template["Resources"]["CacheSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    assert ingress["SourceSecurityGroupId"] == {"Ref": "ServiceSecurityGroup"}
+    assert ingress["FromPort"] == ingress["ToPort"] == 6379
+    users = resources(template, "AWS::ElastiCache::User")
+    enabled = [
+        u["Properties"] for u in users.values() if u["Properties"]["AccessString"][:3] == "on "
+    ]
+    [user] = enabled
+    assert user["AuthenticationMode"]["Type"] == "password"
+    assert " ~slurm-graphql:* " in user["AccessString"] and "-@dangerous" in user["AccessString"]
+    default = [u for u in users.values() if u["Properties"]["UserName"] == "default"]
+    assert default[0]["Properties"]["AccessString"].startswith("off ")
+    url = template["Resources"]["CacheUrl"]["Properties"]["SecretString"]["Fn::Sub"]
+    filled = url.replace("{{resolve:secretsmanager:${CachePassword}:SecretString:password}}", "pw")
+    filled = filled.replace("${Cache.Endpoint.Address}", "c.serverless.euw1.cache.amazonaws.com")
+    filled = filled.replace("${Cache.Endpoint.Port}", "6379")
+    assert Settings.from_environ({"SLURM_GRAPHQL_REDIS_URL": filled}).redis_url == filled
+    assert filled.startswith("rediss://")
+    [container] = template["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+    [secret] = container["Secrets"]["Fn::If"][1]
+    assert secret == {"Name": "SLURM_GRAPHQL_REDIS_URL", "ValueFrom": {"Ref": "CacheUrl"}}
+    execution = template["Resources"]["ExecutionRole"]["Properties"]["Policies"]["Fn::If"][1]
+    [statement] = execution[0]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "secretsmanager:GetSecretValue"
+    assert statement["Resource"] == {"Ref": "CacheUrl"}
+    [target] = resources(template, "AWS::ApplicationAutoScaling::ScalableTarget").values()
+    assert target["Properties"]["MinCapacity"] == {"Ref": "DesiredCount"}
+    [policy] = resources(template, "AWS::ApplicationAutoScaling::ScalingPolicy").values()
+    assert policy["Properties"]["PolicyType"] == "TargetTrackingScaling"
+
+
+def test_the_lambda_template_may_join_a_vpc_and_a_cache() -> None:
+    """Optional VPC settings and Redis URL (hidden from the console): unset, the function runs
+    outside any VPC and each container alone."""
+    template = load(DEPLOY / "lambda.yaml")
+    parameters = template["Parameters"]
+    assert parameters["RedisUrl"]["NoEcho"] is True and parameters["RedisUrl"]["Default"] == ""
+    assert Settings.from_environ({"SLURM_GRAPHQL_REDIS_URL": ""}).redis_url is None
+    [function] = resources(template, "AWS::Serverless::Function").values()
+    assert function["Properties"]["Environment"]["Variables"]["SLURM_GRAPHQL_REDIS_URL"] == {
+        "Ref": "RedisUrl"
+    }
+    condition, in_vpc, outside = function["Properties"]["VpcConfig"]["Fn::If"]
+    assert condition == "InVpc" and outside == {"Ref": "AWS::NoValue"}
+    assert in_vpc["SubnetIds"] == {"Ref": "VpcSubnetIds"}
