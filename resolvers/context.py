@@ -43,6 +43,7 @@ class RequestContext:
     ids: Callable[[], RequestIds] = RequestIds
     own_jobs_only: bool = False  # SLURM_GRAPHQL_JOB_VISIBILITY=own, for users but not admins
     admins_read_output: bool = False
+    max_history_days: int = 31  # SLURM_GRAPHQL_MAX_HISTORY_DAYS: the widest jobHistory window
     jobs_listed: int = 0  # jobs put in connections, to size what the response cache keeps
     cacheable: bool = True  # False once the answer holds something the snapshot does not
     _plan: Plan | None = None

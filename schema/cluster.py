@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import time
+
 import strawberry
 
 from resolvers.context import RequestContext
-from resolvers.ids import validate_job_id
+from resolvers.history import job_history
+from resolvers.ids import BadUserInput, validate_job_id
 from resolvers.selection import filter_nodes
 from resolvers.snapshot import Snapshot
 from resolvers.visibility import check_visible
-from schema.connection import JobConnection, job_connection
-from schema.errors import expected_errors_raised_as_graphql
+from schema.connection import JobConnection, JobEdge, PageInfo, job_connection
+from schema.errors import expected_errors_as_graphql, expected_errors_raised_as_graphql
 from schema.filters import JobFilter, NodeFilter
+from schema.history import JobHistoryFilter
 from schema.job import Job
 from schema.node import Node
 from schema.partition import Partition
+
+DEFAULT_HISTORY_PAGE = 100
 
 
 @strawberry.type(description="A Slurm cluster reached through one transport.")
@@ -65,6 +71,51 @@ class Cluster:
     ) -> JobConnection:
         context: RequestContext = info.context
         return job_connection(context, self._snapshot, filter, first, after, context.max_page_size)
+
+    @strawberry.field(
+        description="Finished jobs from accounting (slurmdbd), by one sacct run as the "
+        "requesting user with every filter pushed into it; ordered by job id. Default window: "
+        "the last 24 hours; at most SLURM_GRAPHQL_MAX_HISTORY_DAYS wide."
+    )
+    async def job_history(
+        self,
+        info: strawberry.Info,
+        filter: JobHistoryFilter | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> JobConnection:
+        context: RequestContext = info.context
+        context.cacheable = False  # history is not in the snapshot the response cache follows
+        size = DEFAULT_HISTORY_PAGE if first is None else first
+        source = context.sources[self.name]
+
+        async def fetch() -> JobConnection:
+            if not 0 <= size <= context.max_page_size:
+                raise BadUserInput(f"first must be between 0 and {context.max_page_size}")
+            page = await job_history(
+                source.transport,
+                context.identity.user,
+                context.visibility,
+                (filter or JobHistoryFilter()).values(),
+                size,
+                after,
+                now=int(time.time()),
+                max_days=context.max_history_days,
+            )
+            context.jobs_listed += len(page.records)
+            edges = [JobEdge(node=Job.from_history(r, self._snapshot)) for r in page.records]
+            return JobConnection(
+                edges=edges,
+                page_info=PageInfo(
+                    has_next_page=page.has_next_page,
+                    has_previous_page=page.has_previous_page,
+                    start_cursor=edges[0].cursor() if edges else None,
+                    end_cursor=edges[-1].cursor() if edges else None,
+                ),
+                total_count=page.total_count,
+            )
+
+        return await expected_errors_as_graphql(fetch())
 
     @strawberry.field(
         description="A job by id (42, 42_3, 42_[4-9]); null if Slurm does not know it."

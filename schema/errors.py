@@ -35,6 +35,7 @@ class ErrorCode(enum.StrEnum):
     BAD_USER_INPUT = "BAD_USER_INPUT"
     CLUSTER_NOT_FOUND = "CLUSTER_NOT_FOUND"
     SLURM_UNAVAILABLE = "SLURM_UNAVAILABLE"
+    ACCOUNTING_UNAVAILABLE = "ACCOUNTING_UNAVAILABLE"
     SLURM_ERROR = "SLURM_ERROR"
     CLUSTER_UNAVAILABLE = "CLUSTER_UNAVAILABLE"
     TRANSPORT_TIMEOUT = "TRANSPORT_TIMEOUT"
@@ -64,6 +65,11 @@ _UNAVAILABLE = {
     SlurmErrorKind.AUTHENTICATION,
     SlurmErrorKind.NOT_INSTALLED,
 }
+# No slurmdbd configured (`sacct`: "accounting storage is disabled"): jobHistory cannot answer.
+_SLURM_CODES = {
+    **dict.fromkeys(_UNAVAILABLE, ErrorCode.SLURM_UNAVAILABLE),
+    SlurmErrorKind.ACCOUNTING_DISABLED: ErrorCode.ACCOUNTING_UNAVAILABLE,
+}
 
 
 def coded(code: ErrorCode, message: str) -> GraphQLError:
@@ -81,7 +87,7 @@ def to_graphql_error(exc: Exception) -> GraphQLError | None:
     if isinstance(exc, ClusterNotFound):
         return coded(ErrorCode.CLUSTER_NOT_FOUND, f"no cluster named {exc.args[0]!r}")
     if isinstance(exc, SlurmError):
-        code = ErrorCode.SLURM_UNAVAILABLE if exc.kind in _UNAVAILABLE else ErrorCode.SLURM_ERROR
+        code = _SLURM_CODES.get(exc.kind, ErrorCode.SLURM_ERROR)
         return coded(code, f"Slurm: {exc.message or exc.kind.value}")
     if isinstance(exc, CommandFailed):
         return coded(ErrorCode.SLURM_ERROR, f"Slurm: {slurm_message(exc.stderr) or 'failed'}")

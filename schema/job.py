@@ -12,15 +12,19 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from resolvers.context import RequestContext
+from resolvers.final_state import from_accounting
 from resolvers.output import DEFAULT_TAIL_BYTES, OutputTail, output_file
 from resolvers.selection import job_partitions
+from resolvers.slurm.history import HistoryRecord, efficiency
 from resolvers.slurm.hostlist import expand_hostlist
 from resolvers.slurm.job_fields import split_comment
 from resolvers.slurm.jobs import JobRecord, JobRow
+from resolvers.slurm.sacct import AccountingRecord
 from resolvers.snapshot import Snapshot
 from resolvers.visibility import check_visible
 from schema.enums import JobState
 from schema.errors import expected_errors_as_graphql
+from schema.history import JobEfficiency, JobSource, JobStep
 from schema.output import JobOutput, OutputStream
 from schema.scalars import Long, to_datetime
 
@@ -33,6 +37,8 @@ if TYPE_CHECKING:
 class Job:
     _record: strawberry.Private[JobRecord]
     _snapshot: strawberry.Private[Snapshot]
+    # Set for a job read from accounting (Cluster.jobHistory): its steps and measurements.
+    _history: strawberry.Private[HistoryRecord | None] = None
 
     def __post_init__(self) -> None:
         # The choke point of SLURM_GRAPHQL_JOB_VISIBILITY: no Job exists but on a request's
@@ -42,6 +48,51 @@ class Job:
     @classmethod
     def from_row(cls, row: JobRow, snapshot: Snapshot) -> Job:
         return cls(_record=row.fields(), _snapshot=snapshot)
+
+    @classmethod
+    def from_history(cls, history: HistoryRecord, snapshot: Snapshot) -> Job:
+        """A job as slurmdbd remembers it, on the request's view (visibility applies)."""
+        record = from_accounting(
+            AccountingRecord(
+                job_id=history.job_id,
+                display_id=history.display_id,
+                state=history.state,
+                exit_code=history.exit_code,
+                signal=history.signal,
+                user=history.user,
+                account=history.account,
+                partition=history.partition,
+                node_list=history.node_list,
+                num_cpus=history.num_cpus,
+                num_nodes=history.num_nodes,
+                submit_time=history.submit_time,
+                start_time=history.start_time,
+                end_time=history.end_time,
+                time_limit_minutes=history.time_limit_minutes,
+                work_dir=history.work_dir,
+                name=history.name,
+            )
+        )
+        return cls(_record=record, _snapshot=snapshot, _history=history)
+
+    @strawberry.field(description="Where this record came from: the controller or accounting.")
+    def source(self) -> JobSource:
+        return JobSource.SLURMCTLD if self._history is None else JobSource.ACCOUNTING
+
+    @strawberry.field(
+        description="The job's steps as accounting measured them (Cluster.jobHistory); empty "
+        "for a job read from the controller."
+    )
+    def steps(self) -> list[JobStep]:
+        return [JobStep(_step=step) for step in self._history.steps] if self._history else []
+
+    @strawberry.field(
+        description="What seff prints, from accounting; null while unknown (a live job, or one "
+        "accounting has not seen end)."
+    )
+    def efficiency(self) -> JobEfficiency | None:
+        figures = None if self._history is None else efficiency(self._history)
+        return None if figures is None else JobEfficiency(_figures=figures)
 
     @property
     def record(self) -> JobRecord:
@@ -159,7 +210,7 @@ class Job:
 
     @strawberry.field
     def qos(self) -> str | None:
-        return self._record.qos
+        return self._history.qos if self._history is not None else self._record.qos
 
     @strawberry.field
     def comment(self) -> str | None:

@@ -344,6 +344,7 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         common: dict[str, Any] = {
             "sources": self._sources,
             "max_page_size": self._settings.max_page_size,
+            "max_history_days": self._settings.max_history_days,
             "identity": identity,
             "aws_cli": self._settings.aws_cli,
             "ids": current_ids,

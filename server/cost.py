@@ -47,6 +47,10 @@ from resolvers.bounds import ListBounds
 from resolvers.output import DEFAULT_TAIL_BYTES, MAX_TAIL_BYTES
 
 PAGE = "page"
+# A job's steps are known only once sacct has answered: costed as this many (batch, extern and a
+# few sruns); the execution budget (server/execution.py) stops a job with thousands.
+STEPS = "steps"
+STEPS_PER_JOB = 8
 # (type, field) -> which bound its list has. Every list of objects in the schema is named here
 # (a test walks the schema to keep it so); an unnamed one would take the largest bound.
 LIST_BOUNDS: Mapping[tuple[str, str], str] = {
@@ -57,6 +61,7 @@ LIST_BOUNDS: Mapping[tuple[str, str], str] = {
     ("Node", "partitions"): "partitions_per_node",
     ("Node", "jobs"): "jobs_per_node",
     ("Job", "nodes"): "nodes_per_job",
+    ("Job", "steps"): STEPS,
     ("JobConnection", "edges"): PAGE,
 }
 # Introspection lists are as long as the schema makes them (GraphiQL's own query costs ~100,000).
@@ -237,6 +242,8 @@ class _Walker:
             return page
         if bound == "clusters":
             return self._clusters
+        if bound == STEPS:
+            return STEPS_PER_JOB
         if bound is not None:
             value = getattr(self.bounds, bound)
             return int(value) if value is not None else self._largest(page)

@@ -41,6 +41,7 @@ class Settings:
     ready_interval: float = 5.0
     cache_ttl: float = 1.0
     max_page_size: int = 10_000
+    max_history_days: int = 31
     graphiql: bool = True
     response_cache: bool = True
     # Bearer token digests -> identity (SLURM_GRAPHQL_TOKENS or _TOKENS_FILE).
@@ -166,6 +167,7 @@ class Settings:
             ready_interval=_number(environ, "SLURM_GRAPHQL_READY_INTERVAL", 5.0, minimum=1.0),
             cache_ttl=_number(environ, "SLURM_GRAPHQL_CACHE_TTL", 1.0, minimum=0.0),
             max_page_size=int(_number(environ, "SLURM_GRAPHQL_MAX_PAGE_SIZE", 10_000, minimum=1)),
+            max_history_days=int(_number(environ, "SLURM_GRAPHQL_MAX_HISTORY_DAYS", 31, minimum=1)),
             graphiql=_flag(environ, "SLURM_GRAPHQL_GRAPHIQL", True),
             response_cache=_flag(environ, "SLURM_GRAPHQL_RESPONSE_CACHE", True),
             tokens=tokens_from(environ),

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.scenario import has_accounting
 from tests.support.server import running_server
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
@@ -92,6 +93,16 @@ def test_the_opening_query_answers_with_data(server: str) -> None:
     assert "errors" not in body, body
     cluster = body["data"]["cluster"]  # type: ignore[index]
     assert cluster["slurmVersion"] and cluster["partitions"]
+
+
+def test_the_history_and_efficiency_queries_answer_with_data(server: str) -> None:
+    """The README's jobHistory queries run as written on the cluster with slurmdbd."""
+    if not has_accounting():
+        pytest.skip("the cluster under test has no slurmdbd (LOCAL_CLUSTER_ACCOUNTING=0)")
+    for marker in ("query History", "query Efficiency"):
+        body = graphql(server, block_with("graphql", marker))
+        assert "errors" not in body, body
+        assert isinstance(body["data"]["cluster"]["jobHistory"]["edges"], list)  # type: ignore[index]
 
 
 def test_the_viewer_line_says_who_a_request_acts_as(server: str) -> None:

@@ -1,0 +1,150 @@
+"""Cluster.jobHistory: one page of finished jobs from slurmdbd, as the requesting user.
+
+One `sacct` per page, run as the requester (so Slurm's own PrivateData applies), with every
+filter pushed into it (resolvers/slurm/history.py). Slurm alone does not keep users apart here:
+without PrivateData bob's `sacct --user=alice` lists alice's jobs (a golden file shows it), so
+under SLURM_GRAPHQL_JOB_VISIBILITY=own the users filter is narrowed to the requester before the
+command is built, and every record is checked against the request's audience again after.
+
+Pages are ordered by job id and cut after the `after` cursor, so a page does not shift while new
+jobs finish: a job that ends later has a larger id than any job already paged past, or appears
+on a page still to come.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from resolvers.ids import BadUserInput
+from resolvers.pagination import decode_cursor
+from resolvers.slurm.errors import check
+from resolvers.slurm.history import (
+    HistoryQuery,
+    HistoryRecord,
+    history_command,
+    parse_history,
+    validate_query,
+)
+from resolvers.visibility import Visibility
+from transport.base import Command, Transport
+
+DAY = 86_400
+DEFAULT_WINDOW = DAY  # the last 24 hours, when no time bound is given
+EARLIEST = 946_684_800  # 2000-01-01: no Slurm accounting reaches further back
+FUTURE_SLACK = DAY  # a bound may lie this far in the future (clock skew), not more
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryFilterValues:
+    """A JobHistoryFilter as plain values (epoch seconds); None means not given."""
+
+    users: tuple[str, ...] | None = None
+    accounts: tuple[str, ...] = ()
+    partitions: tuple[str, ...] = ()
+    qos: tuple[str, ...] = ()
+    states: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    job_ids: tuple[str, ...] = ()
+    submitted_after: int | None = None
+    submitted_before: int | None = None
+    ended_after: int | None = None
+    ended_before: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    records: tuple[HistoryRecord, ...]
+    has_next_page: bool
+    has_previous_page: bool
+    total_count: int
+
+
+def window(values: HistoryFilterValues, now: int, max_days: int) -> tuple[int, int]:
+    """sacct's --starttime/--endtime for the filter: the latest lower bound given (default: 24 h
+    ago) to the earliest upper bound (default: now). BadUserInput for a window that ends before
+    it starts, lies outside 2000..now+1 day, or is wider than `max_days`."""
+    lows = [t for t in (values.submitted_after, values.ended_after) if t is not None]
+    highs = [t for t in (values.submitted_before, values.ended_before) if t is not None]
+    end = min(highs) if highs else now
+    start = max(lows) if lows else end - DEFAULT_WINDOW
+    for bound in (*lows, *highs):
+        if not EARLIEST <= bound <= now + FUTURE_SLACK:
+            raise BadUserInput("a history time bound lies before 2000 or too far in the future")
+    if end < start:
+        raise BadUserInput("the history window ends before it starts")
+    if end - start > max_days * DAY:
+        raise BadUserInput(
+            f"the history window is wider than {max_days} days "
+            "(SLURM_GRAPHQL_MAX_HISTORY_DAYS); narrow it with submittedAfter/endedAfter"
+        )
+    return start, end
+
+
+def history_query(
+    values: HistoryFilterValues, audience: Visibility, now: int, max_days: int
+) -> HistoryQuery | None:
+    """The sacct query for the filter as `audience` may ask it; None when the filter names only
+    users the audience may not see (nothing to run: the answer is empty)."""
+    start, end = window(values, now, max_days)
+    asked = validate_query(
+        HistoryQuery(
+            start=start,
+            end=end,
+            users=values.users or (),
+            accounts=values.accounts,
+            partitions=values.partitions,
+            qos=values.qos,
+            states=values.states,
+            names=values.names,
+            job_ids=values.job_ids,
+        )
+    )  # every value checked, even those narrowing below makes moot
+    if audience.everyone:
+        return asked
+    assert audience.owner is not None
+    if values.users is not None and audience.owner not in values.users:
+        return None
+    return replace(asked, users=(audience.owner,))
+
+
+def _within(record: HistoryRecord, values: HistoryFilterValues) -> bool:
+    """The exact time bounds: sacct's window selects jobs active in it, a superset."""
+    submit, end = record.submit_time, record.end_time
+    lower = ((values.submitted_after, submit), (values.ended_after, end))
+    upper = ((values.submitted_before, submit), (values.ended_before, end))
+    return all(b is None or (t is not None and t >= b) for b, t in lower) and all(
+        b is None or (t is not None and t <= b) for b, t in upper
+    )
+
+
+def page_of(
+    records: Sequence[HistoryRecord], first: int, after: str | None
+) -> tuple[list[HistoryRecord], bool, bool]:
+    start_after = decode_cursor(after) if after is not None else None
+    remaining = [r for r in records if start_after is None or r.job_id > start_after]
+    return remaining[:first], len(remaining) > first, len(remaining) < len(records)
+
+
+async def job_history(
+    transport: Transport,
+    user: str,
+    audience: Visibility,
+    values: HistoryFilterValues,
+    first: int,
+    after: str | None,
+    now: int,
+    max_days: int,
+) -> HistoryPage:
+    """One page of history, `first` jobs after the `after` cursor, by one sacct as `user`."""
+    query = history_query(values, audience, now, max_days)
+    if query is None:
+        return HistoryPage((), False, False, 0)
+    built = history_command(query)
+    [result] = await transport.run([Command(built.argv, env=built.env, user=user)])
+    # No slurmdbd: SlurmError ACCOUNTING_DISABLED, which clients get as ACCOUNTING_UNAVAILABLE
+    # with Slurm's message; slurmdbd down: CONTROLLER_UNREACHABLE (SLURM_UNAVAILABLE).
+    text = check(result).stdout
+    records = [r for r in parse_history(text) if audience.sees(r.user) and _within(r, values)]
+    page, has_next, has_previous = page_of(records, first, after)
+    return HistoryPage(tuple(page), has_next, has_previous, len(records))

@@ -1,0 +1,280 @@
+"""Cluster.jobHistory, Job.steps and Job.efficiency against sacct on the real cluster with
+slurmdbd and MariaDB (scripts/local-cluster), as alice and bob, under both visibilities; hostile
+filters; a cluster without slurmdbd."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from resolvers.slurm.history import HistoryQuery, HistoryRecord, history_command, parse_history
+from server.app import create_app
+from server.settings import Settings
+from tests.support.counting import CountingTransport
+from tests.support.scenario import has_accounting, sbatch, wait_for_state
+from tests.support.visibility import own_settings
+from transport.base import Command
+from transport.local import LocalTransport
+
+pytestmark = pytest.mark.cluster
+
+HISTORY = """
+query($filter: JobHistoryFilter, $first: Int, $after: String) {
+  cluster { jobHistory(filter: $filter, first: $first, after: $after) {
+    totalCount pageInfo { hasNextPage endCursor }
+    edges { node { id jobId name user account qos state exitCode source
+      steps { id fullId name state exitCode elapsedSeconds cpuSeconds maxRssBytes nodes }
+      efficiency { elapsedSeconds cpuSeconds cpuEfficiencyPercent maxRssBytes
+                   memoryEfficiencyPercent } } } } } }"""
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Jobs that ended before the module's tests ran: alice's two, bob's one."""
+
+    tag: str
+    memory: str
+    fails: str
+    bob: str
+
+
+def recorded(truth: dict[str, HistoryRecord], memory: str, fails: str) -> bool:
+    """Every job ended in accounting, the memory job's MaxRSS and the failed job's srun in."""
+    return (
+        len(truth) == 3
+        and all(
+            job.end_time and all(s.state != "RUNNING" for s in job.steps) for job in truth.values()
+        )
+        and any(s.max_rss_bytes for s in truth[memory].steps)
+        and any(s.step_id == "0" for s in truth[fails].steps)
+    )
+
+
+@pytest.fixture(scope="module")
+def finished(unix_users: None) -> Finished:
+    """alice holds 50 MB for 3 s and fails one job; bob runs one; all three in slurmdbd."""
+    if not has_accounting():
+        pytest.skip("the cluster under test has no slurmdbd (LOCAL_CLUSTER_ACCOUNTING=0)")
+    tag = f"hist-{uuid.uuid4().hex[:8]}"
+    code = "x = bytearray(50 << 20); import time; time.sleep(3)"
+    memory = sbatch("-J", tag, "--wrap", f"python3 -c '{code}'", user="alice")
+    fails = sbatch("-J", tag, "--wrap", "srun true; exit 3", user="alice")
+    bob = sbatch("-J", tag, "--wrap", "true", user="bob")
+    for job_id, state in ((memory, "COMPLETED"), (fails, "FAILED"), (bob, "COMPLETED")):
+        wait_for_state(job_id, state, timeout=90)
+    deadline = time.monotonic() + 30
+    # slurmdbd hears of an end, and of the steps' figures, a moment after slurmctld.
+    while not recorded(sacct_says("root", (memory, fails, bob)), memory, fails):
+        assert time.monotonic() < deadline, "slurmdbd did not record the jobs within 30 s"
+        time.sleep(0.5)
+    return Finished(tag, memory, fails, bob)
+
+
+@dataclass
+class App:
+    client: httpx.AsyncClient
+    transport: CountingTransport
+
+    async def query(self, user: str, **variables: Any) -> dict[str, Any]:
+        response = await self.client.post(
+            "/graphql",
+            json={"query": HISTORY, "variables": variables},
+            headers={"Authorization": f"Bearer {user}-token"},
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+
+async def app_with(settings: Settings, transport: CountingTransport) -> AsyncIterator[App]:
+    app = create_app(settings, transports={"local": transport})
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://localhost"
+        ) as client,
+    ):
+        yield App(client, transport)
+
+
+@pytest.fixture
+async def everyone(finished: Finished) -> AsyncIterator[App]:
+    """Visibility `all` (the default): every user's history."""
+    async for app in app_with(
+        own_settings(job_visibility="all"), CountingTransport(LocalTransport())
+    ):
+        yield app
+
+
+@pytest.fixture
+async def own(finished: Finished) -> AsyncIterator[App]:
+    """SLURM_GRAPHQL_JOB_VISIBILITY=own."""
+    async for app in app_with(own_settings(), CountingTransport(LocalTransport())):
+        yield app
+
+
+def nodes(body: dict[str, Any]) -> list[dict[str, Any]]:
+    assert "errors" not in body, body
+    return [e["node"] for e in body["data"]["cluster"]["jobHistory"]["edges"]]
+
+
+def ran_sacct(app: App) -> bool:
+    """Whether any command the app ran was sacct (the cost check may read the nodes first)."""
+    return any(argv[0] == "sacct" for batch in app.transport.batches for argv in batch)
+
+
+def code(body: dict[str, Any]) -> str:
+    return str(body["errors"][0]["extensions"]["code"])
+
+
+def sacct_says(user: str, job_ids: tuple[str, ...]) -> dict[str, HistoryRecord]:
+    """What sacct itself prints for these jobs (run as `user`, as the API does)."""
+    now = int(time.time())
+    command = history_command(HistoryQuery(now - 3600, now + 60, job_ids=job_ids))
+    done = subprocess.run(
+        ["runuser", "-u", user, "--", *command.argv],
+        env={**os.environ, **command.env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return {str(r.job_id): r for r in parse_history(done.stdout)}
+
+
+async def test_history_steps_and_efficiency_match_sacct(everyone: App, finished: Finished) -> None:
+    """alice's finished jobs come back from ONE sacct, as sacct reports them: state, exit
+    code, steps with CPU time and MaxRSS, and seff's efficiency figures."""
+    everyone.transport.batches.clear()
+    body = await everyone.query("alice", filter={"names": [finished.tag], "users": ["alice"]})
+    jobs = {job["id"]: job for job in nodes(body)}
+    assert set(jobs) == {finished.memory, finished.fails}
+    # One sacct for the page, in a round trip of its own.
+    assert [b for b in everyone.transport.batches if any(a[0] == "sacct" for a in b)] == [
+        [next(a for b in everyone.transport.batches for a in b if a[0] == "sacct")]
+    ]
+    truth = sacct_says("alice", (finished.memory, finished.fails))
+    for job_id, job in jobs.items():
+        expected = truth[job_id]
+        assert (job["state"], job["exitCode"], job["source"]) == (
+            expected.state,
+            expected.exit_code,
+            "ACCOUNTING",
+        )
+        assert [s["fullId"] for s in job["steps"]] == [s.display_id for s in expected.steps]
+        assert (job["account"], job["qos"]) == ("physics", "normal")
+    fails = jobs[finished.fails]
+    assert (fails["state"], fails["exitCode"]) == ("FAILED", 3)
+    assert {s["id"] for s in fails["steps"]} >= {"batch", "0"}
+    memory = jobs[finished.memory]["efficiency"]
+    assert memory["maxRssBytes"] > 50 << 20
+    assert memory["memoryEfficiencyPercent"] == round(100 * memory["maxRssBytes"] / (100 << 20), 2)
+    assert memory["elapsedSeconds"] >= 3
+
+
+async def test_pages_are_ordered_by_job_id_and_stable(everyone: App, finished: Finished) -> None:
+    """first/after walk the three jobs one at a time, in job id order, with a total count."""
+    seen: list[int] = []
+    after = None
+    for _ in range(4):
+        body = await everyone.query("carol", filter={"names": [finished.tag]}, first=1, after=after)
+        history = body["data"]["cluster"]["jobHistory"]
+        assert history["totalCount"] == 3
+        seen += [e["node"]["jobId"] for e in history["edges"]]
+        after = history["pageInfo"]["endCursor"]
+        if not history["pageInfo"]["hasNextPage"]:
+            break
+    assert seen == sorted(int(j) for j in (finished.memory, finished.fails, finished.bob))
+
+
+async def test_bob_sees_none_of_alices_history_under_own(own: App, finished: Finished) -> None:
+    """Under `own`, bob naming alice, her job ids or her jobs' name gets only his own jobs (or
+    nothing), never her steps or efficiency; and sacct is never asked for her."""
+    for hostile in (
+        {"users": ["alice"]},
+        {"ids": [finished.memory, finished.fails]},
+        {"names": [finished.tag]},
+        {"users": ["alice", "bob"], "names": [finished.tag]},
+        {},
+    ):
+        body = await own.query("bob", filter=hostile)
+        found = nodes(body)
+        assert all(job["user"] == "bob" for job in found), hostile
+        assert finished.memory not in str(body) and finished.fails not in str(body)
+    for batch in own.transport.batches:
+        for argv in batch:
+            assert "--user=alice" not in argv and "--allusers" not in argv
+            assert any(a == "--user=bob" for a in argv) or argv[0] != "sacct"
+    mine = nodes(await own.query("bob", filter={"names": [finished.tag]}))
+    assert [job["id"] for job in mine] == [finished.bob]
+
+
+HOSTILE_FILTERS: list[dict[str, Any]] = [
+    {"users": ["--allusers"]},
+    {"accounts": ["physics,chem"]},
+    {"partitions": ["x" * 10_240]},
+    {"qos": ["-Q"]},
+    {"names": ["a,b"]},
+    {"ids": ["1,2"]},
+    {"ids": ["now-1days"]},
+    {"states": ["PENDING", "COMPLETING"]},
+    {"submittedAfter": "1970-01-02T00:00:00Z"},
+    {"submittedAfter": "2999-01-01T00:00:00Z"},
+    {"submittedAfter": "2026-01-10T00:00:00Z", "submittedBefore": "2026-01-01T00:00:00Z"},
+    {"endedAfter": "2020-01-01T00:00:00Z"},  # a window of years: wider than the limit
+    {"submittedAfter": "2026-01-01T00:00:00"},  # no time zone
+]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_FILTERS, ids=lambda h: repr(h)[:50])
+async def test_hostile_filters_are_refused_before_sacct(own: App, hostile: dict[str, Any]) -> None:
+    """Option-like, comma-joined, 10 KB, far-away or reversed values: BAD_USER_INPUT (or the
+    schema's own validation error), and sacct never runs."""
+    own.transport.batches.clear()
+    body = await own.query("alice", filter=hostile)
+    assert code(body) in ("BAD_USER_INPUT", "GRAPHQL_VALIDATION_FAILED"), body
+    assert not ran_sacct(own)
+
+
+async def test_a_huge_first_is_refused(own: App) -> None:
+    """first beyond SLURM_GRAPHQL_MAX_PAGE_SIZE: BAD_USER_INPUT, sacct never runs."""
+    own.transport.batches.clear()
+    body = await own.query("alice", first=10**6)
+    assert code(body) == "BAD_USER_INPUT"
+    assert not ran_sacct(own)
+
+
+def without_slurmdbd(directory: Path) -> Command:
+    """A slurm.conf of this cluster with accounting_storage/none (LOCAL_CLUSTER_ACCOUNTING=0)."""
+    text = Path(os.environ["SLURM_CONF"]).read_text().splitlines()
+    body = [line for line in text if not line.startswith("AccountingStorage")]
+    conf = directory / "slurm.conf"
+    conf.write_text("\n".join(["AccountingStorageType=accounting_storage/none", *body]) + "\n")
+    conf.chmod(0o644)
+    directory.chmod(0o755)
+    return Command(("true",), env={"SLURM_CONF": str(conf)})
+
+
+async def test_no_slurmdbd_is_accounting_unavailable(finished: Finished) -> None:
+    """On a cluster without slurmdbd: ACCOUNTING_UNAVAILABLE with Slurm's message."""
+    with tempfile.TemporaryDirectory() as tmp:
+        conf = without_slurmdbd(Path(tmp))
+
+        def rewrite(command: Command) -> Command:
+            return replace(command, env={**command.env, **conf.env})
+
+        transport = CountingTransport(LocalTransport(), rewrite=rewrite)
+        async for app in app_with(own_settings(), transport):
+            body = await app.query("alice")
+            assert code(body) == "ACCOUNTING_UNAVAILABLE"
+            assert "accounting storage is disabled" in body["errors"][0]["message"]
