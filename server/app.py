@@ -183,8 +183,11 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
             max_tokens=settings.max_tokens,
             capacity=settings.document_cache_bytes,
         )
+        # One rule class for the app's life: a class made per request is cyclic garbage (a type
+        # refers to itself through its MRO and dict) that only the cyclic collector frees.
+        limits_checked = limits_rule(limits)
         extensions: list[Callable[[], SchemaExtension]] = [
-            lambda: AddValidationRules([limits_rule(limits)]),
+            lambda: AddValidationRules([limits_checked]),
             lambda: CachedDocuments(self.documents, self.keeps),
             # After validation, on every request: the cost depends on the cluster's size.
             lambda: CostLimit(limits=limits, sources=sources),

@@ -33,7 +33,13 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from graphql import ExecutionResult, GraphQLError, GraphQLObjectType, VariableDefinitionNode
+from graphql import (
+    ExecutionResult,
+    GraphQLError,
+    GraphQLObjectType,
+    GraphQLResolveInfoHelpers,
+    VariableDefinitionNode,
+)
 from graphql.execution.collect_fields import GroupedFieldSet
 from graphql.pyutils import Path
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
@@ -58,6 +64,15 @@ class Budget:
     max_output_reads: int = 20
     max_output_bytes: int = 4 * 1024 * 1024
     yield_after: float = YIELD_AFTER  # seconds of work before others get a turn of the loop
+
+
+def _finished(*args: Any) -> Any:
+    raise RuntimeError("this execution has built its response")
+
+
+# What an executor hands out after its response is built: nothing may ask it for async work
+# then (resolvers got the helpers of the execution they ran in, in `info`).
+_AFTER_RESPONSE = GraphQLResolveInfoHelpers(gather=_finished, track=_finished)
 
 
 _Executor = TypeVar("_Executor", bound="BudgetedExecutionContext")
@@ -221,7 +236,23 @@ class BudgetedExecutionContext(StrawberryGraphQLCoreExecutionContext):
         super().handle_field_error(raw_error, *args, **kwargs)
 
     def build_response(self, data: dict[str, Any] | None) -> Any:
-        if self._exceeded is None:
-            return super().build_response(data)
-        self.run_async_work_finished_hook()
-        return ExecutionResult(None, [self._exceeded])
+        try:
+            if self._exceeded is None:
+                return super().build_response(data)
+            self.run_async_work_finished_hook()
+            return ExecutionResult(None, [self._exceeded])
+        finally:
+            self._break_cycle()
+
+    def _break_cycle(self) -> None:
+        """Let reference counting free this executor once its response is built.
+
+        graphql-core's executor refers to itself through `async_helpers` (a tuple of two of its
+        own bound methods, handed to resolvers in `info`), so without this only the cyclic
+        collector frees it, and with it everything it reaches: the request's context, its
+        snapshots (a 10,000-job listing holds megabytes) and caches. Under a mixed load that
+        garbage reached the old generations and waited there for a full collection, and RSS
+        grew with the request count (bench/memory.py). Resolvers still running in the
+        background keep their `info`, which holds the helpers itself; this executor no longer
+        does, so nothing leads back to it."""
+        self.async_helpers = _AFTER_RESPONSE
