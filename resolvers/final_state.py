@@ -3,7 +3,8 @@
 squeue stops listing a job `MinJobAge` seconds after it ends, so a job that runs and ends between
 two polls can be gone before a poll sees its last state. For those jobs one batch (one round trip)
 asks every source at once: `scontrol show job` per job, `sacct` (slurmdbd) and `sacct -c` (the
-job-completion log), and the first that knows a job wins, in that order. A source that fails
+job-completion log). slurmdbd's record of an ended job wins; then scontrol's, then accounting's
+of a job it has not seen end yet, then the completion log's. A source that fails
 (accounting disabled, the log unreadable, the job unknown) simply does not know; only a controller
 that cannot be reached fails the lookup, since then nothing can be concluded.
 """
@@ -41,17 +42,25 @@ def parse_lookup(
 ) -> dict[str, FinalRecord]:
     """A FinalRecord for every job id asked for, from the results of `lookup_batch(job_ids)`."""
     *shown, accounted, logged = results
-    found: list[FinalRecord] = []
+    # slurmdbd's record of an ended job is the final one (issue 14): it comes first. slurmdbd
+    # hears of an end a moment after slurmctld, so a record it still has as running yields to
+    # scontrol's.
+    in_accounting = _known(accounted, parse_sacct)
+    found = [
+        FinalRecord(from_accounting(r), RecordSource.ACCOUNTING)
+        for r in in_accounting
+        if r.end_time is not None
+    ]
     for result in shown:
         found.extend(
             FinalRecord(from_details(details), RecordSource.SCONTROL)
             for details in _known(result, parse_job_details)
         )
-    for result, source in (
-        (accounted, RecordSource.ACCOUNTING),
-        (logged, RecordSource.COMPLETION_LOG),
-    ):
-        found.extend(FinalRecord(from_accounting(r), source) for r in _known(result, parse_sacct))
+    found.extend(FinalRecord(from_accounting(r), RecordSource.ACCOUNTING) for r in in_accounting)
+    found.extend(
+        FinalRecord(from_accounting(r), RecordSource.COMPLETION_LOG)
+        for r in _known(logged, parse_sacct)
+    )
     answers: dict[str, FinalRecord] = {}
     for final in found:  # in order of precedence: the first answer for an id stands
         assert final.record is not None

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from resolvers.events import RecordSource
+from resolvers.events import FinalRecord, RecordSource
 from resolvers.final_state import parse_lookup
 from resolvers.slurm.errors import ParseError
+from resolvers.slurm.job_details import parse_job_details
 from resolvers.slurm.sacct import SACCT_FIELDS, parse_sacct, sacct_command
 from transport.base import CommandResult
 
@@ -85,4 +86,35 @@ def test_without_slurmdbd_the_final_state_comes_from_the_completion_log() -> Non
     found = parse_lookup(ids, [unknown, _result("accounting-disabled"), _result("completion-log")])
     final = found[ids[0]]
     assert final.source is RecordSource.COMPLETION_LOG
+    assert final.record is not None and final.record.state == "FAILED"
+
+
+def _lookup(accounted_state: str, end: str) -> FinalRecord:
+    """The lookup of a job scontrol still shows (a captured `scontrol show job` of a failed
+    job) while slurmdbd has it `accounted_state`, ended at `end` (empty: not yet)."""
+    details = (GOLDEN.parent / "job-details" / "failed.stdout").read_text()
+    [shown] = parse_job_details(details)
+    job_id = str(shown.job_id)
+    values = {field: "" for field in SACCT_FIELDS}
+    values.update(JobIDRaw=job_id, JobID=job_id, State=accounted_state, End=end, JobName="x")
+    row = "\x1f".join(values[field] for field in SACCT_FIELDS) + "\n"
+    results = [
+        CommandResult(("scontrol",), details, "", 0),
+        CommandResult(("sacct",), row, "", 0),
+        CommandResult(("sacct", "--completion"), "", "", 0),
+    ]
+    return parse_lookup([job_id], results)[job_id]
+
+
+def test_an_ended_accounting_record_is_the_final_one() -> None:
+    """When slurmdbd has seen the job end, its record wins over scontrol's (issue 14)."""
+    final = _lookup("OUT_OF_MEMORY", "1796185522")
+    assert final.source is RecordSource.ACCOUNTING
+    assert final.record is not None and final.record.state == "OUT_OF_MEMORY"
+
+
+def test_accounting_that_has_not_seen_the_end_yields_to_scontrol() -> None:
+    """slurmdbd hears of an end after slurmctld: a record still RUNNING there does not win."""
+    final = _lookup("RUNNING", "Unknown")
+    assert final.source is RecordSource.SCONTROL
     assert final.record is not None and final.record.state == "FAILED"
