@@ -33,6 +33,7 @@ DAY = 86_400
 DEFAULT_WINDOW = DAY  # the last 24 hours, when no time bound is given
 EARLIEST = 946_684_800  # 2000-01-01: no Slurm accounting reaches further back
 FUTURE_SLACK = DAY  # a bound may lie this far in the future (clock skew), not more
+CLOCK_SLACK = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +63,13 @@ class HistoryPage:
 
 def window(values: HistoryFilterValues, now: int, max_days: int) -> tuple[int, int]:
     """sacct's --starttime/--endtime for the filter: the latest lower bound given (default: 24 h
-    ago) to the earliest upper bound (default: now). BadUserInput for a window that ends before
-    it starts, lies outside 2000..now+1 day, or is wider than `max_days`."""
+    ago) to the earliest upper bound (default: now, and a minute). BadUserInput for a window
+    that ends before it starts, lies outside 2000..now+1 day, or is wider than `max_days`."""
     lows = [t for t in (values.submitted_after, values.ended_after) if t is not None]
     highs = [t for t in (values.submitted_before, values.ended_before) if t is not None]
-    end = min(highs) if highs else now
-    start = max(lows) if lows else end - DEFAULT_WINDOW
+    # Without an upper bound, a minute past now: the head node's clock may run ahead of ours.
+    end = min(highs) if highs else now + CLOCK_SLACK
+    start = max(lows) if lows else now - DEFAULT_WINDOW
     for bound in (*lows, *highs):
         if not EARLIEST <= bound <= now + FUTURE_SLACK:
             raise BadUserInput("a history time bound lies before 2000 or too far in the future")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from resolvers.history import HistoryFilterValues, window
 from resolvers.ids import BadUserInput
 from resolvers.slurm.errors import ParseError
 from resolvers.slurm.history import (
@@ -195,3 +196,13 @@ def test_sizes_and_cpu_times_in_sacct_forms() -> None:
     assert parse_cpu_time("01:02:03") == 3723
     assert parse_cpu_time("2-00:00:01") == 2 * 86400 + 1
     assert parse_cpu_time("") is None
+
+
+def test_the_default_window_is_the_last_day_and_bounds_narrow_it() -> None:
+    """No bounds: the last 24 hours (and a minute of clock slack); given bounds win."""
+    now = 1_796_000_000
+    assert window(HistoryFilterValues(), now, 31) == (now - 86_400, now + 60)
+    values = HistoryFilterValues(submitted_after=now - 3600, ended_before=now - 60)
+    assert window(values, now, 31) == (now - 3600, now - 60)
+    with pytest.raises(BadUserInput):
+        window(HistoryFilterValues(ended_after=now - 40 * 86_400), now, 31)
