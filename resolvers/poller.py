@@ -210,8 +210,9 @@ class Poller:
                 needs = self._needs | extra
                 if fresh is not None:
                     needs |= fresh.needs
-                # A new snapshot (or one another replica fetched since this poll began).
-                given = await self.source.refresh(needs, max_age=0.0)
+                # A new snapshot, or one another replica fetched at most a quarter interval ago
+                # (a query's refresh just before the poll): one fetch an interval, not two.
+                given = await self.source.refresh(needs, max_age=self.interval / 4)
                 if publish is not None:
                     await publish.publish(given)
             update = await self._update(given)

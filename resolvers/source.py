@@ -40,6 +40,10 @@ logger = logging.getLogger("slurm_graphql.snapshots")
 
 # Past this fraction of its TTL, a snapshot in use is refreshed in the background.
 REFRESH_AHEAD = 0.5
+# With replicas sharing snapshots (resolvers/shared.py): later, so that the cluster sees about
+# one fetch per TTL in all, however many replicas read (a reader rarely waits even so: one
+# replica refreshes for all of them).
+SHARED_REFRESH_AHEAD = 0.9
 # Partial snapshots kept at once (each a few jobs): point lookups of a dashboard's open jobs.
 MAX_PARTIALS = 256
 # Jobs all cached partial snapshots may hold together (a users filter may select thousands).
@@ -88,6 +92,7 @@ class SnapshotSource:
         # the write generation there that what this source caches belongs to (None: unknown,
         # while Redis does not answer; the source then acts alone).
         self.shared = shared if ttl > 0 else None
+        self._ahead = REFRESH_AHEAD if self.shared is None else SHARED_REFRESH_AHEAD
         self._shared_generation: int | None = None
 
     async def get(self, needs: Need, scope: JobScope = EVERY_JOB) -> Snapshot:
@@ -199,7 +204,7 @@ class SnapshotSource:
 
     def _refresh_ahead(self, current: Snapshot) -> None:
         assert self._latest is not None
-        if self._clock() - self._latest[0] < self.ttl * REFRESH_AHEAD:
+        if self._clock() - self._latest[0] < self.ttl * self._ahead:
             return
         self._start_background(current.needs)
 
@@ -273,7 +278,7 @@ class SnapshotSource:
         """Fetch (full snapshots: from another replica if it has one at most `max_age` old,
         by default half the TTL, as refreshing ahead asks) and cache the result."""
         if max_age is None:
-            max_age = self.ttl * REFRESH_AHEAD
+            max_age = self.ttl * self._ahead
         future: asyncio.Future[Snapshot] = asyncio.get_running_loop().create_future()
         generation = self._generation
         key = (needs, scope)

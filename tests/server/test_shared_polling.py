@@ -19,7 +19,7 @@ import redis
 
 from server.app import create_app
 from server.settings import Settings
-from tests.support.live import StampingTransport, submit, wait_until_state
+from tests.support.live import StampingTransport, slurm_cli, submit, wait_until_state
 from tests.support.redis_server import RedisServer
 from tests.support.server import free_port, running_process
 from tests.support.ws import Connection, Subscription, serving
@@ -99,7 +99,7 @@ async def test_killing_the_leader_loses_no_terminal_state(redis_server: RedisSer
         "SLURM_GRAPHQL_LOG_LEVEL": "warning",
     }
     argv = [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    job = await submit("-J", "failover", "--begin=now+4", "--wrap", "sleep 3")
+    job = await submit("-J", "failover", "--hold", "--wrap", "sleep 3")
     leader_url = f"http://127.0.0.1:{port}"
     with running_process(argv, f"{leader_url}/healthz", environ) as pid:
         async with Connection.open(leader_url) as on_leader:
@@ -111,6 +111,7 @@ async def test_killing_the_leader_loses_no_terminal_state(redis_server: RedisSer
                 subscription = await follower.subscribe(STATE_CHANGED, id=job)
                 first = await subscription.next(10)
                 assert first.payload["data"]["jobStateChanged"]["job"]["state"] == "PENDING"
+                await slurm_cli("scontrol", "release", job)
                 await wait_until_state(job, "RUNNING")
                 assert transport.squeue_calls() == 0  # following, not polling
                 os.kill(pid, signal.SIGKILL)
