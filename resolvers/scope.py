@@ -30,8 +30,14 @@ SQUEUE_STATES = frozenset(
 # would split the list) is filtered by the resolvers alone.
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
 _PARTITION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")
-# The job ids one query may push (one squeue each, in the same batch); more read the queue.
+# Up to this many job ids, one squeue each, in the same batch: squeue given exactly one id asks
+# slurmctld for that job alone (slurm_load_job), and fails if it is unknown.
 MAX_PUSHED_IDS = 20
+# Up to this many, one squeue listing them all: squeue given several ids loads the whole queue
+# from slurmctld and keeps those jobs itself (src/squeue/opts.c and squeue.c, 22.05 and 24.11),
+# leaving out unknown ones without an error; only those jobs' rows reach the API. More: the
+# whole queue.
+MAX_LISTED_IDS = 1000
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,7 @@ class JobScope:
             )
         ):
             joined = JobScope(self.ids | other.ids, self.users, self.states, self.partitions)
-            return joined if len(joined.ids or ()) <= MAX_PUSHED_IDS else EVERY_JOB
+            return joined if len(joined.ids or ()) <= MAX_LISTED_IDS else EVERY_JOB
         return EVERY_JOB
 
     def in_partition(self, partition: str) -> JobScope:
@@ -110,7 +116,7 @@ def scope_of_listing(criteria: JobCriteria) -> JobScope:
     ids = None
     if criteria.ids is not None:
         ids = frozenset(_squeue_id(job_id) for job_id in criteria.ids)
-        if len(ids) > MAX_PUSHED_IDS:
+        if len(ids) > MAX_LISTED_IDS:
             ids = None
     return JobScope(
         ids=ids,

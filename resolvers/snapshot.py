@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from resolvers.scope import EVERY_JOB, JobScope
+from resolvers.scope import EVERY_JOB, MAX_PUSHED_IDS, JobScope
 from resolvers.selection import JobCriteria, filter_jobs
 from resolvers.slurm.errors import SlurmError, SlurmErrorKind, check
 from resolvers.slurm.hostlist import expand_hostlist
@@ -251,8 +251,9 @@ def _batch_for(needs: Need, scope: JobScope) -> tuple[list[Command], list[Parser
 
 
 def _squeue_commands(scope: JobScope, boundary: str) -> list[Command]:
-    """One squeue, or one per job id: squeue given several ids fails as a whole when one is
-    unknown to it (resolvers/dependencies.py), and an unknown id is an ordinary answer here."""
+    """One squeue; or one per job id, each of which slurmctld answers with that job alone (an
+    unknown id fails its own squeue, and is an ordinary answer here); or, past MAX_PUSHED_IDS,
+    one squeue listing every id (resolvers/scope.py)."""
     lists = {
         "users": sorted(scope.users or ()),
         "states": sorted(scope.states or ()),
@@ -260,7 +261,10 @@ def _squeue_commands(scope: JobScope, boundary: str) -> list[Command]:
     }
     if scope.ids is None:
         return [squeue_command(boundary, **lists)]
-    return [squeue_command(boundary, [job_id], **lists) for job_id in sorted(scope.ids, key=int)]
+    ids = sorted(scope.ids, key=int)
+    if len(ids) > MAX_PUSHED_IDS:
+        return [squeue_command(boundary, ids, **lists)]
+    return [squeue_command(boundary, [job_id], **lists) for job_id in ids]
 
 
 def _stdout(results: list[CommandResult]) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from resolvers.scope import scope_of_job
+from resolvers.scope import MAX_PUSHED_IDS, scope_of_job
 from resolvers.snapshot import Need
 from resolvers.source import FULL_AFTER_PARTIALS, SnapshotSource
 from server.settings import Settings
@@ -127,6 +127,25 @@ async def test_array_ids_ask_for_the_whole_array(uncached: Counted, scenario: Sc
         assert listed == [r["id"] for r in rows if form in (r["id"], str(r["jobId"]))] or (
             form == array and listed == forms
         )
+
+
+async def test_many_ids_are_one_squeue_listing_them(uncached: Counted, scenario: Scenario) -> None:
+    """Past MAX_PUSHED_IDS, an ids filter is one squeue naming every id (unknown ones, and
+    jobs Slurm has forgotten, simply absent), answered as from the full queue."""
+    unknown = [str(90_000_000 + n) for n in range(MAX_PUSHED_IDS)]
+    wanted = sorted({*scenario.all_ids, *unknown}, key=int)
+    listing = (
+        f"jobs(filter: {{ids: $ids}}, first: 500) {{ totalCount edges {{ node {{ {JOB} }} }} }}"
+    )
+    query = f"query($ids: [String!]) {{ cluster {{ {listing} }} }}"
+    found = await uncached.query(query, ids=wanted)
+    assert options(uncached.squeues()[-1]) == ["--jobs=" + ",".join(wanted)]
+    everything = f"query($ids: [String!]) {{ cluster {{ {listing} {EVERY_JOB} }} }}"
+    reference = await uncached.query(everything, ids=wanted)
+    assert options(uncached.squeues()[-1]) == []
+    del reference["cluster"]["everything"]
+    assert found == reference
+    assert ours(found, scenario)
 
 
 async def test_filters_become_squeue_options(uncached: Counted, scenario: Scenario) -> None:

@@ -10,10 +10,16 @@ from graphql import FragmentDefinitionNode, OperationDefinitionNode, parse
 
 from resolvers.identity import Identity
 from resolvers.plan import Plan, plan_operation
-from resolvers.scope import EVERY_JOB, MAX_PUSHED_IDS, JobScope, scope_of_job
+from resolvers.scope import (
+    EVERY_JOB,
+    MAX_LISTED_IDS,
+    MAX_PUSHED_IDS,
+    JobScope,
+    scope_of_job,
+)
 from resolvers.selection import JobCriteria, filter_jobs, job_matches_id
 from resolvers.slurm.jobs import JobRow
-from resolvers.snapshot import ACTIVE_JOB_STATES, Need, Snapshot
+from resolvers.snapshot import ACTIVE_JOB_STATES, Need, Snapshot, _batch_for
 from resolvers.visibility import EVERYONE, Visibility
 from tests.security.test_visibility import golden_rows
 
@@ -122,11 +128,24 @@ def test_a_node_s_jobs_read_the_active_states_and_partitions_their_filter() -> N
 
 
 def test_too_many_ids_read_the_queue() -> None:
-    """More ids than MAX_PUSHED_IDS (one squeue each) read the whole queue instead."""
-    many = [str(n) for n in range(1, MAX_PUSHED_IDS + 2)]
+    """Up to MAX_LISTED_IDS ids are pushed (one squeue each up to MAX_PUSHED_IDS, then one
+    squeue listing them); more read the whole queue instead."""
+    many = [str(n) for n in range(1, MAX_LISTED_IDS + 2)]
     query = "query($ids: [String!]) { cluster { jobs(filter: {ids: $ids}) { totalCount } } }"
     assert plan(query, ids=many[:-1]).scope_of("local") == ids(*many[:-1])
     assert plan(query, ids=many).scope_of("local") == EVERY_JOB
+
+
+def test_ids_past_the_pushed_ones_are_one_squeue() -> None:
+    """20 ids are 20 squeues of one id each; 21 are one squeue naming them all."""
+    numbers = [str(n) for n in range(1, MAX_PUSHED_IDS + 2)]
+
+    def jobs_options(count: int) -> list[str]:
+        batch, _ = _batch_for(Need.JOBS, JobScope(ids=frozenset(numbers[:count])))
+        return [a for command in batch for a in command.argv if a.startswith("--jobs=")]
+
+    assert jobs_options(MAX_PUSHED_IDS) == [f"--jobs={n}" for n in numbers[:-1]]
+    assert jobs_options(MAX_PUSHED_IDS + 1) == ["--jobs=" + ",".join(numbers)]
 
 
 def test_nodes_and_partitions_need_no_jobs() -> None:
