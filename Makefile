@@ -8,7 +8,7 @@ export LOCAL_CLUSTER_DIR ?= $(CURDIR)/.local-cluster
 export SLURM_CONF ?= $(LOCAL_CLUSTER_DIR)/slurm.conf
 
 .PHONY: install system-deps cluster-start cluster-stop run test test-debian13 check format golden \
-	bench clean build-Function
+	bench clean build-Function schema
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,9 +47,14 @@ check: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/python scripts/schema-contract check
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/cfn-lint deploy/*.yaml
 	shellcheck $(SHELL_SCRIPTS)
+
+# schema.graphql, the contract frontends generate code from (tests/test_schema_file.py: current).
+schema: install
+	$(BIN)/python scripts/schema-contract write
 
 format: install
 	$(BIN)/ruff format .

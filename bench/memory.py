@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 from bench.cluster import RARE_USER, BenchCluster, serve_api  # noqa: E402
 from bench.keepalive import Target  # noqa: E402
 
-FIELDS = "id name user state reason submitTime startTime timeLimitMinutes numCpus nodeList"
+FIELDS = "displayId name user state reason submitTime startTime timeLimitMinutes numCpus nodeList"
 EDGES = f"{{ edges {{ node {{ {FIELDS} }} }} }}"
 MIX = (
     f"{{ cluster {{ jobs(first: 50) {EDGES} }} }}",
@@ -47,7 +47,7 @@ MIX = (
     "BY_ID",
     f'{{ cluster {{ jobs(first: 50, filter: {{users: ["{RARE_USER}"]}}) {EDGES} }} }}',
     "{ cluster { nodes { name state cpus cpusAllocated realMemoryMb features } } }",
-    "{ clusters { partitions { name nodes { name jobs { id state } } } } }",
+    "{ clusters { partitions { name nodes { name jobs { displayId state } } } } }",
 )
 FULL_EVERY = 50  # one request in this many is a full listing
 

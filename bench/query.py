@@ -38,10 +38,11 @@ from bench.cluster import BenchCluster, job_rpcs, serve_api  # noqa: E402
 from tests.support.server import free_port  # noqa: E402
 
 PAGE_QUERY = """{ cluster { jobs(first: 50, filter: {states: [RUNNING]}) { totalCount edges { node {
-  id name user state partition { name } submitTime startTime timeLimitMinutes numCpus nodeList
+  displayId name user state partition { name } submitTime startTime timeLimitMinutes numCpus
+  nodeList
 } } } } }"""
 FULL_QUERY = """{ cluster { jobs(first: %d) { edges { node {
-  id name user state reason submitTime startTime timeLimitMinutes numCpus nodeList
+  displayId name user state reason submitTime startTime timeLimitMinutes numCpus nodeList
 } } } } }"""
 
 

@@ -56,7 +56,7 @@ from bench.keepalive import Client, Target  # noqa: E402
 
 REST = "/slurm/v0.0.38"
 REST_USER = "nobody"
-FIELDS = "id name user state reason submitTime startTime timeLimitMinutes numCpus nodeList"
+FIELDS = "displayId name user state reason submitTime startTime timeLimitMinutes numCpus nodeList"
 EDGES = f"{{ edges {{ node {{ {FIELDS} }} }} }}"
 PAGE = f"{{ cluster {{ jobs(first: 50) {EDGES} }} }}"
 USER_PAGE = f'{{ cluster {{ jobs(first: 50, filter: {{users: ["{RARE_USER}"]}}) {EDGES} }} }}'

@@ -22,7 +22,9 @@ from graphql import (
     value_from_ast_untyped,
 )
 
+from resolvers.global_ids import GlobalId, Kind, decode_global_id, decode_global_ids
 from resolvers.ids import BadUserInput, validate_job_id, validate_name
+from resolvers.ordering import is_ordered_cursor
 from resolvers.pagination import decode_cursor
 from resolvers.scope import EVERY_JOB, JobScope, merge_all, scope_of_job, scope_of_listing
 from resolvers.selection import JobCriteria
@@ -40,6 +42,7 @@ FIELD_NEEDS: Mapping[str, Need] = {
     "node": Need.NODES,
     "jobs": Need.JOBS,
     "job": Need.JOBS,
+    "stats": Need.NODES | Need.JOBS,
 }
 
 
@@ -80,6 +83,21 @@ def plan_operation(
         elif name == "cluster":
             requested = walker.arguments(root).get("name")
             targets = (requested if isinstance(requested, str) else clusters[0],)
+        elif name in ("node", "nodes"):
+            for found_id in _global_ids(walker.arguments(root), name):
+                if found_id.cluster not in clusters:
+                    continue  # null, without reading anything
+                walker.scopes = []
+                found = _need_of(found_id) | walker.needs(
+                    root.selection_set,
+                    on_cluster=found_id.kind is Kind.CLUSTER,
+                    partition=found_id.key if found_id.kind is Kind.PARTITION else None,
+                )
+                if found_id.kind is Kind.JOB:
+                    walker.scopes.append(scope_of_job(found_id.key))
+                needs[found_id.cluster] = needs.get(found_id.cluster, Need.NOTHING) | found
+                scopes.setdefault(found_id.cluster, []).extend(walker.scopes)
+            continue
         else:
             continue
         walker.scopes = []
@@ -89,6 +107,26 @@ def plan_operation(
             scopes.setdefault(cluster, []).extend(walker.scopes)
     merged = {cluster: merge_all(found) or EVERY_JOB for cluster, found in scopes.items()}
     return Plan(needs, merged)
+
+
+def _global_ids(arguments: Mapping[str, Any], field_name: str) -> tuple[GlobalId, ...]:
+    """The ids `node(id:)` or `nodes(ids:)` looks up, validated (BadUserInput refuses the
+    request before anything runs, as a malformed job id does)."""
+    if field_name == "node":
+        value = arguments.get("id")
+        return () if value is None else (decode_global_id(value),)
+    values = arguments.get("ids")
+    return () if values is None else decode_global_ids(values)
+
+
+def _need_of(found: GlobalId) -> Need:
+    """What looking the object itself up reads (its fields add theirs)."""
+    return {
+        Kind.CLUSTER: Need.NOTHING,
+        Kind.PARTITION: Need.PARTITIONS,
+        Kind.COMPUTE_NODE: Need.NODES,
+        Kind.JOB: Need.JOBS,
+    }[found.kind]
 
 
 def datasets_named(
@@ -175,6 +213,9 @@ class _Walker:
                     self.scopes.append(_scope(name, arguments))
                 else:
                     self.scopes.append(EVERY_JOB)
+            elif name == "stats":  # every job the cluster's (or the partition's) stats count
+                scope = EVERY_JOB if partition is None else EVERY_JOB.in_partition(partition)
+                self.scopes.append(scope)
             elif on_cluster and name == "partition":
                 requested = self.arguments(field_node).get("name")
                 inner = requested if isinstance(requested, str) else None
@@ -188,8 +229,8 @@ class _Walker:
         if isinstance(first, int) and not 0 <= first <= self._max_page_size:
             raise BadUserInput(f"first must be between 0 and {self._max_page_size}, got {first}")
         after = arguments.get("after")
-        if isinstance(after, str):
-            decode_cursor(after)
+        if isinstance(after, str) and not is_ordered_cursor(after):
+            decode_cursor(after)  # an ordered one is checked against its orderBy when used
         job_filter = arguments.get("filter")
         if isinstance(job_filter, Mapping):
             for job_id in job_filter.get("ids") or ():

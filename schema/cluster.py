@@ -7,6 +7,7 @@ import time
 import strawberry
 
 from resolvers.context import RequestContext
+from resolvers.global_ids import Kind, global_id
 from resolvers.history import job_history
 from resolvers.ids import BadUserInput, validate_job_id
 from resolvers.selection import filter_nodes
@@ -14,26 +15,36 @@ from resolvers.snapshot import Snapshot
 from resolvers.visibility import check_visible
 from schema.connection import JobConnection, JobEdge, PageInfo, job_connection
 from schema.errors import expected_errors_as_graphql, expected_errors_raised_as_graphql
-from schema.filters import JobFilter, NodeFilter
+from schema.filters import JobFilter, JobOrder, NodeFilter
 from schema.history import JobHistoryFilter
+from schema.identification import Node
 from schema.job import Job
-from schema.node import Node
+from schema.node import ComputeNode
 from schema.partition import Partition
+from schema.stats import Stats
 
 DEFAULT_HISTORY_PAGE = 100
 
 
 @strawberry.type(description="A Slurm cluster reached through one transport.")
-class Cluster:
+class Cluster(Node):
     name: str
     _snapshot: strawberry.Private[Snapshot]
 
     def __post_init__(self) -> None:
         check_visible(self._snapshot)  # its jobs, however nested, are a request's view
 
+    @strawberry.field(description="Opaque global id (Node); `name` is the configured one.")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(global_id(Kind.CLUSTER, self.name))
+
     @strawberry.field(description="The Slurm version the head node runs, e.g. 22.05.8.")
     def slurm_version(self) -> str:
         return self._snapshot.version or ""
+
+    @strawberry.field(description="Dashboard figures of the whole cluster (Stats).")
+    def stats(self, info: strawberry.Info) -> Stats:
+        return Stats.of(self._snapshot, info.context.identity.admin)
 
     @strawberry.field
     def partitions(self) -> list[Partition]:
@@ -45,7 +56,7 @@ class Cluster:
         return Partition.from_record(record, self._snapshot) if record else None
 
     @strawberry.field
-    def nodes(self, filter: NodeFilter | None = None) -> list[Node]:
+    def nodes(self, filter: NodeFilter | None = None) -> list[ComputeNode]:
         records = self._snapshot.nodes or ()
         if filter is not None and (filter.states is not None or filter.partitions is not None):
             # Each node record lists its own partitions: no partition data needs fetching.
@@ -54,12 +65,12 @@ class Cluster:
             records = tuple(
                 filter_nodes(records, states=filter.state_values(), partitions=partitions)
             )
-        return [Node.from_record(n, self._snapshot) for n in records]
+        return [ComputeNode.from_record(n, self._snapshot) for n in records]
 
     @strawberry.field(description="A node by name; null if there is none.")
-    def node(self, name: str) -> Node | None:
+    def node(self, name: str) -> ComputeNode | None:
         record = self._snapshot.nodes_by_name.get(name)
-        return Node.from_record(record, self._snapshot) if record else None
+        return ComputeNode.from_record(record, self._snapshot) if record else None
 
     @strawberry.field(description="Jobs Slurm still holds (finished ones until MinJobAge passes).")
     def jobs(
@@ -68,9 +79,12 @@ class Cluster:
         filter: JobFilter | None = None,
         first: int | None = None,
         after: str | None = None,
+        order_by: list[JobOrder] | None = None,
     ) -> JobConnection:
         context: RequestContext = info.context
-        return job_connection(context, self._snapshot, filter, first, after, context.max_page_size)
+        return job_connection(
+            context, self._snapshot, filter, first, after, context.max_page_size, None, order_by
+        )
 
     @strawberry.field(
         description="Finished jobs from accounting (slurmdbd), by one sacct run as the "

@@ -11,7 +11,7 @@ from resolvers.events import EventKind, JobEventData, NodeEventData, RecordSourc
 from schema.enums import JobState, NodeState
 from schema.errors import ErrorCode, to_graphql_error
 from schema.job import Job
-from schema.node import Node
+from schema.node import ComputeNode
 
 
 @strawberry.enum(description="What happened.")
@@ -107,7 +107,7 @@ class JobEvent:
 class NodeEvent:
     kind: JobEventKind
     name: str | None = strawberry.field(description="null for UNAVAILABLE and RECOVERED.")
-    node: Node | None
+    node: ComputeNode | None
     previous_state: NodeState | None
     previous_reason: str | None
     at: datetime
@@ -119,7 +119,7 @@ class NodeEvent:
         return cls(
             kind=JobEventKind(data.kind.value),
             name=data.name or None,
-            node=Node.from_record(record, snapshot)
+            node=ComputeNode.from_record(record, snapshot)
             if record is not None and snapshot is not None
             else None,
             previous_state=NodeState(data.previous_state)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 
 import strawberry
 
 from resolvers.ids import validate_job_id, validate_name
+from resolvers.ordering import OrderField, Ordering
 from resolvers.selection import JobCriteria
 from schema.enums import JobState, NodeState
 
@@ -52,3 +54,31 @@ class NodeFilter:
     def partition_names(self) -> frozenset[str] | None:
         """The partitions, validated; None matches every partition."""
         return _names("partition", self.partitions)
+
+
+# resolvers' own enum, exposed as is: the values a cursor records are the schema's.
+JobOrderField = strawberry.enum(
+    OrderField, name="JobOrderField", description="What a job listing can be ordered by."
+)
+
+
+@strawberry.enum(description="ASC: smallest (earliest, A) first; DESC: largest first.")
+class OrderDirection(enum.Enum):
+    ASC = "ASC"
+    DESC = "DESC"
+
+
+@strawberry.input(
+    description="One key of a listing's order; later keys break ties of earlier ones, and the "
+    "job id breaks the rest. Null values (a pending job's end time) come last."
+)
+class JobOrder:
+    field: OrderField = strawberry.field(graphql_type=JobOrderField)
+    direction: OrderDirection = OrderDirection.ASC
+
+
+def ordering_of(order_by: list[JobOrder] | None) -> Ordering:
+    """The one conversion to resolvers' Ordering (BadUserInput for a field named twice)."""
+    return Ordering(
+        tuple((OrderField(o.field), o.direction is OrderDirection.DESC) for o in order_by or ())
+    )

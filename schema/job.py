@@ -13,6 +13,7 @@ import strawberry
 
 from resolvers.context import RequestContext
 from resolvers.final_state import from_accounting
+from resolvers.global_ids import Kind, global_id
 from resolvers.output import DEFAULT_TAIL_BYTES, OutputTail, output_file
 from resolvers.selection import job_partitions
 from resolvers.slurm.history import HistoryRecord, efficiency
@@ -25,16 +26,17 @@ from resolvers.visibility import check_visible
 from schema.enums import JobState
 from schema.errors import expected_errors_as_graphql
 from schema.history import JobEfficiency, JobSource, JobStep
+from schema.identification import Node
 from schema.output import JobOutput, OutputStream
 from schema.scalars import Long, to_datetime
 
 if TYPE_CHECKING:
-    from schema.node import Node
+    from schema.node import ComputeNode
     from schema.partition import Partition
 
 
 @strawberry.type(description="A Slurm job, array task, or the pending remainder of an array.")
-class Job:
+class Job(Node):
     _record: strawberry.Private[JobRecord]
     _snapshot: strawberry.Private[Snapshot]
     # Set for a job read from accounting (Cluster.jobHistory): its steps and measurements.
@@ -99,8 +101,15 @@ class Job:
         """The Slurm record behind this job, for other schema types (not a GraphQL field)."""
         return self._record
 
+    @strawberry.field(
+        description="Opaque global id (Node), from the cluster and Slurm's unique job id: the "
+        "pending rest of an array keeps it while its display id shrinks."
+    )
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(global_id(Kind.JOB, self._snapshot.cluster, str(self._record.job_id)))
+
     @strawberry.field(description="Slurm's display id: 42, 42_3 or 42_[4-9%2].")
-    def id(self) -> str:
+    def display_id(self) -> str:
         return self._record.display_id
 
     @strawberry.field(description="Slurm's unique numeric job id.")
@@ -261,12 +270,12 @@ class Job:
         return None
 
     @strawberry.field(description="The nodes allocated to the job; empty while it is pending.")
-    def nodes(self) -> list[Annotated[Node, strawberry.lazy("schema.node")]]:
-        from schema.node import Node
+    def nodes(self) -> list[Annotated[ComputeNode, strawberry.lazy("schema.node")]]:
+        from schema.node import ComputeNode
 
         by_name = self._snapshot.nodes_by_name
         return [
-            Node.from_record(by_name[name], self._snapshot)
+            ComputeNode.from_record(by_name[name], self._snapshot)
             for name in expand_hostlist(self._record.node_list or "")
             if name in by_name
         ]

@@ -1,4 +1,5 @@
-"""The Node type: one compute node as slurmctld sees it."""
+"""The ComputeNode type: one compute node as slurmctld sees it (`Node` is the interface of
+global object identification, schema/identification.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from resolvers.global_ids import Kind, global_id
 from resolvers.selection import node_state
 from resolvers.slurm.nodes import NodeRecord
 from resolvers.snapshot import Snapshot
 from resolvers.visibility import check_visible
 from schema.enums import NodeState
+from schema.identification import Node
 from schema.job import Job
 from schema.scalars import to_datetime
 
@@ -20,7 +23,7 @@ if TYPE_CHECKING:
 
 
 @strawberry.type(description="A compute node.")
-class Node:
+class ComputeNode(Node):
     name: str
     state: NodeState
     state_flags: list[str] = strawberry.field(description="Slurm's other flags: DRAIN, …")
@@ -49,7 +52,7 @@ class Node:
     _snapshot: strawberry.Private[Snapshot]
 
     @classmethod
-    def from_record(cls, record: NodeRecord, snapshot: Snapshot) -> Node:
+    def from_record(cls, record: NodeRecord, snapshot: Snapshot) -> ComputeNode:
         return cls(
             name=record.name,
             state=NodeState(node_state(record)),
@@ -78,6 +81,10 @@ class Node:
 
     def __post_init__(self) -> None:
         check_visible(self._snapshot)  # its jobs, however nested, are a request's view
+
+    @strawberry.field(description="Opaque global id (Node); `name` is Slurm's.")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(global_id(Kind.COMPUTE_NODE, self._snapshot.cluster, self.name))
 
     @strawberry.field(description="Partitions this node belongs to.")
     def partitions(self) -> list[Annotated[Partition, strawberry.lazy("schema.partition")]]:

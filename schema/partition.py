@@ -5,17 +5,20 @@ from __future__ import annotations
 import strawberry
 
 from resolvers.context import RequestContext
+from resolvers.global_ids import Kind, global_id
 from resolvers.slurm.partitions import PartitionRecord
 from resolvers.snapshot import Snapshot
 from resolvers.visibility import check_visible
 from schema.connection import JobConnection, job_connection
 from schema.enums import PartitionState
-from schema.filters import JobFilter
-from schema.node import Node
+from schema.filters import JobFilter, JobOrder
+from schema.identification import Node
+from schema.node import ComputeNode
+from schema.stats import Stats
 
 
 @strawberry.type(description="A Slurm partition.")
-class Partition:
+class Partition(Node):
     name: str
     state: PartitionState
     is_default: bool
@@ -47,11 +50,22 @@ class Partition:
     def __post_init__(self) -> None:
         check_visible(self._snapshot)  # its jobs, however nested, are a request's view
 
+    @strawberry.field(description="Opaque global id (Node); `name` is Slurm's.")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(global_id(Kind.PARTITION, self._snapshot.cluster, self.name))
+
+    @strawberry.field(
+        description="Dashboard figures of this partition: its nodes, and the jobs submitted "
+        "to it (a job pending in several partitions counts in each)."
+    )
+    def stats(self, info: strawberry.Info) -> Stats:
+        return Stats.of(self._snapshot, info.context.identity.admin, self.name)
+
     @strawberry.field(description="Member nodes.")
-    def nodes(self) -> list[Node]:
+    def nodes(self) -> list[ComputeNode]:
         by_name = self._snapshot.nodes_by_name
         names = self._snapshot.nodes_of_partition.get(self.name, ())
-        return [Node.from_record(by_name[n], self._snapshot) for n in names if n in by_name]
+        return [ComputeNode.from_record(by_name[n], self._snapshot) for n in names if n in by_name]
 
     @strawberry.field(description="Jobs submitted to this partition.")
     def jobs(
@@ -60,8 +74,16 @@ class Partition:
         filter: JobFilter | None = None,
         first: int | None = None,
         after: str | None = None,
+        order_by: list[JobOrder] | None = None,
     ) -> JobConnection:
         context: RequestContext = info.context
         return job_connection(
-            context, self._snapshot, filter, first, after, context.max_page_size, self.name
+            context,
+            self._snapshot,
+            filter,
+            first,
+            after,
+            context.max_page_size,
+            self.name,
+            order_by,
         )

@@ -1,4 +1,4 @@
-"""The root Query: clusters, and one cluster by name."""
+"""The root Query: clusters, one cluster by name, and any object by its global id."""
 
 from __future__ import annotations
 
@@ -7,14 +7,49 @@ import asyncio
 import strawberry
 
 from resolvers.context import RequestContext
+from resolvers.global_ids import GlobalId, Kind, decode_global_id, decode_global_ids
+from resolvers.snapshot import Snapshot
 from schema.cluster import Cluster
-from schema.errors import expected_errors_as_graphql
+from schema.errors import expected_errors_as_graphql, expected_errors_raised_as_graphql
+from schema.identification import Node
+from schema.job import Job
+from schema.node import ComputeNode
+from schema.partition import Partition
 from schema.resolve_info import resolve_info
 
 
 async def _load(context: RequestContext, name: str, info: strawberry.Info) -> Cluster:
     snapshot = await context.snapshot(name, resolve_info(info))
     return Cluster(name=name, _snapshot=snapshot)
+
+
+async def _find(context: RequestContext, found: GlobalId, info: strawberry.Info) -> Node | None:
+    """The object `found` names, as this request may see it; None if there is none. A cluster
+    that is not configured holds nothing (never another cluster's object), and a job the
+    request may not see is not in its view of the snapshot: null either way, as for a job that
+    does not exist."""
+    if found.cluster not in context.sources:
+        return None
+    if found.kind is Kind.CLUSTER:
+        return await _load(context, found.cluster, info)
+    snapshot = await context.snapshot(found.cluster, resolve_info(info))
+    return _lookup(snapshot, found)
+
+
+def _lookup(snapshot: Snapshot, found: GlobalId) -> Node | None:
+    if found.kind is Kind.PARTITION:
+        partition = snapshot.partitions_by_name.get(found.key)
+        return None if partition is None else Partition.from_record(partition, snapshot)
+    if found.kind is Kind.COMPUTE_NODE:
+        node = snapshot.nodes_by_name.get(found.key)
+        return None if node is None else ComputeNode.from_record(node, snapshot)
+    # A job by its unique id only, never the first task of an array of that number (which
+    # would be another object, with another global id).
+    for position in snapshot.jobs_by_id.get(found.key, ()):
+        row = snapshot.jobs_sorted[position]
+        if str(row.job_id) == found.key:
+            return Job.from_row(row, snapshot)
+    return None
 
 
 @strawberry.type(description="Who the request acts as.")
@@ -53,3 +88,24 @@ class Query:
             return await _load(context, context.resolve_cluster_name(name), info)
 
         return await expected_errors_as_graphql(load())
+
+    @strawberry.field(
+        description="Any object by its global id (Relay's refetch); null when it does not "
+        "exist or the caller may not see it. An id the API could not have made is "
+        "BAD_USER_INPUT."
+    )
+    async def node(self, info: strawberry.Info, id: strawberry.ID) -> Node | None:
+        with expected_errors_raised_as_graphql():
+            found = decode_global_id(id)
+        return await expected_errors_as_graphql(_find(info.context, found, info))
+
+    @strawberry.field(
+        description="Objects by global id, in order, null for each one `node` would give null; "
+        "at most 100 ids. One snapshot per cluster serves them all."
+    )
+    async def nodes(self, info: strawberry.Info, ids: list[strawberry.ID]) -> list[Node | None]:
+        with expected_errors_raised_as_graphql():
+            found = decode_global_ids(list(ids))
+        context: RequestContext = info.context
+        loads = asyncio.gather(*(_find(context, one, info) for one in found))
+        return await expected_errors_as_graphql(loads)

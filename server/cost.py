@@ -44,13 +44,16 @@ from graphql import (
 )
 
 from resolvers.bounds import ListBounds
+from resolvers.global_ids import MAX_IDS
 from resolvers.output import DEFAULT_TAIL_BYTES, MAX_TAIL_BYTES
+from schema.enums import JobState, NodeState
 
 PAGE = "page"
 # A job's steps are known only once sacct has answered: costed as this many (batch, extern and a
 # few sruns); the execution budget (server/execution.py) stops a job with thousands.
 STEPS = "steps"
 STEPS_PER_JOB = 8
+IDS = "ids"  # as many items as the ids asked for
 # (type, field) -> which bound its list has. Every list of objects in the schema is named here
 # (a test walks the schema to keep it so); an unnamed one would take the largest bound.
 LIST_BOUNDS: Mapping[tuple[str, str], str] = {
@@ -58,12 +61,18 @@ LIST_BOUNDS: Mapping[tuple[str, str], str] = {
     ("Cluster", "partitions"): "partitions",
     ("Cluster", "nodes"): "nodes",
     ("Partition", "nodes"): "nodes_per_partition",
-    ("Node", "partitions"): "partitions_per_node",
-    ("Node", "jobs"): "jobs_per_node",
+    ("ComputeNode", "partitions"): "partitions_per_node",
+    ("ComputeNode", "jobs"): "jobs_per_node",
     ("Job", "nodes"): "nodes_per_job",
     ("Job", "steps"): STEPS,
     ("JobConnection", "edges"): PAGE,
+    ("Query", "nodes"): IDS,
+    ("Stats", "jobsByState"): "job_states",
+    ("Stats", "jobsByUser"): "jobs",
+    ("Stats", "nodesByState"): "node_states",
 }
+# Lists as long as an enum: one item per value at most.
+ENUM_BOUNDS = {"job_states": len(JobState), "node_states": len(NodeState)}
 # Introspection lists are as long as the schema makes them (GraphiQL's own query costs ~100,000).
 INTROSPECTION_BOUNDS: Mapping[tuple[str, str], str] = {
     ("__Schema", "types"): "types",
@@ -123,7 +132,7 @@ def operation_cost(
     for field in walker.fields(operation.selection_set):
         arguments = walker.arguments(field)
         name = field.name.value
-        if name == "clusters":
+        if name in ("clusters", "node", "nodes"):  # global ids may name any cluster
             bounds = widest()
         else:
             chosen = arguments.get("name" if name == "cluster" else "cluster")
@@ -194,6 +203,9 @@ class _Walker:
         if field.selection_set is None or is_leaf_type(named):
             return own
         items = self._items(parent_name, name, definition.type, page)
+        if LIST_BOUNDS.get((parent_name, name)) == IDS:
+            ids = self.arguments(field).get("ids")
+            items = min(len(ids) if isinstance(ids, list) else 1, MAX_IDS)
         return own + self.selection_cost(named, field.selection_set, page).times(items)
 
     def selection_cost(
@@ -244,6 +256,10 @@ class _Walker:
             return self._clusters
         if bound == STEPS:
             return STEPS_PER_JOB
+        if bound in ENUM_BOUNDS:
+            return ENUM_BOUNDS[bound]
+        if bound == IDS:
+            return 1  # counted from the field's own argument (field_cost)
         if bound is not None:
             value = getattr(self.bounds, bound)
             return int(value) if value is not None else self._largest(page)

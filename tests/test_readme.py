@@ -80,7 +80,7 @@ def curl_submit(server: str) -> str:
     submitted = json.loads(done.stdout)["data"]["submitJob"]
     assert submitted["__typename"] == "JobSubmitted", submitted
     assert submitted["job"]["user"] == "alice"
-    job_id: str = submitted["job"]["id"]
+    job_id: str = submitted["job"]["displayId"]
     return job_id
 
 
@@ -103,6 +103,18 @@ def test_the_history_and_efficiency_queries_answer_with_data(server: str) -> Non
         body = graphql(server, block_with("graphql", marker))
         assert "errors" not in body, body
         assert isinstance(body["data"]["cluster"]["jobHistory"]["edges"], list)  # type: ignore[index]
+
+
+def test_the_refetch_example_returns_what_its_ids_name(server: str) -> None:
+    """The frontend section's `nodes(ids:)` query gives back each object its id names."""
+    listing = graphql(server, "{ cluster { id nodes { id name } } }")
+    cluster = listing["data"]["cluster"]  # type: ignore[index]
+    ids = [cluster["id"], *(node["id"] for node in cluster["nodes"])]
+    body = graphql(server, block_with("graphql", "query Refetch("), ids=ids)
+    assert "errors" not in body, body
+    found = body["data"]["nodes"]  # type: ignore[index]
+    assert [node["id"] for node in found] == ids
+    assert [node.get("name") for node in found[1:]] == [n["name"] for n in cluster["nodes"]]
 
 
 def test_the_viewer_line_says_who_a_request_acts_as(server: str) -> None:
@@ -128,7 +140,7 @@ def test_the_curl_submission_and_the_submit_mutation_run_as_written(server: str)
         assert submitted["job"]["state"] in {"PENDING", "RUNNING"}
     finally:
         job = (body.get("data") or {}).get("submitJob") or {}  # type: ignore[attr-defined]
-        cancel(first, *([job["job"]["id"].split("_")[0]] if job.get("job") else []))
+        cancel(first, *([job["job"]["displayId"].split("_")[0]] if job.get("job") else []))
 
 
 def test_the_python_subscription_example_follows_a_job_to_its_end(server: str) -> None:

@@ -103,6 +103,7 @@ class NodeRecord:
     boot_time: int | None
     slurmd_start_time: int | None
     weight: int | None
+    gres_used: tuple[str, ...] = ()  # GresUsed: `gpu:a100:1(IDX:0)`, …
 
 
 def show_nodes_command() -> Command:
@@ -149,9 +150,28 @@ def parse_nodes(text: str) -> list[NodeRecord]:
                 boot_time=epoch_or_none(value("BootTime", "")),
                 slurmd_start_time=epoch_or_none(value("SlurmdStartTime", "")),
                 weight=int_or_none(value("Weight", "")),
+                gres_used=split_gres(value("GresUsed", "")),
             )
         )
     return records
+
+
+def split_gres(text: str) -> tuple[str, ...]:
+    """scontrol's Gres/GresUsed value as items; commas inside `(IDX:0,2)` do not split."""
+    if not text or text == "(null)":
+        return ()
+    items: list[str] = []
+    current: list[str] = []
+    depth = 0
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    items.append("".join(current))
+    return tuple(item for item in items if item)
 
 
 # A reason explains a node out of service. Slurm 24.11 keeps the last one after

@@ -130,4 +130,4 @@ def test_an_event_selection_needs_only_what_is_read_under_its_record() -> None:
 
     assert needs("subscription { jobStateChanged(id: 1) { kind job { state } } }") == Need.NOTHING
     assert needs("subscription { jobEvents { job { nodes { name } } } }") == Need.NODES
-    assert needs("subscription { nodeEvents { node { jobs { id } } } }") == Need.JOBS
+    assert needs("subscription { nodeEvents { node { jobs { displayId } } } }") == Need.JOBS

@@ -25,7 +25,7 @@ from transport.local import LocalTransport
 
 pytestmark = pytest.mark.cluster
 
-JOB = "id jobId arrayJobId arrayTaskId name user state partition { name } nodeList"
+JOB = "displayId jobId arrayJobId arrayTaskId name user state partition { name } nodeList"
 # Asking for every job as well turns any plan into the full queue: the reference answer.
 EVERY_JOB = "everything: jobs(first: 0) { totalCount }"
 
@@ -99,7 +99,7 @@ async def test_job_by_id_asks_squeue_for_that_job_only(
     reference = await counted.query(query.replace("} } }", f"}} {EVERY_JOB} }} }}", 1))
     assert options(counted.squeues()[-1]) == []
     assert found["cluster"]["job"] == reference["cluster"]["job"]
-    assert found["cluster"]["job"]["id"] == scenario.held
+    assert found["cluster"]["job"]["displayId"] == scenario.held
 
 
 async def test_array_ids_ask_for_the_whole_array(uncached: Counted, scenario: Scenario) -> None:
@@ -113,20 +113,19 @@ async def test_array_ids_ask_for_the_whole_array(uncached: Counted, scenario: Sc
         id=array,
     )
     rows = [e["node"] for e in reference["cluster"]["jobs"]["edges"]]
-    forms = [r["id"] for r in rows if r["id"].startswith(f"{array}_")]
+    forms = [r["displayId"] for r in rows if r["displayId"].startswith(f"{array}_")]
     assert forms
     for form in [array, *forms]:
         before = len(uncached.squeues())
         found = await uncached.query(
-            "query($id: String!) { cluster { job(id: $id) { id } "
-            "jobs(filter: {ids: [$id]}) { edges { node { id } } } } }",
+            "query($id: String!) { cluster { job(id: $id) { displayId } "
+            "jobs(filter: {ids: [$id]}) { edges { node { displayId } } } } }",
             id=form,
         )
         assert [options(s) for s in uncached.squeues(0)[before:]] == [[f"--jobs={array}"]]
-        listed = [e["node"]["id"] for e in found["cluster"]["jobs"]["edges"]]
-        assert listed == [r["id"] for r in rows if form in (r["id"], str(r["jobId"]))] or (
-            form == array and listed == forms
-        )
+        listed = [e["node"]["displayId"] for e in found["cluster"]["jobs"]["edges"]]
+        named = [r["displayId"] for r in rows if form in (r["displayId"], str(r["jobId"]))]
+        assert listed == named or (form == array and listed == forms)
 
 
 async def test_many_ids_are_one_squeue_listing_them(uncached: Counted, scenario: Scenario) -> None:
@@ -242,13 +241,13 @@ async def test_a_query_needing_everything_reads_the_full_queue_once(
     """job(id) beside an unfiltered listing or a partition's jobs: one full squeue, one batch,
     however deep the query is."""
     for other in (
-        "jobs(first: 5) { edges { node { id } } }",
+        "jobs(first: 5) { edges { node { displayId } } }",
         "partitions { jobs(first: 5) { totalCount } }",
         f'jobs(filter: {{users: ["{OTHER_USER}"]}}) {{ totalCount }}',
     ):
         before = counted.transport.calls
         await counted.query(
-            f'{{ cluster {{ job(id: "{scenario.running}") {{ id nodes {{ name partitions '
+            f'{{ cluster {{ job(id: "{scenario.running}") {{ displayId nodes {{ name partitions '
             f"{{ name nodes {{ name }} }} }} }} {other} }} }}"
         )
         # With the cache on, the first full snapshot answers the others.
@@ -260,16 +259,17 @@ async def test_a_query_needing_everything_reads_the_full_queue_once(
 async def test_ids_lookups_join_in_one_batch(counted: Counted, scenario: Scenario) -> None:
     """Several job(id) aliases are one batch of one squeue per id; an unknown id is null."""
     found = await counted.query(
-        f'{{ cluster {{ a: job(id: "{scenario.held}") {{ id }} b: job(id: "{scenario.failed}") '
-        '{ id } c: job(id: "987654321") { id } } }'
+        f'{{ cluster {{ a: job(id: "{scenario.held}") {{ displayId }} '
+        f'b: job(id: "{scenario.failed}") '
+        '{ displayId } c: job(id: "987654321") { displayId } } }'
     )
     assert counted.transport.calls == 1
     assert sorted(options(s)[0] for s in counted.squeues()) == sorted(
         f"--jobs={i}" for i in (scenario.held, scenario.failed, "987654321")
     )
     assert found["cluster"] == {
-        "a": {"id": scenario.held},
-        "b": {"id": scenario.failed},
+        "a": {"displayId": scenario.held},
+        "b": {"displayId": scenario.failed},
         "c": None,
     }
 
@@ -281,7 +281,7 @@ async def test_a_fresh_full_snapshot_answers_lookups(scenario: Scenario) -> None
     settings = Settings(clusters=(("local", "local://"),), cache_ttl=60.0, response_cache=False)
     async with app_client(settings, {"local": transport}) as client:
         counted = Counted(client, transport)
-        lookup = "query($id: String!) { cluster { job(id: $id) { id state } } }"
+        lookup = "query($id: String!) { cluster { job(id: $id) { displayId state } } }"
         await counted.query(lookup, id=scenario.held)
         await counted.query(lookup, id=scenario.held)
         assert transport.calls == 1  # the same plan: its partial snapshot, cached
@@ -293,7 +293,7 @@ async def test_a_fresh_full_snapshot_answers_lookups(scenario: Scenario) -> None
         assert transport.calls == 3 and options(counted.squeues()[-1]) == []
         assert listing["cluster"]["jobs"]["totalCount"] >= len(scenario.all_ids) - 2
         for job_id in (scenario.running, scenario.held, scenario.pending):
-            assert (await counted.query(lookup, id=job_id))["cluster"]["job"]["id"] == job_id
+            assert (await counted.query(lookup, id=job_id))["cluster"]["job"]["displayId"] == job_id
         assert transport.calls == 3
 
 
@@ -319,12 +319,12 @@ async def test_cached_answers_from_a_partial_snapshot_stay_with_their_query(
     settings = Settings(clusters=(("local", "local://"),), cache_ttl=60.0, response_cache=True)
     async with app_client(settings, {"local": transport}) as client:
         counted = Counted(client, transport)
-        lookup = "query($id: String!) { cluster { job(id: $id) { id name } } }"
+        lookup = "query($id: String!) { cluster { job(id: $id) { displayId name } } }"
         first = await counted.query(lookup, id=scenario.held)
         assert await counted.query(lookup, id=scenario.held) == first
         assert transport.calls == 1
         other = await counted.query(lookup, id=scenario.failed)
-        assert other["cluster"]["job"]["id"] == scenario.failed and transport.calls == 2
+        assert other["cluster"]["job"]["displayId"] == scenario.failed and transport.calls == 2
         await counted.query("{ cluster { jobs(first: 1) { totalCount } } }")
         assert transport.calls == 3 and options(counted.squeues()[-1]) == []
 
@@ -350,10 +350,10 @@ async def test_a_write_drops_cached_partial_snapshots(unix_users: None) -> None:
 
         submitted = await ask(
             "mutation($input: SubmitJobInput!) { submitJob(input: $input) { "
-            "... on JobSubmitted { job { id } } } }",
+            "... on JobSubmitted { job { displayId } } } }",
             input={"script": "#!/bin/sh\ntrue\n", "name": "plans-before", "hold": True},
         )
-        job_id = submitted["submitJob"]["job"]["id"]
+        job_id = submitted["submitJob"]["job"]["displayId"]
         try:
             lookup = "query($id: String!) { cluster { job(id: $id) { name } } }"
             assert (await ask(lookup, id=job_id))["cluster"]["job"] == {"name": "plans-before"}

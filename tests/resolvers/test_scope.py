@@ -40,12 +40,12 @@ def ids(*values: str) -> JobScope:
 @pytest.mark.parametrize(
     ("query", "scope"),
     [
-        ('{ cluster { job(id: "42") { id name } } }', ids("42")),
+        ('{ cluster { job(id: "42") { displayId name } } }', ids("42")),
         # An array task, a pending remainder or a het component: by the leading job id.
-        ('{ cluster { job(id: "42_3") { id } } }', ids("42")),
-        ('{ cluster { job(id: "42_[4-9%2]") { id } } }', ids("42")),
-        ('{ cluster { job(id: "42+1") { id } } }', ids("42")),
-        ('{ cluster { a: job(id: "1") { id } b: job(id: "2") { id } } }', ids("1", "2")),
+        ('{ cluster { job(id: "42_3") { displayId } } }', ids("42")),
+        ('{ cluster { job(id: "42_[4-9%2]") { displayId } } }', ids("42")),
+        ('{ cluster { job(id: "42+1") { displayId } } }', ids("42")),
+        ('{ cluster { a: job(id: "1") { jobId } b: job(id: "2") { jobId } } }', ids("1", "2")),
         ('{ cluster { jobs(filter: {ids: ["7", "8_1"]}) { totalCount } } }', ids("7", "8")),
         (
             '{ cluster { jobs(filter: {users: ["alice"], states: [RUNNING]}) { totalCount } } }',
@@ -76,7 +76,7 @@ def ids(*values: str) -> JobScope:
             JobScope(users=frozenset({"al"}), partitions=frozenset({"batch"})),
         ),
         # A fragment on Cluster is the Cluster's own field.
-        ('{ cluster { ...C } } fragment C on Cluster { job(id: "5") { id } }', ids("5")),
+        ('{ cluster { ...C } } fragment C on Cluster { job(id: "5") { displayId } }', ids("5")),
     ],
 )
 def test_what_squeue_is_asked_for(query: str, scope: JobScope) -> None:
@@ -90,19 +90,19 @@ def test_what_squeue_is_asked_for(query: str, scope: JobScope) -> None:
     "query",
     [
         "{ cluster { jobs { totalCount } } }",
-        '{ cluster { job(id: "1") { id } jobs(first: 1) { totalCount } } }',
-        '{ cluster { job(id: "1") { nodes { jobs { id } } } } }',
-        '{ cluster { job(id: "1") { id } partitions { jobs { totalCount } } } }',
-        '{ cluster { job(id: "1") { id } partition(name: "batch") { jobs { totalCount } } } }',
+        '{ cluster { job(id: "1") { displayId } jobs(first: 1) { totalCount } } }',
+        '{ cluster { job(id: "1") { nodes { jobs { displayId } } } } }',
+        '{ cluster { job(id: "1") { displayId } partitions { jobs { totalCount } } } }',
+        '{ cluster { job(id: "1") { jobId } partition(name: "batch") { jobs { totalCount } } } }',
         '{ cluster { partition(name: "a,b") { jobs { totalCount } } } }',
-        '{ cluster { partition(name: "batch") { jobs { edges { node { nodes { jobs { id } } } } '
+        '{ cluster { partition(name: "batch") { jobs { edges { node { nodes { jobs { jobId } } } } '
         "} } } }",
         '{ cluster { jobs(filter: {names: ["x"]}) { totalCount } } }',
         '{ cluster { jobs(filter: {users: ["a,b"]}) { totalCount } } }',
         '{ cluster { jobs(filter: {users: ["$(id)"]}) { totalCount } } }',
         '{ cluster { jobs(filter: {partitions: ["batch debug"]}) { totalCount } } }',
         "{ cluster { jobs(filter: {states: [UNKNOWN]}) { totalCount } } }",
-        '{ cluster { job(id: "1") { id } jobs(filter: {users: ["bob"]}) { totalCount } } }',
+        '{ cluster { job(id: "1") { displayId } jobs(filter: {users: ["bob"]}) { totalCount } } }',
         '{ cluster { a: jobs(filter: {users: ["a"]}) { totalCount } '
         'b: jobs(filter: {users: ["b"]}) { totalCount } } }',
     ],

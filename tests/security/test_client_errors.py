@@ -93,7 +93,7 @@ MISTYPED = [
     ("query ($n: Int) { cluster { jobs(first: $n) { totalCount } } }", {"n": 2**40}),
     ("query ($n: Int!) { cluster { jobs(first: $n) { totalCount } } }", {}),
     ("query ($n: Int!) { cluster { jobs(first: $n) { totalCount } } }", {"n": None}),
-    ("query ($id: String!) { cluster { job(id: $id) { id } } }", {"id": {"$gt": ""}}),
+    ("query ($id: String!) { cluster { job(id: $id) { displayId } } }", {"id": {"$gt": ""}}),
     (
         "mutation ($i: SubmitJobInput!) { submitJob(input: $i) { __typename } }",
         {"i": {"script": "#!/bin/sh\ntrue\n", "ntasks": "four"}},
@@ -215,7 +215,7 @@ SUBMIT = """mutation ($i: SubmitJobInput!) {
   submitJob(input: $i) {
     __typename
     ... on SubmitRejected { code field message }
-    ... on JobSubmitted { job { id } }
+    ... on JobSubmitted { job { displayId } }
   }
 }"""
 
@@ -254,7 +254,7 @@ NAMES_QUERY = "query ($n: [String!]) { cluster { jobs(filter: { names: $n }) { t
 @pytest.mark.parametrize(
     ("query", "variables"),
     [
-        ('{ cluster { job(id: "42\\n") { id } } }', {}),
+        ('{ cluster { job(id: "42\\n") { displayId } } }', {}),
         ('{ cluster { jobs(filter: { ids: ["42\\n"] }) { totalCount } } }', {}),
         (NAMES_QUERY, {"n": ["\ud800"]}),
         (NAMES_QUERY, {"n": ["bad\nname"]}),

@@ -46,7 +46,7 @@ from transport.local import LocalTransport
 # MinJobAge. Every variant below nests three levels.
 HELD_JOBS = 150
 FIFTEEN_FIELDS = (
-    "id jobId name user account state reason submitTime startTime endTime timeLimitMinutes "
+    "displayId jobId name user account state reason submitTime startTime endTime timeLimitMinutes "
     "numNodes numCpus exitCode workDir"
 )
 WARM = "{ cluster { partitions { name } nodes { name } jobs(first: 0) { totalCount } } }"
@@ -55,35 +55,35 @@ VARIANTS = {
     "as reported": NESTED,
     "through fragments": (
         "query { cluster { nodes { ...onNode } } } "
-        "fragment onNode on Node { jobs { ...onJob } } "
-        "fragment onJob on Job { nodes { jobs { nodes { jobs { id } } } } }"
+        "fragment onNode on ComputeNode { jobs { ...onJob } } "
+        "fragment onJob on Job { nodes { jobs { nodes { jobs { displayId } } } } }"
     ),
     "inline fragments": (
-        "{ cluster { nodes { ... on Node { jobs { ... on Job { nodes { jobs { nodes { jobs "
-        "{ id } } } } } } } } } }"
+        "{ cluster { nodes { ... on ComputeNode { jobs { ... on Job { nodes { jobs { nodes { jobs "
+        "{ displayId } } } } } } } } } }"
     ),
     "aliases": (
-        "{ cluster { a: nodes { jobs { nodes { jobs { id } } } } "
-        "b: nodes { jobs { nodes { jobs { id } } } } } }"
+        "{ cluster { a: nodes { jobs { nodes { jobs { displayId } } } } "
+        "b: nodes { jobs { nodes { jobs { displayId } } } } } }"
     ),
     "through partitions": "{ cluster { partitions { nodes { jobs { nodes { jobs { id } } } } } } }",
     "through a job page": (
-        "{ cluster { jobs { edges { node { nodes { jobs { nodes { jobs { id } } } } } } } } }"
+        "{ cluster { jobs { edges { node { nodes { jobs { nodes { jobs { jobId } } } } } } } } }"
     ),
     "every cluster": "{ clusters { nodes { jobs { nodes { jobs { nodes { jobs { id } } } } } } } }",
     "in a mutation's payload": (
         'mutation { holdJob(id: "1") { ... on JobActionDone { job { nodes { jobs '
-        "{ nodes { jobs { nodes { jobs { id } } } } } } } } } }"
+        "{ nodes { jobs { nodes { jobs { displayId } } } } } } } } } }"
     ),
     "page size in a variable": (
         "query($n: Int = 10000) { cluster { jobs(first: $n) { edges { node { nodes "
-        "{ jobs { nodes { jobs { id } } } } } } } } }"
+        "{ jobs { nodes { jobs { displayId } } } } } } } } }"
     ),
 }
 # Partitions' job pages nested through each job's partition: hundreds cubed, in 14 levels.
 RUNAWAY = (
     "{ cluster { partitions { jobs { edges { node { partition { jobs { edges { node "
-    "{ partition { jobs { edges { node { id name } } } } } } } } } } } } } }"
+    "{ partition { jobs { edges { node { displayId name } } } } } } } } } } } } } }"
 )
 
 
@@ -202,7 +202,7 @@ async def test_cost_follows_the_cluster_not_the_validation_cache(
 ) -> None:
     """The same document, accepted while the cluster is small, is refused once it has grown:
     no cached acceptance outlives the size it was computed for."""
-    query = "{ cluster { nodes { jobs { id } } } }"
+    query = "{ cluster { nodes { jobs { displayId } } } }"
     async with cost_api(request, kind, cache_ttl=0.0) as api:
         warm = await api.as_user("bob", WARM)
         nodes = len(warm["data"]["cluster"]["nodes"])
@@ -347,9 +347,9 @@ async def test_subscriptions_are_costed_per_event_selection(
     app = create_app(settings(), transports={"local": transport})
     queries = [
         "subscription { jobEvents(initial: true) { job { nodes { jobs { nodes { jobs "
-        "{ nodes { jobs { id } } } } } } } } }",
+        "{ nodes { jobs { displayId } } } } } } } } }",
         "subscription { nodeEvents(initial: true) { node { jobs { nodes { jobs "
-        "{ nodes { jobs { id } } } } } } } }",
+        "{ nodes { jobs { displayId } } } } } } } }",
     ]
     try:
         async with (
@@ -389,7 +389,7 @@ async def test_a_big_listing_is_still_served(
     query = (
         "{ cluster { jobs(first: 10000) { totalCount edges { node { "
         + FIFTEEN_FIELDS
-        + " } } } nodes { name jobs { id } } partitions { name nodes { name } } } }"
+        + " } } } nodes { name jobs { displayId } } partitions { name nodes { name } } } }"
     )
     async with cost_api(request, kind) as api:
         await api.as_user("bob", WARM)
@@ -397,7 +397,7 @@ async def test_a_big_listing_is_still_served(
     assert "errors" not in body, body
     edges = body["data"]["cluster"]["jobs"]["edges"]
     assert len(edges) >= HELD_JOBS
-    assert {job for job in held_jobs} <= {edge["node"]["id"] for edge in edges}
+    assert {job for job in held_jobs} <= {edge["node"]["displayId"] for edge in edges}
 
 
 @pytest.mark.parametrize("event_kind", KINDS)

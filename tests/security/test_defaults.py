@@ -90,12 +90,12 @@ async def test_anonymous_reads_as_nobody(anonymous: Anonymous, scenario: Scenari
     """Queries work; the viewer says the truth: nobody, not authenticated, not an admin."""
     body = await anonymous.post(
         "query($id: String!) { viewer { user admin authenticated } cluster { job(id: $id) "
-        "{ id state } } }",
+        "{ displayId state } } }",
         id=scenario.held,
     )
     assert "errors" not in body, body
     assert body["data"]["viewer"] == {"user": "nobody", "admin": False, "authenticated": False}
-    assert body["data"]["cluster"]["job"]["id"] == scenario.held
+    assert body["data"]["cluster"]["job"]["displayId"] == scenario.held
 
 
 async def test_anonymous_mutations_are_unauthenticated_and_run_nothing(
@@ -131,11 +131,11 @@ async def test_anonymous_cannot_read_job_output(anonymous: Anonymous, scenario: 
     round trip is the snapshot)."""
     before = anonymous.transport.calls
     body = await anonymous.post(
-        "query($id: String!) { cluster { job(id: $id) { id output { text } } } }",
+        "query($id: String!) { cluster { job(id: $id) { displayId output { text } } } }",
         id=scenario.completed,
     )
     assert anonymous.transport.calls - before == 1
-    assert body["data"]["cluster"]["job"]["id"] == scenario.completed
+    assert body["data"]["cluster"]["job"]["displayId"] == scenario.completed
     [error] = body["errors"]
     assert error["extensions"]["code"] == "UNAUTHENTICATED"
     assert error["path"] == ["cluster", "job", "output"]

@@ -73,7 +73,7 @@ def attacks(jobs: Jobs) -> list[tuple[str, dict[str, Any]]]:
         ),
         (
             "query($id: String!) { cluster { job(id: $id) { ...Everything } "
-            "task: job(id: $id) { id } } }",
+            "task: job(id: $id) { displayId } } }",
             {"id": jobs.alice_running},
         ),
         (
@@ -156,8 +156,8 @@ async def test_bad_ids_and_control_bytes_run_nothing(unix_users: None) -> None:
     async with app_client(own_settings(), {"local": transport}) as client:
         counted = Counted(client, transport)
         for query, variables in (
-            ("query($v: String!) { cluster { job(id: $v) { id } } }", {"v": "1 -u root"}),
-            ("query($v: String!) { cluster { job(id: $v) { id } } }", {"v": "1,2"}),
+            ("query($v: String!) { cluster { job(id: $v) { displayId } } }", {"v": "1 -u root"}),
+            ("query($v: String!) { cluster { job(id: $v) { displayId } } }", {"v": "1,2"}),
             (
                 "query($v: [String!]) { cluster { jobs(filter: {ids: $v}) { totalCount } } }",
                 {"v": ["1;id"]},
@@ -178,7 +178,9 @@ async def test_an_administrator_filter_is_pushed_as_is(jobs: Jobs, unix_users: N
     transport = CountingTransport(LocalTransport())
     async with app_client(own_settings(), {"local": transport}) as client:
         counted = Counted(client, transport)
-        listing = 'jobs(filter: {users: ["alice"]}, first: 200) { edges { node { id user } } }'
+        listing = (
+            'jobs(filter: {users: ["alice"]}, first: 200) { edges { node { displayId user } } }'
+        )
         pushed = (await counted.raw("carol", f"{{ cluster {{ {listing} }} }}")).json()
         [squeue] = counted.squeues(0)
         assert "--user=alice" in squeue

@@ -135,7 +135,7 @@ async def test_kernel_paths_and_special_files_are_refused_without_a_leak(
     jobs = {path: await submit(app, "bob", stdoutPath=path) for path in paths}
     try:
         for path, job in jobs.items():
-            body, took = await read_output(app, "bob", job["id"])
+            body, took = await read_output(app, "bob", job["displayId"])
             assert not leaked(str(body)), (path, body)
             assert took < 10, (path, took)
             assert body["data"]["cluster"]["job"]["output"] is None, (path, body)
@@ -155,7 +155,7 @@ async def test_an_administrator_reads_output_as_the_owner_not_as_root(
     job = await submit(app, "bob", stdoutPath=bob_traps["to-shadow"])
     root_job = sbatch_as("root", "--output=/etc/hostname")
     try:
-        body, _ = await read_output(app, "carol", job["id"])
+        body, _ = await read_output(app, "carol", job["displayId"])
         assert body["errors"][0]["extensions"]["code"] == "PERMISSION_DENIED", body
         assert "root:" not in str(body)
         root_body, _ = await read_output(app, "carol", str(root_job))
@@ -178,7 +178,7 @@ async def test_a_job_script_sees_no_secret_in_its_environment(app: App) -> None:
                 "alice",
                 """query($id: String!) { cluster { job(id: $id) { state output
                 { text } } } }""",
-                id=job["id"],
+                id=job["displayId"],
             )
             found = read["data"]["cluster"]["job"]
             if found["state"] == "COMPLETED" and found["output"] is not None:

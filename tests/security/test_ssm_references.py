@@ -45,7 +45,7 @@ REFERENCES = {
 HEAD_NODE_AWS_CLI = "/opt/slurm-graphql/aws-cli/bin/aws"
 PASS_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_EC2_METADATA_DISABLED")
 HELD = {"script": "#!/bin/sh\ntrue\n", "hold": True, "partition": "batch"}
-RECORD = """id name comment workDir stdoutPath stderrPath command state reason"""
+RECORD = """displayId name comment workDir stdoutPath stderrPath command state reason"""
 SUBMIT = f"""mutation($input: SubmitJobInput!) {{ submitJob(input: $input) {{
   __typename
   ... on JobSubmitted {{ job {{ {RECORD} }} }}
@@ -129,13 +129,13 @@ async def test_a_reference_in_a_job_field_stays_literal(app: App, field: str, va
     body, audit = await submitted(app, {field: value})
     job = job_of(body) if body.get("data", {}).get("submitJob") else {}
     try:
-        shown = await record(app, job["id"]) if job else None
+        shown = await record(app, job["displayId"]) if job else None
         assert leaks(body, shown, audit) == []
         assert job, body
         assert job[field] == value
     finally:
         if job:
-            scancel(job["id"])
+            scancel(job["displayId"])
 
 
 @pytest.mark.parametrize("variant", sorted(REFERENCES))
@@ -145,15 +145,14 @@ async def test_a_reference_in_an_update_stays_literal(app: App, variant: str) ->
     try:
         reference = REFERENCES[variant]
         with audit_lines() as audit:
-            body = await app.as_user(
-                "alice", UPDATE, id=job["id"], input={"name": reference, "comment": reference}
-            )
-        shown = await record(app, job["id"])
+            changes = {"name": reference, "comment": reference}
+            body = await app.as_user("alice", UPDATE, id=job["displayId"], input=changes)
+        shown = await record(app, job["displayId"])
         assert leaks(body, shown, audit) == []
         assert body["data"]["updateJob"]["__typename"] == "JobActionDone", body
         assert (shown["name"], shown["comment"]) == (reference, reference)
     finally:
-        scancel(job["id"])
+        scancel(job["displayId"])
 
 
 async def test_references_in_the_environment_and_script_reach_the_job_literally(
@@ -171,18 +170,18 @@ async def test_references_in_the_environment_and_script_reach_the_job_literally(
     )
     job = job_of(body)
     try:
-        shown = await record(app, job["id"])
+        shown = await record(app, job["displayId"])
         for _ in range(300):
             if shown["state"] in ("COMPLETED", "FAILED") and shown["output"] is not None:
                 break
             await asyncio.sleep(0.2)
-            shown = await record(app, job["id"])
+            shown = await record(app, job["displayId"])
         assert leaks(body, shown, audit) == []
         assert shown["state"] == "COMPLETED", shown
         printed = [REFERENCES["ssm"], REFERENCES["spaced"], REFERENCES["secure"]]
         assert shown["output"]["text"].splitlines() == [*printed, REFERENCES["ssm"]]
     finally:
-        scancel(job["id"])
+        scancel(job["displayId"])
 
 
 async def test_a_reference_in_the_s3_key_fetches_that_very_key(
@@ -204,7 +203,7 @@ async def test_a_reference_in_the_s3_key_fetches_that_very_key(
         assert payload["__typename"] == "JobSubmitted", payload
     finally:
         if payload.get("job"):
-            scancel(payload["job"]["id"])
+            scancel(payload["job"]["displayId"])
 
 
 async def test_validated_fields_refuse_references_before_anything_is_sent(

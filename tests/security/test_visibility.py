@@ -112,23 +112,25 @@ def listings(jobs: Jobs) -> list[tuple[str, dict[str, Any]]]:
             """{ mine: cluster { jobs(filter: {users: ["alice", "bob"]}, first: 100) {
                 totalCount edges { node { ...Everything } } } }
               byState: cluster { jobs(filter: {states: [RUNNING, PENDING, COMPLETED]}, first: 100) {
-                totalCount edges { node { id user name } } } } }""",
+                totalCount edges { node { displayId user name } } } } }""",
             {},
         ),
         (
             f"""query($name: String!, $ids: [String!]) {{ cluster {{
-                byName: jobs(filter: {{names: [$name]}}) {{ {PAGE} edges {{ node {{ id }} }} }}
+                byName: jobs(filter: {{names: [$name]}}) {{ {PAGE}
+                  edges {{ node {{ displayId }} }} }}
                 byIds: jobs(filter: {{ids: $ids}}) {{ {PAGE} }} }} }}""",
             {"name": jobs.name, "ids": list(jobs.alice_forms)},
         ),
         (
             f"""query($after: String!) {{ cluster {{ jobs(first: 100, after: $after) {{
-                {PAGE} edges {{ node {{ id user name }} }} }} }} }}""",
+                {PAGE} edges {{ node {{ displayId user name }} }} }} }} }}""",
             {"after": encode_cursor(int(jobs.alice_running) - 1)},
         ),
         (
             """{ cluster { ... on Cluster { jobs(first: 100) { edges { node { ... on Job {
-                id name user nodes { jobs { ... on Job { id name user } } } } } } } } } }""",
+                displayId name user nodes { jobs { ... on Job { displayId name user } } }
+                } } } } } } }""",
             {},
         ),
         (
@@ -148,7 +150,7 @@ async def test_no_listing_or_nested_path_shows_another_users_job(
             "bob", query + EVERYTHING * ("...Everything" in query), **variables
         )
         assert_nothing_of_alice(text, jobs)
-        seen_bob |= f'"id":"{jobs.bob_running}"' in text.replace(" ", "")
+        seen_bob |= f'"displayId":"{jobs.bob_running}"' in text.replace(" ", "")
         users = {value for key, value in _leaves(json.loads(text)) if key == "user"}
         assert users <= {"bob"}, users
     assert seen_bob  # the walk did reach jobs: bob's own, on alice's node
@@ -157,9 +159,11 @@ async def test_no_listing_or_nested_path_shows_another_users_job(
 PER_ID = [
     "query($id: String!) { cluster { job(id: $id) { ...Everything } } }" + EVERYTHING,
     "query($id: String!) { cluster { jobs(filter: {ids: [$id]}) { totalCount pageInfo { "
-    "hasNextPage hasPreviousPage startCursor endCursor } edges { cursor node { id } } } } }",
-    "query($id: String!) { a: cluster { j: job(id: $id) { id } n: jobs(filter: {ids: [$id]}) "
-    "{ totalCount } } b: clusters { job(id: $id) { ...J } } } fragment J on Job { id name user }",
+    "hasNextPage hasPreviousPage startCursor endCursor } edges { cursor node { displayId } } "
+    "} } }",
+    "query($id: String!) { a: cluster { j: job(id: $id) { displayId } "
+    "n: jobs(filter: {ids: [$id]}) { totalCount } } b: clusters { job(id: $id) { ...J } } } "
+    "fragment J on Job { displayId name user }",
     "query($id: String!) { cluster { partitions { name "
     "jobs(filter: {ids: [$id]}) { totalCount } } } }",
     "query($id: String!) { cluster { job(id: $id) { output { text } "
@@ -296,7 +300,7 @@ async def test_the_response_cache_never_answers_one_user_with_anothers_view(jobs
     gets his own, and carol (an admin) hers."""
     settings = own_settings(cache_ttl=30.0, response_cache=True)
     query = """query($name: String!) { cluster { jobs(filter: {names: [$name]}) {
-      totalCount edges { node { id name user } } } } }"""
+      totalCount edges { node { displayId name user } } } } }"""
     transport = CountingTransport(LocalTransport())
     async with app_client(settings, {"local": transport}) as client:
         api = OwnApi(client, transport)
@@ -407,7 +411,7 @@ async def test_the_cost_of_his_query_says_nothing_of_how_many_jobs_she_has(jobs:
     """Under `own`, bob's queries are costed by the page-size limit, not the cluster's job count:
     the refusal he gets (and whether he gets one) is the same before and after alice submits."""
     settings = own_settings(max_cost=100)  # within: an admin's warm-up; beyond: bob's listing
-    query = "{ cluster { nodes { jobs { id } } } }"
+    query = "{ cluster { nodes { jobs { displayId } } } }"
     warm = "{ cluster { nodes { name } jobs(first: 0) { totalCount } } }"
     transport = CountingTransport(LocalTransport())
     async with app_client(settings, {"local": transport}) as client:

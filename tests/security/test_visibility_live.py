@@ -36,8 +36,9 @@ BOB = {"Authorization": "Bearer bob-token"}
 
 NODE_EVENTS = """
 subscription($initial: Boolean!) { nodeEvents(initial: $initial) { kind name node { name
-  jobs { id jobId name user }
-  partitions { name jobs(first: 50) { totalCount edges { cursor node { id name user } } } } } } }"""
+  jobs { displayId jobId name user }
+  partitions { name jobs(first: 50) {
+    totalCount edges { cursor node { displayId name user } } } } } } }"""
 JOB_EVENTS = (
     """subscription($filter: JobFilter, $initial: Boolean!) {
   jobEvents(filter: $filter, initial: $initial) {

@@ -32,7 +32,7 @@ HISTORY = """
 query($filter: JobHistoryFilter, $first: Int, $after: String) {
   cluster { jobHistory(filter: $filter, first: $first, after: $after) {
     totalCount pageInfo { hasNextPage endCursor }
-    edges { node { id jobId name user account qos state exitCode source
+    edges { node { displayId jobId name user account qos state exitCode source
       steps { id fullId name state exitCode elapsedSeconds cpuSeconds maxRssBytes nodes }
       efficiency { elapsedSeconds cpuSeconds cpuEfficiencyPercent maxRssBytes
                    memoryEfficiencyPercent } } } } } }"""
@@ -157,7 +157,7 @@ async def test_history_steps_and_efficiency_match_sacct(everyone: App, finished:
     code, steps with CPU time and MaxRSS, and seff's efficiency figures."""
     everyone.transport.batches.clear()
     body = await everyone.query("alice", filter={"names": [finished.tag], "users": ["alice"]})
-    jobs = {job["id"]: job for job in nodes(body)}
+    jobs = {job["displayId"]: job for job in nodes(body)}
     assert set(jobs) == {finished.memory, finished.fails}
     # One sacct for the page, in a round trip of its own.
     assert [b for b in everyone.transport.batches if any(a[0] == "sacct" for a in b)] == [
@@ -210,7 +210,7 @@ async def test_bob_sees_none_of_alices_history_under_own(own: App, finished: Fin
         body = await own.query("bob", filter=hostile)
         found = nodes(body)
         assert all(job["user"] == "bob" for job in found), hostile
-        shown = {job["id"] for job in found} | {
+        shown = {job["displayId"] for job in found} | {
             step["fullId"].split(".")[0] for job in found for step in job["steps"]
         }
         assert not shown & {finished.memory, finished.fails}, hostile
@@ -219,7 +219,7 @@ async def test_bob_sees_none_of_alices_history_under_own(own: App, finished: Fin
             assert "--user=alice" not in argv and "--allusers" not in argv
             assert any(a == "--user=bob" for a in argv) or argv[0] != "sacct"
     mine = nodes(await own.query("bob", filter={"names": [finished.tag]}))
-    assert [job["id"] for job in mine] == [finished.bob]
+    assert [job["displayId"] for job in mine] == [finished.bob]
 
 
 HOSTILE_FILTERS: list[dict[str, Any]] = [

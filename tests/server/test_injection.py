@@ -352,7 +352,7 @@ async def test_hostile_values_are_stored_verbatim_or_refused(user_api: UserApi) 
                 assert cluster["partition"] is None and cluster["node"] is None
                 assert cluster["jobs"]["totalCount"] == 0
             for query in (
-                "query($v: String!) { cluster { job(id: $v) { id } } }",
+                "query($v: String!) { cluster { job(id: $v) { displayId } } }",
                 "query($v: String!) { cluster { jobs(filter: {ids: [$v]}) { totalCount } } }",
                 "query($v: String!) { cluster { jobs(after: $v) { totalCount } } }",
                 "query($v: String!) { cluster(name: $v) { name } }",

@@ -35,22 +35,22 @@ async def test_owner_reads_output_and_others_cannot(user_api: UserApi) -> None:
         user_api, "alice", partition="batch", script=SCRIPT, stderrPath="job-%j.err"
     )
     try:
-        await wait_for(user_api, "alice", job["id"], {"COMPLETED"})
-        whole = (await read(user_api, "alice", job["id"], "STDOUT", 65536))["data"]
+        await wait_for(user_api, "alice", job["displayId"], {"COMPLETED"})
+        whole = (await read(user_api, "alice", job["displayId"], "STDOUT", 65536))["data"]
         output = whole["cluster"]["job"]["output"]
         expected = "".join(f"line {i}\n" for i in range(100)) + "bad \ufffd byte\n"
         assert output["text"] == expected
         assert output["truncated"] is False
         assert output["sizeBytes"] == len(expected.encode()) - len("\ufffd".encode()) + 1
         assert output["path"] == whole["cluster"]["job"]["stdoutPath"]
-        tail = (await read(user_api, "alice", job["id"], "STDOUT", 9))["data"]
+        tail = (await read(user_api, "alice", job["displayId"], "STDOUT", 9))["data"]
         assert tail["cluster"]["job"]["output"]["text"] == "d \ufffd byte\n"
         assert tail["cluster"]["job"]["output"]["truncated"] is True
-        err = (await read(user_api, "alice", job["id"], "STDERR", 100))["data"]
+        err = (await read(user_api, "alice", job["displayId"], "STDERR", 100))["data"]
         assert err["cluster"]["job"]["output"]["text"] == "to stderr\n"
         assert err["cluster"]["job"]["output"]["path"] == f"/home/alice/job-{job['jobId']}.err"
 
-        refused = await read(user_api, "bob", job["id"], "STDOUT", 100)
+        refused = await read(user_api, "bob", job["displayId"], "STDOUT", 100)
         assert refused["data"]["cluster"]["job"]["output"] is None
         (error,) = refused["errors"]
         assert error["extensions"]["code"] == "PERMISSION_DENIED"
@@ -63,10 +63,10 @@ async def test_output_of_a_job_not_started_is_null(user_api: UserApi) -> None:
     """A held job has no output file yet: output is null, without an error."""
     job = await submitted(user_api, "alice", partition="batch", hold=True)
     try:
-        body = await read(user_api, "alice", job["id"], "STDOUT", 100)
+        body = await read(user_api, "alice", job["displayId"], "STDOUT", 100)
         assert body["data"]["cluster"]["job"]["output"] is None
         assert "errors" not in body
-        too_much = await read(user_api, "alice", job["id"], "STDOUT", 10**9)
+        too_much = await read(user_api, "alice", job["displayId"], "STDOUT", 10**9)
         assert too_much["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     finally:
         scancel(job["jobId"])
@@ -82,7 +82,7 @@ async def test_many_outputs_cost_one_extra_round_trip(user_api: UserApi) -> None
             "query($ids: [String!]) { cluster { jobs(filter: {ids: $ids}, first: 3) "
             "{ totalCount edges { node { output { text } } } } } }"
         )
-        body = await user_api.as_user("alice", query, ids=[job["id"] for job in jobs])
+        body = await user_api.as_user("alice", query, ids=[job["displayId"] for job in jobs])
         assert body["data"]["cluster"]["jobs"]["totalCount"] == 3
         assert "errors" not in body, body
         assert user_api.transport.calls - before == 2

@@ -14,7 +14,7 @@ from tests.support.app import app_client
 from tests.support.counting import CountingTransport
 from transport.local import LocalTransport
 
-DEEP = "{ cluster { partitions { nodes { jobs { partition { nodes { jobs { id } } } } } } } }"
+DEEP = "{ cluster { partitions { nodes { jobs { partition { nodes { jobs { jobId } } } } } } } }"
 
 
 async def post(client: httpx.AsyncClient, query: str) -> dict[str, Any]:
@@ -34,8 +34,8 @@ async def test_abusive_documents_are_refused_without_a_round_trip() -> None:
     transport = CountingTransport(LocalTransport())
     settings = Settings(max_depth=6, max_aliases=3, max_cost=10_000, max_tokens=300)
     aliases = "{ " + " ".join(f"a{i}: clusters {{ name }}" for i in range(4)) + " }"
-    costly = "{ cluster { jobs(first: 5000) { edges { node { id name user state } } } } }"
-    by_variable = "query($n: Int) { cluster { jobs(first: $n) { edges { node { id } } } } }"
+    costly = "{ cluster { jobs(first: 5000) { edges { node { displayId name user state } } } } }"
+    by_variable = "query($n: Int) { cluster { jobs(first: $n) { edges { node { displayId } } } } }"
     tokens = "{ " + " ".join("clusters { name }" for _ in range(80)) + " }"
     async with app_client(settings, {"local": transport}) as client:
         for query, message in (
@@ -99,7 +99,7 @@ def test_cost_counts_list_fields_by_page_size() -> None:
     """A page costs its items' fields once per item it may hold; fragments count where used."""
     found = cost_of(
         "query { cluster { jobs(first: 10) { edges { node { ...f } } } } } "
-        "fragment f on Job { id name }",
+        "fragment f on Job { displayId name }",
         SIZES,
     )
     # cluster 1 + jobs 1 + edges (1 + 10 x (node 1 + id 1 + name 1))

@@ -13,7 +13,7 @@ from server.budget import Budget, BudgetedExecutionContext
 from server.execution import LeanExecutionContext
 
 EXECUTORS = [LeanExecutionContext, BudgetedExecutionContext]
-EVENTS = "subscription { jobEvents { kind job { id state } } }"
+EVENTS = "subscription { jobEvents { kind job { displayId state } } }"
 
 
 @pytest.mark.parametrize("executor_class", EXECUTORS)

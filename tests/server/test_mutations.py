@@ -19,7 +19,7 @@ from transport.local import LocalTransport
 
 pytestmark = pytest.mark.cluster
 
-JOB_FIELDS = """id jobId user name state reason comment clientMutationId timeLimitMinutes
+JOB_FIELDS = """displayId jobId user name state reason comment clientMutationId timeLimitMinutes
   arrayJobId arrayTaskId dependency partition { name }"""
 
 SUBMIT = f"""mutation($input: SubmitJobInput!, $cluster: String) {{
@@ -108,7 +108,7 @@ async def test_submit_runs_as_the_requesting_user_in_one_round_trip(user_api: Us
     try:
         assert job["user"] == "alice" and job["name"] == "mine"
         assert job["state"] == "PENDING" and job["reason"] == "JobHeldUser"
-        assert squeue_json(job["id"])["user_name"] == "alice"
+        assert squeue_json(job["displayId"])["user_name"] == "alice"
     finally:
         scancel(job["jobId"])
 
@@ -125,14 +125,14 @@ async def test_another_user_cannot_control_my_job_but_an_admin_can(user_api: Use
             (REQUEUE, {"hold": True}),
             (UPDATE, {"input": {"name": "mine"}}),
         ):
-            refused = await act(user_api, "bob", query, job["id"], **more)
+            refused = await act(user_api, "bob", query, job["displayId"], **more)
             assert refused["__typename"] == "JobActionRejected", refused
             assert refused["code"] == "PERMISSION_DENIED", refused
-        assert squeue_json(job["id"])["job_state"] == "PENDING"
-        done = await act(user_api, "carol", CANCEL, job["id"])
+        assert squeue_json(job["displayId"])["job_state"] == "PENDING"
+        done = await act(user_api, "carol", CANCEL, job["displayId"])
         assert done["__typename"] == "JobActionDone", done
         assert done["job"]["state"] == "CANCELLED"
-        assert squeue_json(job["id"])["job_state"] == "CANCELLED"
+        assert squeue_json(job["displayId"])["job_state"] == "CANCELLED"
     finally:
         scancel(job["jobId"])
 
@@ -141,13 +141,13 @@ async def test_hold_release_then_the_job_runs(user_api: UserApi) -> None:
     """A job held at submission stays pending; hold and release act on it; released, it runs."""
     job = await submitted(user_api, "alice", partition="batch", script=SLEEP)
     try:
-        held = await act(user_api, "alice", HOLD, job["id"])
+        held = await act(user_api, "alice", HOLD, job["displayId"])
         assert held["__typename"] == "JobActionDone", held
         assert held["job"]["reason"] == "JobHeldUser"
-        released = await act(user_api, "alice", RELEASE, job["id"])
+        released = await act(user_api, "alice", RELEASE, job["displayId"])
         assert released["__typename"] == "JobActionDone", released
         assert released["job"]["reason"] != "JobHeldUser"
-        await wait_for(user_api, "alice", job["id"], {"RUNNING"})
+        await wait_for(user_api, "alice", job["displayId"], {"RUNNING"})
     finally:
         scancel(job["jobId"])
 
@@ -158,13 +158,13 @@ async def test_requeue_a_running_job(user_api: UserApi) -> None:
     holding = await submitted(user_api, "alice", partition="batch")
     try:
         for job in (plain, holding):
-            await wait_for(user_api, "alice", job["id"], {"RUNNING"})
-        requeued = await act(user_api, "alice", REQUEUE, plain["id"], hold=False)
+            await wait_for(user_api, "alice", job["displayId"], {"RUNNING"})
+        requeued = await act(user_api, "alice", REQUEUE, plain["displayId"], hold=False)
         assert requeued["__typename"] == "JobActionDone", requeued
         assert requeued["job"]["state"] in ("PENDING", "REQUEUED", "COMPLETING")
-        held = await act(user_api, "alice", REQUEUE, holding["id"], hold=True)
+        held = await act(user_api, "alice", REQUEUE, holding["displayId"], hold=True)
         assert held["__typename"] == "JobActionDone", held
-        job_now = await wait_for(user_api, "alice", holding["id"], {"PENDING"})
+        job_now = await wait_for(user_api, "alice", holding["displayId"], {"PENDING"})
         assert "held" in (job_now["reason"] or "").lower(), job_now
         assert squeue_json(holding["jobId"])["job_state"] == "PENDING"
     finally:
@@ -177,15 +177,15 @@ async def test_update_time_limit_name_and_comment(user_api: UserApi) -> None:
     job = await submitted(user_api, "alice", partition="batch", hold=True, timeLimitMinutes=30)
     try:
         changes = {"timeLimitMinutes": 7, "name": "renamed job", "comment": "now with a note"}
-        done = await act(user_api, "alice", UPDATE, job["id"], input=changes)
+        done = await act(user_api, "alice", UPDATE, job["displayId"], input=changes)
         assert done["__typename"] == "JobActionDone", done
         assert done["job"]["timeLimitMinutes"] == 7
         assert (done["job"]["name"], done["job"]["comment"]) == ("renamed job", "now with a note")
-        slurm = squeue_json(job["id"])
+        slurm = squeue_json(job["displayId"])
         assert (slurm["time_limit"], slurm["name"]) == (7, "renamed job")
-        empty = await act(user_api, "alice", UPDATE, job["id"], input={})
+        empty = await act(user_api, "alice", UPDATE, job["displayId"], input={})
         assert (empty["code"], empty["field"]) == ("INVALID_INPUT", "input")
-        pending = await act(user_api, "alice", REQUEUE, job["id"], hold=False)
+        pending = await act(user_api, "alice", REQUEUE, job["displayId"], hold=False)
         assert pending["code"] == "INVALID_STATE", pending
         assert "pending" in pending["message"]
     finally:
@@ -204,8 +204,8 @@ async def test_array_and_dependency_appear_as_slurm_shows_them(user_api: UserApi
     try:
         slurm_array = squeue_json(str(array["jobId"]))
         assert array["arrayTaskId"] == slurm_array["array_task_string"] == "0-5%2"
-        assert array["id"] == f"{array['jobId']}_[0-5%2]"
-        assert dependent["dependency"] == squeue_json(dependent["id"])["dependency"]
+        assert array["displayId"] == f"{array['jobId']}_[0-5%2]"
+        assert dependent["dependency"] == squeue_json(dependent["displayId"])["dependency"]
         assert dependent["dependency"].startswith(f"afterok:{array['jobId']}")
     finally:
         scancel(array["jobId"])
@@ -246,8 +246,8 @@ async def test_environment_reaches_the_job_and_the_servers_does_not(user_api: Us
         environment=[{"name": "GREETING", "value": "a,b=c d"}],
     )
     try:
-        await wait_for(user_api, "alice", job["id"], {"COMPLETED"})
-        query = f'{{ cluster {{ job(id: "{job["id"]}") {{ output {{ text }} }} }} }}'
+        await wait_for(user_api, "alice", job["displayId"], {"COMPLETED"})
+        query = f'{{ cluster {{ job(id: "{job["displayId"]}") {{ output {{ text }} }} }} }}'
         body = await user_api.as_user("alice", query)
         assert body["data"]["cluster"]["job"]["output"]["text"] == "a,b=c d|unset|/home/alice"
     finally:
@@ -290,11 +290,12 @@ async def test_the_writer_reads_its_write_through_a_warm_cache(unix_users: None)
         ]["job"]
         try:
             assert (await run(count))["cluster"]["jobs"]["totalCount"] == warm + 1
-            released = await run(RELEASE, id=job["id"])
+            released = await run(RELEASE, id=job["displayId"])
             assert released["releaseJob"]["job"]["reason"] != "JobHeldUser"
-            held = await run(HOLD, id=job["id"])
+            held = await run(HOLD, id=job["displayId"])
             assert held["holdJob"]["job"]["reason"] == "JobHeldUser"
-            assert (await run(JOB, id=job["id"]))["cluster"]["job"]["reason"] == "JobHeldUser"
+            again = await run(JOB, id=job["displayId"])
+            assert again["cluster"]["job"]["reason"] == "JobHeldUser"
         finally:
             scancel(job["jobId"])
 
@@ -315,8 +316,8 @@ async def test_every_mutation_leaves_one_audit_line(user_api: UserApi) -> None:
     audit.setLevel(logging.INFO)
     try:
         job = await submitted(user_api, "alice", partition="batch", hold=True)
-        await act(user_api, "bob", CANCEL, job["id"])
-        await act(user_api, "carol", CANCEL, job["id"])
+        await act(user_api, "bob", CANCEL, job["displayId"])
+        await act(user_api, "carol", CANCEL, job["displayId"])
     finally:
         audit.removeHandler(handler)
         audit.setLevel(level)

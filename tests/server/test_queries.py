@@ -23,9 +23,11 @@ from transport.local import LocalTransport
 
 async def ids(api: Api, arguments: str) -> list[str]:
     arguments = f"({arguments})" if arguments else ""
-    body = await api.query(f"{{ cluster {{ jobs{arguments} {{ edges {{ node {{ id }} }} }} }} }}")
+    body = await api.query(
+        f"{{ cluster {{ jobs{arguments} {{ edges {{ node {{ displayId }} }} }} }} }}"
+    )
     assert "errors" not in body, body
-    return [e["node"]["id"] for e in body["data"]["cluster"]["jobs"]["edges"]]
+    return [e["node"]["displayId"] for e in body["data"]["cluster"]["jobs"]["edges"]]
 
 
 async def test_filters_select_like_squeue(api: Api, scenario: Scenario) -> None:
@@ -57,11 +59,11 @@ async def test_pages_cover_every_job_once(api: Api, scenario: Scenario) -> None:
     while True:
         arguments = f"first: {size}" + (f', after: "{after}"' if after else "")
         body = await api.query(
-            f"{{ cluster {{ jobs({arguments}) {{ totalCount edges {{ node {{ id }} }} "
+            f"{{ cluster {{ jobs({arguments}) {{ totalCount edges {{ node {{ displayId }} }} "
             "pageInfo { hasNextPage endCursor } } } }"
         )
         page = body["data"]["cluster"]["jobs"]
-        seen += [e["node"]["id"] for e in page["edges"]]
+        seen += [e["node"]["displayId"] for e in page["edges"]]
         if not page["pageInfo"]["hasNextPage"]:
             break
         after = page["pageInfo"]["endCursor"]
@@ -74,14 +76,14 @@ async def test_pages_cover_every_job_once(api: Api, scenario: Scenario) -> None:
 async def test_single_lookups_and_missing_things(api: Api, scenario: Scenario) -> None:
     """job(id), node(name), partition(name) find things; unknown ones are null, not errors."""
     body = await api.query(
-        f'{{ cluster {{ job(id: "{scenario.failed}") {{ id exitCode }}'
-        ' nope: job(id: "99999999") { id }'
+        f'{{ cluster {{ job(id: "{scenario.failed}") {{ displayId exitCode }}'
+        ' nope: job(id: "99999999") { displayId }'
         ' node(name: "n2") { name } n: node(name: "zz") { name }'
         ' partition(name: "batch") { name } p: partition(name: "zz") { name } } }'
     )
     assert "errors" not in body, body
     cluster = body["data"]["cluster"]
-    assert cluster["job"] == {"id": scenario.failed, "exitCode": 3}
+    assert cluster["job"] == {"displayId": scenario.failed, "exitCode": 3}
     assert cluster["nope"] is None and cluster["n"] is None and cluster["p"] is None
     assert cluster["node"] == {"name": "n2"} and cluster["partition"] == {"name": "batch"}
 
@@ -94,7 +96,7 @@ FORGED_CURSOR = base64.urlsafe_b64encode(
 @pytest.mark.parametrize(
     ("query", "code"),
     [
-        ('{ cluster { job(id: "1; rm -rf /") { id } } }', "BAD_USER_INPUT"),
+        ('{ cluster { job(id: "1; rm -rf /") { displayId } } }', "BAD_USER_INPUT"),
         ('{ cluster { jobs(filter: {ids: ["$(id)"]}) { totalCount } } }', "BAD_USER_INPUT"),
         ("{ cluster { jobs(first: 100001) { totalCount } } }", "BAD_USER_INPUT"),
         ("{ cluster { jobs(first: -1) { totalCount } } }", "BAD_USER_INPUT"),
@@ -115,7 +117,8 @@ async def test_bad_input_is_refused_before_any_command(api: Api, query: str, cod
 
 async def test_bad_input_in_variables_is_refused_too(api: Api) -> None:
     """Validation sees through variables."""
-    body = await api.query("query($id: String!) { cluster { job(id: $id) { id } } }", id="x y")
+    query = "query($id: String!) { cluster { job(id: $id) { displayId } } }"
+    body = await api.query(query, id="x y")
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert api.transport.calls == 0
 

@@ -23,7 +23,7 @@ from tests.support.scenario import (
 from transport import open_transport
 
 JOB_FIELDS = """
-  id jobId arrayJobId arrayTaskId name user account state reason submitTime startTime endTime
+  displayId jobId arrayJobId arrayTaskId name user account state reason submitTime startTime endTime
   timeLimitMinutes numNodes numCpus exitCode signal workDir stdoutPath stderrPath command
   stdoutPattern stderrPattern
   dependency priority comment clientMutationId nodeList qos partition { name } nodes { name }
@@ -104,7 +104,8 @@ def assert_job_matches(job: dict[str, Any], slurm: dict[str, Any]) -> None:
         if oracle.first_state(slurm["job_state"]) == "RUNNING":
             assert job["nodeList"] == slurm["nodes"]
     except AssertionError as failure:
-        raise AssertionError(f"job {job['id']}: {failure}\nours: {job}\nslurm: {slurm}") from None
+        shown = job["displayId"]
+        raise AssertionError(f"job {shown}: {failure}\nours: {job}\nslurm: {slurm}") from None
 
 
 async def test_the_scenario_reads_back_as_submitted(api: Api, scenario: Scenario) -> None:
@@ -137,10 +138,10 @@ async def test_the_scenario_reads_back_as_submitted(api: Api, scenario: Scenario
     running_tasks = [t for t in tasks if t["state"] == "RUNNING"]
     pending_rest = [t for t in tasks if t["state"] == "PENDING"]
     assert len(running_tasks) == 2
-    assert {t["id"] for t in running_tasks} == {
+    assert {t["displayId"] for t in running_tasks} == {
         f"{scenario.array}_{t['arrayTaskId']}" for t in running_tasks
     }
-    assert [t["id"] for t in pending_rest] == [f"{scenario.array}_[3-6%2]"]
+    assert [t["displayId"] for t in pending_rest] == [f"{scenario.array}_[3-6%2]"]
     assert pending_rest[0]["arrayTaskId"] == "3-6%2"
 
 
@@ -177,7 +178,7 @@ async def test_partitions_and_relations(api: Api, scenario: Scenario) -> None:
     body = await api.query(
         """{ cluster { partitions { name state isDefault maxTimeMinutes totalCpus totalNodes
                nodes { name }
-               jobs(filter: {states: [RUNNING]}) { totalCount edges { node { id } } } }
+               jobs(filter: {states: [RUNNING]}) { totalCount edges { node { displayId } } } }
              node(name: "n1") { name jobs { jobId partition { name } } } } }"""
     )
     assert "errors" not in body, body
@@ -192,7 +193,7 @@ async def test_partitions_and_relations(api: Api, scenario: Scenario) -> None:
     assert partitions["batch"]["totalNodes"] == 4
     assert partitions["batch"]["totalCpus"] == 16
     assert partitions["debug"]["state"] == "UP"
-    debug_running = {e["node"]["id"] for e in partitions["debug"]["jobs"]["edges"]}
+    debug_running = {e["node"]["displayId"] for e in partitions["debug"]["jobs"]["edges"]}
     assert scenario.running in debug_running
     assert partitions["batch"]["jobs"]["totalCount"] == 2  # the two running array tasks
 

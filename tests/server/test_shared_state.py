@@ -111,7 +111,7 @@ async def test_a_write_on_one_replica_is_read_on_another(
     """With 60 s caches warm on every replica, a job submitted on replica A is in replica B's
     and C's next listing (read-your-writes across replicas), and A's cancel too."""
     submit = """mutation($input: SubmitJobInput!) { submitJob(input: $input) {
-        __typename ... on JobSubmitted { job { id jobId } } } }"""
+        __typename ... on JobSubmitted { job { displayId jobId } } } }"""
     async with replicas(shared_redis.url) as (a, b, c):
         before = await b.query(LISTING)
         await c.query(LISTING)
@@ -129,9 +129,9 @@ async def test_a_write_on_one_replica_is_read_on_another(
                 )
         finally:
             cancel = "mutation($id: String!) { cancelJob(id: $id) { __typename } }"
-            await a.query(cancel, "alice-token", id=job["id"])
+            await a.query(cancel, "alice-token", id=job["displayId"])
         state = "query($id: String!) { cluster { job(id: $id) { state } } }"
-        assert (await b.query(state, id=job["id"]))["cluster"]["job"]["state"] == "CANCELLED"
+        assert (await b.query(state, id=job["displayId"]))["cluster"]["job"]["state"] == "CANCELLED"
 
 
 async def test_redis_stopped_reads_answer_and_sharing_resumes_when_it_returns() -> None:
@@ -271,7 +271,7 @@ async def test_a_shared_snapshot_is_filtered_for_each_identity_on_every_replica(
     """Visibility `own`: Redis holds the whole queue, as fetched, yet bob reading it on another
     replica (no squeue of his own) sees only his jobs, and carol (admin) on a third sees all."""
     submit = """mutation($input: SubmitJobInput!) { submitJob(input: $input) {
-        __typename ... on JobSubmitted { job { id jobId } } } }"""
+        __typename ... on JobSubmitted { job { displayId jobId } } } }"""
     async with replicas(shared_redis.url, job_visibility="own") as (a, b, c):
         mine = await a.query(
             submit, "bob-token", input={"script": "#!/bin/sh\nsleep 60\n", "hold": True}
@@ -291,4 +291,4 @@ async def test_a_shared_snapshot_is_filtered_for_each_identity_on_every_replica(
             assert all(e["node"]["user"] == "alice" for e in alice["cluster"]["jobs"]["edges"])
         finally:
             cancel = "mutation($id: String!) { cancelJob(id: $id) { __typename } }"
-            await a.query(cancel, "bob-token", id=job["id"])
+            await a.query(cancel, "bob-token", id=job["displayId"])

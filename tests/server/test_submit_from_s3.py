@@ -100,7 +100,7 @@ async def test_a_script_from_s3_runs_as_the_user(client: httpx.AsyncClient) -> N
         )
     )["submitJob"]
     assert payload["__typename"] == "JobSubmitted", payload
-    job_id = payload["job"]["id"]
+    job_id = payload["job"]["displayId"]
     try:
         assert payload["job"]["user"] == "alice"
         for _ in range(150):

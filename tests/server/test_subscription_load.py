@@ -88,7 +88,9 @@ async def test_queries_within_the_poll_window_cost_no_round_trip(slurm_cluster: 
     # The first query may fetch: its datasets (jobs and nodes) are not polled until it asks.
     transport = StampingTransport(LocalTransport())
     settings = Settings(poll_interval=INTERVAL, cache_ttl=2.0, response_cache=False)
-    query = {"query": "{ cluster { jobs(first: 3) { totalCount edges { node { id state } } } } }"}
+    query = {
+        "query": "{ cluster { jobs(first: 3) { totalCount edges { node { jobId state } } } } }"
+    }
     async with (
         serving(create_app(settings, transports={"local": transport})) as url,
         Connection.open(url) as connection,

@@ -36,7 +36,7 @@ STATE_CHANGED = """
 subscription ($id: String!) {
   jobStateChanged(id: $id) {
     kind jobId previousState at source error { code message }
-    job { id state exitCode signal name nodes { name } }
+    job { displayId state exitCode signal name nodes { name } }
   }
 }"""
 JOB_EVENTS = """

@@ -64,9 +64,8 @@ async def test_users_see_only_their_jobs_and_admins_see_all(
         mine = await call(client, "alice", listing)
         users = {e["node"]["user"] for e in mine["data"]["cluster"]["jobs"]["edges"]}
         assert users == {"alice"}
-        assert (await call(client, "alice", lookup, id=jobs["bob"]["id"]))["data"]["cluster"][
-            "job"
-        ] is None
+        bobs = await call(client, "alice", lookup, id=jobs["bob"]["displayId"])
+        assert bobs["data"]["cluster"]["job"] is None
         everyone = await call(client, "carol", listing)
         ids = {e["node"]["jobId"] for e in everyone["data"]["cluster"]["jobs"]["edges"]}
         assert {jobs["alice"]["jobId"], jobs["bob"]["jobId"]} <= ids
@@ -81,9 +80,9 @@ async def test_another_users_job_cannot_be_followed_under_own(
     query = "subscription($id: String!) { jobStateChanged(id: $id) { kind job { user } } }"
     payload = {"Authorization": "Bearer alice-token"}
     async with serving(create_app(settings)) as url, Connection.open(url, payload=payload) as ws:
-        theirs = await (await ws.subscribe(query, id=jobs["bob"]["id"])).until_complete()
+        theirs = await (await ws.subscribe(query, id=jobs["bob"]["displayId"])).until_complete()
         unknown = await (await ws.subscribe(query, id="999999999")).until_complete()
-        mine = await ws.subscribe(query, id=jobs["alice"]["id"])
+        mine = await ws.subscribe(query, id=jobs["alice"]["displayId"])
         first = await mine.next(10)
     answers = [[(m.kind, m.payload) for m in messages] for messages in (theirs, unknown)]
     assert answers[0] == answers[1]
@@ -101,20 +100,20 @@ async def test_output_is_the_owners_and_admins_only_when_configured(unix_users: 
         job = (await call(client, "alice", SUBMIT, input=QUICK))["data"]["submitJob"]["job"]
         try:
             for _ in range(150):
-                body = await call(client, "alice", output, id=job["id"])
+                body = await call(client, "alice", output, id=job["displayId"])
                 if body["data"]["cluster"]["job"]["output"] is not None:
                     break
                 await asyncio.sleep(0.2)
             assert body["data"]["cluster"]["job"]["output"]["text"] == "secret\n"
             before = transport.calls
-            refused = await call(client, "bob", output, id=job["id"])
+            refused = await call(client, "bob", output, id=job["displayId"])
             assert transport.calls - before == 1  # the snapshot; the file is never opened
             assert refused["errors"][0]["extensions"]["code"] == "PERMISSION_DENIED"
-            admin = await call(client, "carol", output, id=job["id"])
+            admin = await call(client, "carol", output, id=job["displayId"])
             assert admin["errors"][0]["extensions"]["code"] == "PERMISSION_DENIED"
             allowed = Settings(cache_ttl=0.0, tokens=tokens, admins_read_output=True)
             async with app_client(allowed, {"local": LocalTransport()}) as admins:
-                read = await call(admins, "carol", output, id=job["id"])
+                read = await call(admins, "carol", output, id=job["displayId"])
             assert read["data"]["cluster"]["job"]["output"]["text"] == "secret\n"
         finally:
             scancel(job["jobId"])

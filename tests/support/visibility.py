@@ -30,12 +30,13 @@ MISSING = "987654321"
 # that the nested lists stay cheap (max_cost is raised besides, to test visibility, not cost).
 EVERYTHING = """
 fragment Everything on Job {
-  id jobId arrayJobId arrayTaskId name user comment clientMutationId state nodeList dependency
-  partition { name jobs(first: 20) { totalCount edges { cursor node { id name user } } } }
+  displayId jobId arrayJobId arrayTaskId name user comment clientMutationId state nodeList
+  dependency
+  partition { name jobs(first: 20) { totalCount edges { cursor node { displayId name user } } } }
   nodes {
     name
-    jobs { id jobId name user }
-    partitions { name jobs(first: 20) { totalCount edges { node { id name user } } } }
+    jobs { displayId jobId name user }
+    partitions { name jobs(first: 20) { totalCount edges { node { displayId name user } } } }
   }
 }"""
 

@@ -162,7 +162,7 @@ async def test_hostile_input_through_the_api_runs_nothing(aws: Aws, tmp_path: Pa
         async with app_client(Settings(cache_ttl=0.0), {"local": transport}) as client:
             refused = await client.post(
                 "/graphql",
-                json={"query": "query($id: String!) { cluster { job(id: $id) { id } } }",
+                json={"query": "query($id: String!) { cluster { job(id: $id) { displayId } } }",
                       "variables": {"id": bad_id}},
             )  # fmt: skip
             assert refused.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
