@@ -5,7 +5,9 @@ CountingTransport under the app (argv per batch)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
+import time
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,6 +23,7 @@ from tests.conftest import TOKENS, Api
 from tests.support.app import app_client
 from tests.support.counting import CountingTransport
 from tests.support.scenario import OTHER_USER, Scenario
+from transport.base import Command
 from transport.local import LocalTransport
 
 pytestmark = pytest.mark.cluster
@@ -409,3 +412,26 @@ async def test_expired_partial_snapshots_are_let_go(scenario: Scenario) -> None:
     await source.get(Need.JOBS, scope_of_job(scenario.failed))
     gc.collect()
     assert gone() is None
+
+
+async def test_a_lookup_does_not_wait_for_a_whole_queue_under_way(scenario: Scenario) -> None:
+    """While a full squeue is under way (made 3 s slow here, as 10,000 jobs on a busy head
+    node are), job(id) runs its own squeue --jobs=<id> and answers at once."""
+
+    def slow_full_queue(command: Command) -> Command:
+        if command.argv[0] != "squeue" or any(a.startswith("--jobs=") for a in command.argv):
+            return command
+        argv = ("sh", "-c", 'sleep 3; exec "$@"', "sh", *command.argv)
+        return dataclasses.replace(command, argv=argv)
+
+    transport = CountingTransport(LocalTransport(), rewrite=slow_full_queue)
+    source = SnapshotSource("local", transport, ttl=60.0)
+    everything = asyncio.ensure_future(source.get(Need.JOBS))
+    await asyncio.sleep(0.2)  # the full fetch is under way
+    started = time.monotonic()
+    found = await source.get(Need.JOBS, scope_of_job(scenario.held))
+    assert time.monotonic() - started < 2.5
+    assert found.job(scenario.held) is not None
+    assert not everything.done()
+    assert len((await everything).jobs or ()) >= len(scenario.all_ids) - 2
+    await source.aclose()
