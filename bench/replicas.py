@@ -73,7 +73,8 @@ def serve(port: int, args: argparse.Namespace) -> None:
         cache_ttl=args.ttl,
         response_cache=False,
         max_subscriptions_per_connection=10,
-        max_subscriptions_per_user=args.subscribers,
+        # One anonymous client on loopback holds every stream, and with Redis the cap is shared.
+        max_subscriptions_per_user=100_000,
         max_websockets_per_client=args.subscribers + 10,
         redis_url=args.redis or None,
     )

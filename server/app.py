@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -93,7 +94,7 @@ from server.response_cache import ResponseCache
 from server.round_trips import RoundTripListener, WatchedTransport
 from server.security_headers import SecurityHeadersMiddleware
 from server.settings import Settings
-from server.shared_limits import SharedRateLimit
+from server.shared_limits import SharedRateLimit, SharedStreams
 from server.shared_state import open_shared_state
 from server.ws_limits import LimitedTransportWSHandler, LimitedWSHandler
 from server.ws_observe import NoteOperation, note_stream, note_stream_result
@@ -533,6 +534,8 @@ def create_app(
                 channel_limits.shared_rate = SharedRateLimit(
                     shared, channel_limits.rate.rate, channel_limits.rate.burst
                 )
+            channel_limits.streams.shared = SharedStreams(shared)
+            renewing = asyncio.ensure_future(channel_limits.streams.shared.renew_forever())
             if metrics_shared is not None:
                 metrics_shared.append(shared)
         for name, url in settings.clusters:
@@ -564,6 +567,10 @@ def create_app(
             if shared is not None:
                 readiness.shared = None
                 channel_limits.shared_rate = None
+                channel_limits.streams.shared = None
+                renewing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewing
                 if metrics_shared is not None:
                     metrics_shared.remove(shared)
                 await shared.aclose()

@@ -30,7 +30,7 @@ from starlette.websockets import WebSocket
 
 from server.client_address import client_address
 from server.rate_limit import RateLimiter, rate_limited
-from server.shared_limits import SharedRateLimit
+from server.shared_limits import SharedRateLimit, StreamSlots
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -101,14 +101,14 @@ class ChannelLimits:
     rate: RateLimiter | None
     max_streams: int
     max_sockets: int
-    streams: Slots = field(init=False)
+    streams: StreamSlots = field(init=False)
     sockets: Slots = field(init=False)
     # With SLURM_GRAPHQL_REDIS_URL, while the app's lifespan runs: the rate limit shared by
     # every replica (server/shared_limits.py); `rate` is then only the fallback.
     shared_rate: SharedRateLimit | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        self.streams = Slots(self.max_streams)
+        self.streams = StreamSlots(Slots(self.max_streams))
         self.sockets = Slots(self.max_sockets)
 
     async def take(self, key: str) -> float:
@@ -139,7 +139,7 @@ class ChannelLimits:
         if not is_stream_request(scope):
             await app(scope, receive, send)
             return
-        if not self.streams.acquire(key):
+        if not await self.streams.acquire(key):
             body = {"errors": [too_many_streams_error(self.max_streams)]}
             await JSONResponse(body, status_code=429)(scope, receive, send)
             return

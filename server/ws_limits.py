@@ -95,7 +95,7 @@ class _Gate:
             return self._refused(rate_limited_error(wait))
         if per_connection is not None and in_flight >= per_connection:
             return self._refused(too_many_streams_error(per_connection, "connection"))
-        if not self.limits.streams.acquire(key):
+        if not await self.limits.streams.acquire(key):
             return self._refused(too_many_streams_error(self.limits.max_streams))
         self.refusals = 0
         return key

@@ -7,6 +7,7 @@ state."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -19,8 +20,11 @@ import redis
 
 from server.app import create_app
 from server.settings import Settings
+from server.tokens import parse_token_map
+from tests.conftest import TOKENS
 from tests.support.live import StampingTransport, slurm_cli, submit, wait_until_state
 from tests.support.redis_server import RedisServer
+from tests.support.scenario import Scenario
 from tests.support.server import free_port, running_process
 from tests.support.ws import Connection, Subscription, serving
 from transport.local import LocalTransport
@@ -47,7 +51,10 @@ def redis_server(slurm_cluster: str) -> Iterator[RedisServer]:
 
 
 def settings(url: str) -> Settings:
-    return Settings(poll_interval=INTERVAL, cache_ttl=1.0, redis_url=url)
+    # Every subscriber is the same anonymous client on loopback, and the cap is shared.
+    return Settings(
+        poll_interval=INTERVAL, cache_ttl=1.0, redis_url=url, max_subscriptions_per_user=1000
+    )
 
 
 async def states(subscription: Subscription, within: float = 30) -> list[str]:
@@ -132,3 +139,43 @@ async def until_published(url: str, within: float = 10) -> None:
         while not client.get(SEQ_KEY):
             assert time.monotonic() < deadline, "the leader never published"
             await asyncio.sleep(0.02)
+
+
+async def test_the_subscription_cap_holds_across_replicas(
+    redis_server: RedisServer, scenario: Scenario
+) -> None:
+    """SLURM_GRAPHQL_MAX_SUBSCRIPTIONS_PER_USER=2 over two replicas: alice's third stream is
+    refused on the other replica (each alone would allow 4); once one ends, she may open one
+    again there; bob keeps his own two."""
+    capped = Settings(
+        poll_interval=INTERVAL,
+        cache_ttl=1.0,
+        redis_url=redis_server.url,
+        tokens=parse_token_map(TOKENS),
+        max_subscriptions_per_user=2,
+    )
+    alice = {"Authorization": "Bearer alice-token"}
+    async with (
+        serving(create_app(capped)) as one,
+        serving(create_app(capped)) as two,
+        Connection.open(one, payload=alice) as first,
+        Connection.open(two, payload=alice) as second,
+        Connection.open(two, payload={"Authorization": "Bearer bob-token"}) as bobs,
+    ):
+        held = [await first.subscribe(STATE_CHANGED, id=scenario.held) for _ in range(2)]
+        for subscription in held:
+            assert (await subscription.next(10)).kind == "next"
+        refused = await (await second.subscribe(STATE_CHANGED, id=scenario.held)).next(10)
+        assert refused.kind == "error", refused
+        assert "subscription limit" in json.dumps(refused.payload)
+        for _ in range(2):
+            mine = await bobs.subscribe(STATE_CHANGED, id=scenario.held)
+            assert (await mine.next(10)).kind == "next"
+        await held[0].stop()
+        for _ in range(100):  # the slot is given back in the background
+            again = await second.subscribe(STATE_CHANGED, id=scenario.held)
+            answer = await again.next(10)
+            if answer.kind == "next":
+                break
+            await asyncio.sleep(0.05)
+        assert answer.kind == "next", answer
