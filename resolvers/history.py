@@ -13,12 +13,13 @@ on a page still to come.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from resolvers.ids import BadUserInput
 from resolvers.pagination import decode_cursor
-from resolvers.slurm.errors import check
+from resolvers.slurm.errors import SlurmError, SlurmErrorKind, check
 from resolvers.slurm.history import (
     HistoryQuery,
     HistoryRecord,
@@ -150,3 +151,32 @@ async def job_history(
     records = [r for r in parse_history(text) if audience.sees(r.user) and _within(r, values)]
     page, has_next, has_previous = page_of(records, first, after)
     return HistoryPage(tuple(page), has_next, has_previous, len(records))
+
+
+_SACCT_JOB_ID = re.compile(r"^\d{1,10}(?:_\d{1,10})?\Z", re.ASCII)
+
+
+async def forgotten_job(
+    transport: Transport, user: str, audience: Visibility, job_id: str, now: int
+) -> HistoryRecord | None:
+    """A job Slurm's controller no longer holds, from slurmdbd (sacct as `user`); None if
+    accounting does not know it, the audience may not see it, or the id is a form sacct cannot
+    be asked for (`42_[1-3]`). No accounting (no slurmdbd) is the same as not knowing."""
+    if not _SACCT_JOB_ID.match(job_id):
+        return None
+    query = HistoryQuery(EARLIEST, now + CLOCK_SLACK, job_ids=(job_id,))
+    if not audience.everyone:
+        assert audience.owner is not None
+        query = replace(query, users=(audience.owner,))
+    built = history_command(query)
+    [result] = await transport.run([Command(built.argv, env=built.env, user=user)])
+    try:
+        records = parse_history(check(result).stdout)
+    except SlurmError as exc:
+        if exc.kind is SlurmErrorKind.ACCOUNTING_DISABLED:
+            return None
+        raise
+    for record in records:
+        if record.display_id == job_id or str(record.job_id) == job_id:
+            return record if audience.sees(record.user) else None
+    return None

@@ -8,7 +8,7 @@ import strawberry
 
 from resolvers.context import RequestContext
 from resolvers.global_ids import Kind, global_id
-from resolvers.history import job_history
+from resolvers.history import forgotten_job, job_history
 from resolvers.ids import BadUserInput, validate_job_id
 from resolvers.selection import filter_nodes
 from resolvers.snapshot import Snapshot
@@ -132,10 +132,22 @@ class Cluster(Node):
         return await expected_errors_as_graphql(fetch())
 
     @strawberry.field(
-        description="A job by id (42, 42_3, 42_[4-9]); null if Slurm does not know it."
+        description="A job by id (42, 42_3, 42_[4-9]); once the controller has forgotten it, "
+        "from accounting (source: ACCOUNTING); null if neither knows it."
     )
-    def job(self, id: str) -> Job | None:
+    async def job(self, info: strawberry.Info, id: str) -> Job | None:
         validate_job_id(id)
         # An exact display id or unique id first; `42` for an array means its own record.
         row = self._snapshot.job(id)
-        return None if row is None else Job.from_row(row, self._snapshot)
+        if row is not None:
+            return Job.from_row(row, self._snapshot)
+        # Gone from the controller (MinJobAge): slurmdbd may remember it (source: ACCOUNTING).
+        context: RequestContext = info.context
+        context.cacheable = False
+        source = context.sources[self.name]
+        record = await expected_errors_as_graphql(
+            forgotten_job(
+                source.transport, context.identity.user, context.visibility, id, int(time.time())
+            )
+        )
+        return None if record is None else Job.from_history(record, self._snapshot)

@@ -260,13 +260,15 @@ async def test_a_query_needing_everything_reads_the_full_queue_once(
 
 
 async def test_ids_lookups_join_in_one_batch(counted: Counted, scenario: Scenario) -> None:
-    """Several job(id) aliases are one batch of one squeue per id; an unknown id is null."""
+    """Several job(id) aliases are one batch of one squeue per id; an unknown id is null, after
+    one more round trip: the sacct that asks accounting whether Slurm forgot it (issue 14)."""
     found = await counted.query(
         f'{{ cluster {{ a: job(id: "{scenario.held}") {{ displayId }} '
         f'b: job(id: "{scenario.failed}") '
         '{ displayId } c: job(id: "987654321") { displayId } } }'
     )
-    assert counted.transport.calls == 1
+    assert counted.transport.calls == 2
+    assert [argv[0] for argv in counted.transport.batches[-1]] == ["sacct"]
     assert sorted(options(s)[0] for s in counted.squeues()) == sorted(
         f"--jobs={i}" for i in (scenario.held, scenario.failed, "987654321")
     )

@@ -21,6 +21,7 @@ from resolvers.slurm.history import HistoryQuery, HistoryRecord, history_command
 from server.app import create_app
 from server.settings import Settings
 from tests.support.counting import CountingTransport
+from tests.support.live import PurgingTransport
 from tests.support.scenario import has_accounting, sbatch, wait_for_state
 from tests.support.visibility import own_settings
 from transport.base import Command
@@ -281,3 +282,36 @@ async def test_no_slurmdbd_is_accounting_unavailable(finished: Finished) -> None
             body = await app.query("alice")
             assert code(body) == "ACCOUNTING_UNAVAILABLE"
             assert "accounting storage is disabled" in body["errors"][0]["message"]
+
+
+JOB = """query($id: String!) { cluster { job(id: $id) {
+  id user state exitCode source steps { id } efficiency { elapsedSeconds } } } }"""
+
+
+async def test_a_forgotten_job_is_answered_from_accounting(finished: Finished) -> None:
+    """job(id) of a job the controller has purged comes from slurmdbd (source ACCOUNTING), with
+    its steps; under `own`, bob gets null for alice's purged job, as for a missing one, and his
+    own purged job from accounting."""
+    purging = PurgingTransport(LocalTransport())
+    for job_id in (finished.fails, finished.bob):
+        purging.purge(job_id)
+    async for app in app_with(own_settings(), CountingTransport(purging)):
+        hers = await job_as(app, "alice", finished.fails)
+        assert (hers["state"], hers["exitCode"], hers["source"]) == ("FAILED", 3, "ACCOUNTING")
+        assert {"batch", "0"} <= {step["id"] for step in hers["steps"]}
+        assert hers["efficiency"] is not None
+        assert await job_as(app, "bob", finished.fails) is None
+        assert await job_as(app, "bob", "987654321") is None
+        assert (await job_as(app, "bob", finished.bob))["source"] == "ACCOUNTING"
+        assert (await job_as(app, "alice", finished.memory))["source"] == "SLURMCTLD"
+
+
+async def job_as(app: App, user: str, job_id: str) -> Any:
+    response = await app.client.post(
+        "/graphql",
+        json={"query": JOB, "variables": {"id": job_id}},
+        headers={"Authorization": f"Bearer {user}-token"},
+    )
+    body = response.json()
+    assert "errors" not in body, body
+    return body["data"]["cluster"]["job"]
