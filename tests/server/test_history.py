@@ -75,7 +75,10 @@ def finished(unix_users: None) -> Finished:
         wait_for_state(job_id, state, timeout=90)
     deadline = time.monotonic() + 30
     # slurmdbd hears of an end, and of the steps' figures, a moment after slurmctld.
-    while not recorded(sacct_says("root", (memory, fails, bob)), memory, fails):
+    while (
+        not recorded(sacct_says("root", (memory, fails, bob)), memory, fails)
+        or len(sacct_says("alice", (), names=(tag,))) != 2
+    ):
         assert time.monotonic() < deadline, "slurmdbd did not record the jobs within 30 s"
         time.sleep(0.5)
     return Finished(tag, memory, fails, bob)
@@ -138,10 +141,15 @@ def code(body: dict[str, Any]) -> str:
     return str(body["errors"][0]["extensions"]["code"])
 
 
-def sacct_says(user: str, job_ids: tuple[str, ...]) -> dict[str, HistoryRecord]:
-    """What sacct itself prints for these jobs (run as `user`, as the API does)."""
+def sacct_says(
+    user: str, job_ids: tuple[str, ...], names: tuple[str, ...] = ()
+) -> dict[str, HistoryRecord]:
+    """What sacct itself prints for these jobs (run as `user`, as the API does); by name, the
+    user's own jobs of that name."""
     now = int(time.time())
-    command = history_command(HistoryQuery(now - 3600, now + 60, job_ids=job_ids))
+    users = (user,) if names else ()
+    query = HistoryQuery(now - 3600, now + 60, users=users, names=names, job_ids=job_ids)
+    command = history_command(query)
     done = subprocess.run(
         ["runuser", "-u", user, "--", *command.argv],
         env={**os.environ, **command.env},
@@ -285,7 +293,7 @@ async def test_no_slurmdbd_is_accounting_unavailable(finished: Finished) -> None
 
 
 JOB = """query($id: String!) { cluster { job(id: $id) {
-  id user state exitCode source steps { id } efficiency { elapsedSeconds } } } }"""
+  id displayId user state exitCode source steps { id } efficiency { elapsedSeconds } } } }"""
 
 
 async def test_a_forgotten_job_is_answered_from_accounting(finished: Finished) -> None:
