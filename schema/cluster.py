@@ -6,6 +6,7 @@ import time
 
 import strawberry
 
+from resolvers import accounts as accounting
 from resolvers.context import RequestContext
 from resolvers.global_ids import Kind, global_id
 from resolvers.history import forgotten_job, job_history
@@ -13,6 +14,7 @@ from resolvers.ids import BadUserInput, validate_job_id
 from resolvers.selection import filter_nodes
 from resolvers.snapshot import Snapshot
 from resolvers.visibility import check_visible
+from schema.accounts import Account, Qos
 from schema.connection import JobConnection, JobEdge, PageInfo, job_connection
 from schema.errors import expected_errors_as_graphql, expected_errors_raised_as_graphql
 from schema.filters import JobFilter, JobOrder, NodeFilter
@@ -85,6 +87,24 @@ class Cluster(Node):
         return job_connection(
             context, self._snapshot, filter, first, after, context.max_page_size, None, order_by
         )
+
+    @strawberry.field(description="Slurm's accounts (sacctmgr, as the requesting user).")
+    async def accounts(self, info: strawberry.Info) -> list[Account]:
+        context: RequestContext = info.context
+        context.cacheable = False
+        found = await expected_errors_as_graphql(
+            accounting.accounts(context.sources[self.name].transport, context.identity.user)
+        )
+        return [Account.of(a) for a in found]
+
+    @strawberry.field(description="Quality-of-service levels (sacctmgr, as the requesting user).")
+    async def qos(self, info: strawberry.Info) -> list[Qos]:
+        context: RequestContext = info.context
+        context.cacheable = False
+        found = await expected_errors_as_graphql(
+            accounting.qos(context.sources[self.name].transport, context.identity.user)
+        )
+        return [Qos.of(q) for q in found]
 
     @strawberry.field(
         description="Finished jobs from accounting (slurmdbd), by one sacct run as the "

@@ -6,9 +6,11 @@ import asyncio
 
 import strawberry
 
+from resolvers import accounts as accounting
 from resolvers.context import RequestContext
 from resolvers.global_ids import GlobalId, Kind, decode_global_id, decode_global_ids
 from resolvers.snapshot import Snapshot
+from schema.accounts import Association
 from schema.cluster import Cluster
 from schema.errors import expected_errors_as_graphql, expected_errors_raised_as_graphql
 from schema.identification import Node
@@ -59,6 +61,25 @@ class Viewer:
         "as (SLURM_GRAPHQL_ANONYMOUS_USER)."
     )
     admin: bool
+
+    @strawberry.field(
+        description="Where the caller may submit on a cluster (the default one without `cluster`)"
+        ": account, partition, QOS and limits, with their fair-share (sacctmgr and sshare, run "
+        "as the caller, in one round trip)."
+    )
+    async def associations(
+        self, info: strawberry.Info, cluster: str | None = None
+    ) -> list[Association]:
+        context: RequestContext = info.context
+        context.cacheable = False
+
+        async def load() -> list[Association]:
+            source = context.sources[context.resolve_cluster_name(cluster)]
+            found = await accounting.associations(source.transport, context.identity.user)
+            return [Association.of(a) for a in found]
+
+        return await expected_errors_as_graphql(load())
+
     authenticated: bool = strawberry.field(
         description="False for an anonymous request, which may only read: mutations and job "
         "output need an authenticated identity."

@@ -53,6 +53,10 @@ PAGE = "page"
 # few sruns); the execution budget (server/execution.py) stops a job with thousands.
 STEPS = "steps"
 STEPS_PER_JOB = 8
+# Accounts, QOS and a user's associations: configuration an administrator writes, costed as this
+# many each (no snapshot counts them).
+ACCOUNTING = "accounting"
+ACCOUNTING_ITEMS = 100
 IDS = "ids"  # as many items as the ids asked for
 # (type, field) -> which bound its list has. Every list of objects in the schema is named here
 # (a test walks the schema to keep it so); an unnamed one would take the largest bound.
@@ -65,6 +69,9 @@ LIST_BOUNDS: Mapping[tuple[str, str], str] = {
     ("ComputeNode", "jobs"): "jobs_per_node",
     ("Job", "nodes"): "nodes_per_job",
     ("Job", "steps"): STEPS,
+    ("Cluster", "accounts"): ACCOUNTING,
+    ("Cluster", "qos"): ACCOUNTING,
+    ("Viewer", "associations"): ACCOUNTING,
     ("JobConnection", "edges"): PAGE,
     ("Query", "nodes"): IDS,
     ("Stats", "jobsByState"): "job_states",
@@ -256,6 +263,8 @@ class _Walker:
             return self._clusters
         if bound == STEPS:
             return STEPS_PER_JOB
+        if bound == ACCOUNTING:
+            return ACCOUNTING_ITEMS
         if bound in ENUM_BOUNDS:
             return ENUM_BOUNDS[bound]
         if bound == IDS:

@@ -22,7 +22,7 @@ from server.app import create_app
 from server.settings import Settings
 from tests.support.counting import CountingTransport
 from tests.support.live import PurgingTransport
-from tests.support.scenario import has_accounting, sbatch, wait_for_state
+from tests.support.scenario import has_accounting, sbatch, slurm, wait_for_state
 from tests.support.visibility import own_settings
 from transport.base import Command
 from transport.local import LocalTransport
@@ -323,3 +323,42 @@ async def job_as(app: App, user: str, job_id: str) -> Any:
     body = response.json()
     assert "errors" not in body, body
     return body["data"]["cluster"]["job"]
+
+
+ACCOUNTING = """query { viewer { user associations { cluster account partition qos defaultQos
+  maxJobs maxWallMinutes fairShare { rawShares normalizedShares rawUsage effectiveUsage
+  fairShare } } }
+  cluster { accounts { name organization description } qos { name priority maxWallMinutes } } }"""
+
+
+def sacctmgr(*argv: str) -> list[list[str]]:
+    out = slurm("sacctmgr", "--noheader", "--parsable2", "show", *argv)
+    return [line.split("|") for line in out.splitlines() if line]
+
+
+async def test_accounts_qos_and_associations_match_sacctmgr(own: App) -> None:
+    """What sacctmgr and sshare say, through the API, as alice and carol: each sees only their
+    own associations, with their fair-share line."""
+    response = await own.client.post(
+        "/graphql", json={"query": ACCOUNTING}, headers={"Authorization": "Bearer alice-token"}
+    )
+    body = response.json()
+    assert "errors" not in body, body
+    data = body["data"]
+    [mine] = data["viewer"]["associations"]
+    assert (mine["account"], mine["qos"], mine["defaultQos"]) == (
+        "physics",
+        ["long", "normal"],
+        "normal",
+    )
+    assert mine["fairShare"]["rawShares"] == 1
+    expected = {row[0] for row in sacctmgr("accounts", "format=Account")}
+    assert {a["name"] for a in data["cluster"]["accounts"]} == expected
+    qos = {q["name"]: q for q in data["cluster"]["qos"]}
+    assert set(qos) == {row[0] for row in sacctmgr("qos", "format=Name")}
+    assert (qos["long"]["maxWallMinutes"], qos["long"]["priority"]) == (7 * 1440, 10)
+    response = await own.client.post(
+        "/graphql", json={"query": ACCOUNTING}, headers={"Authorization": "Bearer carol-token"}
+    )
+    carol = response.json()["data"]["viewer"]["associations"]
+    assert [(a["account"]) for a in carol] == ["chem"]
