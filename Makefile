@@ -29,7 +29,7 @@ cluster-stop:
 	scripts/local-cluster stop
 
 run: install cluster-start
-	$(BIN)/slurm-graphql serve --host $(HOST) --port $(PORT)
+	SLURM_GRAPHQL_UI=$${SLURM_GRAPHQL_UI:-true} $(BIN)/slurm-graphql serve --host $(HOST) --port $(PORT)
 
 # The suite starts the local cluster itself when it is not running, and stops what it started.
 test: install system-deps

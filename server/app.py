@@ -18,7 +18,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -96,6 +96,7 @@ from server.security_headers import SecurityHeadersMiddleware
 from server.settings import Settings
 from server.shared_limits import SharedRateLimit, SharedStreams
 from server.shared_state import open_shared_state
+from server.ui import UI_CSP, render_ui
 from server.ws_limits import LimitedTransportWSHandler, LimitedWSHandler
 from server.ws_observe import NoteOperation, note_stream, note_stream_result
 from transport import Transport, open_transport
@@ -120,6 +121,9 @@ STATIC_PREFIX = "/static/graphiql"
 # everything in STATIC_DIR.
 PAGE_DIR = Path(__file__).parent / "static" / "page"
 PAGE_PREFIX = "/static/page"
+# The dashboard's modules and style (server/ui.py), served only when SLURM_GRAPHQL_UI is on.
+UI_DIR = Path(__file__).parent / "static" / "ui"
+UI_PREFIX = "/ui/static"
 
 
 def _should_mask(error: GraphQLError) -> bool:
@@ -437,6 +441,25 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         return HTMLResponse(self._page, headers={"Content-Security-Policy": GRAPHIQL_CSP})
 
 
+def _ui_routes(settings: Settings) -> list[BaseRoute]:
+    """/ui (the dashboard's shell) and its modules when SLURM_GRAPHQL_UI is on; else nothing."""
+    if not settings.ui:
+        return []
+    page = render_ui(UI_PREFIX, "/graphql", settings.auth_mode)
+
+    async def ui(request: Request) -> Response:
+        # The shell names no user and holds no data: the same bytes for everyone.
+        return HTMLResponse(
+            page, headers={"Content-Security-Policy": UI_CSP, "Cache-Control": "no-cache"}
+        )
+
+    return [
+        Route("/ui", ui),
+        Route("/ui/", ui),
+        Mount(UI_PREFIX, StaticFiles(directory=UI_DIR), name="ui-assets"),
+    ]
+
+
 def _cors(settings: Settings) -> list[Middleware]:
     """CORS for the listed origins only; none listed, no CORS headers at all. Tokens travel in
     the Authorization header, not cookies, so credentials need not be allowed."""
@@ -603,6 +626,7 @@ def create_app(
             *extra_routes,
             Mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="graphiql-assets"),
             Mount(PAGE_PREFIX, StaticFiles(directory=PAGE_DIR), name="graphiql-page"),
+            *_ui_routes(settings),
         ],
         middleware=[
             # Outermost, so a request's duration and log line include everything below.

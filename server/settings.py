@@ -43,6 +43,8 @@ class Settings:
     max_page_size: int = 10_000
     max_history_days: int = 31
     graphiql: bool = True
+    # The reference dashboard at /ui (server/ui.py); off unless asked for.
+    ui: bool = False
     response_cache: bool = True
     # Bearer token digests -> identity (SLURM_GRAPHQL_TOKENS or _TOKENS_FILE).
     tokens: TokenMap = field(default_factory=TokenMap)
@@ -169,6 +171,7 @@ class Settings:
             max_page_size=int(_number(environ, "SLURM_GRAPHQL_MAX_PAGE_SIZE", 10_000, minimum=1)),
             max_history_days=int(_number(environ, "SLURM_GRAPHQL_MAX_HISTORY_DAYS", 31, minimum=1)),
             graphiql=_flag(environ, "SLURM_GRAPHQL_GRAPHIQL", True),
+            ui=_flag(environ, "SLURM_GRAPHQL_UI", False),
             response_cache=_flag(environ, "SLURM_GRAPHQL_RESPONSE_CACHE", True),
             tokens=tokens_from(environ),
             anonymous_user=environ.get("SLURM_GRAPHQL_ANONYMOUS_USER") or "nobody",

@@ -1,0 +1,65 @@
+"""The reference dashboard at /ui: plain ES modules and CSS from ``server/static/ui/``.
+
+No CDN, no build step, nothing vendored: the page is this HTML shell plus the modules the
+browser loads from this server. The shell holds no inline script or style, so its
+Content-Security-Policy (``UI_CSP``) lets the page run only files served here, talk only
+to this server (``connect-src 'self'`` covers its own ws:// and wss://), and no other site
+frame it. Every piece of data the modules show goes into the DOM as text (``textContent``),
+never as markup.
+
+The dashboard is off unless ``SLURM_GRAPHQL_UI=true`` (``make run`` turns it on): a
+production API serves frontends of its own and should not carry a second one by default.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+
+__all__ = ["UI_CSP", "render_ui"]
+
+UI_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+_PAGE = """\
+<!doctype html>
+<html lang="en">
+  <head>
+    <meta charset="utf-8">
+    <meta name="viewport" content="width=device-width, initial-scale=1">
+    <title>slurm-graphql dashboard</title>
+    <link rel="icon" href="data:,">
+    <link rel="stylesheet" href="{prefix}/ui.css">
+    <script type="module" src="{prefix}/app.js"></script>
+  </head>
+  <body data-config="{config}">
+    <a class="skip" href="#main">Skip to content</a>
+    <header>
+      <strong>slurm-graphql</strong>
+      <nav aria-label="Views">
+        <a href="#/overview">Overview</a>
+        <a href="#/jobs">Jobs</a>
+        <a href="#/submit">Submit</a>
+      </nav>
+      <form id="auth" autocomplete="off"></form>
+    </header>
+    <div id="banner" role="alert" hidden></div>
+    <main id="main" tabindex="-1">Loading&hellip;</main>
+  </body>
+</html>
+"""
+
+
+def render_ui(static_prefix: str, endpoint: str = "/graphql", auth_mode: str = "none") -> str:
+    """The dashboard's HTML shell; its modules are served under ``static_prefix``.
+
+    ``endpoint`` is where the modules send GraphQL over HTTP and open their WebSocket;
+    ``auth_mode`` (Settings.auth_mode) tells them whether to offer the token field.
+    """
+    config = json.dumps({"endpoint": endpoint, "auth": auth_mode})
+    return _PAGE.format(
+        prefix=html.escape(static_prefix.rstrip("/"), quote=True),
+        config=html.escape(config, quote=True),
+    )

@@ -1,0 +1,232 @@
+"""The dashboard at /ui in Debian's headless Chromium, over a real `slurm-graphql serve` and the
+real local cluster: one browser and one server for the module (tokens for alice and bob, job
+visibility `own`, polling every 0.5 s)."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.wait import WebDriverWait
+
+from tests.conftest import TOKENS
+from tests.support.browser import (
+    WebDriver,
+    chromium_available,
+    console_messages,
+    headless_chromium,
+    requested_urls,
+)
+from tests.support.scenario import (
+    DRAIN_REASON,
+    DRAINED_NODE,
+    Scenario,
+    sbatch,
+    slurm,
+    wait_for_state,
+)
+from tests.support.server import running_server
+
+pytestmark = [pytest.mark.browser, pytest.mark.cluster]
+
+POLL = 0.5
+# HTML, a script, an event handler, RTL overrides and bulk: all of it must show as text.
+HOSTILE = (
+    "<img src=x onerror=\"window.__pwned='img'\">"
+    "<script>window.__pwned='script'</script>\u202e\u200fevil"
+)
+
+
+@dataclass
+class Dashboard:
+    base_url: str
+    driver: WebDriver
+
+    def open(self, view: str, token: str) -> None:
+        """Load /ui#/<view> with `token` pasted in the header's form (kept in sessionStorage)."""
+        self.driver.get(f"{self.base_url}/ui#/{view}")
+        self.wait().until(lambda d: d.find_elements(By.NAME, "token"))
+        current = self.driver.execute_script(
+            "return sessionStorage.getItem('slurm-graphql-token');"
+        )
+        if current != token:
+            box = self.driver.find_element(By.NAME, "token")
+            box.clear()
+            box.send_keys(token)
+            self.driver.find_element(By.CSS_SELECTOR, "#auth button[type=submit]").click()
+        self.wait().until(lambda d: "signed in as" in d.find_element(By.ID, "auth").text)
+
+    def wait(self, seconds: float = 15) -> WebDriverWait[WebDriver]:
+        return WebDriverWait(self.driver, seconds, poll_frequency=0.05)
+
+    def loaded(self, selector: str) -> None:
+        self.wait().until(
+            lambda d: d.execute_script(
+                "const e = document.querySelector(arguments[0]); return e && e.dataset.loaded;",
+                selector,
+            )
+        )
+
+
+@pytest.fixture(scope="module")
+def dashboard(scenario: Scenario, unix_users: None) -> Iterator[Dashboard]:
+    if not chromium_available():
+        pytest.skip("needs chromium and chromium-driver")
+    environ = {
+        "SLURM_GRAPHQL_UI": "true",
+        "SLURM_GRAPHQL_TOKENS": TOKENS,
+        "SLURM_GRAPHQL_ALLOWED_HOSTS": "127.0.0.1",
+        "SLURM_GRAPHQL_JOB_VISIBILITY": "own",
+        "SLURM_GRAPHQL_POLL_INTERVAL": str(POLL),
+        "SLURM_GRAPHQL_CACHE_TTL": "0",
+    }
+    with running_server(environ) as base_url, headless_chromium() as driver:
+        yield Dashboard(base_url, driver)
+
+
+def test_overview_shows_the_real_nodes_offline_under_its_csp(dashboard: Dashboard) -> None:
+    """The overview lists every node sinfo knows, in a heat map with state and CPUs as text, and
+    the drained node with its reason; the page asked nothing of any other origin and the console
+    shows no CSP violation or script error."""
+    dashboard.open("overview", "alice-token")
+    dashboard.loaded(".overview")
+    names = set(slurm("sinfo", "--noheader", "--Node", "--format=%N").split())
+    cells = dashboard.driver.find_elements(By.CSS_SELECTOR, ".heatmap .node")
+    shown = {cell.get_attribute("data-node") for cell in cells}
+    assert shown == names
+    drained = dashboard.driver.find_element(
+        By.CSS_SELECTOR, f'.heatmap [data-node="{DRAINED_NODE}"]'
+    )
+    assert "DRAIN" in drained.text and "CPUs" in drained.text
+    row = dashboard.driver.find_element(By.CSS_SELECTOR, f'.reasons tr[data-node="{DRAINED_NODE}"]')
+    assert DRAIN_REASON in row.text
+    urls = requested_urls(dashboard.driver)
+    assert urls and all(
+        u.startswith(dashboard.base_url) or u.startswith(dashboard.base_url.replace("http", "ws"))
+        for u in urls
+    ), urls
+    console = console_messages(dashboard.driver)
+    errors = [m for m in console if m.startswith("SEVERE") or "Content Security Policy" in m]
+    assert not errors, errors
+
+
+def test_a_job_submitted_with_sbatch_appears_live_and_turns_completed(
+    dashboard: Dashboard,
+) -> None:
+    """With the job table open, alice's sbatch job shows up within the poll interval + 1 s and
+    its row turns COMPLETED, without a reload."""
+    dashboard.open("jobs", "alice-token")
+    dashboard.loaded(".table")
+    marker = dashboard.driver.execute_script("return (window.__marker = Math.random());")
+    job_id = sbatch("--job-name=ui-live", "--wrap=sleep 1", user="alice")
+    started = time.monotonic()
+    row = f'tr[data-job="{job_id}"]'
+    dashboard.wait(POLL + 1 + 1).until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
+    appeared = time.monotonic() - started
+    assert appeared <= POLL + 1, appeared
+    state = "const r = document.querySelector(arguments[0]); return r && r.dataset.state;"
+    dashboard.wait(60).until(lambda d: d.execute_script(state, row) == "COMPLETED")
+    assert dashboard.driver.execute_script("return window.__marker;") == marker  # no reload
+
+
+def test_the_cancel_button_cancels(dashboard: Dashboard) -> None:
+    """On her running job's page alice clicks Cancel; Slurm then has the job CANCELLED."""
+    job_id = sbatch("--job-name=ui-cancel", "--wrap=sleep 300", user="alice")
+    try:
+        dashboard.open(f"job/{job_id}", "alice-token")
+        dashboard.loaded(".job")
+        dashboard.driver.find_element(By.CSS_SELECTOR, 'button[data-action="cancel"]').click()
+        wait_for_state(job_id, "CANCELLED", timeout=15)
+        dashboard.wait().until(
+            lambda d: d.find_element(By.CSS_SELECTOR, ".job h1 .badge").text == "CANCELLED"
+        )
+    finally:
+        slurm("scancel", job_id)
+
+
+def test_bob_never_sees_alices_jobs(dashboard: Dashboard, scenario: Scenario) -> None:
+    """Under visibility `own`, bob's table lists none of alice's jobs, and her job's page is
+    "no such job" for him, with no Cancel button."""
+    alices = sbatch("--job-name=ui-alice", "--wrap=sleep 120", user="alice")
+    try:
+        dashboard.open("jobs", "bob-token")
+        dashboard.loaded(".table")
+        users = [
+            cell.text
+            for cell in dashboard.driver.find_elements(
+                By.CSS_SELECTOR, "table.jobs tbody td:nth-child(3)"
+            )
+        ]
+        assert set(users) <= {"bob"}, users
+        assert not dashboard.driver.find_elements(By.CSS_SELECTOR, f'tr[data-job="{alices}"]')
+        dashboard.open(f"job/{alices}", "bob-token")
+        dashboard.wait().until(
+            lambda d: "No such job" in d.find_element(By.CSS_SELECTOR, ".job").text
+        )
+        assert not dashboard.driver.find_elements(By.CSS_SELECTOR, "button[data-action]")
+    finally:
+        slurm("scancel", alices)
+
+
+def test_hostile_names_comments_outputs_and_reasons_render_as_text(
+    dashboard: Dashboard,
+) -> None:
+    """A job name, a comment (Slurm refuses comments over ~1 KB), 10 KB of job output and a drain
+    reason made of HTML, script tags and RTL marks show as the literal text; no injected script
+    or handler runs."""
+    comment = HOSTILE + "x" * 800
+    bulk = (HOSTILE * 120)[:10_000]
+    # alice writes it: a directory of hers, not pytest's (its parents are root's, mode 0700).
+    folder = Path(tempfile.mkdtemp(prefix="ui-hostile-"))
+    folder.chmod(0o777)
+    output = folder / "hostile.out"
+    script = f"--wrap=printf '%s' {shlex.quote(bulk)}"
+    job_id = sbatch(
+        f"--job-name={HOSTILE}", f"--comment={comment}", f"--output={output}", script, user="alice"
+    )
+    slurm("scontrol", "update", f"nodename={DRAINED_NODE}", f"reason={HOSTILE}")
+    try:
+        wait_for_state(job_id, "COMPLETED")
+        dashboard.open(f"job/{job_id}", "alice-token")
+        dashboard.loaded(".job")
+        text = "const e = document.querySelector(arguments[0]); return e && e.textContent;"
+        assert dashboard.driver.execute_script(text, "[data-field=Comment]") == comment
+        assert dashboard.driver.execute_script(text, "[data-field=Name]") == HOSTILE
+        assert dashboard.driver.execute_script(text, "pre.output") == bulk
+        dashboard.open("overview", "alice-token")
+        dashboard.wait().until(
+            lambda d: (
+                d.execute_script(text, f'.reasons tr[data-node="{DRAINED_NODE}"] .reason')
+                == HOSTILE
+            )
+        )
+        dashboard.open("jobs", "alice-token")
+        dashboard.loaded(".table")
+        assert not dashboard.driver.find_elements(By.CSS_SELECTOR, "main img, main script")
+        assert dashboard.driver.execute_script("return window.__pwned;") is None
+    finally:
+        slurm("scontrol", "update", f"nodename={DRAINED_NODE}", f"reason={DRAIN_REASON}")
+        slurm("scancel", job_id)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_refused_submission_shows_next_to_its_field(dashboard: Dashboard) -> None:
+    """The submit form sends a script without #!; the SubmitRejected code and message appear
+    under the script field, which is marked invalid."""
+    dashboard.open("submit", "alice-token")
+    dashboard.wait().until(lambda d: d.find_elements(By.ID, "submit-script"))
+    script = dashboard.driver.find_element(By.ID, "submit-script")
+    script.clear()
+    script.send_keys("echo no interpreter line")
+    dashboard.driver.find_element(By.CSS_SELECTOR, "form.submit button[type=submit]").click()
+    error = dashboard.driver.find_element(By.ID, "submit-script-error")
+    dashboard.wait().until(lambda d: "INVALID_INPUT" in error.text)
+    assert "#!" in error.text
+    assert script.get_attribute("aria-invalid") == "true"
