@@ -1,0 +1,162 @@
+"""jobHistory on the real cluster with slurmdbd: latency and bytes of a page, against sacct --json.
+
+    SLURM_CONF=<cluster>/slurm.conf python bench/history.py [--fill N] [--runs 5]
+
+`--fill N` first submits arrays of trivial jobs as alice until accounting holds N jobs of the
+last day (issue 14 asks for 20,000; arrays of 1,000 `true` tasks, 16 at a time on the local
+cluster's 4x4 CPUs). Then, through the app in process (HTTP over ASGI, LocalTransport, sacct run
+as the requester), median of --runs: the first page of 50, a page deep in the listing (after the
+middle job), the first page filtered by user, and by a 1-hour window; the sacct processes each
+page ran; and `sacct --json` over the same 24 hours, run and decoded (what a client decoding
+Slurm's JSON pays). Targets (issue 14): a page of 50 <= 300 ms; one sacct per page; >= 5x less
+time than decoding sacct --json for the window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import httpx  # noqa: E402
+
+from server.app import create_app  # noqa: E402
+from server.settings import Settings  # noqa: E402
+from server.tokens import parse_token_map  # noqa: E402
+from tests.support.counting import CountingTransport  # noqa: E402
+from transport.local import LocalTransport  # noqa: E402
+
+PAGE = """query($filter: JobHistoryFilter, $after: String) { cluster {
+  jobHistory(filter: $filter, first: 50, after: $after) { totalCount
+    pageInfo { endCursor hasNextPage }
+    edges { cursor node { displayId name user state exitCode endTime
+      efficiency { cpuEfficiencyPercent memoryEfficiencyPercent } } } } } }"""
+
+
+def in_accounting() -> int:
+    out = subprocess.run(
+        ["sacct", "-a", "-X", "-n", "-P", "-S", "now-1days", "--format=JobIDRaw"],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout  # fmt: skip
+    return len(out.splitlines())
+
+
+def fill(target: int) -> None:
+    while (have := in_accounting()) < target:
+        size = min(1000, target - have)
+        print(f"  accounting holds {have} jobs; submitting an array of {size}", flush=True)
+        subprocess.run(
+            ["runuser", "-u", "alice", "--", "sbatch", "--parsable", "-p", "batch",
+             "--chdir=/tmp", "--output=/dev/null", f"--array=1-{size}%16", "--wait",
+             "--wrap", "true"],
+            check=True, capture_output=True, timeout=7200,
+        )  # fmt: skip
+
+
+async def measure(runs: int) -> dict[str, Any]:
+    transport = CountingTransport(LocalTransport())
+    settings = Settings(
+        cache_ttl=0.0,
+        response_cache=False,
+        tokens=parse_token_map("bench-token-carol=carol:admin"),
+        max_cost=10**9,
+    )
+    app = create_app(settings, transports={"local": transport})
+    figures: dict[str, Any] = {}
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://localhost", timeout=300
+        ) as client,
+    ):
+
+        async def page(**variables: Any) -> tuple[float, int, dict[str, Any], int]:
+            before = len(transport.batches)
+            t0 = time.perf_counter()
+            response = await client.post(
+                "/graphql",
+                json={"query": PAGE, "variables": variables},
+                headers={"Authorization": "Bearer bench-token-carol"},
+            )
+            took = time.perf_counter() - t0
+            body = response.json()
+            assert "errors" not in body, body
+            sacct = sum(a[0] == "sacct" for b in transport.batches[before:] for a in b)
+            return took, len(response.content), body["data"]["cluster"]["jobHistory"], sacct
+
+        _, _, first, _ = await page()
+        total = first["totalCount"]
+        # The cursor of the middle job: walk pages of 50 to it once (not timed).
+        after = None
+        for _ in range(total // 2 // 50):
+            _, _, walked, _ = await page(after=after)
+            after = walked["pageInfo"]["endCursor"]
+        hour = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+        cases: dict[str, dict[str, Any]] = {
+            "first page of 50": {},
+            "page deep in the listing": {"after": after},
+            "filtered by user (alice)": {"filter": {"users": ["alice"]}},
+            "1-hour window": {"filter": {"endedAfter": hour}},
+        }
+        figures["jobs in the window (24 h)"] = total
+        for name, variables in cases.items():
+            samples = [await page(**variables) for _ in range(runs)]
+            figures[name] = {
+                "median ms": round(statistics.median(s[0] for s in samples) * 1000, 1),
+                "bytes": samples[0][1],
+                "sacct per page": samples[0][3],
+            }
+    return figures
+
+
+def sacct_json(runs: int) -> dict[str, Any]:
+    times, decode, size = [], [], 0
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        out = subprocess.run(
+            ["sacct", "-a", "--json", "-S", "now-1days"],
+            capture_output=True, check=True, timeout=600,
+        ).stdout  # fmt: skip
+        t1 = time.perf_counter()
+        jobs = json.loads(out)["jobs"]
+        t2 = time.perf_counter()
+        times.append(t2 - t0)
+        decode.append(t2 - t1)
+        size = len(out)
+    return {
+        "jobs": len(jobs),
+        "median ms (run + decode)": round(statistics.median(times) * 1000, 1),
+        "median ms (decode only)": round(statistics.median(decode) * 1000, 1),
+        "bytes": size,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--fill", type=int, default=0)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    if "SLURM_CONF" not in os.environ:
+        print("bench/history.py: set SLURM_CONF to a cluster with slurmdbd", file=sys.stderr)
+        return 2
+    if args.fill:
+        fill(args.fill)
+    figures = asyncio.run(measure(args.runs))
+    figures["sacct --json, same 24 h"] = sacct_json(args.runs)
+    print(json.dumps(figures, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
