@@ -21,11 +21,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--cache-ttl", type=float, default=1.0)
     parser.add_argument("--no-response-cache", action="store_true")
+    parser.add_argument("--ui", action="store_true", help="serve the dashboard at /ui")
     args = parser.parse_args()
     settings = Settings(
         clusters=(("local", "local://"),),
         cache_ttl=args.cache_ttl,
         response_cache=not args.no_response_cache,
+        ui=args.ui,
     )
     app = create_app(
         settings, transports={"local": MockTransport(RecordedCluster(args.jobs), url="recorded://")}

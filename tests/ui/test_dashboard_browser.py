@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -32,7 +33,7 @@ from tests.support.scenario import (
     slurm,
     wait_for_state,
 )
-from tests.support.server import running_server
+from tests.support.server import free_port, running_process, running_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.cluster]
 
@@ -230,3 +231,25 @@ def test_a_refused_submission_shows_next_to_its_field(dashboard: Dashboard) -> N
     dashboard.wait().until(lambda d: "INVALID_INPUT" in error.text)
     assert "#!" in error.text
     assert script.get_attribute("aria-invalid") == "true"
+
+
+def test_a_lost_connection_shows_a_banner_and_resumes(dashboard: Dashboard) -> None:
+    """The server behind an open job table goes away: a banner says live updates are lost; the
+    server comes back on the same port: the banner goes and the table asks again, no reload."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    environ = {"SLURM_GRAPHQL_UI": "true", "SLURM_GRAPHQL_POLL_INTERVAL": str(POLL)}
+    driver = dashboard.driver
+    banner = "const b = document.getElementById('banner'); return b.hidden ? '' : b.textContent;"
+    loaded = "return document.querySelector('.table').dataset.loaded;"
+    with running_process(argv, f"{base_url}/healthz", environ):
+        driver.get(f"{base_url}/ui#/jobs")
+        dashboard.loaded(".table")
+        driver.execute_script("window.__marker = 1;")
+    dashboard.wait(20).until(lambda d: "Live updates lost" in d.execute_script(banner))
+    before = driver.execute_script(loaded)
+    with running_process(argv, f"{base_url}/healthz", environ):
+        dashboard.wait(30).until(lambda d: d.execute_script(banner) == "")
+        dashboard.wait().until(lambda d: d.execute_script(loaded) != before)
+    assert driver.execute_script("return window.__marker;") == 1
