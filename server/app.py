@@ -89,6 +89,14 @@ from server.observe import (
 )
 from server.operations import Operation, OperationOf
 from server.origins import OriginPolicy, OriginPolicyMiddleware
+from server.persisted import (
+    PersistedQueries,
+    PersistedQueryRefused,
+    PersistedRequest,
+    check_manifest,
+    load_manifest,
+)
+from server.persisted_http import cache_control, rewrite
 from server.rate_limit import RateLimiter
 from server.response_cache import ResponseCache
 from server.round_trips import RoundTripListener, WatchedTransport
@@ -233,6 +241,11 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         self._anonymous = Identity.anonymous(settings.anonymous_user)
         self._sources = sources
         self._settings = settings
+        manifest = load_manifest(settings.persisted_manifest) if settings.persisted_manifest else {}
+        check_manifest(manifest, schema._schema)  # validated once, at start-up
+        self.persisted = PersistedQueries(
+            manifest, only=settings.persisted_only, max_document_bytes=settings.max_document_bytes
+        )
         self._page = render_graphiql("/graphql", STATIC_PREFIX, PAGE_PREFIX)
         self._responses = ResponseCache(sources)
 
@@ -308,8 +321,33 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         """Whose limits a WebSocket operation spends: its identity's, else its address's."""
         return client_key(self.identity_key(context), scope)
 
+    def persisted_payload(self, payload: Any, context: RequestContext) -> dict[str, Any] | None:
+        """A WebSocket operation's persisted document put in its payload; the error refusing
+        it (the allow-list, an unknown hash), or None."""
+        if not isinstance(payload, dict):
+            return None  # the protocol handler refuses it
+        try:
+            request = PersistedRequest.of(payload.get("query"), payload.get("extensions"))
+            document = self.persisted.resolve(request, self.keeps(context))
+        except PersistedQueryRefused as refused:
+            error: dict[str, Any] = refused.body()["errors"][0]
+            return error
+        if document is not None:
+            payload["query"] = document
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Authenticated and within its limits by now (the route's middleware, create_app).
+        if scope["type"] == "http" and scope.get("method") in ("GET", "POST"):
+            keep = not self.authentication.required or "identity" in scope.get("state", {})
+            resolved = await rewrite(scope, receive, send, self.persisted, keep)
+            if resolved is None:
+                return  # refused: PersistedQueryNotFound, a wrong hash, the allow-list
+            receive = resolved
+            if scope["method"] == "GET":
+                send = cache_control(
+                    send, not self.authentication.required, int(self._settings.cache_ttl)
+                )
         if scope["type"] == "http" and self._guard is not None:
             # Authenticated (or the server asks nobody to), and within the rate limit: only now
             # may the guard read the body and parse what it holds.

@@ -46,6 +46,10 @@ class Settings:
     # The reference dashboard at /ui (server/ui.py); off unless asked for.
     ui: bool = False
     response_cache: bool = True
+    # Persisted queries (server/persisted.py): a manifest of allowed documents, and whether
+    # only they run.
+    persisted_manifest: str | None = None
+    persisted_only: bool = False
     # Bearer token digests -> identity (SLURM_GRAPHQL_TOKENS or _TOKENS_FILE).
     tokens: TokenMap = field(default_factory=TokenMap)
     # With no authentication configured, every request is anonymous: it may only read, as this
@@ -173,6 +177,8 @@ class Settings:
             graphiql=_flag(environ, "SLURM_GRAPHQL_GRAPHIQL", True),
             ui=_flag(environ, "SLURM_GRAPHQL_UI", False),
             response_cache=_flag(environ, "SLURM_GRAPHQL_RESPONSE_CACHE", True),
+            persisted_manifest=environ.get("SLURM_GRAPHQL_PERSISTED_MANIFEST") or None,
+            persisted_only=_flag(environ, "SLURM_GRAPHQL_PERSISTED_ONLY", False),
             tokens=tokens_from(environ),
             anonymous_user=environ.get("SLURM_GRAPHQL_ANONYMOUS_USER") or "nobody",
             min_uid=int(_number(environ, "SLURM_GRAPHQL_MIN_UID", DEFAULT_MIN_UID, minimum=1)),

@@ -72,6 +72,11 @@ class LimitedView(Protocol):
 
     def identity_key(self, context: Any) -> str | None: ...
 
+    def persisted_payload(self, payload: Any, context: Any) -> dict[str, Any] | None:
+        """Resolves a subscribe payload's persisted document in place (server/persisted.py);
+        the coded error refusing it, or None."""
+        ...
+
 
 class _Gate:
     """The per-connection half of the limits: which key this socket's operations spend, how
@@ -212,6 +217,12 @@ class LimitedTransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, No
         """The admitted operation's task; None when it was refused."""
         if not await self._gate.credentials_hold(self.context, self.websocket):
             return None
+        refused = self._gate.view.persisted_payload(message.get("payload"), self.context)
+        if refused is not None:
+            await self.websocket.send_json(
+                {"id": message["id"], "type": "error", "payload": [refused]}
+            )
+            return None
         admitted = await self._gate.admit(
             self.context, len(self.operations), self.max_subscriptions_per_connection
         )
@@ -270,6 +281,12 @@ class LimitedWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
         """The admitted operation's task; None when it was refused."""
         operation_id = message["id"]
         if not await self._gate.credentials_hold(self.context, self.websocket):
+            return None
+        refused = self._gate.view.persisted_payload(message.get("payload"), self.context)
+        if refused is not None:
+            await self.websocket.send_json(
+                {"type": "error", "id": operation_id, "payload": refused}
+            )
             return None
         admitted = await self._gate.admit(
             self.context, len(self.tasks), self.max_subscriptions_per_connection

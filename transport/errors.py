@@ -22,13 +22,15 @@
     ├── IdentityRefused                claims name an account never acted as (server/floor.py)
     ├── CredentialExpired              a token its issuer signed, past its expiry (server/auth.py)
     ├── DocumentRefused                a document over a cap, before parsing (server/documents.py)
+    ├── PersistedQueryRefused          an unknown hash, a wrong one, the allow-list (persisted.py)
     ├── MalformedMessage               a WebSocket message that is not JSON (message_limit.py)
     ├── OutputForbidden                the API will not read that output file (resolvers/output.py)
     ├── SubscriberTooSlow              a subscriber fell too far behind (resolvers/poller.py)
     ├── InternalPollError              a poll failed inside the server (resolvers/poller.py)
     ├── OutOfSight                     a type was built on data no audience was applied to
     └── SettingsError                  a configuration value is wrong (server/settings_error.py)
-        └── TokenMapError              a token map entry is wrong (server/tokens.py)
+        ├── TokenMapError              a token map entry is wrong (server/tokens.py)
+        └── ManifestError              the persisted-query manifest is wrong (server/persisted.py)
 
 Client mistakes also derive from the built-in error they are (ValueError, LookupError), so code
 that catches those still does. Backends translate their own library's errors into these at their
