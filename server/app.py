@@ -104,7 +104,7 @@ from server.security_headers import SecurityHeadersMiddleware
 from server.settings import Settings
 from server.shared_limits import SharedRateLimit, SharedStreams
 from server.shared_state import open_shared_state
-from server.ui import UI_CSP, render_ui
+from server.ui import render_ui, ui_csp
 from server.ws_limits import LimitedTransportWSHandler, LimitedWSHandler
 from server.ws_observe import NoteOperation, note_stream, note_stream_result
 from transport import Transport, open_transport
@@ -483,12 +483,15 @@ def _ui_routes(settings: Settings) -> list[BaseRoute]:
     """/ui (the dashboard's shell) and its modules when SLURM_GRAPHQL_UI is on; else nothing."""
     if not settings.ui:
         return []
-    page = render_ui(UI_PREFIX, "/graphql", settings.auth_mode)
+    issuer = settings.jwt.issuer if settings.jwt is not None else None
+    oidc = (issuer, settings.ui_oidc_client_id) if issuer and settings.ui_oidc_client_id else None
+    page = render_ui(UI_PREFIX, "/graphql", settings.auth_mode, oidc)
+    csp = ui_csp(oidc[0] if oidc else None)
 
     async def ui(request: Request) -> Response:
         # The shell names no user and holds no data: the same bytes for everyone.
         return HTMLResponse(
-            page, headers={"Content-Security-Policy": UI_CSP, "Cache-Control": "no-cache"}
+            page, headers={"Content-Security-Policy": csp, "Cache-Control": "no-cache"}
         )
 
     return [

@@ -43,8 +43,10 @@ class Settings:
     max_page_size: int = 10_000
     max_history_days: int = 31
     graphiql: bool = True
-    # The reference dashboard at /ui (server/ui.py); off unless asked for.
+    # The reference dashboard at /ui (server/ui.py); off unless asked for. With JWT, the OIDC
+    # client id its sign-in button uses (authorization code + PKCE at the JWT issuer).
     ui: bool = False
+    ui_oidc_client_id: str | None = None
     response_cache: bool = True
     # Persisted queries (server/persisted.py): a manifest of allowed documents, and whether
     # only they run.
@@ -176,6 +178,7 @@ class Settings:
             max_history_days=int(_number(environ, "SLURM_GRAPHQL_MAX_HISTORY_DAYS", 31, minimum=1)),
             graphiql=_flag(environ, "SLURM_GRAPHQL_GRAPHIQL", True),
             ui=_flag(environ, "SLURM_GRAPHQL_UI", False),
+            ui_oidc_client_id=environ.get("SLURM_GRAPHQL_UI_OIDC_CLIENT_ID") or None,
             response_cache=_flag(environ, "SLURM_GRAPHQL_RESPONSE_CACHE", True),
             persisted_manifest=environ.get("SLURM_GRAPHQL_PERSISTED_MANIFEST") or None,
             persisted_only=_flag(environ, "SLURM_GRAPHQL_PERSISTED_ONLY", False),

@@ -15,13 +15,25 @@ from __future__ import annotations
 
 import html
 import json
+from urllib.parse import urlsplit
 
-__all__ = ["UI_CSP", "render_ui"]
+__all__ = ["UI_CSP", "render_ui", "ui_csp"]
 
 UI_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+
+
+def ui_csp(oidc_issuer: str | None = None) -> str:
+    """UI_CSP; with an OIDC issuer, its origin is added to connect-src (the page reads the
+    issuer's discovery document and exchanges the authorization code there) and nothing else."""
+    if not oidc_issuer:
+        return UI_CSP
+    parts = urlsplit(oidc_issuer)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return UI_CSP.replace("connect-src 'self'", f"connect-src 'self' {origin}")
+
 
 _PAGE = """\
 <!doctype html>
@@ -52,13 +64,22 @@ _PAGE = """\
 """
 
 
-def render_ui(static_prefix: str, endpoint: str = "/graphql", auth_mode: str = "none") -> str:
+def render_ui(
+    static_prefix: str,
+    endpoint: str = "/graphql",
+    auth_mode: str = "none",
+    oidc: tuple[str, str] | None = None,
+) -> str:
     """The dashboard's HTML shell; its modules are served under ``static_prefix``.
 
     ``endpoint`` is where the modules send GraphQL over HTTP and open their WebSocket;
-    ``auth_mode`` (Settings.auth_mode) tells them whether to offer the token field.
+    ``auth_mode`` (Settings.auth_mode) tells them whether to offer the token field; ``oidc``,
+    (issuer URL, client id), adds a sign-in button (authorization code flow with PKCE).
     """
-    config = json.dumps({"endpoint": endpoint, "auth": auth_mode})
+    settings: dict[str, object] = {"endpoint": endpoint, "auth": auth_mode}
+    if oidc is not None:
+        settings["oidc"] = {"issuer": oidc[0], "clientId": oidc[1]}
+    config = json.dumps(settings)
     return _PAGE.format(
         prefix=html.escape(static_prefix.rstrip("/"), quote=True),
         config=html.escape(config, quote=True),

@@ -25,6 +25,7 @@ from tests.support.browser import (
     headless_chromium,
     requested_urls,
 )
+from tests.support.oidc import AUDIENCE, oidc_issuer
 from tests.support.scenario import (
     DRAIN_REASON,
     DRAINED_NODE,
@@ -253,3 +254,32 @@ def test_a_lost_connection_shows_a_banner_and_resumes(dashboard: Dashboard) -> N
         dashboard.wait(30).until(lambda d: d.execute_script(banner) == "")
         dashboard.wait().until(lambda d: d.execute_script(loaded) != before)
     assert driver.execute_script("return window.__marker;") == 1
+
+
+def test_oidc_sign_in_with_pkce_keeps_codes_and_tokens_out_of_urls(dashboard: Dashboard) -> None:
+    """With SLURM_GRAPHQL_AUTH=jwt and a UI client id, "Sign in" goes to the issuer with an S256
+    challenge, comes back with a code, exchanges it (the issuer checks the verifier) and the
+    page acts as alice; no URL the browser visited after the exchange holds the code or token."""
+    driver = dashboard.driver
+    with oidc_issuer() as issuer:
+        environ = issuer.environ(
+            SLURM_GRAPHQL_UI="true",
+            SLURM_GRAPHQL_UI_OIDC_CLIENT_ID=AUDIENCE,
+            SLURM_GRAPHQL_ALLOWED_HOSTS="127.0.0.1",
+        )
+        with running_server(environ) as base_url:
+            driver.get(f"{base_url}/ui#/jobs")
+            driver.execute_script("sessionStorage.clear();")
+            driver.get(f"{base_url}/ui#/jobs")
+            dashboard.wait().until(
+                lambda d: d.find_elements(By.CSS_SELECTOR, 'button[data-action="sign-in"]')
+            )
+            driver.find_element(By.CSS_SELECTOR, 'button[data-action="sign-in"]').click()
+            dashboard.wait().until(
+                lambda d: "signed in as alice" in d.find_element(By.ID, "auth").text
+            )
+            dashboard.loaded(".table")
+            assert driver.current_url == f"{base_url}/ui#/jobs"
+            token = driver.execute_script("return sessionStorage.getItem('slurm-graphql-token');")
+            assert token and token not in driver.current_url
+            assert issuer.refused_exchanges == 0 and not issuer.codes

@@ -5,6 +5,7 @@ import { getToken, setToken } from "./auth.js";
 import { errorBox, fill, h } from "./dom.js";
 import { request, requestPartial } from "./graphql.js";
 import { LiveClient } from "./live.js";
+import { completeSignIn, signIn } from "./oidc.js";
 import * as job from "./job.js";
 import * as jobs from "./jobs.js";
 import * as overview from "./overview.js";
@@ -83,7 +84,10 @@ function renderAuth() {
   }
   const input = h("input", { type: "password", name: "token", placeholder: "bearer token", "aria-label": "Bearer token", autocomplete: "off" });
   const who = h("span", { class: "who", "aria-live": "polite" });
-  fill(authForm, input, h("button", { type: "submit" }, "Use token"),
+  const oidc = config.oidc
+    ? h("button", { type: "button", "data-action": "sign-in", onclick: () => signIn(config.oidc).catch(showFailure) }, "Sign in")
+    : null;
+  fill(authForm, oidc, input, h("button", { type: "submit" }, "Use token"),
     h("button", { type: "button", onclick: () => changeToken("") }, "Forget"), who);
   if (!getToken()) {
     fill(who, "not signed in");
@@ -108,6 +112,23 @@ authForm.addEventListener("submit", (event) => {
   changeToken(value);
 });
 
-window.addEventListener("hashchange", route);
-renderAuth();
-route();
+function showFailure(error) {
+  fill(banner, errorBox({ code: "SIGN_IN_FAILED", message: error.message || String(error) }));
+  banner.hidden = false;
+}
+
+async function start() {
+  if (config.oidc) {
+    try {
+      const token = await completeSignIn(config.oidc);
+      if (token) setToken(token);
+    } catch (error) {
+      showFailure(error);
+    }
+  }
+  window.addEventListener("hashchange", route);
+  renderAuth();
+  route();
+}
+
+start();
