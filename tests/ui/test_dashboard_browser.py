@@ -283,3 +283,24 @@ def test_oidc_sign_in_with_pkce_keeps_codes_and_tokens_out_of_urls(dashboard: Da
             token = driver.execute_script("return sessionStorage.getItem('slurm-graphql-token');")
             assert token and token not in driver.current_url
             assert issuer.refused_exchanges == 0 and not issuer.codes
+
+
+def test_hold_and_release_buttons(dashboard: Dashboard) -> None:
+    """On her pending job's page alice clicks Hold (Slurm then holds it by user), then Release
+    (no longer held)."""
+    job_id = sbatch("--job-name=ui-hold", "--begin=now+3600", "--wrap=true", user="alice")
+    reason = ("squeue", "--noheader", "--format=%r", f"--jobs={job_id}")
+    try:
+        dashboard.open(f"job/{job_id}", "alice-token")
+        dashboard.loaded(".job")
+        dashboard.driver.find_element(By.CSS_SELECTOR, 'button[data-action="hold"]').click()
+        dashboard.wait().until(lambda d: "done" in d.find_element(By.CSS_SELECTOR, ".status").text)
+        assert "JobHeldUser" in slurm(*reason)
+        dashboard.loaded(".job")
+        dashboard.driver.find_element(By.CSS_SELECTOR, 'button[data-action="release"]').click()
+        dashboard.wait().until(
+            lambda d: "release: done" in d.find_element(By.CSS_SELECTOR, ".status").text
+        )
+        assert "JobHeld" not in slurm(*reason)
+    finally:
+        slurm("scancel", job_id)
