@@ -146,9 +146,8 @@ def test_the_cancel_button_cancels(dashboard: Dashboard) -> None:
         dashboard.loaded(".job")
         dashboard.driver.find_element(By.CSS_SELECTOR, 'button[data-action="cancel"]').click()
         wait_for_state(job_id, "CANCELLED", timeout=15)
-        dashboard.wait().until(
-            lambda d: d.find_element(By.CSS_SELECTOR, ".job h1 .badge").text == "CANCELLED"
-        )
+        badge = "const b = document.querySelector('.job h1 .badge'); return b && b.textContent;"
+        dashboard.wait().until(lambda d: d.execute_script(badge) == "CANCELLED")
     finally:
         slurm("scancel", job_id)
 
