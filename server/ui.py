@@ -17,7 +17,21 @@ import html
 import json
 from urllib.parse import urlsplit
 
-__all__ = ["UI_CSP", "render_ui", "ui_csp"]
+__all__ = ["MODULES", "UI_CSP", "render_ui", "ui_csp"]
+
+# What app.js imports, named in the shell so the browser fetches them all at once rather than
+# one level of imports after another (a shorter way to the first data).
+MODULES = (
+    "auth.js",
+    "dom.js",
+    "graphql.js",
+    "live.js",
+    "oidc.js",
+    "overview.js",
+    "jobs.js",
+    "job.js",
+    "submit.js",
+)
 
 UI_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -44,6 +58,7 @@ _PAGE = """\
     <title>slurm-graphql dashboard</title>
     <link rel="icon" href="data:,">
     <link rel="stylesheet" href="{prefix}/ui.css">
+{preloads}
     <script type="module" src="{prefix}/app.js"></script>
   </head>
   <body data-config="{config}">
@@ -80,7 +95,12 @@ def render_ui(
     if oidc is not None:
         settings["oidc"] = {"issuer": oidc[0], "clientId": oidc[1]}
     config = json.dumps(settings)
+    prefix = html.escape(static_prefix.rstrip("/"), quote=True)
+    preloads = "\n".join(
+        f'    <link rel="modulepreload" href="{prefix}/{module}">' for module in MODULES
+    )
     return _PAGE.format(
-        prefix=html.escape(static_prefix.rstrip("/"), quote=True),
+        prefix=prefix,
+        preloads=preloads,
         config=html.escape(config, quote=True),
     )

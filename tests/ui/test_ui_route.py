@@ -10,6 +10,7 @@ import httpx
 
 from server.app import create_app
 from server.settings import Settings
+from server.ui import MODULES
 
 
 @asynccontextmanager
@@ -47,9 +48,13 @@ async def test_ui_page_runs_only_its_own_files() -> None:
             "<script>" not in page.text and "<style" not in page.text and " style=" not in page.text
         )
         assert '<script type="module" src="/ui/static/app.js">' in page.text
-        module = await http.get("/ui/static/app.js")
-        assert module.status_code == 200
-        assert "javascript" in module.headers["content-type"]
+        for name in ("app.js", *MODULES):
+            module = await http.get(f"/ui/static/{name}")
+            assert module.status_code == 200, name
+            assert "javascript" in module.headers["content-type"]
+        from server.app import UI_DIR
+
+        assert {p.name for p in UI_DIR.glob("*.js")} == {"app.js", *MODULES}
 
 
 def test_modules_never_put_data_in_markup() -> None:
