@@ -50,6 +50,8 @@ MAX_PARTIALS = 256
 MAX_PARTIAL_JOBS = 50_000
 # Partial fetches within one TTL after which a full snapshot serves the lookups instead.
 FULL_AFTER_PARTIALS = 8
+# TTLs after which lookups try a full snapshot again when the last one came too late to serve.
+FULL_RETRY_TTLS = 30
 
 _Key = tuple[Need, JobScope]
 
@@ -93,6 +95,8 @@ class SnapshotSource:
         # while Redis does not answer; the source then acts alone).
         self.shared = shared if ttl > 0 else None
         self._ahead = REFRESH_AHEAD if self.shared is None else SHARED_REFRESH_AHEAD
+        # When the last full snapshot was stored and how long it took (_full_pays).
+        self._full_fetch: tuple[float, float] | None = None
         self._shared_generation: int | None = None
 
     async def get(self, needs: Need, scope: JobScope = EVERY_JOB) -> Snapshot:
@@ -202,10 +206,22 @@ class SnapshotSource:
         if now - start > self.ttl:
             start, count = now, 0
         count += 1
-        if count >= FULL_AFTER_PARTIALS:
+        if count >= FULL_AFTER_PARTIALS and self._full_pays(now):
             count = 0
             self._start_background(needs)
         self._partial_rate = (start, count)
+
+    def _full_pays(self, now: float) -> bool:
+        """Whether a full snapshot would serve lookups: not when the last one took half the
+        TTL or more to fetch, so that it was (nearly) stale on arrival. A 10,000-job queue on a
+        busy head node can take longer than a 1 s TTL: fetching it again and again then only
+        added a whole queue's cost to every lookup's own squeue (measured: cache on twice as
+        slow as cache off). Tried again after FULL_RETRY_TTLS TTLs, as the load may have gone."""
+        last = self._full_fetch
+        if last is None:
+            return True
+        ended, took = last
+        return took < self.ttl * REFRESH_AHEAD or now - ended > self.ttl * FULL_RETRY_TTLS
 
     def _refresh_ahead(self, current: Snapshot) -> None:
         assert self._latest is not None
@@ -288,7 +304,7 @@ class SnapshotSource:
         generation = self._generation
         key = (needs, scope)
         self._in_flight[key] = (generation, future)
-        started = self._clock()
+        started = began = self._clock()
         try:
             if self.shared is not None and scope.everything and self._shared_generation is not None:
                 snapshot, age = await self.shared.fetch(
@@ -315,6 +331,9 @@ class SnapshotSource:
         if not scope.everything:
             if self.ttl > 0:
                 self._keep_partial(key, started, snapshot)
-        elif self._latest is None or self._latest[0] <= started:
-            self._latest = (started, snapshot)
+        else:
+            ended = self._clock()
+            self._full_fetch = (ended, ended - began)
+            if self._latest is None or self._latest[0] <= started:
+                self._latest = (started, snapshot)
         return snapshot

@@ -437,3 +437,38 @@ async def test_a_lookup_does_not_wait_for_a_whole_queue_under_way(scenario: Scen
     assert not everything.done()
     assert len((await everything).jobs or ()) >= len(scenario.all_ids) - 2
     await source.aclose()
+
+
+async def test_lookups_stop_bringing_in_full_snapshots_that_come_too_late(
+    scenario: Scenario,
+) -> None:
+    """When a full squeue takes half the TTL or more (made 1.5 s slow here, TTL 2 s), the full
+    snapshot is nearly stale on arrival: frequent lookups bring in one, then keep to their own
+    squeue --jobs instead of paying for another whole queue each TTL."""
+
+    def slow_full_queue(command: Command) -> Command:
+        if command.argv[0] != "squeue" or any(a.startswith("--jobs=") for a in command.argv):
+            return command
+        argv = ("sh", "-c", 'sleep 1.5; exec "$@"', "sh", *command.argv)
+        return dataclasses.replace(command, argv=argv)
+
+    transport = CountingTransport(LocalTransport(), rewrite=slow_full_queue)
+    source = SnapshotSource("local", transport, ttl=2.0)
+
+    def full_squeues() -> int:
+        return sum(1 for b in transport.batches for argv in b if options(argv) == [])
+
+    for n in range(FULL_AFTER_PARTIALS):
+        await source.get(Need.JOBS, scope_of_job(str(987654300 + n)))
+    for _ in range(100):
+        if source.fresh() is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert full_squeues() == 1
+    await asyncio.sleep(0.6)  # the full snapshot is stale: lookups fetch again
+    for n in range(2 * FULL_AFTER_PARTIALS):
+        found = await source.get(Need.JOBS, scope_of_job(str(987654400 + n)))
+        assert not found.scope.everything
+    await asyncio.sleep(0.1)
+    assert full_squeues() == 1
+    await source.aclose()
