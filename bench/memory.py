@@ -10,6 +10,10 @@ state-filtered pages, one job by id (ids varied over the queue), one user's page
 list, a deep query, and now and then a full listing. RSS is sampled every --sample seconds; the
 growth is the median of the last 3 samples against the median of the first 3 after --warmup.
 
+Settings the bench does not set come from its environment, as serve reads them: e.g.
+`SLURM_GRAPHQL_DOCUMENT_CACHE_BYTES=0` to tell the document cache's share (the by-id requests
+write the id into the document, so each id is a document of its own).
+
 --trace runs the server under tracemalloc (bench/serve_traced.py; several times slower, so use
 it to find growth, not to measure speed) and prints the 15 biggest differences between a
 snapshot taken after the warm-up and one at the end: what Python code kept.
