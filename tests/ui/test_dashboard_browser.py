@@ -303,3 +303,14 @@ def test_hold_and_release_buttons(dashboard: Dashboard) -> None:
         assert "JobHeld" not in slurm(*reason)
     finally:
         slurm("scancel", job_id)
+
+
+def test_a_failed_request_shows_its_code_and_message_as_text(dashboard: Dashboard) -> None:
+    """A job page for an id that is no job id (markup, at that) shows the API's error code and
+    message, the id inside it as text."""
+    dashboard.open("job/<b>x</b>", "alice-token")
+    shown = "const e = document.querySelector('.job .error'); return e && e.textContent;"
+    dashboard.wait().until(lambda d: d.execute_script(shown))
+    text = dashboard.driver.execute_script(shown)
+    assert text.startswith("BAD_USER_INPUT ") and "'<b>x</b>' is not a Slurm job id" in text
+    assert not dashboard.driver.find_elements(By.CSS_SELECTOR, "main b")
