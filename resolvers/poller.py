@@ -34,14 +34,17 @@ from resolvers.final_state import look_up
 from resolvers.log_values import loggable
 from resolvers.mailbox import Finished, Overflowed
 from resolvers.shared import SharedUnavailable
-from resolvers.shared_poll import CLAIMS_PER_INTERVAL, WATCH_STEP, SharedPolls
+from resolvers.shared_poll import CLAIMS_PER_INTERVAL, WATCH_STEP, PollFailed, SharedPolls
 from resolvers.slurm.errors import CommandFailed, ParseError, SlurmError
 from resolvers.snapshot import Need, Snapshot
 from resolvers.source import SnapshotSource
 from resolvers.watches import PollUpdate, Watch
-from transport.errors import SlurmGraphQLError, TransportError
+from transport.errors import SlurmGraphQLError, TransportError, TransportUnavailable
 
 logger = logging.getLogger("slurm_graphql.poller")
+
+# What a follower's subscribers hear when the replica polling for them could not poll.
+LEADER_FAILED = "the replica polling this cluster could not reach it"
 
 
 class SubscriberTooSlow(SlurmGraphQLError):
@@ -179,6 +182,9 @@ class Poller:
             await polls.say_needs(self._needs)
             while not self._closed and loop.time() < until:
                 snapshot = await polls.latest()
+                if isinstance(snapshot, PollFailed):
+                    self._failed(TransportUnavailable(LEADER_FAILED))
+                    return
                 # A publication without what this replica's watches need waits for the next
                 # one, which the leader makes with them (say_needs).
                 if snapshot is not None and self._needs in snapshot.needs:
@@ -220,10 +226,14 @@ class Poller:
             # The cluster could not be polled: subscribers hear why (schema/errors.py codes it).
             # Anything else is a fault of ours, logged and reported without its details.
             self._failed(exc)
+            if publish is not None:  # and the other replicas' subscribers hear it too
+                await publish.publish_failure()
             return
         except Exception:
             logger.exception("poll of %s failed", self.cluster)
             self._failed(InternalPollError("internal error while polling"))
+            if publish is not None:
+                await publish.publish_failure()
             return
         if self.failure is not None:
             self.failure = None

@@ -118,12 +118,18 @@ class SharedState:
 
     async def call(self, make: Callable[[], Awaitable[T]]) -> T:
         """`make()`'s result; SharedUnavailable (and Redis marked down) if Redis fails."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import RedisError
 
         if not self.available():
             raise SharedUnavailable
         try:
-            result = await make()
+            try:
+                result = await make()
+            except RedisConnectionError:
+                # Once: a pooled connection to a Redis that restarted fails its first command
+                # (and is dropped); a new one answers if Redis is there.
+                result = await make()
         except (TimeoutError, RedisError, OSError) as exc:
             self.failures += 1
             if self._down_since is None:

@@ -65,6 +65,22 @@ return seq
 """
 
 
+_PUBLISH_FAILURE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if tonumber(redis.call('GET', KEYS[4]) or '0') ~= tonumber(ARGV[3]) then return 0 end
+local seq = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[3], seq, 'PX', ARGV[2])
+return seq
+"""
+
+
+class PollFailed:
+    """What a follower hears when the leader's poll failed: the cluster could not be read."""
+
+
+POLL_FAILED = PollFailed()
+
+
 class SharedPolls:
     """A replica's part in polling one cluster: leader or follower."""
 
@@ -87,6 +103,7 @@ class SharedPolls:
         self.poll_key = f"{prefix}:poll"
         self.seq_key = f"{prefix}:poll-seq"
         self.needs_key = f"{prefix}:poll-needs"
+        self.failed_key = f"{prefix}:poll-failed"  # the publication that says a poll failed
         self._token = secrets.token_hex(16)
         self.epoch = 0  # the fencing token while this replica leads; 0 when it does not
         self.seen = 0  # the last publication handed to this replica's subscribers
@@ -154,8 +171,35 @@ class SharedPolls:
         else:
             self.epoch = 0  # fenced off: a successor leads
 
-    async def latest(self) -> Snapshot | None:
-        """The leader's latest publication if this replica has not had it yet."""
+    async def publish_failure(self) -> None:
+        """Tell the followers the leader's poll failed (fenced as publish is)."""
+        if not self.epoch:
+            return
+        client = self.state.client
+        try:
+            seq = await self.state.call(
+                lambda: client.eval(
+                    _PUBLISH_FAILURE,
+                    4,
+                    self.leader_key,
+                    self.seq_key,
+                    self.failed_key,
+                    self.epoch_key,
+                    self._token,
+                    str(max(60_000, int(self.interval * 10_000))),
+                    str(self.epoch),
+                )
+            )
+        except SharedUnavailable:
+            return
+        if isinstance(seq, int) and seq > 0:
+            self.seen = seq
+        else:
+            self.epoch = 0
+
+    async def latest(self) -> Snapshot | PollFailed | None:
+        """The leader's latest publication if this replica has not had it yet: a snapshot, or
+        POLL_FAILED."""
         client = self.state.client
 
         async def read_seq() -> object:
@@ -169,10 +213,16 @@ class SharedPolls:
             async with client.pipeline(transaction=True) as pipe:
                 pipe.get(self.seq_key)
                 pipe.get(self.poll_key)
+                pipe.get(self.failed_key)
                 return list(await pipe.execute())
 
-        seq, value = await self.state.call(read_both)
-        if not isinstance(seq, bytes) or not seq.isdigit() or not isinstance(value, bytes):
+        seq, value, failed = await self.state.call(read_both)
+        if not isinstance(seq, bytes) or not seq.isdigit():
+            return None
+        if failed == seq:
+            self.seen = int(seq)
+            return POLL_FAILED
+        if not isinstance(value, bytes):
             return None
         try:
             snapshot, _epoch = decode(value, self.cluster)
