@@ -28,24 +28,24 @@ T = TypeVar("T")
 _UNREACHABLE = (SlurmErrorKind.CONTROLLER_UNREACHABLE, SlurmErrorKind.AUTHENTICATION)
 
 
-def lookup_batch(job_ids: Sequence[str]) -> list[Command]:
+def lookup_batch(job_ids: Sequence[str], boundary: str) -> list[Command]:
     """The commands that find how `job_ids` (validated display ids) ended, in the order
-    `parse_lookup` reads them."""
+    `parse_lookup` reads them (with the same `boundary`, fresh per batch: new_boundary())."""
     commands = [show_job_command(job_id) for job_id in job_ids[:MAX_SCONTROL_PER_BATCH]]
-    commands.append(sacct_command(job_ids))
-    commands.append(sacct_command(job_ids, completion_log=True))
+    commands.append(sacct_command(job_ids, boundary=boundary))
+    commands.append(sacct_command(job_ids, boundary=boundary, completion_log=True))
     return commands
 
 
 def parse_lookup(
-    job_ids: Sequence[str], results: Sequence[CommandResult]
+    job_ids: Sequence[str], results: Sequence[CommandResult], boundary: str
 ) -> dict[str, FinalRecord]:
     """A FinalRecord for every job id asked for, from the results of `lookup_batch(job_ids)`."""
     *shown, accounted, logged = results
     # slurmdbd's record of an ended job is the final one (issue 14): it comes first. slurmdbd
     # hears of an end a moment after slurmctld, so a record it still has as running yields to
     # scontrol's.
-    in_accounting = _known(accounted, parse_sacct)
+    in_accounting = _known(accounted, lambda text: parse_sacct(text, boundary))
     found = [
         FinalRecord(from_accounting(r), RecordSource.ACCOUNTING)
         for r in in_accounting
@@ -59,7 +59,7 @@ def parse_lookup(
     found.extend(FinalRecord(from_accounting(r), RecordSource.ACCOUNTING) for r in in_accounting)
     found.extend(
         FinalRecord(from_accounting(r), RecordSource.COMPLETION_LOG)
-        for r in _known(logged, parse_sacct)
+        for r in _known(logged, lambda text: parse_sacct(text, boundary))
     )
     answers: dict[str, FinalRecord] = {}
     for final in found:  # in order of precedence: the first answer for an id stands
@@ -73,7 +73,8 @@ async def look_up(transport: Transport, job_ids: Sequence[str]) -> dict[str, Fin
     """How `job_ids` ended, in one round trip."""
     if not job_ids:
         return {}
-    return parse_lookup(job_ids, await transport.run(lookup_batch(job_ids)))
+    boundary = new_boundary()
+    return parse_lookup(job_ids, await transport.run(lookup_batch(job_ids, boundary)), boundary)
 
 
 def _known(result: CommandResult, parse: Callable[[str], list[T]]) -> list[T]:

@@ -27,6 +27,7 @@ from resolvers.slurm.history import (
     parse_history,
     validate_query,
 )
+from resolvers.slurm.jobs import new_boundary
 from resolvers.visibility import Visibility
 from transport.base import Command, Transport
 
@@ -143,12 +144,15 @@ async def job_history(
     query = history_query(values, audience, now, max_days)
     if query is None:
         return HistoryPage((), False, False, 0)
-    built = history_command(query)
+    boundary = new_boundary()
+    built = history_command(query, boundary)
     [result] = await transport.run([Command(built.argv, env=built.env, user=user)])
     # No slurmdbd: SlurmError ACCOUNTING_DISABLED, which clients get as ACCOUNTING_UNAVAILABLE
     # with Slurm's message; slurmdbd down: CONTROLLER_UNREACHABLE (SLURM_UNAVAILABLE).
     text = check(result).stdout
-    records = [r for r in parse_history(text) if audience.sees(r.user) and _within(r, values)]
+    records = [
+        r for r in parse_history(text, boundary) if audience.sees(r.user) and _within(r, values)
+    ]
     page, has_next, has_previous = page_of(records, first, after)
     return HistoryPage(tuple(page), has_next, has_previous, len(records))
 
@@ -168,10 +172,11 @@ async def forgotten_job(
     if not audience.everyone:
         assert audience.owner is not None
         query = replace(query, users=(audience.owner,))
-    built = history_command(query)
+    boundary = new_boundary()
+    built = history_command(query, boundary)
     [result] = await transport.run([Command(built.argv, env=built.env, user=user)])
     try:
-        records = parse_history(check(result).stdout)
+        records = parse_history(check(result).stdout, boundary)
     except SlurmError as exc:
         if exc.kind is SlurmErrorKind.ACCOUNTING_DISABLED:
             return None

@@ -6,9 +6,9 @@ filter applied after fetching everything. Each value is checked here, against Sl
 grammar for it, before it may join an argv: nothing a client sends can start with `-` (an
 option), carry a comma (a second value) or a control byte, or run to kilobytes.
 
-Rows: one per job, then one per step (`42.batch`, `42.0`, `42.extern`), `\\x1f` between fields,
-`--noconvert` so MaxRSS is bytes, the job name last (users write it freely; see sacct.py for why
-a newline in a name cannot forge a row of another job unnoticed: an id seen twice is refused).
+Rows: one per job, then one per step (`42.batch`, `42.0`, `42.extern`), `\\x1f` and a boundary
+chosen at random per call between fields, `--noconvert` so MaxRSS is bytes, the job name last
+(users write it freely; see sacct.py for why a newline in a name cannot forge a row).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 from resolvers.ids import BadUserInput
 from resolvers.slurm.errors import ParseError
+from resolvers.slurm.sacct import delimiter
 from resolvers.slurm.values import epoch_or_none, int_or_none, text_or_none
 from transport.base import Command
 
@@ -46,7 +47,6 @@ HISTORY_FIELDS = (
     "WorkDir",
     "JobName",
 )
-SEPARATOR = "\x1f"
 MAX_VALUES = 100  # per filter list: more is not a query a person types
 # Slurm names (users, accounts, partitions, QOS): no option dash first, no comma, no space.
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,63}\Z", re.ASCII)
@@ -174,10 +174,12 @@ def validate_query(query: HistoryQuery) -> HistoryQuery:
     return query
 
 
-def history_command(query: HistoryQuery) -> Command:
-    """sacct for one page of history: every filter pushed down into this one call."""
+def history_command(query: HistoryQuery, boundary: str) -> Command:
+    """sacct for one page of history: every filter pushed down into this one call; `boundary`
+    (new_boundary(), fresh per call) joins the field delimiter, and parse_history takes it back."""
     validate_query(query)
-    argv = ["sacct", "--parsable2", "--noheader", "--noconvert", f"--delimiter={SEPARATOR}"]
+    argv = ["sacct", "--parsable2", "--noheader", "--noconvert"]
+    argv.append(f"--delimiter={delimiter(boundary)}")
     argv.append(f"--format={','.join(HISTORY_FIELDS)}")
     argv.append(f"--starttime={_clock(query.start)}")
     argv.append(f"--endtime={_clock(query.end)}")
@@ -242,12 +244,13 @@ def _tres_memory(tres: str) -> int | None:
     return None
 
 
-def _rows(text: str) -> list[str]:
-    """Lines joined back into rows: a line not starting with a job or step id continues a name."""
+def _rows(text: str, separator: str) -> list[str]:
+    """Lines joined back into rows: a line not starting with a job or step id and the call's
+    separator continues a name."""
     rows: list[str] = []
     for line in text.replace("\r\n", "\n").split("\n"):
-        head = line.partition(SEPARATOR)[0]
-        if SEPARATOR in line and _STEP_ROW.match(head):
+        head = line.partition(separator)[0]
+        if separator in line and _STEP_ROW.match(head):
             rows.append(line)
         elif rows:
             rows[-1] += "\n" + line
@@ -258,13 +261,15 @@ def _rows(text: str) -> list[str]:
     return rows
 
 
-def parse_history(text: str) -> list[HistoryRecord]:
-    """Every job in output made by `history_command`, steps attached, ordered by job id."""
+def parse_history(text: str, boundary: str) -> list[HistoryRecord]:
+    """Every job in output made by `history_command` with this boundary, steps attached,
+    ordered by job id."""
+    separator = delimiter(boundary)
     jobs: dict[int, HistoryRecord] = {}
     steps: dict[int, list[StepRecord]] = {}
     seen_steps: set[str] = set()
-    for row in _rows(text):
-        fields = row.split(SEPARATOR, len(HISTORY_FIELDS) - 1)
+    for row in _rows(text, separator):
+        fields = row.split(separator, len(HISTORY_FIELDS) - 1)
         if len(fields) != len(HISTORY_FIELDS):
             raise ParseError("sacct", row, "wrong number of fields")
         value = dict(zip(HISTORY_FIELDS, fields, strict=True))

@@ -5,10 +5,12 @@ without slurmdbd may keep instead. Both print the same columns, asked for here w
 per job, not per step), \\x1f between fields and times as epoch seconds.
 
 The job name comes last because users write it freely: a name holding \\x1f stays inside the
-last field. A name holding a newline could start a line that looks like a row, so a job id seen
-twice makes the whole output untrusted, and a line that does not start with a numeric id
-continues the name before it. What the completion log itself loses (filetxt splits a name at its
-first space, and then prints no state) cannot be recovered here: that state reads as UNKNOWN.
+last field. A name holding a newline could start a line that looks like a row: so the delimiter
+is \\x1f and a boundary chosen at random per call (as squeue's, resolvers/slurm/jobs.py), which no
+name can guess; a line that does not start with a numeric id and that delimiter continues the
+name before it, and a job id seen twice still makes the whole output untrusted. What the
+completion log itself loses (filetxt splits a name at its first space, and then prints no
+state) cannot be recovered here: that state reads as UNKNOWN.
 """
 
 from __future__ import annotations
@@ -70,8 +72,11 @@ class AccountingRecord:
     name: str
 
 
-def sacct_command(job_ids: Sequence[int | str], *, completion_log: bool = False) -> Command:
-    """sacct for these jobs; `completion_log` reads the job-completion log (-c).
+def sacct_command(
+    job_ids: Sequence[int | str], *, boundary: str, completion_log: bool = False
+) -> Command:
+    """sacct for these jobs; `completion_log` reads the job-completion log (-c); `boundary`
+    (new_boundary(), fresh per call) joins the field delimiter, and parse_sacct takes it back.
 
     String ids (`42_3`) must have been validated (resolvers/ids.py) by the caller.
     """
@@ -80,18 +85,25 @@ def sacct_command(job_ids: Sequence[int | str], *, completion_log: bool = False)
     argv = ["sacct"]
     if completion_log:
         argv.append("--completion")
-    argv += ["--allocations", "--parsable2", "--noheader", f"--delimiter={SEPARATOR}"]
+    argv += ["--allocations", "--parsable2", "--noheader", f"--delimiter={delimiter(boundary)}"]
     argv += ["--jobs=" + ",".join(str(job_id) for job_id in job_ids)]
     argv += ["--format=" + ",".join(SACCT_FIELDS)]
     return Command(tuple(argv), env={"SLURM_TIME_FORMAT": "%s"})
 
 
-def _rows(text: str) -> list[str]:
-    """Lines joined back into rows: a line not starting `<digits>\\x1f` continues a name."""
+def delimiter(boundary: str) -> str:
+    """sacct's field delimiter for one call: \\x1f, then the call's random boundary."""
+    if boundary and not boundary.isalnum():
+        raise ValueError("the boundary must be alphanumeric")
+    return SEPARATOR + boundary
+
+
+def _rows(text: str, separator: str) -> list[str]:
+    """Lines joined back into rows: a line not starting `<digits><separator>` continues a name."""
     rows: list[str] = []
     for line in text.replace("\r\n", "\n").split("\n"):
-        head = line.partition(SEPARATOR)[0]
-        if is_decimal(head) and SEPARATOR in line:
+        head = line.partition(separator)[0]
+        if is_decimal(head) and separator in line:
             rows.append(line)
         elif rows:
             rows[-1] += "\n" + line
@@ -102,12 +114,13 @@ def _rows(text: str) -> list[str]:
     return rows
 
 
-def parse_sacct(text: str) -> list[AccountingRecord]:
-    """Every job in output made by `sacct_command`; [] for empty output."""
+def parse_sacct(text: str, boundary: str) -> list[AccountingRecord]:
+    """Every job in output made by `sacct_command` with this boundary; [] for empty output."""
     records: list[AccountingRecord] = []
     seen: set[int] = set()
-    for row in _rows(text):
-        fields = row.split(SEPARATOR, len(SACCT_FIELDS) - 1)
+    separator = delimiter(boundary)
+    for row in _rows(text, separator):
+        fields = row.split(separator, len(SACCT_FIELDS) - 1)
         if len(fields) != len(SACCT_FIELDS):
             raise ParseError("sacct", row, "wrong number of fields")
         value = dict(zip(SACCT_FIELDS, fields, strict=True))

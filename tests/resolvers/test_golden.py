@@ -25,6 +25,7 @@ from resolvers.slurm.sacct import parse_sacct
 from resolvers.slurm.sacctmgr import parse_accounts, parse_associations, parse_qos, parse_sshare
 from resolvers.slurm.version import parse_version
 from tests.support import oracle
+from tests.support.sacct import sacct_boundary
 from transport.base import CommandResult, decode_output
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
@@ -56,6 +57,10 @@ class Case:
         spec: str = next(a for a in argv if a.startswith("--Format="))
         return spec.rsplit("\x1e", 1)[1]
 
+    def sacct_boundary(self) -> str:
+        """The boundary of sacct's delimiter in the captured argv (none in older captures)."""
+        return sacct_boundary(json.loads(self.read("argv.json"))["argv"])
+
 
 def cases() -> list[Case]:
     found = []
@@ -78,14 +83,16 @@ def parser_for(case: Case) -> Callable[[str], Any]:
         return lambda text: [row.fields() for row in parse_squeue(text, boundary)]
     if command == "sacctmgr":  # one folder, three entities: the case names which
         return {"qos": parse_qos, "accounts": parse_accounts}.get(case.name, parse_associations)
+    if command in ("history", "sacct"):
+        sacct_parser = {"history": parse_history, "sacct": parse_sacct}[command]
+        sacct_boundary = case.sacct_boundary()
+        return lambda text: sacct_parser(text, sacct_boundary)
     return {
-        "history": parse_history,
         "sshare": parse_sshare,
         "job-details": parse_job_details,
         "nodes": parse_nodes,
         "node-reasons": parse_nodes,
         "partitions": parse_partitions,
-        "sacct": parse_sacct,
         "version": parse_version,
     }[command]
 

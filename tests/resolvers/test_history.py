@@ -3,6 +3,7 @@ the real cluster with slurmdbd (scripts/capture-golden), and the sacct command a
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,18 +14,22 @@ from resolvers.slurm.errors import ParseError
 from resolvers.slurm.history import (
     HISTORY_FIELDS,
     HistoryQuery,
+    HistoryRecord,
     efficiency,
     history_command,
     parse_cpu_time,
     parse_history,
     parse_size,
 )
+from resolvers.slurm.jobs import new_boundary
+from resolvers.slurm.sacct import delimiter
 from resolvers.slurm.sacctmgr import (
     parse_accounts,
     parse_associations,
     parse_qos,
     parse_sshare,
 )
+from tests.support.sacct import sacct_boundary
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 VERSIONS = sorted(path.parent.name for path in GOLDEN.glob("*/history"))
@@ -35,10 +40,20 @@ def read(version: str, command: str, case: str) -> str:
     return (GOLDEN / version / command / f"{case}.stdout").read_text()
 
 
+def history(version: str, case: str) -> list[HistoryRecord]:
+    """A captured history case, parsed with the delimiter its command asked for."""
+    argv = json.loads((GOLDEN / version / "history" / f"{case}.argv.json").read_text())["argv"]
+    return parse_history(read(version, "history", case), sacct_boundary(argv))
+
+
+# Rows these tests write themselves are delimited as a call's would be.
+BOUNDARY = new_boundary()
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_history_has_each_job_with_its_steps_and_final_state(version: str) -> None:
     """The captured jobs come back once each, ordered by id, with their steps and exit codes."""
-    jobs = {job.name: job for job in parse_history(read(version, "history", "jobs"))}
+    jobs = {job.name: job for job in history(version, "jobs")}
     assert [j.job_id for j in jobs.values()] == sorted(j.job_id for j in jobs.values())
     assert (jobs["fails"].state, jobs["fails"].exit_code) == ("FAILED", 3)
     assert jobs["bob's"].state == "CANCELLED" and jobs["bob's"].user == "bob"
@@ -53,7 +68,7 @@ def test_history_has_each_job_with_its_steps_and_final_state(version: str) -> No
 def test_efficiency_is_what_seff_computes(version: str) -> None:
     """The job that held 50 MB for 6 s: MaxRSS over 50 MiB against its 100 MiB, CPU time over
     elapsed times CPUs."""
-    jobs = {job.name: job for job in parse_history(read(version, "history", "jobs"))}
+    jobs = {job.name: job for job in history(version, "jobs")}
     job = jobs["uses memory"]
     figures = efficiency(job)
     assert figures is not None
@@ -70,14 +85,14 @@ def test_efficiency_is_what_seff_computes(version: str) -> None:
 def test_slurm_itself_shows_bob_alices_history(version: str) -> None:
     """Without PrivateData, bob's own sacct --user=alice lists alice's jobs: running commands as
     the requesting user is not enough, the API must narrow the users itself (visibility `own`)."""
-    asked = parse_history(read(version, "history", "bob-asks-for-alice"))
+    asked = history(version, "bob-asks-for-alice")
     assert asked and {job.user for job in asked} == {"alice"}
 
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_an_unknown_account_gives_no_jobs(version: str) -> None:
     """sacct --accounts=nosuch prints nothing and exits 0."""
-    assert parse_history(read(version, "history", "unknown-account")) == []
+    assert history(version, "unknown-account") == []
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -117,7 +132,7 @@ def test_every_filter_is_pushed_into_one_sacct_call() -> None:
         names=("my job",),
         job_ids=("42", "7_3"),
     )
-    argv = history_command(query).argv
+    argv = history_command(query, BOUNDARY).argv
     assert argv[0] == "sacct" and "--allusers" not in argv
     for option in (
         "--user=alice",
@@ -131,8 +146,8 @@ def test_every_filter_is_pushed_into_one_sacct_call() -> None:
         "--endtime=2026-12-01T00:53:20",
     ):
         assert option in argv
-    assert "--allusers" in history_command(WINDOW).argv
-    assert history_command(WINDOW).env["TZ"] == "UTC"
+    assert "--allusers" in history_command(WINDOW, BOUNDARY).argv
+    assert history_command(WINDOW, BOUNDARY).env["TZ"] == "UTC"
 
 
 HOSTILE = [
@@ -158,32 +173,41 @@ HOSTILE = [
 def test_hostile_filter_values_are_refused_before_any_argv(hostile: dict[str, object]) -> None:
     """Option-like, comma-joined, control-byte or 10 KB values never reach sacct's argv."""
     with pytest.raises(BadUserInput):
-        history_command(HistoryQuery(start=WINDOW.start, end=WINDOW.end, **hostile))  # type: ignore[arg-type]  # the hostile values are of the right types
+        history_command(HistoryQuery(start=WINDOW.start, end=WINDOW.end, **hostile), BOUNDARY)  # type: ignore[arg-type]  # the hostile values are of the right types
 
 
 def test_a_window_ending_before_it_starts_is_refused() -> None:
     """end < start: BAD_USER_INPUT, no sacct."""
     with pytest.raises(BadUserInput):
-        history_command(HistoryQuery(start=WINDOW.end, end=WINDOW.start))
+        history_command(HistoryQuery(start=WINDOW.end, end=WINDOW.start), BOUNDARY)
 
 
 def _row(raw_id: str, name: str, user: str = "alice") -> str:
     values = {field: "" for field in HISTORY_FIELDS}
     values.update(JobIDRaw=raw_id, JobID=raw_id, State="COMPLETED", User=user, JobName=name)
-    return "\x1f".join(values[field] for field in HISTORY_FIELDS)
+    return delimiter(BOUNDARY).join(values[field] for field in HISTORY_FIELDS)
 
 
 def test_a_name_forging_a_row_of_its_own_job_or_a_step_is_refused() -> None:
     """A job name holding a newline and a whole row with its job's id (or a step seen twice)
     makes the output untrusted; a plain newline stays in the name."""
-    [job] = parse_history(_row("5", "two\nlines") + "\n")
+    [job] = parse_history(_row("5", "two\nlines") + "\n", BOUNDARY)
     assert job.name == "two\nlines"
     with pytest.raises(ParseError):
-        parse_history(_row("5", "x\n" + _row("5", "y", user="bob")))
+        parse_history(_row("5", "x\n" + _row("5", "y", user="bob")), BOUNDARY)
     with pytest.raises(ParseError):
-        parse_history(_row("5", "x") + "\n" + _row("5.0", "s\n" + _row("5.0", "t")))
+        parse_history(_row("5", "x") + "\n" + _row("5.0", "s\n" + _row("5.0", "t")), BOUNDARY)
     with pytest.raises(ParseError):
-        parse_history(_row("6.batch", "orphan step"))
+        parse_history(_row("6.batch", "orphan step"), BOUNDARY)
+
+
+def test_a_name_cannot_plant_a_job_in_anothers_history() -> None:
+    """bob's job name holds a newline and a whole row of a job id not in the output, owned by
+    alice, with the plain \\x1f a name can write: without the call's random boundary it stays
+    part of bob's name, and alice's history shows no planted job."""
+    planted = _row("6", "planted", user="alice").replace(delimiter(BOUNDARY), "\x1f")
+    [job] = parse_history(_row("5", "x\n" + planted, user="bob") + "\n", BOUNDARY)
+    assert (job.job_id, job.user) == (5, "bob") and "planted" in job.name
 
 
 def test_sizes_and_cpu_times_in_sacct_forms() -> None:

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from resolvers.slurm.history import HistoryQuery, HistoryRecord, history_command, parse_history
+from resolvers.slurm.jobs import new_boundary
 from server.app import create_app
 from server.settings import Settings
 from tests.support.counting import CountingTransport
@@ -149,7 +150,8 @@ def sacct_says(
     now = int(time.time())
     users = (user,) if names else ()
     query = HistoryQuery(now - 3600, now + 60, users=users, names=names, job_ids=job_ids)
-    command = history_command(query)
+    boundary = new_boundary()
+    command = history_command(query, boundary)
     done = subprocess.run(
         ["runuser", "-u", user, "--", *command.argv],
         env={**os.environ, **command.env},
@@ -158,7 +160,7 @@ def sacct_says(
         check=True,
         timeout=60,
     )
-    return {str(r.job_id): r for r in parse_history(done.stdout)}
+    return {str(r.job_id): r for r in parse_history(done.stdout, boundary)}
 
 
 async def test_history_steps_and_efficiency_match_sacct(everyone: App, finished: Finished) -> None:
