@@ -15,19 +15,27 @@ from transport.local import LocalTransport
 
 pytestmark = pytest.mark.cluster
 
-# Jobs waiting or running: a cancelled one leaves the listing at once (finished jobs would
-# linger for MinJobAge, and the suite leaves thousands).
-PAGE = """query($after: String, $first: Int!) { cluster { jobs(first: $first, after: $after,
-  filter: {states: [PENDING, RUNNING]},
+# This test's own jobs only (held, so they wait whatever the cluster runs): cancelling one of
+# them changes nobody else's, where cancelling whatever came second in the listing cancelled
+# the session's scenario job that later tests read as RUNNING.
+NAME = "ordering-under-test"
+USERS = ("root", "alice", "bob")
+PAGE = (
+    """query($after: String, $first: Int!) { cluster { jobs(first: $first, after: $after,
+  filter: {states: [PENDING, RUNNING], names: ["%s"]},
   orderBy: [{field: USER}, {field: SUBMIT_TIME, direction: DESC}]) {
   totalCount edges { cursor node { jobId displayId user submitTime } }
   pageInfo { hasNextPage endCursor } } } }"""
+    % NAME
+)  # noqa: UP031  # braces of GraphQL
 
 
 def squeue_order() -> list[int]:
-    """The jobs squeue lists waiting or running, by user, then newest submission first, then
-    job id."""
-    out = slurm("squeue", "--noheader", "--states=PENDING,RUNNING", "--format=%A|%u|%V")
+    """This test's jobs as squeue lists them waiting or running, by user, then newest
+    submission first, then job id."""
+    out = slurm(
+        "squeue", "--noheader", "--states=PENDING,RUNNING", f"--name={NAME}", "--format=%A|%u|%V"
+    )
     # %V is a local date; the API compares epoch seconds, and the order is the same.
     rows = []
     for line in out.splitlines():
@@ -42,35 +50,42 @@ async def test_order_and_cursors_while_jobs_come_and_go(scenario: Scenario) -> N
     submit time is the newest, so it sorts before the cursor) and a seen one is cancelled, no
     job is repeated or skipped."""
     settings = Settings(cache_ttl=0.0, max_page_size=1000)
-    async with app_client(settings, {"local": LocalTransport()}) as client:
+    ours = [
+        sbatch("--hold", f"--job-name={NAME}", "-p", "batch", "--wrap", "true", user=user)
+        for user in USERS
+        for _ in range(4)
+    ]
+    try:
+        async with app_client(settings, {"local": LocalTransport()}) as client:
 
-        async def page(after: str | None, first: int) -> dict[str, Any]:
-            response = await client.post(
-                "/graphql", json={"query": PAGE, "variables": {"after": after, "first": first}}
-            )
-            body: dict[str, Any] = response.json()
-            assert "errors" not in body, body
-            return body["data"]["cluster"]["jobs"]  # type: ignore[no-any-return]
+            async def page(after: str | None, first: int) -> dict[str, Any]:
+                response = await client.post(
+                    "/graphql", json={"query": PAGE, "variables": {"after": after, "first": first}}
+                )
+                body: dict[str, Any] = response.json()
+                assert "errors" not in body, body
+                return body["data"]["cluster"]["jobs"]  # type: ignore[no-any-return]
 
-        for _ in range(3):  # a job may end between the two reads
             whole = [e["node"]["jobId"] for e in (await page(None, 1000))["edges"]]
-            if whole == squeue_order():
-                break
-        assert whole == squeue_order()
+            assert sorted(whole) == sorted(int(j) for j in ours)
+            assert whole == squeue_order()
 
-        first = await page(None, 5)
-        seen = [e["node"]["jobId"] for e in first["edges"]]
-        newcomer = sbatch("--hold", "-p", "batch", "--wrap", "true")
-        try:
+            first = await page(None, 5)
+            seen = [e["node"]["jobId"] for e in first["edges"]]
+            # alice's newest: first of all by user, then by submission, so before the cursor.
+            newcomer = sbatch(
+                "--hold", f"--job-name={NAME}", "-p", "batch", "--wrap", "true", user="alice"
+            )
+            ours.append(newcomer)
             slurm("scancel", str(seen[1]))
             after = first["pageInfo"]["endCursor"]
             while after is not None:
                 found = await page(after, 5)
                 seen += [e["node"]["jobId"] for e in found["edges"]]
                 after = found["pageInfo"]["endCursor"] if found["pageInfo"]["hasNextPage"] else None
-        finally:
-            slurm("scancel", newcomer)
-        assert len(seen) == len(set(seen))
-        assert int(newcomer) not in seen[5:]
-        survivors = [j for j in whole if j != seen[1]]
-        assert [j for j in seen if j in survivors] == survivors
+    finally:
+        slurm("scancel", *ours)
+    assert len(seen) == len(set(seen))
+    assert int(newcomer) not in seen[5:]
+    survivors = [j for j in whole if j != seen[1]]
+    assert [j for j in seen if j in survivors] == survivors
