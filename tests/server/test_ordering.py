@@ -20,14 +20,11 @@ pytestmark = pytest.mark.cluster
 # the session's scenario job that later tests read as RUNNING.
 NAME = "ordering-under-test"
 USERS = ("root", "alice", "bob")
-PAGE = (
-    """query($after: String, $first: Int!) { cluster { jobs(first: $first, after: $after,
-  filter: {states: [PENDING, RUNNING], names: ["%s"]},
+PAGE = """query($after: String, $first: Int!, $name: String!) { cluster { jobs(first: $first,
+  after: $after, filter: {states: [PENDING, RUNNING], names: [$name]},
   orderBy: [{field: USER}, {field: SUBMIT_TIME, direction: DESC}]) {
   totalCount edges { cursor node { jobId displayId user submitTime } }
   pageInfo { hasNextPage endCursor } } } }"""
-    % NAME
-)  # noqa: UP031  # braces of GraphQL
 
 
 def squeue_order() -> list[int]:
@@ -60,7 +57,11 @@ async def test_order_and_cursors_while_jobs_come_and_go(scenario: Scenario) -> N
 
             async def page(after: str | None, first: int) -> dict[str, Any]:
                 response = await client.post(
-                    "/graphql", json={"query": PAGE, "variables": {"after": after, "first": first}}
+                    "/graphql",
+                    json={
+                        "query": PAGE,
+                        "variables": {"after": after, "first": first, "name": NAME},
+                    },
                 )
                 body: dict[str, Any] = response.json()
                 assert "errors" not in body, body
