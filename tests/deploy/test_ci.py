@@ -40,15 +40,25 @@ def shell_scripts() -> set[str]:
     return found
 
 
-def test_ci_runs_the_suite_on_debian_12_and_then_in_the_debian_13_chroot() -> None:
-    """.ci/run starts the chroot build in the background, runs `make test` here, waits for the
-    build and then runs the same suite in the chroot."""
+def test_ci_runs_the_suite_on_debian_12_and_in_the_debian_13_chroot_at_once() -> None:
+    """.ci/run starts, in the background, the chroot build and then the same suite in the
+    chroot; runs `make test` here meanwhile; then waits for the chroot's run."""
     lines = commands(CI_RUN)
-    build = index_of(lines, r"^(nice .*)?scripts/debian13 build\b.*&$")
-    host = index_of(lines, r"^make test\b")
-    wait = index_of(lines, r"\bwait\b")
+    function = index_of(lines, r"^debian13\(\) \{$")
+    build = index_of(lines, r"^if ! (nice .*)?scripts/debian13 build\b")
     chroot = index_of(lines, r"\bscripts/debian13 test\b")
-    assert build < host < wait < chroot
+    started = index_of(lines, r"^debian13 &$")
+    host = index_of(lines, r"^make test\b")
+    wait = index_of(lines, r"^wait \"\$chroot_run\"")
+    assert function < build < chroot < started < host < wait
+
+
+def test_the_chroot_keeps_its_tool_caches_apart() -> None:
+    """Both suites run at once in one repository: the chroot's mypy, ruff and pytest caches
+    must not be the host's."""
+    text = DEBIAN13.read_text()
+    assert "MYPY_CACHE_DIR=.debian13/" in text and "RUFF_CACHE_DIR=.debian13/" in text
+    assert "-p no:cacheprovider" in text
 
 
 def test_make_has_a_debian13_target() -> None:
