@@ -83,4 +83,8 @@ async def test_a_whole_queue_is_parsed_off_the_event_loop() -> None:
     assert len(snapshot.jobs or ()) == 60_000
     assert snapshot.indexes.jobs_by_id is not None  # derived in the thread, not by a request
     assert snapshot.job("100042") is not None
-    assert max(gaps) < took / 3, (max(gaps), took)
+    # On the loop, the parse would be one gap as long as the whole fetch. In a thread, the loop
+    # gets the GIL back every few ms; a busy machine may still deschedule the whole process for
+    # a while, so no single gap may hold most of the fetch, and the loop must have run often.
+    assert max(gaps) < took * 0.6, (max(gaps), took)
+    assert len(gaps) >= 20, (len(gaps), took)
