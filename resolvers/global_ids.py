@@ -86,9 +86,19 @@ def decode_global_id(value: object) -> GlobalId:
     return GlobalId(kind, cluster, key)
 
 
-def decode_global_ids(values: object) -> tuple[GlobalId, ...]:
-    """Every id of a `nodes(ids:)` list, at most MAX_IDS; BadUserInput for any bad one."""
+def read_global_id(value: object) -> GlobalId | None:
+    """The id `value` encodes; None for one this API could not have made (forged, truncated,
+    tampered, oversized): to `node(id:)` it names nothing, like an id of nothing that exists."""
+    try:
+        return decode_global_id(value)
+    except BadUserInput:
+        return None
+
+
+def read_global_ids(values: object) -> tuple[GlobalId | None, ...]:
+    """Every id of a `nodes(ids:)` list (None where one names nothing), at most MAX_IDS:
+    more is BadUserInput, a limit of the request, not of one id."""
     items: Sequence[object] = values if isinstance(values, list) else [values]
     if len(items) > MAX_IDS:
         raise BadUserInput(f"nodes(ids:) takes at most {MAX_IDS} ids, got {len(items)}")
-    return tuple(decode_global_id(v) for v in items)
+    return tuple(read_global_id(v) for v in items)

@@ -22,7 +22,7 @@ from graphql import (
     value_from_ast_untyped,
 )
 
-from resolvers.global_ids import GlobalId, Kind, decode_global_id, decode_global_ids
+from resolvers.global_ids import GlobalId, Kind, read_global_id, read_global_ids
 from resolvers.ids import BadUserInput, validate_job_id, validate_name
 from resolvers.ordering import is_ordered_cursor
 from resolvers.pagination import decode_cursor
@@ -110,13 +110,14 @@ def plan_operation(
 
 
 def _global_ids(arguments: Mapping[str, Any], field_name: str) -> tuple[GlobalId, ...]:
-    """The ids `node(id:)` or `nodes(ids:)` looks up, validated (BadUserInput refuses the
-    request before anything runs, as a malformed job id does)."""
+    """The ids `node(id:)` or `nodes(ids:)` looks up; an id the API could not have made names
+    nothing and plans nothing (too many ids refuse the request before anything runs)."""
     if field_name == "node":
-        value = arguments.get("id")
-        return () if value is None else (decode_global_id(value),)
+        found = read_global_id(arguments.get("id"))
+        return () if found is None else (found,)
     values = arguments.get("ids")
-    return () if values is None else decode_global_ids(values)
+    read = () if values is None else read_global_ids(values)
+    return tuple(one for one in read if one is not None)
 
 
 def _need_of(found: GlobalId) -> Need:

@@ -8,7 +8,7 @@ import strawberry
 
 from resolvers import accounts as accounting
 from resolvers.context import RequestContext
-from resolvers.global_ids import GlobalId, Kind, decode_global_id, decode_global_ids
+from resolvers.global_ids import GlobalId, Kind, read_global_id, read_global_ids
 from resolvers.snapshot import Snapshot
 from schema.accounts import Association
 from schema.cluster import Cluster
@@ -36,6 +36,12 @@ async def _find(context: RequestContext, found: GlobalId, info: strawberry.Info)
         return await _load(context, found.cluster, info)
     snapshot = await context.snapshot(found.cluster, resolve_info(info))
     return _lookup(snapshot, found)
+
+
+async def _find_any(
+    context: RequestContext, found: GlobalId | None, info: strawberry.Info
+) -> Node | None:
+    return None if found is None else await _find(context, found, info)
 
 
 def _lookup(snapshot: Snapshot, found: GlobalId) -> Node | None:
@@ -112,12 +118,13 @@ class Query:
 
     @strawberry.field(
         description="Any object by its global id (Relay's refetch); null when it does not "
-        "exist or the caller may not see it. An id the API could not have made is "
-        "BAD_USER_INPUT."
+        "exist, the caller may not see it, or the id is not one the API made (forged, "
+        "tampered): nothing is run for those."
     )
     async def node(self, info: strawberry.Info, id: strawberry.ID) -> Node | None:
-        with expected_errors_raised_as_graphql():
-            found = decode_global_id(id)
+        found = read_global_id(id)
+        if found is None:
+            return None
         return await expected_errors_as_graphql(_find(info.context, found, info))
 
     @strawberry.field(
@@ -126,7 +133,7 @@ class Query:
     )
     async def nodes(self, info: strawberry.Info, ids: list[strawberry.ID]) -> list[Node | None]:
         with expected_errors_raised_as_graphql():
-            found = decode_global_ids(list(ids))
+            found = read_global_ids(list(ids))
         context: RequestContext = info.context
-        loads = asyncio.gather(*(_find(context, one, info) for one in found))
+        loads = asyncio.gather(*(_find_any(context, one, info) for one in found))
         return await expected_errors_as_graphql(loads)

@@ -14,8 +14,9 @@ from resolvers.global_ids import (
     GlobalId,
     Kind,
     decode_global_id,
-    decode_global_ids,
     global_id,
+    read_global_id,
+    read_global_ids,
 )
 from resolvers.ids import BadUserInput
 from resolvers.scope import EVERY_JOB, JobScope
@@ -74,18 +75,20 @@ def test_the_same_job_of_two_clusters_has_two_ids() -> None:
         {"id": "x"},
     ],
 )
-def test_forged_ids_are_bad_user_input(forged: object) -> None:
-    """Whatever the API could not have made is BAD_USER_INPUT, never another object."""
+def test_forged_ids_name_nothing(forged: object) -> None:
+    """Whatever the API could not have made is refused by the strict decoder, and names nothing
+    (never another object) for node(id:)."""
     with pytest.raises(BadUserInput):
         decode_global_id(forged)
+    assert read_global_id(forged) is None
 
 
 def test_a_list_of_ids_is_capped() -> None:
     """nodes(ids:) takes MAX_IDS ids, not one more."""
     one = global_id(Kind.JOB, "local", "1")
-    assert len(decode_global_ids([one] * MAX_IDS)) == MAX_IDS
+    assert len(read_global_ids([one] * MAX_IDS)) == MAX_IDS
     with pytest.raises(BadUserInput):
-        decode_global_ids([one] * (MAX_IDS + 1))
+        read_global_ids([one] * (MAX_IDS + 1))
 
 
 def test_node_plans_what_its_object_needs() -> None:
@@ -125,9 +128,9 @@ def test_nodes_plan_one_snapshot_per_cluster() -> None:
     assert "elsewhere" not in found.needs
 
 
-def test_a_forged_id_refuses_the_plan() -> None:
-    """A bad id anywhere refuses the request before any command, as a bad job id does."""
-    with pytest.raises(BadUserInput):
-        plan('{ node(id: "garbage!") { id } }')
+def test_a_forged_id_plans_nothing_and_too_many_refuse_the_plan() -> None:
+    """A forged id names nothing, so the plan reads nothing for it; too many ids refuse the
+    request before any command, as a bad job id does."""
+    assert not plan('{ node(id: "garbage!") { id } }').needs
     with pytest.raises(BadUserInput):
         plan("query($ids: [ID!]!) { nodes(ids: $ids) { id } }", ids=["x"] * (MAX_IDS + 1))
