@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
@@ -67,6 +68,25 @@ class Dashboard:
 
     def wait(self, seconds: float = 15) -> WebDriverWait[WebDriver]:
         return WebDriverWait(self.driver, seconds, poll_frequency=0.05)
+
+    def click(self, selector: str) -> None:
+        """Click what `selector` finds once it stays put for the click: live updates re-render
+        the view, and an element found just before a re-render is stale when clicked."""
+
+        def clicked(driver: WebDriver) -> bool:
+            driver.find_element(By.CSS_SELECTOR, selector).click()
+            return True
+
+        stale = [StaleElementReferenceException, NoSuchElementException]
+        WebDriverWait(self.driver, 15, 0.05, ignored_exceptions=stale).until(clicked)
+
+    def texts(self, selector: str) -> list[str]:
+        """The text of everything `selector` finds, read in one script (no re-render between)."""
+        found: list[str] = self.driver.execute_script(
+            "return [...document.querySelectorAll(arguments[0])].map(e => e.textContent);",
+            selector,
+        )
+        return found
 
     def loaded(self, selector: str) -> None:
         self.wait().until(
@@ -144,7 +164,7 @@ def test_the_cancel_button_cancels(dashboard: Dashboard) -> None:
     try:
         dashboard.open(f"job/{job_id}", "alice-token")
         dashboard.loaded(".job")
-        dashboard.driver.find_element(By.CSS_SELECTOR, 'button[data-action="cancel"]').click()
+        dashboard.click('button[data-action="cancel"]')
         wait_for_state(job_id, "CANCELLED", timeout=15)
         badge = "const b = document.querySelector('.job h1 .badge'); return b && b.textContent;"
         dashboard.wait().until(lambda d: d.execute_script(badge) == "CANCELLED")
@@ -159,12 +179,7 @@ def test_bob_never_sees_alices_jobs(dashboard: Dashboard, scenario: Scenario) ->
     try:
         dashboard.open("jobs", "bob-token")
         dashboard.loaded(".table")
-        users = [
-            cell.text
-            for cell in dashboard.driver.find_elements(
-                By.CSS_SELECTOR, "table.jobs tbody td:nth-child(3)"
-            )
-        ]
+        users = dashboard.texts("table.jobs tbody td:nth-child(3)")
         assert set(users) <= {"bob"}, users
         assert not dashboard.driver.find_elements(By.CSS_SELECTOR, f'tr[data-job="{alices}"]')
         dashboard.open(f"job/{alices}", "bob-token")
@@ -292,14 +307,12 @@ def test_hold_and_release_buttons(dashboard: Dashboard) -> None:
     try:
         dashboard.open(f"job/{job_id}", "alice-token")
         dashboard.loaded(".job")
-        dashboard.driver.find_element(By.CSS_SELECTOR, 'button[data-action="hold"]').click()
-        dashboard.wait().until(lambda d: "done" in d.find_element(By.CSS_SELECTOR, ".status").text)
+        dashboard.click('button[data-action="hold"]')
+        dashboard.wait().until(lambda _: "done" in " ".join(dashboard.texts(".status")))
         assert "JobHeldUser" in slurm(*reason)
         dashboard.loaded(".job")
-        dashboard.driver.find_element(By.CSS_SELECTOR, 'button[data-action="release"]').click()
-        dashboard.wait().until(
-            lambda d: "release: done" in d.find_element(By.CSS_SELECTOR, ".status").text
-        )
+        dashboard.click('button[data-action="release"]')
+        dashboard.wait().until(lambda _: "release: done" in " ".join(dashboard.texts(".status")))
         assert "JobHeld" not in slurm(*reason)
     finally:
         slurm("scancel", job_id)
