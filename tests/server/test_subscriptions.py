@@ -183,7 +183,9 @@ async def test_job_events_follow_a_filter(live: Live) -> None:
             JOB_EVENTS, filter={"names": [name], "states": ["RUNNING"]}
         )
         await polled(live.transport)
-        await submit("-J", name, "--wrap", "sleep 1")
+        # Running for 3 s: a busy machine's polls (0.3 s apart, each a round trip) still see
+        # it RUNNING, which the RUNNING filter needs (1 s was missed on a loaded CI).
+        await submit("-J", name, "--wrap", "sleep 3")
         named = [(await by_name.next(30)).payload["data"]["jobEvents"] for _ in range(3)]
         while named[-1]["job"]["state"] != "COMPLETED":
             named.append((await by_name.next(30)).payload["data"]["jobEvents"])
