@@ -203,7 +203,7 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
             lambda: AddValidationRules([limits_checked]),
             lambda: CachedDocuments(self.documents, self.keeps),
             # After validation, on every request: the cost depends on the cluster's size.
-            lambda: CostLimit(limits=limits, sources=sources),
+            lambda: CostLimit(limits=limits, sources=sources, documents=self.documents),
             lambda: MaskErrors(should_mask_error=_should_mask, error_message=MASKED),
             # Which operation each request or WebSocket operation ran, for its log line.
             NoteOperation,
@@ -243,6 +243,8 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         self._settings = settings
         manifest = load_manifest(settings.persisted_manifest) if settings.persisted_manifest else {}
         check_manifest(manifest, schema._schema)  # validated once, at start-up
+        for document in manifest.values():
+            self.documents.pin(document)  # then parsed, validated and costed once per process
         self.persisted = PersistedQueries(
             manifest, only=settings.persisted_only, max_document_bytes=settings.max_document_bytes
         )
@@ -706,6 +708,9 @@ def create_app(
     )
     app.state.metrics_app = metrics_app  # set with SLURM_GRAPHQL_METRICS_PORT
     app.state.readiness = readiness
+    # What the documents and persisted-query caches hold and did (tests, operators' debugging).
+    app.state.documents = graphql_app.documents
+    app.state.persisted = graphql_app.persisted
     return app
 
 

@@ -10,7 +10,9 @@ features) cost 1, like any scalar.
 Reads of job output are counted on the way, with the bytes they ask for (`tailBytes` times the
 number of jobs they may cover), so a document that would read too much is refused whole.
 
-Pure: no I/O, so it runs on every request before anything reaches a head node.
+Pure: no I/O, so it runs on every request before anything reaches a head node. The walk of the
+document happens once (CostPlan.of): it yields the cost as a sum of products of list lengths,
+which each request evaluates with the lengths it sees.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from graphql import (
     TypeMetaFieldDef,
     get_named_type,
     is_leaf_type,
+    print_ast,
     value_from_ast_untyped,
 )
 
@@ -127,45 +130,157 @@ def operation_cost(
     """The cost of `operation`. `bounds_of(name)` gives one cluster's complete bounds (None:
     the default cluster), `widest()` the largest of every cluster's (for `clusters`, and for a
     name that is not configured), `clusters` how many there are."""
-    values = {
-        d.variable.name.value: value_from_ast_untyped(d.default_value)
-        for d in operation.variable_definitions or ()
-        if d.default_value is not None
-    }
-    values.update(variables)
-    root = schema.get_root_type(operation.operation)
-    walker = _Walker(schema, fragments, values, max_page_size, clusters)
-    total = Cost(0)
-    for field in walker.fields(operation.selection_set):
-        arguments = walker.arguments(field)
-        name = field.name.value
-        if name in ("clusters", "node", "nodes"):  # global ids may name any cluster
-            bounds = widest()
-        else:
-            chosen = arguments.get("name" if name == "cluster" else "cluster")
-            bounds = bounds_of(chosen if isinstance(chosen, str) else None)
-        walker.bounds = bounds
-        total += walker.field_cost(root, field, max_page_size)
-    return total
+    plan = CostPlan.of(schema, operation, fragments, max_page_size)
+    return plan.evaluate(variables, bounds_of, widest, clusters)
+
+
+# One factor of a term: what a list's length (or an output read's bytes) depends on, named by
+# what decides it: ("page", first), ("bound", selector, bound, first), ("largest", selector,
+# first), ("ids", ids), ("tail", tailBytes), ("clusters",). An argument is named by its printed
+# value ("" when absent), a root field's clusters by its selector: "*" (every cluster) or "="
+# and its cluster argument.
+Factor = tuple[str, ...]
+Term = tuple[Factor, ...]
+# A document costing more terms than this is refused (QUERY_TOO_COMPLEX) rather than costed: each
+# term is a distinct product of list lengths, and only a document built to multiply them has many.
+MAX_TERMS = 4096
+
+
+class TooIntricate(Exception):
+    """The cost of a document has more than MAX_TERMS terms."""
+
+
+class CostPlan:
+    """The cost of one operation as a sum of products of list lengths, worked out once from the
+    document and the schema; `evaluate` puts in the lengths a request sees (the cluster's size
+    in its last snapshot, its variables) with a few multiplications, and no walk of the
+    document. Documents kept by server/documents.py keep their plans, so a document sent again
+    (a persisted one, by its hash) is costed once, however often it runs."""
+
+    def __init__(self, terms: dict[Term, Cost], values: dict[str, Any], defaults: dict[str, Any],
+                 max_page_size: int) -> None:  # fmt: skip
+        self.terms = terms
+        self._values = values  # printed argument -> its value node, evaluated per request
+        self._defaults = defaults
+        self._max_page_size = max_page_size
+
+    @classmethod
+    def of(
+        cls,
+        schema: GraphQLSchema,
+        operation: OperationDefinitionNode,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        max_page_size: int,
+    ) -> CostPlan:
+        """The plan of `operation`; TooIntricate past MAX_TERMS terms."""
+        defaults = {
+            d.variable.name.value: value_from_ast_untyped(d.default_value)
+            for d in operation.variable_definitions or ()
+            if d.default_value is not None
+        }
+        root = schema.get_root_type(operation.operation)
+        walker = _Walker(schema, fragments)
+        total: dict[Term, Cost] = {}
+        for field in walker.fields(operation.selection_set):
+            name = field.name.value
+            if name in ("clusters", "node", "nodes"):  # global ids may name any cluster
+                walker.selector = "*"
+            else:
+                walker.selector = "=" + walker.argument(
+                    field, "name" if name == "cluster" else "cluster"
+                )
+            _add(total, walker.field_cost(root, field, ""))
+        return cls(total, walker.values, defaults, max_page_size)
+
+    def evaluate(
+        self,
+        variables: Mapping[str, Any],
+        bounds_of: Callable[[str | None], ListBounds],
+        widest: Callable[[], ListBounds],
+        clusters: int,
+    ) -> Cost:
+        """The cost for a request with these variables and cluster sizes (see operation_cost)."""
+        known = {**self._defaults, **variables}
+        found: dict[Factor, int] = {}
+        selected: dict[str, ListBounds] = {}
+
+        def value(printed: str) -> Any:
+            node = self._values.get(printed)
+            return None if node is None else value_from_ast_untyped(node, known)
+
+        def page(printed: str) -> int:
+            first = value(printed)
+            if isinstance(first, int) and not isinstance(first, bool):
+                return max(0, min(first, self._max_page_size))
+            return self._max_page_size
+
+        def bounds(selector: str) -> ListBounds:
+            if selector not in selected:
+                chosen = value(selector[1:]) if selector != "*" else None
+                selected[selector] = (
+                    widest()
+                    if selector == "*"
+                    else bounds_of(chosen if isinstance(chosen, str) else None)
+                )
+            return selected[selector]
+
+        def largest(selector: str, first: str) -> int:
+            sizes = bounds(selector)
+            known_sizes = [getattr(sizes, f.name) or 0 for f in fields(sizes)]
+            return max([page(first), clusters, *known_sizes])
+
+        def factor(key: Factor) -> int:
+            kind = key[0]
+            if kind == "page":
+                return page(key[1])
+            if kind == "bound":
+                bound = getattr(bounds(key[1]), key[2])
+                return int(bound) if bound is not None else largest(key[1], key[3])
+            if kind == "largest":
+                return largest(key[1], key[2])
+            if kind == "ids":
+                ids = value(key[1])
+                return min(len(ids) if isinstance(ids, list) else 1, MAX_IDS)
+            if kind == "tail":
+                tail = value(key[1]) if key[1] else DEFAULT_TAIL_BYTES
+                tail = tail if isinstance(tail, int) else DEFAULT_TAIL_BYTES
+                return max(0, min(tail, MAX_TAIL_BYTES))
+            return clusters
+
+        total = Cost(0)
+        for term, coefficient in self.terms.items():
+            items = 1
+            for key in term:
+                if key not in found:
+                    found[key] = factor(key)
+                items *= found[key]
+            total += coefficient.times(items)
+        return total
+
+
+def _add(total: dict[Term, Cost], more: Mapping[Term, Cost]) -> None:
+    for term, cost in more.items():
+        total[term] = total[term] + cost if term in total else cost
+    if len(total) > MAX_TERMS:
+        raise TooIntricate(f"the cost of the document has more than {MAX_TERMS} terms")
+
+
+def _times(terms: Mapping[Term, Cost], items: int | Factor) -> dict[Term, Cost]:
+    if isinstance(items, int):
+        return {term: cost.times(items) for term, cost in terms.items()}
+    return {tuple(sorted((*term, items))): cost for term, cost in terms.items()}
 
 
 class _Walker:
     def __init__(
-        self,
-        schema: GraphQLSchema,
-        fragments: Mapping[str, FragmentDefinitionNode],
-        variables: Mapping[str, Any],
-        max_page_size: int,
-        clusters: int,
+        self, schema: GraphQLSchema, fragments: Mapping[str, FragmentDefinitionNode]
     ) -> None:
         self._schema = schema
         self._fragments = fragments
-        self._variables = dict(variables)
-        self._max_page_size = max_page_size
-        self._clusters = clusters
-        self.bounds = ListBounds()
+        self.selector = "*"  # the current root field's clusters (see Factor)
+        self.values: dict[str, Any] = {}
         # A fragment spread many times (and spreading others) is costed once per place.
-        self._memo: dict[tuple[str, str, int, ListBounds], Cost] = {}
+        self._memo: dict[tuple[str, str, str, str], dict[Term, Cost]] = {}
         self._sizes: dict[str, int] | None = None
 
     def fields(
@@ -184,63 +299,67 @@ class _Walker:
                     found.extend(self.fields(fragment.selection_set, seen | {name}))
         return found
 
-    def arguments(self, field: FieldNode) -> dict[str, Any]:
-        return {
-            argument.name.value: value_from_ast_untyped(argument.value, self._variables)
-            for argument in field.arguments or ()
-        }
+    def argument(self, field: FieldNode, name: str) -> str:
+        """The argument's value, printed ("" when absent); its node kept to evaluate it later."""
+        for argument in field.arguments or ():
+            if argument.name.value == name:
+                printed = print_ast(argument.value)
+                self.values[printed] = argument.value
+                return printed
+        return ""
 
-    def field_cost(self, parent: GraphQLNamedType | None, field: FieldNode, page: int) -> Cost:
+    def field_cost(
+        self, parent: GraphQLNamedType | None, field: FieldNode, page: str
+    ) -> dict[Term, Cost]:
         name = field.name.value
         definition = getattr(parent, "fields", {}).get(name) or META_FIELDS.get(name)
         if definition is None:  # __typename, or a field validation has already refused
-            return Cost(1)
+            return {(): Cost(1)}
         named = get_named_type(definition.type)
-        own = Cost(1)
+        own: dict[Term, Cost] = {(): Cost(1)}
         parent_name = parent.name if parent is not None else ""  # None: a meta field's parent
         if (parent_name, name) == OUTPUT:
-            tail = self.arguments(field).get("tailBytes", DEFAULT_TAIL_BYTES)
-            tail = tail if isinstance(tail, int) else DEFAULT_TAIL_BYTES
-            own = Cost(1, 1, max(0, min(tail, MAX_TAIL_BYTES)))
+            tail = self.argument(field, "tailBytes")
+            own = {(): Cost(1, 1), (("tail", tail),): Cost(0, 0, 1)}
         if named.name == PAGED[0]:
-            first = self.arguments(field).get(PAGED[1])
-            page = self._max_page_size
-            if isinstance(first, int) and not isinstance(first, bool):
-                page = max(0, min(first, self._max_page_size))
+            page = self.argument(field, PAGED[1])
         if field.selection_set is None or is_leaf_type(named):
             return own
         items = self._items(parent_name, name, definition.type, page)
         if LIST_BOUNDS.get((parent_name, name)) == IDS:
-            ids = self.arguments(field).get("ids")
-            items = min(len(ids) if isinstance(ids, list) else 1, MAX_IDS)
-        return own + self.selection_cost(named, field.selection_set, page).times(items)
+            items = ("ids", self.argument(field, "ids"))
+        inner = self.selection_cost(named, field.selection_set, page)
+        _add(own, _times(inner, items))
+        return own
 
     def selection_cost(
         self,
         parent: GraphQLNamedType,
         selection_set: SelectionSetNode,
-        page: int,
+        page: str,
         seen: frozenset[str] = frozenset(),
-    ) -> Cost:
-        total = Cost(0)
+    ) -> dict[Term, Cost]:
+        total: dict[Term, Cost] = {}
         for selection in selection_set.selections:
             if isinstance(selection, FieldNode):
-                total += self.field_cost(parent, selection, page)
+                _add(total, self.field_cost(parent, selection, page))
             elif isinstance(selection, InlineFragmentNode):
                 condition = selection.type_condition
                 inner = self._schema.get_type(condition.name.value) if condition else parent
-                total += self.selection_cost(inner or parent, selection.selection_set, page, seen)
+                _add(
+                    total, self.selection_cost(inner or parent, selection.selection_set, page, seen)
+                )
             elif isinstance(selection, FragmentSpreadNode):
-                total += self._spread_cost(parent, selection.name.value, page, seen)
+                _add(total, self._spread_cost(parent, selection.name.value, page, seen))
         return total
 
     def _spread_cost(
-        self, parent: GraphQLNamedType, name: str, page: int, seen: frozenset[str]
-    ) -> Cost:
+        self, parent: GraphQLNamedType, name: str, page: str, seen: frozenset[str]
+    ) -> dict[Term, Cost]:
         fragment = self._fragments.get(name)
         if fragment is None or name in seen:
-            return Cost(0)
-        key = (name, parent.name, page, self.bounds)
+            return {}
+        key = (name, parent.name, page, self.selector)
         cached = self._memo.get(key)
         if cached is None:
             inner = self._schema.get_type(fragment.type_condition.name.value) or parent
@@ -248,7 +367,7 @@ class _Walker:
             self._memo[key] = cached
         return cached
 
-    def _items(self, parent: str, name: str, type_: GraphQLOutputType, page: int) -> int:
+    def _items(self, parent: str, name: str, type_: GraphQLOutputType, page: str) -> int | Factor:
         """How many items the field's value may hold: 1 unless it is a list."""
         if isinstance(type_, GraphQLNonNull):
             type_ = type_.of_type
@@ -258,9 +377,9 @@ class _Walker:
             return self._schema_sizes()[INTROSPECTION_BOUNDS[(parent, name)]]
         bound = LIST_BOUNDS.get((parent, name))
         if bound == PAGE:
-            return page
+            return ("page", page)
         if bound == "clusters":
-            return self._clusters
+            return ("clusters",)
         if bound == STEPS:
             return STEPS_PER_JOB
         if bound == ACCOUNTING:
@@ -270,9 +389,8 @@ class _Walker:
         if bound == IDS:
             return 1  # counted from the field's own argument (field_cost)
         if bound is not None:
-            value = getattr(self.bounds, bound)
-            return int(value) if value is not None else self._largest(page)
-        return self._largest(page)
+            return ("bound", self.selector, bound, page)
+        return ("largest", self.selector, page)
 
     def _schema_sizes(self) -> dict[str, int]:
         """The longest list of each kind introspection returns, from the schema itself."""
@@ -309,7 +427,3 @@ class _Walker:
                 ),
             }
         return self._sizes
-
-    def _largest(self, page: int) -> int:
-        known = [getattr(self.bounds, f.name) or 0 for f in fields(self.bounds)]
-        return max([page, self._clusters, *known])

@@ -9,11 +9,15 @@ parses through one `DocumentCache`, so the same caps hold on all of them:
   counts one too many (graphql-core's `max_tokens`, which also counts comments), so parsing costs
   at most that many tokens whatever follows.
 
-Dashboards send the same few documents again and again, so parsed documents (and what
-validation said of them) are kept, least recently used first out, within `capacity` bytes of
-estimated memory: a few large documents cannot hold more than many small ones. Only documents
-of requests that passed authentication are kept; an anonymous caller's documents are parsed,
-used and dropped, so nobody can fill the cache without a credential.
+Dashboards send the same few documents again and again, so parsed documents (what validation
+said of them, and their cost plans, server/cost.py) are kept, least recently used first out,
+within `capacity` bytes of estimated memory: a few large documents cannot hold more than many
+small ones. Only documents of requests that passed authentication are kept; an anonymous
+caller's documents are parsed, used and dropped, so nobody can fill the cache without a
+credential. The persisted-query manifest's documents are pinned (`pin`): the operator's file
+bounds them, and a frontend's documents are parsed, validated and costed once per process
+however many others pass through the cache. `parses`, `validations` and `costings` count the
+work done, for tests and metrics.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from strawberry.schema.schema import validate_document
 from strawberry.types.graphql import OperationType as ChannelOperation
 
 from resolvers.context import RequestContext
+from server.cost import CostPlan
 from server.document_shapes import shape_of, strings_are_free
 from server.operations import Operation, select_operation
 from transport.errors import SlurmGraphQLError
@@ -52,6 +57,8 @@ _BYTES_PER_TOKEN = 800
 _BYTES_PER_CHARACTER = 2
 # A kept shape's string object and its place in the ordered dict, beyond its characters.
 _BYTES_PER_SHAPE = 200
+# A cost plan's term (a tuple of factors and a Cost) and the argument nodes it names, roughly.
+_BYTES_PER_TERM = 400
 # The selection of a stand-in document (see _stand_in below).
 _TYPENAME = SelectionSetNode(selections=(FieldNode(name=NameNode(value="__typename")),))
 
@@ -70,6 +77,8 @@ class _Entry:
     size: int
     # graphql-core's validation errors for the document ([] when valid), once validated.
     validation: list[GraphQLError] | None = field(default=None)
+    # Cost plans by operation name, once costed.
+    plans: dict[str | None, CostPlan] = field(default_factory=dict)
 
 
 class DocumentCache:
@@ -90,6 +99,8 @@ class DocumentCache:
         # their estimated bytes, within a quarter of `capacity` on top of it.
         self._shapes: OrderedDict[str, int] = OrderedDict()
         self.shapes_size = 0
+        self._pinned: dict[str, _Entry] = {}  # the manifest's documents, never evicted
+        self.parses = self.validations = self.costings = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -108,19 +119,45 @@ class DocumentCache:
         authenticated request's). Raises DocumentRefused over a cap, GraphQLSyntaxError else."""
         return self._entry(query, keep).document
 
+    def pin(self, query: str) -> None:
+        """Keep `query` parsed for the process's life, outside the capacity (a manifest's)."""
+        if query not in self._pinned:
+            self._pinned[query] = self._entry(query, keep=False)
+
+    def _kept(self, query: str, document: DocumentNode) -> _Entry | None:
+        entry = self._pinned.get(query) or self._entries.get(query)
+        return entry if entry is not None and entry.document is document else None
+
     def validated(self, query: str, document: DocumentNode) -> list[GraphQLError] | None:
         """What validation said of `query`'s cached document, if it was this one and validated."""
-        entry = self._entries.get(query)
-        if entry is None or entry.document is not document:
-            return None
-        return entry.validation
+        entry = self._kept(query, document)
+        return None if entry is None else entry.validation
 
     def remember_validation(
         self, query: str, document: DocumentNode, errors: list[GraphQLError]
     ) -> None:
-        entry = self._entries.get(query)
-        if entry is not None and entry.document is document:
+        entry = self._kept(query, document)
+        if entry is not None:
             entry.validation = errors
+
+    def cost_plan(
+        self, query: str, document: DocumentNode, name: str | None, make: Callable[[], CostPlan]
+    ) -> CostPlan:
+        """The cost plan of operation `name` of `query`'s document: the kept one, else `make()`'s,
+        kept with the document when the document is kept (its bytes counted with it)."""
+        entry = self._kept(query, document)
+        if entry is not None and name in entry.plans:
+            return entry.plans[name]
+        self.costings += 1
+        plan = make()
+        if entry is not None:
+            entry.plans[name] = plan
+            if query not in self._pinned and self._entries.get(query) is entry:
+                more = _BYTES_PER_TERM * len(plan.terms)
+                entry.size += more
+                self.size += more
+                self._evict()
+        return plan
 
     def shape_validated(self, shape: str) -> bool:
         """Whether a document of this shape validated without errors (and the shape is kept)."""
@@ -154,11 +191,15 @@ class DocumentCache:
         return select_operation(document, name)
 
     def _entry(self, query: str, keep: bool) -> _Entry:
+        pinned = self._pinned.get(query)
+        if pinned is not None:
+            return pinned
         entry = self._entries.get(query)
         if entry is not None:
             self._entries.move_to_end(query)
             return entry
         self.check_length(query)
+        self.parses += 1
         try:
             document = parse(query, max_tokens=self.max_tokens)
         except GraphQLSyntaxError:
@@ -170,10 +211,13 @@ class DocumentCache:
         if keep and entry.size <= self.capacity:
             self._entries[query] = entry
             self.size += entry.size
-            while self.size > self.capacity:
-                _, evicted = self._entries.popitem(last=False)
-                self.size -= evicted.size
+            self._evict()
         return entry
+
+    def _evict(self) -> None:
+        while self.size > self.capacity:
+            _, evicted = self._entries.popitem(last=False)
+            self.size -= evicted.size
 
 
 def too_large(limit: int) -> GraphQLError:
@@ -257,6 +301,7 @@ class CachedDocuments(SchemaExtension):
                 documents.remember_validation(query, document, errors)
         if errors is None:
             schema = context.schema._schema  # as strawberry's own ValidationCache does
+            documents.validations += 1
             errors = validate_document(schema, document, context.validation_rules)
             documents.remember_validation(query, document, errors)
             if (

@@ -6,7 +6,8 @@ node.
   both depend on the text alone, so they are checked while validating (results are cached);
 - cost, output reads and output bytes (server/cost.py): every list costs its children once per
   item it may hold, bounded by the cluster's size in its last snapshot. That size changes, so the
-  cost is checked when each request starts executing, never taken from the validation cache.
+  cost is checked when each request starts executing: the document's cost plan, worked out once
+  and kept with the document (server/documents.py), evaluated with the sizes of the moment.
   Until a snapshot has told a cluster's size, configured assumptions stand in for it; a document
   refused under them gets one look at the real cluster (the snapshot any query of it fetches)
   before it is refused for good.
@@ -42,7 +43,8 @@ from resolvers.log_values import loggable
 from resolvers.plan import datasets_named
 from resolvers.scope import EVERY_JOB
 from resolvers.source import SnapshotSource
-from server.cost import Cost, operation_cost
+from server.cost import Cost, CostPlan, TooIntricate
+from server.documents import DocumentCache
 
 logger = logging.getLogger("slurm_graphql.limits")
 
@@ -129,9 +131,16 @@ class CostLimit(SchemaExtension):
     """Refuses an operation whose cost, output reads or output bytes pass `limits`, when it is
     about to execute (queries, mutations, and each subscription once, for every event)."""
 
-    def __init__(self, *, limits: Limits, sources: Mapping[str, SnapshotSource]) -> None:
+    def __init__(
+        self,
+        *,
+        limits: Limits,
+        sources: Mapping[str, SnapshotSource],
+        documents: DocumentCache | None = None,
+    ) -> None:
         self._limits = limits
         self._sources = sources  # filled by the app's lifespan
+        self._documents = documents  # where cost plans are kept with their documents
 
     async def on_execute(self) -> AsyncIterator[None]:
         await self._check()
@@ -143,15 +152,19 @@ class CostLimit(SchemaExtension):
         operation = get_operation_ast(document, context.operation_name) if document else None
         if document is None or operation is None or not self._sources:
             return  # graphql-core reports what is wrong with the document itself
+        try:
+            plan = self._plan(document, operation)
+        except TooIntricate as exc:
+            raise too_complex(str(exc)) from None
         consulted: set[str] = set()
-        problem = self._problem(self._cost(document, operation, consulted, assumed=True))
+        problem = self._problem(self._cost(plan, consulted, assumed=True))
         if problem is None:
             return
         unknown = [n for n in consulted if not self._sources[n].bounds.known()]
         # Refused on assumptions, but it would pass on a small enough cluster: look at the
         # clusters (one snapshot each, what any query of them fetches anyway) and decide on
         # their real size. A document too costly whatever the size is refused right away.
-        small = self._problem(self._cost(document, operation, set(), assumed=False)) is None
+        small = self._problem(self._cost(plan, set(), assumed=False)) is None
         if unknown and small:
             # Only the lists the document names bound its cost: a query of nodes alone reads no
             # job queue to be costed. The snapshot is adopted by the request below, so it holds
@@ -177,7 +190,7 @@ class CostLimit(SchemaExtension):
                     "could not read the size of %s: %s", ", ".join(unknown), loggable(exc)
                 )
             else:
-                problem = self._problem(self._cost(document, operation, set(), assumed=True))
+                problem = self._problem(self._cost(plan, set(), assumed=True))
                 # The request reads what it was costed by: no second fetch, even without a cache
                 # (a WebSocket's context is shared by its operations, and keeps none).
                 if isinstance(request, RequestContext) and not getattr(
@@ -192,13 +205,22 @@ class CostLimit(SchemaExtension):
         request = self.execution_context.context
         return isinstance(request, RequestContext) and not request.visibility.everyone
 
-    def _cost(
-        self,
-        document: DocumentNode,
-        operation: OperationDefinitionNode,
-        consulted: set[str],
-        assumed: bool,
-    ) -> Cost:
+    def _plan(self, document: DocumentNode, operation: OperationDefinitionNode) -> CostPlan:
+        """The operation's cost plan: the one kept with its document, or worked out now."""
+        context = self.execution_context
+        fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        schema = context.schema._schema  # graphql-core's schema
+
+        def make() -> CostPlan:
+            return CostPlan.of(schema, operation, fragments, self._limits.max_page_size)
+
+        if self._documents is None or not context.query:
+            return make()
+        return self._documents.cost_plan(context.query, document, context.operation_name, make)
+
+    def _cost(self, plan: CostPlan, consulted: set[str], assumed: bool) -> Cost:
         """The cost with what the snapshots told; unknown sizes taken as the assumptions, or
         (not `assumed`) as empty, to tell whether knowing them could let the document pass."""
         limits, sources = self._limits, self._sources
@@ -221,20 +243,9 @@ class CostLimit(SchemaExtension):
                 return complete(names[0])
             return complete(name) if name in sources else widest()
 
-        fragments = {
-            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-        }
-        schema = self.execution_context.schema._schema  # graphql-core's schema
         variables = self.execution_context.variables  # as sent: graphql-core coerces them later
-        return operation_cost(
-            schema,
-            operation,
-            fragments,
-            variables if isinstance(variables, Mapping) else {},
-            bounds_of,
-            widest,
-            len(names),
-            limits.max_page_size,
+        return plan.evaluate(
+            variables if isinstance(variables, Mapping) else {}, bounds_of, widest, len(names)
         )
 
     def _problem(self, found: Cost) -> str | None:

@@ -5,13 +5,16 @@ document's hash, huge documents, and one user's cached GET handed to another."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from graphql import OperationDefinitionNode
 
 from server.app import create_app
 from server.persisted import (
@@ -27,6 +30,7 @@ from server.settings import Settings
 from server.tokens import parse_token_map
 from tests.conftest import TOKENS
 from tests.support.app import app_client
+from tests.support.scenario import sbatch, slurm
 from tests.support.ws import Connection, serving
 from transport.local import LocalTransport
 
@@ -183,3 +187,109 @@ def test_a_manifest_that_lies_or_does_not_validate_stops_the_server(tmp_path: Pa
             create_app(Settings(persisted_manifest=str(path)), transports={})
     with pytest.raises(ManifestError):
         create_app(Settings(persisted_only=True), transports={})
+
+
+JOBS = (
+    "query Jobs($first: Int) { cluster { jobs(first: $first) { edges { node { displayId } } } "
+    "nodes { name jobs { displayId } } } }"
+)
+
+
+async def test_a_persisted_document_is_parsed_validated_and_costed_once(
+    unix_users: None, tmp_path: Path
+) -> None:
+    """A manifest document runs by hash again and again (other variables, a queue that grew in
+    between): parsed once at start-up, validated once and costed once, as the counters of the
+    app's document cache tell; each run still answers the queue of its moment."""
+    settings = Settings(cache_ttl=0.5, persisted_manifest=manifest_file(tmp_path, JOBS))
+    app = create_app(settings, transports={"local": LocalTransport()})
+    documents = app.state.documents
+    assert (documents.parses, documents.validations, documents.costings) == (1, 0, 0)
+    held = []
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
+        for first in (1, 2, 3):
+            body = (
+                await client.post(
+                    "/graphql",
+                    json={"extensions": apq(sha256_of(JOBS)), "variables": {"first": first}},
+                )
+            ).json()
+            assert "errors" not in body, body
+            assert len(body["data"]["cluster"]["jobs"]["edges"]) <= first
+            held.append(
+                await asyncio.to_thread(sbatch, "-J", "costed once", "--hold", "--wrap", "true")
+            )
+        assert (documents.parses, documents.validations, documents.costings) == (1, 1, 1)
+        # The queue grew by three jobs: the plan costed once still reads the queue of the moment.
+        deadline = time.monotonic() + 30
+        while True:
+            sent = {"query": JOBS, "variables": {"first": 10_000}}
+            late = (await client.post("/graphql", json=sent)).json()
+            listed = {e["node"]["displayId"] for e in late["data"]["cluster"]["jobs"]["edges"]}
+            if set(held) <= listed:
+                break
+            assert time.monotonic() < deadline, (held, listed)
+            await asyncio.sleep(0.2)
+        assert (documents.parses, documents.validations, documents.costings) == (1, 1, 1)
+    await asyncio.to_thread(slurm, "scancel", *held)
+
+
+async def test_registering_many_hashes_cannot_grow_memory_or_unpin_the_manifest(
+    unix_users: None, tmp_path: Path
+) -> None:
+    """An authenticated attacker registers 400 distinct documents by APQ: the document cache
+    stays within its byte capacity (plans included) and the store within its budget, older
+    registrations drop out, and the manifest's document is still neither re-parsed,
+    re-validated nor re-costed."""
+    settings = Settings(
+        tokens=parse_token_map(TOKENS),
+        persisted_manifest=manifest_file(tmp_path, JOBS),
+        document_cache_bytes=256 * 1024,
+    )
+    app = create_app(settings, transports={"local": LocalTransport()})
+    documents, persisted = app.state.documents, app.state.persisted
+    alice = {"Authorization": "Bearer alice-token"}
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, headers=alice) as client:
+        manifest_run = {"extensions": apq(sha256_of(JOBS))}
+        assert "errors" not in (await client.post("/graphql", json=manifest_run)).json()
+        before = (documents.parses, documents.validations, documents.costings)
+        flood = [
+            f"query Flood{i} {{ cluster {{ nodes {{ name jobs {{ displayId }} }} }} }}"
+            for i in range(400)
+        ]
+        for document in flood:
+            sent = {"query": document, "extensions": apq(sha256_of(document))}
+            assert "errors" not in (await client.post("/graphql", json=sent)).json()
+            assert documents.size <= documents.capacity
+        assert len(documents) < len(flood)
+        assert persisted.stored <= len(flood)
+        first = await client.post("/graphql", json={"extensions": apq(sha256_of(flood[-1]))})
+        assert "errors" not in first.json()
+        assert "errors" not in (await client.post("/graphql", json=manifest_run)).json()
+        after = (documents.parses, documents.validations, documents.costings)
+        # Each flooding document was parsed, validated and costed once; the manifest's not again.
+        assert after == tuple(n + len(flood) for n in before)
+
+
+def test_a_cost_plan_is_evaluated_with_the_sizes_of_the_moment() -> None:
+    """One plan, worked out once, costs a request by the cluster size and variables it is given."""
+    from graphql import parse
+
+    from resolvers.bounds import ListBounds
+    from schema import build_schema
+    from server.cost import CostPlan
+
+    document = parse(JOBS)
+    operation = document.definitions[0]
+    assert isinstance(operation, OperationDefinitionNode)
+    plan = CostPlan.of(build_schema()._schema, operation, {}, 10_000)
+    small = ListBounds(jobs=10, jobs_per_node=10, nodes=4)
+    large = ListBounds(jobs=1000, jobs_per_node=1000, nodes=4)
+
+    def cost(bounds: ListBounds, first: int) -> int:
+        return plan.evaluate({"first": first}, lambda _: bounds, lambda: bounds, 1).cost
+
+    # cluster 1 + jobs (1 + edges (1 + first x (node 1 + displayId 1)))
+    #   + nodes (1 + 4 x (name 1 + jobs (1 + jobs_per_node x displayId 1)))
+    assert cost(small, 5) == 1 + 1 + 1 + 5 * 2 + 1 + 4 * (1 + 1 + 10)
+    assert cost(large, 7) == 1 + 1 + 1 + 7 * 2 + 1 + 4 * (1 + 1 + 1000)
