@@ -6,12 +6,13 @@ id is the base64url of a short JSON array `[kind, cluster, key]`; clients must t
 (its form may change), and Slurm's own ids stay plain fields (`jobId`, `displayId`, `name`).
 
 The key is what stays the same while the object lives: a job's unique numeric id (its display
-id changes as an array's tasks start), a partition's or compute node's name, nothing for a
-cluster. Decoding is strict and pure; whether the object exists, and whether the caller may see
+id changes as an array's tasks start), a partition's or compute node's name, a step's job id and
+step id (`42.batch`: steps come from accounting, which knows a job by its unique id), nothing for
+a cluster. Decoding is strict and pure; whether the object exists, and whether the caller may see
 it, is decided by the request's view of the cluster's snapshot like any other lookup, so a job
 the caller may not see is `null` exactly like a job that does not exist.
 
-Kinds of later types (accounting history, steps) are added to KINDS with their key's check, and
+Kinds of later types are added to KINDS with their key's check, and
 to the lookup and fetch plan beside the others (schema/query.py, resolvers/plan.py).
 """
 
@@ -32,6 +33,8 @@ MAX_GLOBAL_ID = 600
 # How many ids one `nodes(ids:)` may look up (its cost is per id, too: server/cost.py).
 MAX_IDS = 100
 _UNIQUE_JOB_ID = re.compile(r"^[0-9]{1,10}\Z", re.ASCII)
+# A unique job id and a step id as sacct prints them (batch, extern, 0, 3+1 for a het step).
+_STEP_KEY = re.compile(r"^[0-9]{1,10}\.[A-Za-z0-9_+]{1,32}\Z", re.ASCII)
 _BASE64URL = re.compile(r"^[A-Za-z0-9_-]+\Z", re.ASCII)
 
 
@@ -42,6 +45,7 @@ class Kind(enum.StrEnum):
     PARTITION = "Partition"
     COMPUTE_NODE = "ComputeNode"
     JOB = "Job"
+    JOB_STEP = "JobStep"
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,8 @@ def decode_global_id(value: object) -> GlobalId:
     validate_name("cluster", cluster)
     if kind is Kind.JOB and not _UNIQUE_JOB_ID.match(key):
         raise BadUserInput("not a global id of a job")
+    if kind is Kind.JOB_STEP and not _STEP_KEY.match(key):
+        raise BadUserInput("not a global id of a job step")
     if kind is Kind.CLUSTER and key:
         raise BadUserInput("not a global id of a cluster")
     if kind in (Kind.PARTITION, Kind.COMPUTE_NODE):

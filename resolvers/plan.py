@@ -127,6 +127,7 @@ def _need_of(found: GlobalId) -> Need:
         Kind.PARTITION: Need.PARTITIONS,
         Kind.COMPUTE_NODE: Need.NODES,
         Kind.JOB: Need.JOBS,
+        Kind.JOB_STEP: Need.NOTHING,  # sacct, as the caller: no snapshot (schema/query.py)
     }[found.kind]
 
 

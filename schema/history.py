@@ -7,10 +7,12 @@ from datetime import datetime
 
 import strawberry
 
+from resolvers.global_ids import Kind, global_id
 from resolvers.history import HistoryFilterValues
 from resolvers.ids import BadUserInput
 from resolvers.slurm.history import STATES, Efficiency, StepRecord
 from schema.enums import JobState
+from schema.identification import Node
 from schema.scalars import Long
 
 
@@ -67,11 +69,21 @@ class JobHistoryFilter:
 
 
 @strawberry.type(description="One step of a job (batch, extern, or an srun), from accounting.")
-class JobStep:
+class JobStep(Node):
     _step: strawberry.Private[StepRecord]
+    _cluster: strawberry.Private[str]
+    _job_id: strawberry.Private[int]  # the job's unique id (an array task's own)
+
+    @strawberry.field(
+        description="Opaque global id (Node), from the cluster, the job's unique id and the step "
+        "id; `node(id:)` reads it again from accounting, as the caller."
+    )
+    def id(self) -> strawberry.ID:
+        key = f"{self._job_id}.{self._step.step_id}"
+        return strawberry.ID(global_id(Kind.JOB_STEP, self._cluster, key))
 
     @strawberry.field(description="The step's id within its job: batch, extern, 0, 1…")
-    def id(self) -> str:
+    def step_id(self) -> str:
         return self._step.step_id
 
     @strawberry.field(description="The step's full id, e.g. 42.batch.")

@@ -86,7 +86,10 @@ class Job(Node):
         "for a job read from the controller."
     )
     def steps(self) -> list[JobStep]:
-        return [JobStep(_step=step) for step in self._history.steps] if self._history else []
+        if self._history is None:
+            return []
+        cluster, job_id = self._snapshot.cluster, self._history.job_id
+        return [JobStep(_step=s, _cluster=cluster, _job_id=job_id) for s in self._history.steps]
 
     @strawberry.field(
         description="What seff prints, from accounting; null while unknown (a live job, or one "

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import strawberry
 
 from resolvers import accounts as accounting
 from resolvers.context import RequestContext
 from resolvers.global_ids import GlobalId, Kind, read_global_id, read_global_ids
+from resolvers.history import forgotten_job
 from resolvers.snapshot import Snapshot
 from schema.accounts import Association
 from schema.cluster import Cluster
 from schema.errors import expected_errors_as_graphql, expected_errors_raised_as_graphql
+from schema.history import JobStep
 from schema.identification import Node
 from schema.job import Job
 from schema.node import ComputeNode
@@ -34,6 +37,8 @@ async def _find(context: RequestContext, found: GlobalId, info: strawberry.Info)
         return None
     if found.kind is Kind.CLUSTER:
         return await _load(context, found.cluster, info)
+    if found.kind is Kind.JOB_STEP:
+        return await _step(context, found)
     snapshot = await context.snapshot(found.cluster, resolve_info(info))
     return _lookup(snapshot, found)
 
@@ -42,6 +47,24 @@ async def _find_any(
     context: RequestContext, found: GlobalId | None, info: strawberry.Info
 ) -> Node | None:
     return None if found is None else await _find(context, found, info)
+
+
+async def _step(context: RequestContext, found: GlobalId) -> JobStep | None:
+    """A step from accounting: one sacct of its job as the caller, within the caller's
+    visibility (another user's job under `own` is null, and sacct is asked for the caller's
+    jobs only), like `job(id:)` for a job the controller forgot."""
+    context.cacheable = False  # accounting is not in the snapshot the response cache follows
+    job_id, _, step_id = found.key.partition(".")
+    source = context.sources[found.cluster]
+    record = await forgotten_job(
+        source.transport, context.identity.user, context.visibility, job_id, int(time.time())
+    )
+    if record is None or str(record.job_id) != job_id:
+        return None
+    for step in record.steps:
+        if step.step_id == step_id:
+            return JobStep(_step=step, _cluster=found.cluster, _job_id=record.job_id)
+    return None
 
 
 def _lookup(snapshot: Snapshot, found: GlobalId) -> Node | None:

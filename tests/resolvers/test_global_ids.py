@@ -36,6 +36,8 @@ def raw_id(*parts: object) -> str:
         GlobalId(Kind.PARTITION, "local", "batch"),
         GlobalId(Kind.COMPUTE_NODE, "other", "n1"),
         GlobalId(Kind.JOB, "local", "42"),
+        GlobalId(Kind.JOB_STEP, "local", "42.batch"),
+        GlobalId(Kind.JOB_STEP, "local", "42.3+1"),
         GlobalId(Kind.PARTITION, "é:/\"'", "a b,c"),  # any name without control bytes
     ],
 )
@@ -67,6 +69,10 @@ def test_the_same_job_of_two_clusters_has_two_ids() -> None:
         raw_id("Job", "local", "1;rm -rf /"),
         raw_id("Job", "local", "\u0664\u0662"),  # digits of another script
         raw_id("Cluster", "local", "x"),
+        raw_id("JobStep", "local", "42"),  # a step names its job and itself
+        raw_id("JobStep", "local", "42_3.batch"),  # by the job's unique id only
+        raw_id("JobStep", "local", "42.batch --allusers"),
+        raw_id("JobStep", "local", "42.0,43.0"),
         raw_id("ComputeNode", "local", "n1\nINJECTED"),
         raw_id("Partition", "lo\x00cal", "batch"),
         raw_id("Partition", "local", "\ud800"),

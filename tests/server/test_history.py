@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from resolvers.global_ids import Kind, global_id
 from resolvers.slurm.history import HistoryQuery, HistoryRecord, history_command, parse_history
 from resolvers.slurm.jobs import new_boundary
 from server.app import create_app
@@ -35,7 +36,7 @@ query($filter: JobHistoryFilter, $first: Int, $after: String) {
   cluster { jobHistory(filter: $filter, first: $first, after: $after) {
     totalCount pageInfo { hasNextPage endCursor }
     edges { node { displayId jobId name user account qos state exitCode source
-      steps { id fullId name state exitCode elapsedSeconds cpuSeconds maxRssBytes nodes }
+      steps { id stepId fullId name state exitCode elapsedSeconds cpuSeconds maxRssBytes nodes }
       efficiency { elapsedSeconds cpuSeconds cpuEfficiencyPercent maxRssBytes
                    memoryEfficiencyPercent } } } } } }"""
 
@@ -186,7 +187,7 @@ async def test_history_steps_and_efficiency_match_sacct(everyone: App, finished:
         assert (job["account"], job["qos"]) == ("physics", "normal")
     fails = jobs[finished.fails]
     assert (fails["state"], fails["exitCode"]) == ("FAILED", 3)
-    assert {s["id"] for s in fails["steps"]} >= {"batch", "0"}
+    assert {s["stepId"] for s in fails["steps"]} >= {"batch", "0"}
     memory = jobs[finished.memory]["efficiency"]
     assert memory["maxRssBytes"] > 50 << 20
     assert memory["memoryEfficiencyPercent"] == round(100 * memory["maxRssBytes"] / (100 << 20), 2)
@@ -295,7 +296,7 @@ async def test_no_slurmdbd_is_accounting_unavailable(finished: Finished) -> None
 
 
 JOB = """query($id: String!) { cluster { job(id: $id) {
-  id displayId user state exitCode source steps { id } efficiency { elapsedSeconds } } } }"""
+  id displayId user state exitCode source steps { id stepId } efficiency { elapsedSeconds } } } }"""
 
 
 async def test_a_forgotten_job_is_answered_from_accounting(finished: Finished) -> None:
@@ -308,7 +309,7 @@ async def test_a_forgotten_job_is_answered_from_accounting(finished: Finished) -
     async for app in app_with(own_settings(), CountingTransport(purging)):
         hers = await job_as(app, "alice", finished.fails)
         assert (hers["state"], hers["exitCode"], hers["source"]) == ("FAILED", 3, "ACCOUNTING")
-        assert {"batch", "0"} <= {step["id"] for step in hers["steps"]}
+        assert {"batch", "0"} <= {step["stepId"] for step in hers["steps"]}
         assert hers["efficiency"] is not None
         assert await job_as(app, "bob", finished.fails) is None
         assert await job_as(app, "bob", "987654321") is None
@@ -325,6 +326,49 @@ async def job_as(app: App, user: str, job_id: str) -> Any:
     body = response.json()
     assert "errors" not in body, body
     return body["data"]["cluster"]["job"]
+
+
+STEP = """query($ids: [ID!]!) { nodes(ids: $ids) { id __typename
+  ... on JobStep { stepId fullId state exitCode } } }"""
+
+
+async def test_a_step_is_refetched_by_its_global_id_within_visibility(
+    own: App, finished: Finished
+) -> None:
+    """A step's opaque id from alice's history refetches it through nodes(ids:) as she saw it;
+    under `own`, bob gets null for it (and for a step that does not exist) beside his own step,
+    and sacct is asked for bob's jobs only."""
+    history = await own.query("alice", filter={"names": [finished.tag]})
+    hers = next(j for j in nodes(history) if j["displayId"] == finished.fails)
+    srun = next(s for s in hers["steps"] if s["stepId"] == "0")
+    theirs = await own.query("bob", filter={"names": [finished.tag]})
+    his = next(s for s in nodes(theirs)[0]["steps"] if s["stepId"] == "batch")
+    tampered = srun["id"][:-2] + "x"  # not an id the API made: null
+    missing = global_id(Kind.JOB_STEP, "local", f"{finished.bob}.99")  # no such step: null
+
+    async def refetch(user: str, *ids: str) -> list[Any]:
+        response = await own.client.post(
+            "/graphql",
+            json={"query": STEP, "variables": {"ids": list(ids)}},
+            headers={"Authorization": f"Bearer {user}-token"},
+        )
+        body = response.json()
+        assert "errors" not in body, body
+        return list(body["data"]["nodes"])
+
+    [again] = await refetch("alice", srun["id"])
+    assert again == {"__typename": "JobStep", **{k: srun[k] for k in ("id", "stepId", "fullId")},
+                     "state": "COMPLETED", "exitCode": 0}  # fmt: skip
+    own.transport.batches.clear()
+    assert await refetch("bob", srun["id"], tampered, missing, his["id"]) == [
+        None,
+        None,
+        None,
+        {"__typename": "JobStep", "id": his["id"], "stepId": "batch",
+         "fullId": his["fullId"], "state": "COMPLETED", "exitCode": 0},
+    ]  # fmt: skip
+    sacct = [argv for batch in own.transport.batches for argv in batch if argv[0] == "sacct"]
+    assert sacct and all("--user=bob" in argv and "--allusers" not in argv for argv in sacct)
 
 
 ACCOUNTING = """query { viewer { user associations { cluster account partition qos defaultQos
