@@ -19,6 +19,17 @@ from schema.subscription import Subscription
 
 UnexpectedErrors = Callable[[list[GraphQLError]], None]
 
+# graphql-core quotes what the client sent in its messages ("Value 'AAAA…' is invalid"): a
+# message is clipped so that an answer, and a log line, never echoes kilobytes of a caller's text.
+MESSAGE_LIMIT = 300
+
+
+def clip_message(error: GraphQLError) -> None:
+    """`error`'s message cut to MESSAGE_LIMIT characters, saying how much was cut."""
+    cut = len(error.message) - MESSAGE_LIMIT
+    if cut > 0:
+        error.message = f"{error.message[:MESSAGE_LIMIT]}… ({cut} more characters)"
+
 
 class _Schema(strawberry.Schema):
     # Who logs unexpected errors: strawberry's own logger unless the server says otherwise.
@@ -30,7 +41,9 @@ class _Schema(strawberry.Schema):
         """Log what went wrong unexpectedly; a coded error is an answer to the client (a bad id,
         an unknown cluster), and a parse or validation error is the client's, not ours, and so
         is an operation type the protocol does not run (a query over graphql-ws): logged, any
-        client could fill the log with tracebacks."""
+        client could fill the log with tracebacks. Every message is clipped first (above)."""
+        for error in errors:
+            clip_message(error)
         unexpected = [
             error
             for error in errors

@@ -21,6 +21,7 @@ from resolvers.slurm.actions import CONTROL_JOB_ID
 from resolvers.slurm.job_fields import InvalidSubmission, slurm_names, validate_key
 from resolvers.slurm.job_update import validate_signal
 from resolvers.slurm.sbatch import SubmitRequest, sbatch_arguments
+from schema import MESSAGE_LIMIT
 from server.app import create_app
 from server.lambda_app import make_handler
 from server.settings import Settings, parse_clusters
@@ -348,3 +349,54 @@ async def test_mistyped_variables_are_bad_user_input_over_websockets(
     assert message.kind == "error", message
     errors = message.payload if isinstance(message.payload, list) else [message.payload]
     assert [error["extensions"]["code"] for error in errors] == ["BAD_USER_INPUT"], errors
+
+
+# A caller's 20 KB of text in the places graphql-core quotes it: a variable's value, an argument.
+ECHOED = "A" * 20_000 + "\n<script>"
+ECHOING = [
+    (
+        "query ($s: [JobState!]) { cluster { jobs(filter: {states: $s}) { totalCount } } }",
+        {"s": [ECHOED]},
+    ),
+    ('{ cluster { jobs(filter: {states: ["' + ECHOED[:-9] + '"]}) { totalCount } } }', {}),
+    ("query ($n: Int) { cluster { jobs(first: $n) { totalCount } } }", {"n": ECHOED}),
+]
+
+
+def assert_clipped(errors: list[dict[str, Any]]) -> None:
+    assert errors
+    for error in errors:
+        assert len(error["message"]) <= MESSAGE_LIMIT + 40, len(error["message"])
+        assert error["message"].endswith("more characters)"), error["message"][-80:]
+        assert "<script>" not in error["message"]
+
+
+@pytest.mark.parametrize(("query", "variables"), ECHOING)
+async def test_errors_quote_a_callers_text_clipped(
+    user_api: UserApi, query: str, variables: dict[str, Any]
+) -> None:
+    """graphql-core quotes the offending value in its message: an answer never echoes a
+    caller's kilobytes back (nor into the log), over POST and GET alike; nothing runs."""
+    before = user_api.transport.calls
+    body = await as_alice(user_api, query, **variables)
+    assert_clipped(body["errors"])
+    response = await user_api.client.get(
+        "/graphql",
+        params={"query": query, "variables": json.dumps(variables)},
+        headers={"Authorization": "Bearer alice-token", "Accept": "application/json"},
+    )
+    assert_clipped(response.json()["errors"])
+    assert user_api.transport.calls == before
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_errors_quote_a_callers_text_clipped_over_websockets(
+    slurm_cluster: str, protocol: str
+) -> None:
+    app = create_app(Settings(cache_ttl=0.0))
+    query = "subscription ($id: String!) { jobStateChanged(id: $id) { kind } }"
+    async with serving(app) as url, Connection.open(url, protocol) as connection:
+        subscription = await connection.subscribe(query, id=[ECHOED])
+        message = await subscription.next()
+    assert message.kind == "error", message
+    assert_clipped(message.payload if isinstance(message.payload, list) else [message.payload])
