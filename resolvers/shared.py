@@ -6,7 +6,9 @@ cluster slot, so the scripts below also run on a clustered cache):
     <namespace>:{<cluster>}:snapshot     the latest full snapshot (resolvers/shared_codec.py),
                                          expiring after the cache TTL
     <namespace>:{<cluster>}:lease        who is fetching one now: a random token, SET NX PX
-    <namespace>:{<cluster>}:generation   bumped by every write, on any replica
+    <namespace>:{<cluster>}:generation   bumped by every write, on any replica; made from Redis'
+                                         clock when absent, so a Redis that restarted empty (or
+                                         evicted it) starts a generation no replica has seen
 
 No key holds anything a client wrote: cluster names come from the configuration, and the values
 are what this service fetched from Slurm. A replica that misses reads the snapshot; if there is
@@ -17,8 +19,10 @@ the generation and drops the snapshot; a replica compares the generation on each
 forgets what it cached before, so a write on one replica is read back on every other.
 
 Redis failing never fails a request: the call that fails marks Redis down (logged once, counted
-for /metrics, named in /readyz), the replica serves from its own cache as it would alone, and
-one call a second tries Redis again until it answers.
+for /metrics, named in /readyz) and the replica serves from its own cache as it would alone.
+While it is down no request waits on Redis: the app's lifespan runs SharedState.watch, which
+PINGs it every RETRY_AFTER seconds and marks it up when it answers. A replica then reads a new
+generation (the restarted Redis made it), drops what it cached alone, and shares again.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ NAMESPACE = "slurm-graphql"
 LEASE_SECONDS = 5.0
 # How often a waiter looks whether the holder's snapshot has come.
 WAIT_STEP = 0.01
-# Once Redis failed, how long replicas act alone before trying it again.
+# Once Redis failed, how often SharedState.watch tries it again (seconds).
 RETRY_AFTER = 1.0
 
 # Keep a snapshot only if no write came since its fetch started (KEYS: snapshot, generation).
@@ -60,18 +64,26 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-# A write: a new generation, and no snapshot of the old one (KEYS: generation, snapshot).
-# A generation starts at the server's clock in microseconds, not at 1, so that a Redis restarted
-# empty never hands out again a number replicas saw before it went.
-_BUMP = """
+# A generation starts at the server's clock in microseconds, not at 0 or 1, so that a Redis
+# restarted empty never hands out again a number replicas saw before it went: a replica that
+# cached through the outage (or never noticed it) reads a generation it does not hold and drops
+# what it cached, writes made meanwhile included. Reading one therefore makes it if absent.
+_MAKE_GENERATION = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local now = redis.call('TIME')
   redis.call('SET', KEYS[1], now[1] .. string.format('%06d', now[2]))
 end
+"""
+_GENERATION = _MAKE_GENERATION + "return redis.call('GET', KEYS[1])\n"
+# A write: a new generation, and no snapshot of the old one (KEYS: generation, snapshot).
+_BUMP = (
+    _MAKE_GENERATION
+    + """
 local generation = redis.call('INCR', KEYS[1])
 redis.call('DEL', KEYS[2])
 return generation
 """
+)
 
 T = TypeVar("T")
 
@@ -84,45 +96,43 @@ class SharedUnavailable(SlurmGraphQLError):
 class SharedState:
     """The Redis client of one app and whether Redis is answering."""
 
-    def __init__(
-        self,
-        client: Redis,
-        namespace: str = NAMESPACE,
-        clock: Callable[[], float] = time.monotonic,
-        max_bytes: int | None = None,
-    ) -> None:
+    def __init__(self, client: Redis, namespace: str = NAMESPACE, max_bytes: int | None = None):
         self.client = client
         self.namespace = namespace
         self.max_bytes = max_bytes
         # Names this replica where replicas say what they need (resolvers/shared_poll.py).
         self.replica = secrets.token_hex(8)
-        self._clock = clock
-        self._down_since: float | None = None
-        self._retry_at = 0.0
+        self._down = False
         # Read by /metrics and /readyz.
         self.failures = 0  # calls that failed, each making this replica act alone
         self.corrupt = 0  # values read back and refused
 
     @property
     def up(self) -> bool:
-        return self._down_since is None
-
-    def available(self) -> bool:
-        """Whether to ask Redis now: always while it answers; once a second while it does not."""
-        if self._down_since is None:
-            return True
-        if self._clock() >= self._retry_at:
-            self._retry_at = self._clock() + RETRY_AFTER
-            return True
-        return False
+        return not self._down
 
     async def call(self, make: Callable[[], Awaitable[T]]) -> T:
-        """`make()`'s result; SharedUnavailable (and Redis marked down) if Redis fails."""
+        """`make()`'s result; SharedUnavailable if Redis is down or fails now (then marked down
+        until watch() hears it again: no request waits on a Redis that is not there)."""
+        if self._down:
+            raise SharedUnavailable
+        return await self._attempt(make)
+
+    async def watch(self) -> None:
+        """PING Redis every RETRY_AFTER seconds while it is down, and mark it up as soon as it
+        answers (run by the app's lifespan). Only this waits on a Redis that is down: the flag
+        /readyz shows, and every request reads, flips back within RETRY_AFTER of its return,
+        whether or not requests come meanwhile."""
+        while True:
+            await asyncio.sleep(RETRY_AFTER)
+            if self._down:
+                with contextlib.suppress(SharedUnavailable):
+                    await self._attempt(self.client.ping)
+
+    async def _attempt(self, make: Callable[[], Awaitable[T]]) -> T:
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import RedisError
 
-        if not self.available():
-            raise SharedUnavailable
         try:
             try:
                 result = await make()
@@ -132,9 +142,8 @@ class SharedState:
                 result = await make()
         except (TimeoutError, RedisError, OSError) as exc:
             self.failures += 1
-            if self._down_since is None:
-                self._down_since = self._clock()
-                self._retry_at = self._down_since + RETRY_AFTER
+            if not self._down:
+                self._down = True
                 # Once per outage; the class names the failure without its text (which may
                 # carry the URL).
                 logger.warning(
@@ -142,10 +151,15 @@ class SharedState:
                     type(exc).__name__,
                 )
             raise SharedUnavailable from None
-        if self._down_since is not None:
+        if self._down:
             logger.warning("Redis answers again: replicas share snapshots again")
-            self._down_since = None
+            self._down = False
         return result
+
+    def key_prefix(self, cluster: str) -> str:
+        """Where one cluster's keys live: the namespace, then the cluster name as a hash tag,
+        so that they share one slot and a script may touch several on a clustered cache."""
+        return f"{self.namespace}:{{{cluster}}}"
 
     def refused(self, key: str, exc: CorruptSharedValue) -> None:
         self.corrupt += 1
@@ -162,7 +176,7 @@ class SharedSnapshots:
         self.state = state
         self.cluster = cluster
         self.ttl = ttl
-        prefix = f"{state.namespace}:{{{cluster}}}"
+        prefix = state.key_prefix(cluster)
         self.snapshot_key = f"{prefix}:snapshot"
         self.lease_key = f"{prefix}:lease"
         self.generation_key = f"{prefix}:generation"
@@ -173,12 +187,11 @@ class SharedSnapshots:
 
     async def generation(self) -> int | None:
         """The cluster's write generation; None when Redis is not answering."""
+        client = self.state.client
         try:
-            raw = await self.state.call(lambda: self.state.client.get(self.generation_key))
+            raw = await self.state.call(lambda: client.eval(_GENERATION, 1, self.generation_key))
         except SharedUnavailable:
             return None
-        if raw is None:
-            return 0
         if not (isinstance(raw, bytes) and raw.isdigit() and len(raw) < 20):
             self.state.refused(self.generation_key, CorruptSharedValue("not a count"))
             return None

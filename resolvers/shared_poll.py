@@ -97,7 +97,7 @@ class SharedPolls:
         self.interval = interval
         self.replica = replica
         self._clock = clock
-        prefix = f"{state.namespace}:{{{cluster}}}"
+        prefix = state.key_prefix(cluster)
         self.leader_key = f"{prefix}:poll-leader"
         self.epoch_key = f"{prefix}:poll-epoch"
         self.poll_key = f"{prefix}:poll"

@@ -602,6 +602,7 @@ def create_app(
                 )
             channel_limits.streams.shared = SharedStreams(shared)
             renewing = asyncio.ensure_future(channel_limits.streams.shared.renew_forever())
+            watching = asyncio.ensure_future(shared.watch())
             if metrics_shared is not None:
                 metrics_shared.append(shared)
         for name, url in settings.clusters:
@@ -634,9 +635,10 @@ def create_app(
                 readiness.shared = None
                 channel_limits.shared_rate = None
                 channel_limits.streams.shared = None
-                renewing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await renewing
+                for task in (renewing, watching):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 if metrics_shared is not None:
                     metrics_shared.remove(shared)
                 await shared.aclose()

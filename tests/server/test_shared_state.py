@@ -7,8 +7,9 @@ and nothing a replica reads back from Redis is trusted unchecked. Each replica i
 from __future__ import annotations
 
 import asyncio
+import functools
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,6 @@ import httpx
 import pytest
 import redis
 
-from resolvers.shared import RETRY_AFTER
 from server.settings import Settings, SettingsError
 from server.tokens import parse_token_map
 from tests.conftest import TOKENS
@@ -134,73 +134,87 @@ async def test_a_write_on_one_replica_is_read_on_another(
         assert (await b.query(state, id=job["displayId"]))["cluster"]["job"]["state"] == "CANCELLED"
 
 
-async def test_redis_stopped_reads_answer_and_sharing_resumes_when_it_returns() -> None:
-    """redis-server stopped mid-run: every replica still answers (alone, so each asks Slurm),
-    /readyz stays 200 and says so without internal text, /metrics counts the failures; once it
-    runs again, replicas share again."""
+SUBMIT = """mutation($input: SubmitJobInput!) { submitJob(input: $input) {
+    __typename ... on JobSubmitted { job { displayId jobId } } } }"""
+CANCEL = "mutation($id: String!) { cancelJob(id: $id) { __typename } }"
+
+
+def job_ids(listing: Any) -> set[str]:
+    return {str(edge["node"]["jobId"]) for edge in listing["cluster"]["jobs"]["edges"]}
+
+
+async def redis_up(replica: Replica) -> bool:
+    ready = await replica.client.get("/readyz")
+    return bool(ready.json()["redis"]["up"])
+
+
+async def test_redis_stopped_reads_answer_and_sharing_resumes_when_it_returns(
+    scenario: Scenario, unix_users: None
+) -> None:
+    """redis-server stopped mid-run: every replica still answers (alone), /readyz stays 200 and
+    says so without internal text, /metrics counts the failures, and a write then is read back
+    where it was made. Once Redis runs again (empty), every replica says so without a request
+    to find out, drops what it cached alone (even the one that saw no request during the outage
+    and so never noticed it), and the three share one fetch that holds the write."""
     server = RedisServer()
     server.start()
+    job = None
     try:
-        async with replicas(server.url, ttl=60.0) as group:
+        async with replicas(server.url, ttl=60.0) as (a, b, idle):
+            group = [a, b, idle]
             await asyncio.gather(*(replica.query(LISTING) for replica in group))
             assert squeues(group) == 1
             server.stop()
-            before = squeues(group)
-            # A write on one replica while Redis is down: the others cannot hear of it, but
-            # each replica still answers from the head node or its own cache.
-            for replica in group:
-                replica_before = replica.squeues()
-                await replica.query("{ cluster { name } }")  # finds Redis gone
-                data = await replica.query(LISTING)
-                assert data["cluster"]["jobs"]["totalCount"] >= 1
-                assert replica.squeues() <= replica_before + 1
-            ready = await group[0].client.get("/readyz")
+            # a and b answer, alone; idle gets no request until Redis is back.
+            for replica in (a, b):
+                assert scenario.running in job_ids(await replica.query(LISTING))
+                assert replica.squeues() <= 1
+            payload = await a.query(SUBMIT, input={"script": "#!/bin/sh\nsleep 60\n", "hold": True})
+            job = payload["submitJob"]["job"]
+            assert str(job["jobId"]) in job_ids(await a.query(LISTING))
+            ready = await a.client.get("/readyz")
             assert ready.status_code == 200, ready.text
             assert ready.json()["redis"] == {
                 "up": False,
                 "detail": "unreachable: this replica uses its own cache",
             }
-            metrics = (await group[0].client.get("/metrics")).text
+            metrics = (await a.client.get("/metrics")).text
             assert "slurm_graphql_redis_up 0.0" in metrics
             failures = [
                 line for line in metrics.splitlines() if line.startswith("slurm_graphql_redis_fail")
             ]
             assert failures and float(failures[0].split()[-1]) >= 1
             assert "127.0.0.1" not in ready.text and "Error" not in ready.text
-            assert squeues(group) >= before
+
             server.start()  # empty, as a Redis that restarted without persistence
-            await asyncio.sleep(RETRY_AFTER + 0.1)
-            # Each replica finds Redis back on its next use after RETRY_AFTER; on a busy machine
-            # one may still be waiting out a failure it met late. All three must say so before
-            # their sharing is counted.
-            for replica in group:
-                for _ in range(50):
-                    await replica.query("{ cluster { name } }")
-                    ready = await replica.client.get("/readyz")
-                    if ready.json()["redis"]["up"] is True:
-                        break
-                    await asyncio.sleep(0.2)
+            # Each replica hears it back by itself (SharedState.watch), requests or not.
+            for replica in (a, b):
+                await until(functools.partial(redis_up, replica), within=30)
+            assert await redis_up(idle)
             for replica in group:
                 replica.transport.batches.clear()
-            # Back, each replica drops what it cached alone (writes made meanwhile could not be
-            # announced), and the three share one fetch again.
-            await asyncio.gather(*(replica.query(LISTING) for replica in group for _ in range(3)))
-            # One fetch for the three; none when a replica's refresh-ahead already fetched and
-            # published one while they came back. Either way the snapshot they share is in the
-            # Redis that restarted empty.
-            assert squeues(group) <= 1
+            answers = await asyncio.gather(
+                *(replica.query(LISTING) for replica in group for _ in range(3))
+            )
+            # The restarted Redis holds a new generation: all three dropped their own caches
+            # (idle's predates the write) and shared one fetch, now stored in it.
+            assert squeues(group) == 1
+            assert all(str(job["jobId"]) in job_ids(answer) for answer in answers)
             with redis.Redis.from_url(server.url) as client:
-                shared = client.exists(SNAPSHOT_KEY)
-            if not shared:
-                # Known bug (issue 13, open): in the full suite the replicas come back to Redis
-                # but keep answering from the caches they filled alone (no squeue, nothing
-                # published), which this test caught in three CI runs; alone it passes. What
-                # comes before (reads answer while Redis is down, /readyz, /metrics) stays strict.
-                pytest.xfail("replicas keep their own caches after Redis returns (issue 13)")
-            ready = await group[0].client.get("/readyz")
-            assert ready.json()["redis"]["up"] is True
+                assert client.exists(SNAPSHOT_KEY)
     finally:
+        if job is not None:
+            async with replicas(server.url, count=1) as (any_replica,):
+                await any_replica.query(CANCEL, id=job["displayId"])
         server.close()
+
+
+async def until(condition: Callable[[], Awaitable[bool]], within: float) -> None:
+    """Poll `condition` until it holds (a loaded machine may take its time), else fail."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not await condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.1)
 
 
 async def test_a_foreign_or_corrupt_shared_snapshot_is_ignored(
