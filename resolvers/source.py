@@ -16,6 +16,11 @@ does not cover, never becomes the full snapshot, and never tells the cluster's s
 lookups come often (FULL_AFTER_PARTIALS partial fetches within one TTL), one full snapshot is
 fetched in the background: while it is fresh, every lookup is an index read, and refreshing it
 ahead costs the head node one squeue per TTL instead of one per lookup.
+
+How far ahead follows how long a full fetch takes (a 10,000-job queue on a busy head node can
+take most of a 1 s TTL): the refresh starts early enough for the next snapshot to arrive, by
+the fetches measured so far, before the current one expires. Were it started at a fixed half
+TTL, every fetch slower than that left a gap in which each lookup ran its own squeue.
 """
 
 from __future__ import annotations
@@ -50,8 +55,14 @@ MAX_PARTIALS = 256
 MAX_PARTIAL_JOBS = 50_000
 # Partial fetches within one TTL after which a full snapshot serves the lookups instead.
 FULL_AFTER_PARTIALS = 8
-# TTLs after which lookups try a full snapshot again when the last one came too late to serve.
-FULL_RETRY_TTLS = 30
+# A full snapshot whose fetch takes this share of the TTL or more (by the recent fetches) is
+# nearly stale on arrival: lookups then keep to their own squeue --jobs.
+FULL_TOO_LATE = 0.75
+# TTLs after which lookups try a full snapshot again when fetches came too late to serve (the
+# head node's load comes and goes: one slow fetch must not turn the cache off for long).
+FULL_RETRY_TTLS = 5
+# A refresh ahead starts this many estimated fetch times before the snapshot expires.
+AHEAD_MARGIN = 1.25
 
 _Key = tuple[Need, JobScope]
 
@@ -74,6 +85,7 @@ class SnapshotSource:
         self._latest: tuple[float, Snapshot] | None = None
         self._in_flight: dict[_Key, tuple[int, asyncio.Future[Snapshot]]] = {}
         self._partials: OrderedDict[_Key, tuple[float, Snapshot]] = OrderedDict()
+        self._partial_jobs = 0  # jobs the cached partial snapshots hold together
         # Bumped by invalidate(): fetches started before a write neither serve nor fill the
         # cache after it, so a writer never reads a snapshot older than its write.
         self._generation = 0
@@ -95,7 +107,8 @@ class SnapshotSource:
         # while Redis does not answer; the source then acts alone).
         self.shared = shared if ttl > 0 else None
         self._ahead = REFRESH_AHEAD if self.shared is None else SHARED_REFRESH_AHEAD
-        # When the last full snapshot was stored and how long it took (_full_pays).
+        # When the last full snapshot was stored, and how long full fetches take (a moving
+        # average of the recent ones): when to refresh ahead, and whether a full one pays.
         self._full_fetch: tuple[float, float] | None = None
         self._shared_generation: int | None = None
 
@@ -161,6 +174,7 @@ class SnapshotSource:
             return None
         if self._clock() - found[0] > self.ttl:
             del self._partials[key]
+            self._partial_jobs -= len(found[1].jobs or ())
             return None
         return found[1]
 
@@ -168,10 +182,14 @@ class SnapshotSource:
         """Cache a partial snapshot; the oldest go first, expired ones as soon as anything is
         cached, so that a burst of distinct filters leaves no memory behind once it is over."""
         partials = self._partials
+        replaced = partials.get(key)
+        if replaced is not None:
+            self._partial_jobs -= len(replaced[1].jobs or ())
         partials[key] = (taken, snapshot)
         partials.move_to_end(key)
+        self._partial_jobs += len(snapshot.jobs or ())
         now = self._clock()
-        held = sum(len(kept.jobs or ()) for _, kept in partials.values())
+        held = self._partial_jobs
         while partials:
             oldest_taken, oldest = next(iter(partials.values()))
             if (
@@ -182,6 +200,7 @@ class SnapshotSource:
                 break
             held -= len(oldest.jobs or ())
             partials.popitem(last=False)
+        self._partial_jobs = held
 
     @property
     def bounds(self) -> ListBounds:
@@ -212,8 +231,8 @@ class SnapshotSource:
         self._partial_rate = (start, count)
 
     def _full_pays(self, now: float) -> bool:
-        """Whether a full snapshot would serve lookups: not when the last one took half the
-        TTL or more to fetch, so that it was (nearly) stale on arrival. A 10,000-job queue on a
+        """Whether a full snapshot would serve lookups: not when full fetches take FULL_TOO_LATE
+        of the TTL or more, so that one is (nearly) stale on arrival. A 10,000-job queue on a
         busy head node can take longer than a 1 s TTL: fetching it again and again then only
         added a whole queue's cost to every lookup's own squeue (measured: cache on twice as
         slow as cache off). Tried again after FULL_RETRY_TTLS TTLs, as the load may have gone."""
@@ -221,11 +240,26 @@ class SnapshotSource:
         if last is None:
             return True
         ended, took = last
-        return took < self.ttl * REFRESH_AHEAD or now - ended > self.ttl * FULL_RETRY_TTLS
+        return took < self.ttl * FULL_TOO_LATE or now - ended > self.ttl * FULL_RETRY_TTLS
+
+    def _note_full_fetch(self, began: float) -> None:
+        """Remember when a full fetch ended and, averaged with the earlier ones (one fetch may
+        be an outlier on a busy head node), how long full fetches take."""
+        ended = self._clock()
+        took = ended - began
+        if self._full_fetch is not None:
+            took = (took + self._full_fetch[1]) / 2
+        self._full_fetch = (ended, took)
 
     def _refresh_ahead(self, current: Snapshot) -> None:
+        """Start the next full fetch once the current snapshot is `_ahead` of its TTL old, or
+        earlier by as much as fetches take, so that the next arrives before this one expires
+        and lookups meanwhile stay index reads (not one squeue each)."""
         assert self._latest is not None
-        if self._clock() - self._latest[0] < self.ttl * self._ahead:
+        start_at = self.ttl * self._ahead
+        if self._full_fetch is not None:
+            start_at = min(start_at, self.ttl - AHEAD_MARGIN * self._full_fetch[1])
+        if self._clock() - self._latest[0] < start_at:
             return
         self._start_background(current.needs)
 
@@ -290,6 +324,7 @@ class SnapshotSource:
         """Forget the cached snapshot (after a write, so the writer reads what it did)."""
         self._latest = None
         self._partials.clear()
+        self._partial_jobs = 0
         self._generation += 1
 
     async def _fetch_everything(self, needs: Need) -> Snapshot:
@@ -332,8 +367,7 @@ class SnapshotSource:
             if self.ttl > 0:
                 self._keep_partial(key, started, snapshot)
         else:
-            ended = self._clock()
-            self._full_fetch = (ended, ended - began)
+            self._note_full_fetch(began)
             if self._latest is None or self._latest[0] <= started:
                 self._latest = (started, snapshot)
         return snapshot

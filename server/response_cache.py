@@ -12,7 +12,10 @@ read as the caller), so the caller's identity is part of every key.
 An entry also holds its snapshots alive, and a stale one is never read again unless its query
 comes back: left to the LRU bound, up to MAX_ENTRIES entries each pinned a different stale
 10,000-job snapshot (memory that grew with the request mix, issue 18). So whenever a result from
-other snapshots is stored, entries of snapshots no longer served are dropped first.
+another full snapshot is stored, entries of snapshots no longer served are dropped first. A
+partial snapshot (a job by id: resolvers/source.py) holds a few jobs, and each lookup by a new
+id reads a new one: sweeping for those would walk every entry on every lookup, for little
+memory, so they are left to the LRU bound.
 """
 
 from __future__ import annotations
@@ -82,8 +85,8 @@ class ResponseCache:
     ) -> None:
         if result.errors or jobs > MAX_JOBS_PER_ENTRY:
             return
-        identities = tuple(id(s) for s in snapshots)
-        if identities != self._swept_for:
+        identities = tuple(id(s) for s in snapshots if s.scope.everything)
+        if identities and identities != self._swept_for:
             self._swept_for = identities
             for stale in [k for k, entry in self._entries.items() if not self._served(entry)]:
                 del self._entries[stale]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from resolvers.snapshot import Need
 from resolvers.source import SnapshotSource
 from tests.support.counting import CountingTransport
+from transport.base import Command, CommandResult
 from transport.local import LocalTransport
 
 
@@ -74,4 +76,40 @@ async def test_past_half_its_ttl_a_snapshot_is_refreshed_in_the_background(
     refreshed = await source.get(Need.NODES)
     assert refreshed is not first
     assert transport.calls == 2
+    await source.aclose()
+
+
+class SlowTransport(CountingTransport):
+    """The real cluster, each round trip taking `seconds` more of the test's clock: a head
+    node too busy to answer within half the TTL."""
+
+    def __init__(self, clock: Clock, seconds: float) -> None:
+        super().__init__(LocalTransport())
+        self._clock, self._seconds = clock, seconds
+
+    async def run(self, commands: Sequence[Command]) -> list[CommandResult]:
+        results = await super().run(commands)
+        self._clock.now += self._seconds
+        return results
+
+
+async def test_a_slow_fetch_is_refreshed_early_enough_to_arrive_in_time(
+    slurm_cluster: str,
+) -> None:
+    """When fetches take 48 % of the TTL, a snapshot arrives 4.8 s old (TTL 10 s): the refresh
+    ahead starts at once, not at half the TTL, so that the next arrives before this one expires
+    and requests meanwhile are served from the cache (not each a fetch of its own)."""
+    clock = Clock()
+    transport = SlowTransport(clock, 4.8)
+    source = SnapshotSource("local", transport, ttl=10.0, clock=clock)
+    first = await source.get(Need.NODES)
+    assert transport.calls == 1
+    assert await source.get(Need.NODES) is first  # 4.8 s old: still fresh, and a refresh starts
+    for _ in range(200):
+        if transport.calls == 2 and source.fresh() is not first:
+            break
+        await asyncio.sleep(0.05)
+    assert transport.calls == 2
+    refreshed = source.fresh()
+    assert refreshed is not None and refreshed is not first  # arrived 9.6 s after the first
     await source.aclose()
