@@ -201,9 +201,14 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         limits_checked = limits_rule(limits)
         extensions: list[Callable[[], SchemaExtension]] = [
             lambda: AddValidationRules([limits_checked]),
-            lambda: CachedDocuments(self.documents, self.keeps),
+            lambda: CachedDocuments(self.documents, self.document_owner),
             # After validation, on every request: the cost depends on the cluster's size.
-            lambda: CostLimit(limits=limits, sources=sources, documents=self.documents),
+            lambda: CostLimit(
+                limits=limits,
+                sources=sources,
+                documents=self.documents,
+                owner_of=self.document_owner,
+            ),
             lambda: MaskErrors(should_mask_error=_should_mask, error_message=MASKED),
             # Which operation each request or WebSocket operation ran, for its log line.
             NoteOperation,
@@ -261,7 +266,7 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
         selected = self.documents.operation(
-            request_data.query, request_data.operation_name, keep=self.keeps(context)
+            request_data.query, request_data.operation_name, owner=self.document_owner(context)
         )
         key = (
             ResponseCache.key(
@@ -308,6 +313,11 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         the server asks nobody to (loopback only)."""
         return not self.authentication.required or context.identity.authenticated
 
+    def document_owner(self, context: RequestContext) -> str | None:
+        """Whose parsed documents this request's are (server/documents.py: kept apart per
+        identity); None when they may not be kept."""
+        return context.identity.cache_key if self.keeps(context) else None
+
     def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
         """server/origins.py has decided by now, against the allow-list; strawberry's own check
         would also let in any origin naming the request's Host, which DNS rebinding controls."""
@@ -353,10 +363,12 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         if scope["type"] == "http" and self._guard is not None:
             # Authenticated (or the server asks nobody to), and within the rate limit: only now
             # may the guard read the body and parse what it holds.
-            keep = not self.authentication.required or "identity" in scope.get("state", {})
+            state = scope.get("state", {})
+            keep = not self.authentication.required or "identity" in state
+            owner = (state.get("identity") or self._anonymous).cache_key if keep else None
 
             def operation_in(query: str, name: str | None) -> Operation | None:
-                return self.documents.operation(query, name, keep=keep)
+                return self.documents.operation(query, name, owner=owner)
 
             replay = await self._guard(scope, receive, send, operation_in)
             if replay is None:

@@ -18,6 +18,17 @@ credential. The persisted-query manifest's documents are pinned (`pin`): the ope
 bounds them, and a frontend's documents are parsed, validated and costed once per process
 however many others pass through the cache. `parses`, `validations` and `costings` count the
 work done, for tests and metrics.
+
+Each caller's documents (and validated shapes, server/document_shapes.py) are kept apart, under
+their `owner` (Identity.cache_key): a hit answers faster than a miss, so a shared entry would
+let one user learn, by timing, which documents (which job ids, in a lookup written inline)
+another user sent. The manifest's pinned documents are the operator's, public to every caller.
+
+A document enters the cache on its second sighting (a request's parse, `parse`). Until then it
+waits in a small probation list (PROBATION_ENTRIES, and a quarter of `capacity`): a client
+writing ids into its documents (every lookup a new text) or an attacker sending one-off
+documents churns that list only, not the documents dashboards repeat, and the memory the cache
+holds stays flat (issue 18: RSS grew with every new document until the cache was full).
 """
 
 from __future__ import annotations
@@ -59,6 +70,8 @@ _BYTES_PER_CHARACTER = 2
 _BYTES_PER_SHAPE = 200
 # A cost plan's term (a tuple of factors and a Cost) and the argument nodes it names, roughly.
 _BYTES_PER_TERM = 400
+# Documents seen once, kept for their second sighting (and for the rest of their request).
+PROBATION_ENTRIES = 64
 # The selection of a stand-in document (see _stand_in below).
 _TYPENAME = SelectionSetNode(selections=(FieldNode(name=NameNode(value="__typename")),))
 
@@ -79,6 +92,11 @@ class _Entry:
     validation: list[GraphQLError] | None = field(default=None)
     # Cost plans by operation name, once costed.
     plans: dict[str | None, CostPlan] = field(default_factory=dict)
+    sightings: int = 0  # requests that parsed it while on probation
+
+
+# A kept document or shape: its owner (Identity.cache_key) and its text.
+_Key = tuple[str, str]
 
 
 class DocumentCache:
@@ -93,16 +111,25 @@ class DocumentCache:
         self.max_bytes = max_bytes
         self.max_tokens = max_tokens
         self.capacity = capacity
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._entries: OrderedDict[_Key, _Entry] = OrderedDict()
         self.size = 0  # estimated bytes held by the entries
+        # Documents seen once (see the module's docstring), within a quarter of `capacity`.
+        self._probation: OrderedDict[_Key, _Entry] = OrderedDict()
+        self.probation_size = 0
         # Shapes of documents that validated without errors (server/document_shapes.py), with
         # their estimated bytes, within a quarter of `capacity` on top of it.
-        self._shapes: OrderedDict[str, int] = OrderedDict()
+        self._shapes: OrderedDict[_Key, int] = OrderedDict()
         self.shapes_size = 0
         self._pinned: dict[str, _Entry] = {}  # the manifest's documents, never evicted
         self.parses = self.validations = self.costings = 0
 
     def __len__(self) -> int:
+        """Documents held: kept, and on probation (not the pinned)."""
+        return len(self._entries) + len(self._probation)
+
+    @property
+    def kept(self) -> int:
+        """Documents past probation."""
         return len(self._entries)
 
     def check_length(self, query: str) -> None:
@@ -114,90 +141,122 @@ class DocumentCache:
         ):
             raise DocumentRefused(too_large(self.max_bytes))
 
-    def parse(self, query: str, *, keep: bool) -> DocumentNode:
-        """`query` parsed, from the cache when it is there; kept there when `keep` (an
-        authenticated request's). Raises DocumentRefused over a cap, GraphQLSyntaxError else."""
-        return self._entry(query, keep).document
+    def parse(self, query: str, *, owner: str | None) -> DocumentNode:
+        """`query` parsed, from `owner`'s documents when it is there (None: a caller whose
+        documents are not kept, who did not authenticate). One call is one sighting: call it
+        once per request (the schema's parse step). Raises DocumentRefused over a cap,
+        GraphQLSyntaxError else."""
+        return self._entry(query, owner, sighted=True).document
 
     def pin(self, query: str) -> None:
         """Keep `query` parsed for the process's life, outside the capacity (a manifest's)."""
         if query not in self._pinned:
-            self._pinned[query] = self._entry(query, keep=False)
+            self._pinned[query] = self._entry(query, None, sighted=False)
 
-    def _kept(self, query: str, document: DocumentNode) -> _Entry | None:
-        entry = self._pinned.get(query) or self._entries.get(query)
+    def _kept(self, query: str, document: DocumentNode, owner: str | None) -> _Entry | None:
+        entry = self._pinned.get(query)
+        if entry is None and owner is not None:
+            key = (owner, query)
+            entry = self._entries.get(key) or self._probation.get(key)
         return entry if entry is not None and entry.document is document else None
 
-    def validated(self, query: str, document: DocumentNode) -> list[GraphQLError] | None:
+    def validated(
+        self, query: str, document: DocumentNode, owner: str | None
+    ) -> list[GraphQLError] | None:
         """What validation said of `query`'s cached document, if it was this one and validated."""
-        entry = self._kept(query, document)
+        entry = self._kept(query, document, owner)
         return None if entry is None else entry.validation
 
     def remember_validation(
-        self, query: str, document: DocumentNode, errors: list[GraphQLError]
+        self, query: str, document: DocumentNode, owner: str | None, errors: list[GraphQLError]
     ) -> None:
-        entry = self._kept(query, document)
+        entry = self._kept(query, document, owner)
         if entry is not None:
             entry.validation = errors
 
     def cost_plan(
-        self, query: str, document: DocumentNode, name: str | None, make: Callable[[], CostPlan]
+        self,
+        query: str,
+        document: DocumentNode,
+        name: str | None,
+        make: Callable[[], CostPlan],
+        owner: str | None,
     ) -> CostPlan:
         """The cost plan of operation `name` of `query`'s document: the kept one, else `make()`'s,
         kept with the document when the document is kept (its bytes counted with it)."""
-        entry = self._kept(query, document)
+        entry = self._kept(query, document, owner)
         if entry is not None and name in entry.plans:
             return entry.plans[name]
         self.costings += 1
         plan = make()
         if entry is not None:
             entry.plans[name] = plan
-            if query not in self._pinned and self._entries.get(query) is entry:
-                more = _BYTES_PER_TERM * len(plan.terms)
+            more = _BYTES_PER_TERM * len(plan.terms)
+            key = (owner or "", query)
+            if self._entries.get(key) is entry:
                 entry.size += more
                 self.size += more
                 self._evict()
+            elif self._probation.get(key) is entry:
+                entry.size += more
+                self.probation_size += more
+                self._evict_probation()
         return plan
 
-    def shape_validated(self, shape: str) -> bool:
-        """Whether a document of this shape validated without errors (and the shape is kept)."""
-        if shape not in self._shapes:
+    def shape_validated(self, shape: str, owner: str | None) -> bool:
+        """Whether a document of this shape that `owner` sent validated without errors (and the
+        shape is kept)."""
+        if owner is None or (key := (owner, shape)) not in self._shapes:
             return False
-        self._shapes.move_to_end(shape)
+        self._shapes.move_to_end(key)
         return True
 
-    def remember_shape(self, shape: str) -> None:
-        """Keep `shape` as valid: a document of it validated without errors, and its strings
-        all sit where any string is as valid as another (the caller checked both)."""
+    def remember_shape(self, shape: str, owner: str) -> None:
+        """Keep `shape` as valid for `owner`: a document of it validated without errors, and
+        its strings all sit where any string is as valid as another (the caller checked both)."""
         size = _BYTES_PER_CHARACTER * len(shape) + _BYTES_PER_SHAPE
         budget = self.capacity // 4
-        if shape in self._shapes or size > budget:
+        key = (owner, shape)
+        if key in self._shapes or size > budget:
             return
-        self._shapes[shape] = size
+        self._shapes[key] = size
         self.shapes_size += size
         while self.shapes_size > budget:
             _, evicted = self._shapes.popitem(last=False)
             self.shapes_size -= evicted
 
-    def operation(self, query: str | None, name: str | None, *, keep: bool) -> Operation | None:
+    def operation(
+        self, query: str | None, name: str | None, *, owner: str | None
+    ) -> Operation | None:
         """The operation `name` selects in `query`, None when there is none or the document is
-        refused or does not parse (execution reports those)."""
+        refused or does not parse (execution reports those). Not a sighting: the request's
+        parse step, later, is."""
         if not query:
             return None
         try:
-            document = self.parse(query, keep=keep)
+            document = self._entry(query, owner, sighted=False).document
         except (DocumentRefused, GraphQLError):
             return None
         return select_operation(document, name)
 
-    def _entry(self, query: str, keep: bool) -> _Entry:
+    def _entry(self, query: str, owner: str | None, *, sighted: bool) -> _Entry:
         pinned = self._pinned.get(query)
         if pinned is not None:
             return pinned
-        entry = self._entries.get(query)
-        if entry is not None:
-            self._entries.move_to_end(query)
-            return entry
+        if owner is not None:
+            key = (owner, query)
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                return entry
+            entry = self._probation.get(key)
+            if entry is not None:
+                entry.sightings += sighted
+                if entry.sightings >= 2:  # seen again: a document worth keeping
+                    del self._probation[key]
+                    self.probation_size -= entry.size
+                    self._keep(key, entry)
+                return entry
         self.check_length(query)
         self.parses += 1
         try:
@@ -208,16 +267,32 @@ class DocumentCache:
             raise
         tokens = getattr(document, "token_count", self.max_tokens)
         entry = _Entry(document, _BYTES_PER_CHARACTER * len(query) + _BYTES_PER_TOKEN * tokens)
-        if keep and entry.size <= self.capacity:
-            self._entries[query] = entry
-            self.size += entry.size
-            self._evict()
+        entry.sightings = int(sighted)
+        if owner is not None and entry.size <= self.capacity // 4:
+            self._probation[(owner, query)] = entry
+            self.probation_size += entry.size
+            self._evict_probation()
         return entry
+
+    def _keep(self, key: _Key, entry: _Entry) -> None:
+        if entry.size > self.capacity:
+            return
+        self._entries[key] = entry
+        self.size += entry.size
+        self._evict()
 
     def _evict(self) -> None:
         while self.size > self.capacity:
             _, evicted = self._entries.popitem(last=False)
             self.size -= evicted.size
+
+    def _evict_probation(self) -> None:
+        budget = self.capacity // 4
+        while self._probation and (
+            self.probation_size > budget or len(self._probation) > PROBATION_ENTRIES
+        ):
+            _, evicted = self._probation.popitem(last=False)
+            self.probation_size -= evicted.size
 
 
 def too_large(limit: int) -> GraphQLError:
@@ -259,13 +334,16 @@ class CachedDocuments(SchemaExtension):
     graphql-transport-ws the socket stays open, where a syntax error would close it).
     """
 
-    def __init__(self, documents: DocumentCache, keeps: Callable[[RequestContext], bool]) -> None:
+    def __init__(
+        self, documents: DocumentCache, owner_of: Callable[[RequestContext], str | None]
+    ) -> None:
         self._documents = documents
-        self._keeps = keeps  # whether a request's documents may be cached (it authenticated)
+        # Whose documents a request's are (None: not kept, it did not authenticate).
+        self._owner_of = owner_of
 
-    def _keep(self) -> bool:
+    def _owner(self) -> str | None:
         request = self.execution_context.context
-        return isinstance(request, RequestContext) and self._keeps(request)
+        return self._owner_of(request) if isinstance(request, RequestContext) else None
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
@@ -274,7 +352,7 @@ class CachedDocuments(SchemaExtension):
         query = context.query
         if query and context.graphql_document is None:
             try:
-                context.graphql_document = self._documents.parse(query, keep=self._keep())
+                context.graphql_document = self._documents.parse(query, owner=self._owner())
             except DocumentRefused as refused:
                 context.graphql_document = _stand_in(
                     context.operation_name, context.allowed_operations
@@ -290,27 +368,27 @@ class CachedDocuments(SchemaExtension):
         if context.pre_execution_errors is not None or document is None or not query:
             yield  # refused above, or nothing to validate
             return
-        documents = self._documents
-        errors = documents.validated(query, document)
+        documents, owner = self._documents, self._owner()
+        errors = documents.validated(query, document, owner)
         shape = None
         if errors is None:
             # A document like one that validated, but for its strings (a job by another id).
             shape = shape_of(document)
-            if shape is not None and documents.shape_validated(shape):
+            if shape is not None and documents.shape_validated(shape, owner):
                 errors = []
-                documents.remember_validation(query, document, errors)
+                documents.remember_validation(query, document, owner, errors)
         if errors is None:
             schema = context.schema._schema  # as strawberry's own ValidationCache does
             documents.validations += 1
             errors = validate_document(schema, document, context.validation_rules)
-            documents.remember_validation(query, document, errors)
+            documents.remember_validation(query, document, owner, errors)
             if (
                 not errors
                 and shape is not None
-                and self._keep()
+                and owner is not None
                 and strings_are_free(schema, document)
             ):
-                documents.remember_shape(shape)
+                documents.remember_shape(shape, owner)
         context.pre_execution_errors = errors
         yield
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from functools import reduce
 
@@ -137,10 +137,13 @@ class CostLimit(SchemaExtension):
         limits: Limits,
         sources: Mapping[str, SnapshotSource],
         documents: DocumentCache | None = None,
+        owner_of: Callable[[RequestContext], str | None] | None = None,
     ) -> None:
         self._limits = limits
         self._sources = sources  # filled by the app's lifespan
         self._documents = documents  # where cost plans are kept with their documents
+        # Whose documents a request's are (server/documents.py keeps each caller's apart).
+        self._owner_of = owner_of
 
     async def on_execute(self) -> AsyncIterator[None]:
         await self._check()
@@ -218,7 +221,15 @@ class CostLimit(SchemaExtension):
 
         if self._documents is None or not context.query:
             return make()
-        return self._documents.cost_plan(context.query, document, context.operation_name, make)
+        request = context.context
+        owner = (
+            self._owner_of(request)
+            if self._owner_of is not None and isinstance(request, RequestContext)
+            else None
+        )
+        return self._documents.cost_plan(
+            context.query, document, context.operation_name, make, owner
+        )
 
     def _cost(self, plan: CostPlan, consulted: set[str], assumed: bool) -> Cost:
         """The cost with what the snapshots told; unknown sizes taken as the assumptions, or

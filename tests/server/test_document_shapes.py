@@ -14,14 +14,19 @@ import pytest
 from graphql import parse
 from starlette.routing import Route
 
+from resolvers.identity import Identity
 from schema import build_schema
 from server.app import create_app
 from server.document_shapes import shape_of, strings_are_free
 from server.documents import DocumentCache
 from server.settings import Settings
+from server.tokens import parse_token_map
 from transport.local import LocalTransport
 
 SCHEMA = build_schema()._schema
+# Whose documents the app below keeps: without authentication configured (loopback only),
+# every request is the anonymous identity's, and its documents are kept.
+ANONYMOUS = Identity.anonymous().cache_key
 
 
 def test_a_shape_numbers_strings_by_distinct_value() -> None:
@@ -52,10 +57,10 @@ def test_kept_shapes_are_bounded_by_bytes() -> None:
     """Shapes live within a quarter of the cache's capacity, oldest out first."""
     cache = DocumentCache(capacity=40_000)
     for index in range(200):
-        cache.remember_shape(f'{{ f{index}(x: "0") {"x" * 100} }}')
+        cache.remember_shape(f'{{ f{index}(x: "0") {"x" * 100} }}', "alice:0:1")
     assert cache.shapes_size <= 10_000
-    assert not cache.shape_validated('{ f0(x: "0") ' + "x" * 100 + " }")
-    assert cache.shape_validated('{ f199(x: "0") ' + "x" * 100 + " }")
+    assert not cache.shape_validated('{ f0(x: "0") ' + "x" * 100 + " }", "alice:0:1")
+    assert cache.shape_validated('{ f199(x: "0") ' + "x" * 100 + " }", "alice:0:1")
 
 
 @dataclass
@@ -109,4 +114,38 @@ async def test_lookups_by_other_names_share_one_validation(app: App) -> None:
     for name in ("Job", "Node", "Partition"):
         query = f'{{ __type(name: "{name}") {{ name }} }}'
         assert (await post(app, query))["data"]["__type"] == {"name": name}
-        assert app.documents.shape_validated('{ __type(name: "0") { name } }')
+        assert app.documents.shape_validated('{ __type(name: "0") { name } }', ANONYMOUS)
+
+
+async def test_one_user_s_documents_never_answer_another_s() -> None:
+    """The shape cache is no timing oracle: after alice's lookups of one shape validated and
+    were kept, bob's first document of that shape is his own miss (it validates), as is his
+    first copy of alice's very document; each user's repeats are then their own hits."""
+    settings = Settings(
+        clusters=(("local", "local://"),), tokens=parse_token_map("alice-token=alice,bob-token=bob")
+    )
+    asgi = create_app(settings, transports={"local": LocalTransport()})
+    graphql = next(r.endpoint for r in asgi.routes if isinstance(r, Route) and r.path == "/graphql")
+    documents: DocumentCache = getattr(graphql, "documents")  # noqa: B009 (the view's own, untyped here)
+    shape = '{ __type(name: "0") { name } }'
+    alice, bob = (Identity(user=user).cache_key for user in ("alice", "bob"))
+    async with asgi.router.lifespan_context(asgi):
+        transport = httpx.ASGITransport(app=asgi)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
+
+            async def ask(token: str, name: str) -> Any:
+                response = await http.post(
+                    "/graphql",
+                    json={"query": f'{{ __type(name: "{name}") {{ name }} }}'},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                return response.json()["data"]["__type"]
+
+            for name in ("Job", "Node", "Job"):
+                assert await ask("alice-token", name) == {"name": name}
+            assert documents.shape_validated(shape, alice)
+            assert not documents.shape_validated(shape, bob)
+            text = '{ __type(name: "Job") { name } }'
+            assert documents.validated(text, parse(text), bob) is None
+            assert await ask("bob-token", "Job") == {"name": "Job"}
+            assert documents.shape_validated(shape, bob)
