@@ -32,6 +32,7 @@ from resolvers.slurm.nodes import NodeRecord, parse_nodes, show_nodes_command
 from resolvers.slurm.partitions import PartitionRecord, parse_partitions, show_partitions_command
 from resolvers.slurm.values import is_decimal
 from resolvers.slurm.version import parse_version, version_command
+from resolvers.stats import Stats, stats_by_partition
 from transport.base import Command, CommandResult, Transport
 
 if TYPE_CHECKING:
@@ -72,6 +73,8 @@ class Indexes:
     # Positions in jobs_sorted of the rows each id the API resolves names: a display id
     # (42_3), a unique id, and for array tasks the array's id (42 names every task of 42).
     jobs_by_id: dict[str, tuple[int, ...]] | None = None
+    # Dashboard figures of the cluster (None) and of each partition, made in one pass.
+    stats: dict[str | None, Stats] | None = None
     # Job selections by filter, at most _MAX_SELECTIONS (dashboards repeat a few filters).
     selections: dict[JobCriteria, tuple[JobRow, ...]] = field(default_factory=dict)
 
@@ -195,6 +198,14 @@ class Snapshot:
                 selections.clear()
             selections[criteria] = selected
         return selected
+
+    def stats_of(self, partition: str | None) -> Stats | None:
+        """The figures (resolvers/stats.py) of the cluster (None) or of a partition of this
+        snapshot's view, all made at once on first use; None for a partition it does not hold."""
+        if self.indexes.stats is None:
+            jobs = ((row.display_id, row.fields()) for row in self.jobs_sorted)
+            self.indexes.stats = stats_by_partition(self.nodes or (), self.nodes_of_partition, jobs)
+        return self.indexes.stats.get(partition)
 
     def seen_by(self, audience: Visibility) -> Snapshot:
         """This snapshot with only the jobs `audience` may see, marked with it; one view per

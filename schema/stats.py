@@ -61,6 +61,10 @@ class Stats:
 
     @classmethod
     def of(cls, snapshot: Snapshot, admin: bool, partition: str | None = None) -> Stats:
+        # Every partition's figures come from one pass over the view's jobs, kept with it.
+        found = snapshot.stats_of(partition)
+        if found is not None:
+            return cls(_data=found, _admin=admin)
         if partition is None:
             nodes = tuple(snapshot.nodes or ())
             rows = snapshot.jobs_sorted

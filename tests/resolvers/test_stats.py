@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from resolvers.slurm.nodes import parse_nodes, split_gres
-from resolvers.stats import Usage, array_tasks, compute_stats, gres_count
+from resolvers.selection import filter_jobs
+from resolvers.stats import Usage, array_tasks, compute_stats, gres_count, stats_by_partition
 from tests.security.test_visibility import golden_rows
 
 NODES = Path(__file__).resolve().parent.parent / "golden" / "22.05" / "nodes" / "scenario.stdout"
@@ -62,6 +63,22 @@ def test_figures_of_the_golden_cluster() -> None:
     assert figures.cpus == Usage(node.cpus, node.cpus_allocated, 0, free)
     assert figures.gpus == Usage(4, 1, 0, 3)
     assert figures.jobs_by_state == () and figures.pending_jobs == 0
+
+
+def test_one_pass_figures_equal_each_partitions_own() -> None:
+    """stats_by_partition's figures, made in one pass over the jobs, are compute_stats' of the
+    cluster and of each partition's nodes and jobs."""
+    nodes = parse_nodes(NODES.read_text())
+    rows = golden_rows()
+    members = {"debug": ("n1", "n2"), "batch": ("n1", "n2", "n3", "n4"), "empty": ()}
+    found = stats_by_partition(nodes, members, ((r.display_id, r.fields()) for r in rows))
+    assert found[None] == compute_stats(nodes, [(r.display_id, r.fields()) for r in rows])
+    for partition, names in members.items():
+        mine = filter_jobs(rows, partitions={partition})
+        expected = compute_stats(
+            [n for n in nodes if n.name in names], [(r.display_id, r.fields()) for r in mine]
+        )
+        assert found[partition] == expected, partition
 
 
 def test_stats_plan_nodes_and_the_jobs_they_count() -> None:
