@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from resolvers.slurm.nodes import parse_nodes, split_gres
 from resolvers.selection import filter_jobs
+from resolvers.slurm.nodes import parse_nodes, split_gres
 from resolvers.stats import Usage, array_tasks, compute_stats, gres_count, stats_by_partition
 from tests.security.test_visibility import golden_rows
 
