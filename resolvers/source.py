@@ -111,6 +111,9 @@ class SnapshotSource:
         # average of the recent ones): when to refresh ahead, and whether a full one pays.
         self._full_fetch: tuple[float, float] | None = None
         self._shared_generation: int | None = None
+        # A write made here while Redis did not answer: announced (a new generation) as soon
+        # as it answers again, so the other replicas drop what they cached before it.
+        self._unannounced_write = False
 
     async def get(self, needs: Need, scope: JobScope = EVERY_JOB) -> Snapshot:
         """A snapshot holding at least `needs`, fresh within the TTL, with at least the jobs
@@ -286,13 +289,22 @@ class SnapshotSource:
         await asyncio.gather(*self._background, return_exceptions=True)
 
     async def _follow_writes(self, shared: SharedSnapshots) -> None:
-        """Forget what this source cached if a replica wrote since (one small read a request)."""
-        generation = await shared.generation()
-        if generation is None:
-            self._shared_generation = None
+        """Forget what this source cached if a replica wrote since (one small read a request).
+
+        Redis not answering, the generation stays the last one read: a Redis that restarts
+        empty makes a new one (resolvers/shared.py), and one that only paused (a loaded
+        replica's lag past its timeout, a network blip) keeps it, and this cache with it, so
+        that each pause does not cost a fetch. A write made here meanwhile is announced now."""
+        if self._unannounced_write:
+            announced = await shared.written()
+            if announced is None:
+                return
+            self._unannounced_write = False
+            self.invalidate()
+            self._shared_generation = announced
             return
-        if generation != self._shared_generation:
-            # Also after an outage (None): writes made meanwhile could not be announced.
+        generation = await shared.generation()
+        if generation is not None and generation != self._shared_generation:
             self.invalidate()
             self._shared_generation = generation
 
@@ -318,7 +330,11 @@ class SnapshotSource:
         """A write went through this source: it and every replica forget their snapshots."""
         self.invalidate()
         if self.shared is not None:
-            self._shared_generation = await self.shared.written()
+            announced = await self.shared.written()
+            if announced is None:
+                self._unannounced_write = True
+            else:
+                self._shared_generation = announced
 
     def invalidate(self) -> None:
         """Forget the cached snapshot (after a write, so the writer reads what it did)."""

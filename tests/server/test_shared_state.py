@@ -193,11 +193,14 @@ async def test_redis_stopped_reads_answer_and_sharing_resumes_when_it_returns(
             assert await redis_up(idle)
             for replica in group:
                 replica.transport.batches.clear()
+            # a announces the write it could not announce during the outage (a new generation)
+            # on its next request, and stores what it fetches for it.
+            assert str(job["jobId"]) in job_ids(await a.query(LISTING))
             answers = await asyncio.gather(
                 *(replica.query(LISTING) for replica in group for _ in range(3))
             )
-            # The restarted Redis holds a new generation: all three dropped their own caches
-            # (idle's predates the write) and shared one fetch, now stored in it.
+            # The restarted Redis holds a generation none of them had: all three dropped their
+            # own caches (idle's predates the write) and shared a's one fetch.
             assert squeues(group) == 1
             assert all(str(job["jobId"]) in job_ids(answer) for answer in answers)
             with redis.Redis.from_url(server.url) as client:
