@@ -49,9 +49,10 @@ class Client:
         )  # fmt: skip
         return await self._reader.readexactly(length)
 
-    async def graphql(self, query: str) -> Any:
+    async def graphql(self, query: str, variables: dict[str, Any] | None = None) -> Any:
         """POST a query, decode the answer (a step every user pays), fail on `errors`."""
-        answer = json.loads(await self.request("POST", "/graphql", graphql_body(query)))
+        body = graphql_body(query, variables)
+        answer = json.loads(await self.request("POST", "/graphql", body))
         if answer.get("errors"):
             raise RuntimeError(str(answer["errors"])[:300])
         return answer["data"]
@@ -60,8 +61,10 @@ class Client:
         return json.loads(await self.request("GET", path))
 
 
-def graphql_body(query: str) -> bytes:
-    return json.dumps({"query": query}).encode()
+def graphql_body(query: str, variables: dict[str, Any] | None = None) -> bytes:
+    if variables is None:
+        return json.dumps({"query": query}).encode()
+    return json.dumps({"query": query, "variables": variables}).encode()
 
 
 @dataclass

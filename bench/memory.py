@@ -1,7 +1,7 @@
 """Does the server's memory stay flat under a long mixed load? (issue 18: RSS growth <= 10 %).
 
     sudo .venv/bin/python bench/memory.py [--minutes 10] [--warmup 60] [--jobs 10000]
-                                          [--slurm-conf PATH] [--trace]
+                                          [--slurm-conf PATH] [--trace] [--inline-ids]
 
 Serves the API as an operator would (`slurm-graphql serve`, default 1 s cache, response cache
 on) on the bench's own --jobs cluster (bench/cluster.py; or --slurm-conf's), and runs 4
@@ -10,9 +10,12 @@ state-filtered pages, one job by id (ids varied over the queue), one user's page
 list, a deep query, and now and then a full listing. RSS is sampled every --sample seconds; the
 growth is the median of the last 3 samples against the median of the first 3 after --warmup.
 
+The job-by-id requests send one document with the id as a variable, as Apollo Client and urql
+do; --inline-ids writes each id into the document instead (a document per id: what a careless
+client or an attacker sends, which the document cache must bound, server/documents.py).
+
 Settings the bench does not set come from its environment, as serve reads them: e.g.
-`SLURM_GRAPHQL_DOCUMENT_CACHE_BYTES=0` to tell the document cache's share (the by-id requests
-write the id into the document, so each id is a document of its own).
+`SLURM_GRAPHQL_DOCUMENT_CACHE_BYTES=0` to tell the document cache's share.
 
 --trace runs the server under tracemalloc (bench/serve_traced.py; several times slower, so use
 it to find growth, not to measure speed) and prints the 15 biggest differences between a
@@ -54,6 +57,7 @@ MIX = (
     "{ clusters { partitions { name nodes { name jobs { displayId state } } } } }",
 )
 FULL_EVERY = 50  # one request in this many is a full listing
+BY_ID = f"query Job($id: String!) {{ cluster {{ job(id: $id) {{ {FIELDS} }} }} }}"
 
 
 def rss_mb(pid: int) -> float:
@@ -64,7 +68,7 @@ def rss_mb(pid: int) -> float:
 
 
 async def mixed_load(
-    target: Target, ids: list[int], jobs: int, seconds: float
+    target: Target, ids: list[int], jobs: int, seconds: float, inline_ids: bool
 ) -> tuple[int, list[str]]:
     """Requests answered, and the errors of the others (the load goes on past them: a busy
     machine can run a full listing past the execution budget, which is no memory question)."""
@@ -79,15 +83,19 @@ async def mixed_load(
             n = 0
             while time.monotonic() < stop:
                 n += 1
+                variables = None
                 if n % FULL_EVERY == 0:
                     query = f"{{ cluster {{ jobs(first: {jobs}) {EDGES} }} }}"
                 else:
                     query = MIX[pick.randrange(len(MIX))]
                     if query == "BY_ID":
-                        job_id = ids[pick.randrange(len(ids))]
-                        query = f'{{ cluster {{ job(id: "{job_id}") {{ {FIELDS} }} }} }}'
+                        job_id = str(ids[pick.randrange(len(ids))])
+                        query, variables = BY_ID, {"id": job_id}
+                        if inline_ids:
+                            query = f'{{ cluster {{ job(id: "{job_id}") {{ {FIELDS} }} }} }}'
+                            variables = None
                 try:
-                    await client.graphql(query)
+                    await client.graphql(query, variables)
                     done += 1
                 except RuntimeError as error:
                     errors.append(str(error)[:120])
@@ -100,7 +108,7 @@ async def run(
     target: Target, ids: list[int], jobs: int, args: argparse.Namespace, trace: Path | None
 ) -> tuple[list[tuple[float, float]], int, list[str]]:
     seconds = args.minutes * 60
-    load = asyncio.create_task(mixed_load(target, ids, jobs, seconds))
+    load = asyncio.create_task(mixed_load(target, ids, jobs, seconds, args.inline_ids))
     samples: list[tuple[float, float]] = []
     begun = time.monotonic()
     traced_warm = False
@@ -159,6 +167,9 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--slurm-conf", help="a running cluster instead of the bench's own")
     parser.add_argument("--trace", action="store_true", help="tracemalloc diff (slow)")
+    parser.add_argument(
+        "--inline-ids", action="store_true", help="write each job id into its document"
+    )
     parser.add_argument("--ctld-port", type=int, default=7827)
     args = parser.parse_args()
 
@@ -184,6 +195,7 @@ def main() -> int:
         )
         rate = count / (time.monotonic() - started)
         traced = ", under tracemalloc" if args.trace else ""
+        traced += ", ids inline" if args.inline_ids else ", ids as variables"
         print(f"mixed load: {args.minutes:g} min, 4 clients, {count:,} requests ({rate:,.1f} "
               f"req/s), {len(ids):,} jobs{traced}; {len(errors)} errors")  # fmt: skip
         for error in sorted(set(errors))[:5]:

@@ -17,7 +17,8 @@ every step a user sees: the request, the whole response, and decoding its JSON; 
 which has no paging or user filter, also taking the first 50 (or the user's) of the full list.
 
 Rows: the first page of 50 jobs; a full listing with 10 fields (1 client, median of
---listings); one job by id, ids varied over the whole queue (req/s and p99); the page of one
+--listings); one job by id, ids varied over the whole queue (req/s and p99; one document with
+the id as a variable, as Apollo Client and urql send it); the page of one
 user with 1 % of the jobs; the nodes list; the server's peak RSS (VmHWM, reset first) while
 4 clients fetch the full listing at once.
 
@@ -59,6 +60,8 @@ REST_USER = "nobody"
 FIELDS = "displayId name user state reason submitTime startTime timeLimitMinutes numCpus nodeList"
 EDGES = f"{{ edges {{ node {{ {FIELDS} }} }} }}"
 PAGE = f"{{ cluster {{ jobs(first: 50) {EDGES} }} }}"
+# One job by id as frontends send it (Apollo Client, urql, gql): one document, the id a variable.
+BY_ID = f"query Job($id: String!) {{ cluster {{ job(id: $id) {{ {FIELDS} }} }} }}"
 USER_PAGE = f'{{ cluster {{ jobs(first: 50, filter: {{users: ["{RARE_USER}"]}}) {EDGES} }} }}'
 NODES = "{ cluster { nodes { name state cpus cpusAllocated realMemoryMb features } } }"
 REST_FIELDS = (
@@ -93,7 +96,7 @@ class Work:
     async def by_id(self, target: Target, client: Client, n: int) -> int:
         job_id = self.ids[n % len(self.ids)]
         if target.socket is None:
-            data = await client.graphql(f'{{ cluster {{ job(id: "{job_id}") {{ {FIELDS} }} }} }}')
+            data = await client.graphql(BY_ID, {"id": str(job_id)})
             return int(data["cluster"]["job"] is not None)
         return len((await client.get_json(f"{REST}/job/{job_id}"))["jobs"])
 
