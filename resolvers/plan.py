@@ -92,6 +92,7 @@ def plan_operation(
                     root.selection_set,
                     on_cluster=found_id.kind is Kind.CLUSTER,
                     partition=found_id.key if found_id.kind is Kind.PARTITION else None,
+                    node=found_id.key if found_id.kind is Kind.COMPUTE_NODE else None,
                 )
                 if found_id.kind is Kind.JOB:
                     walker.scopes.append(scope_of_job(found_id.key))
@@ -190,18 +191,21 @@ class _Walker:
         on_cluster: bool = False,
         partition: str | None = None,
         parent: str | None = None,
+        node: str | None = None,
     ) -> Need:
         """The datasets `selection_set` reads. `on_cluster`: its fields are a Cluster's, whose
         `job` and `jobs` name their jobs; `partition`: they are `partition(name:)`'s, whose
-        `jobs` are that partition's; `parent`: the name of the field they select from. A node's
-        `jobs` are its active jobs (Snapshot.jobs_on_node), so they read those states only; any
-        partition's `jobs` read what their filter selects. Any other job field reads every
-        job."""
+        `jobs` are that partition's; `node`: they are one named node's (`node(name:)`, or by
+        its global id); `parent`: the name of the field they select from. A node's `jobs` are
+        its active jobs (Snapshot.jobs_on_node), so they read those states only, and a named
+        node's only those on it (squeue --nodelist); any partition's `jobs` read what their
+        filter selects. Any other job field reads every job."""
         found = Need.NOTHING
         for field_node in self.fields(selection_set):
             name = field_node.name.value
             found |= FIELD_NEEDS.get(name, Need.NOTHING)
             inner: str | None = None
+            inner_node: str | None = None
             if name in ("job", "jobs"):
                 arguments = self.arguments(field_node)
                 self._validate(arguments)
@@ -209,8 +213,8 @@ class _Walker:
                     self.scopes.append(_scope(name, arguments))
                 elif partition is not None and name == "jobs":
                     self.scopes.append(_scope(name, arguments).in_partition(partition))
-                elif name == "jobs" and parent in ("node", "nodes"):
-                    self.scopes.append(ACTIVE_JOBS)
+                elif name == "jobs" and (parent in ("node", "nodes") or node is not None):
+                    self.scopes.append(ACTIVE_JOBS if node is None else ACTIVE_JOBS.on_node(node))
                 elif name == "jobs" and parent in ("partition", "partitions"):
                     self.scopes.append(_scope(name, arguments))
                 else:
@@ -221,7 +225,12 @@ class _Walker:
             elif on_cluster and name == "partition":
                 requested = self.arguments(field_node).get("name")
                 inner = requested if isinstance(requested, str) else None
-            found |= self.needs(field_node.selection_set, partition=inner, parent=name)
+            elif on_cluster and name == "node":
+                requested = self.arguments(field_node).get("name")
+                inner_node = requested if isinstance(requested, str) else None
+            found |= self.needs(
+                field_node.selection_set, partition=inner, parent=name, node=inner_node
+            )
         return found
 
     def _validate(self, arguments: Mapping[str, Any]) -> None:

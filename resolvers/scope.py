@@ -1,8 +1,9 @@
 """Which jobs a query can read, as squeue options: what a fetch plan pushes down to Slurm.
 
-A query that reads one job, or lists jobs by user, state or partition, need not download the
-whole queue. Its `JobScope` says what squeue must return for every job access in the query to
-be answered exactly as from the full queue: a superset of what each access selects, which the
+A query that reads one job, lists jobs by user, state or partition, or reads one node's jobs,
+need not download the whole queue. Its `JobScope` says what squeue must return for every job
+access in the query to be answered exactly as from the full queue: a superset of what each
+access selects, which the
 resolvers still filter as they always do. Anything the API cannot express to squeue exactly
 (a name filter, a node's jobs, an id form squeue reads differently) widens the scope to every
 job. Pure: no I/O; values reach argv only after the checks here (never a shell string).
@@ -10,6 +11,7 @@ job. Pure: no I/O; values reach argv only after the checks here (never a shell s
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -30,6 +32,8 @@ SQUEUE_STATES = frozenset(
 # would split the list) is filtered by the resolvers alone.
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
 _PARTITION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")
+# A node name squeue --nodelist reads as that one node (no hostlist brackets, no commas).
+_NODE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")
 # Up to this many job ids, one squeue each, in the same batch: squeue given exactly one id asks
 # slurmctld for that job alone (slurm_load_job), and fails if it is unknown.
 MAX_PUSHED_IDS = 20
@@ -49,6 +53,8 @@ class JobScope:
     users: frozenset[str] | None = None
     states: frozenset[str] | None = None
     partitions: frozenset[str] | None = None
+    # Jobs allocated on these nodes (squeue --nodelist): what one node's `jobs` reads.
+    nodes: frozenset[str] | None = None
 
     @property
     def everything(self) -> bool:
@@ -63,6 +69,7 @@ class JobScope:
                 (self.users, other.users),
                 (self.states, other.states),
                 (self.partitions, other.partitions),
+                (self.nodes, other.nodes),
             )
         )
 
@@ -76,11 +83,11 @@ class JobScope:
             self.ids is not None
             and other.ids is not None
             and (
-                (self.users, self.states, self.partitions)
-                == (other.users, other.states, other.partitions)
+                (self.users, self.states, self.partitions, self.nodes)
+                == (other.users, other.states, other.partitions, other.nodes)
             )
         ):
-            joined = JobScope(self.ids | other.ids, self.users, self.states, self.partitions)
+            joined = dataclasses.replace(self, ids=self.ids | other.ids)
             return joined if len(joined.ids or ()) <= MAX_LISTED_IDS else EVERY_JOB
         return EVERY_JOB
 
@@ -89,7 +96,15 @@ class JobScope:
         to it, schema/filters.py), when squeue reads the name literally."""
         if not _PARTITION.match(partition):
             return self
-        return JobScope(self.ids, self.users, self.states, frozenset({partition}))
+        return dataclasses.replace(self, partitions=frozenset({partition}))
+
+    def on_node(self, node: str) -> JobScope:
+        """This scope on one node (a ComputeNode's `jobs`), when squeue reads the name as
+        that node alone (not `localhost`, which squeue maps to the host it runs on); an
+        unknown node is an empty answer (resolvers/snapshot.py)."""
+        if not _NODE.match(node) or node == "localhost":
+            return self
+        return dataclasses.replace(self, nodes=frozenset({node}))
 
     def seen_by(self, audience: Visibility) -> JobScope:
         """This scope narrowed to what `audience` may see. Under `own` every job access of a
@@ -97,7 +112,7 @@ class JobScope:
         naming someone else then finds nothing, never more (the views filter again anyway)."""
         if audience.everyone or audience.owner is None or not _USER.match(audience.owner):
             return self
-        return JobScope(self.ids, frozenset({audience.owner}), self.states, self.partitions)
+        return dataclasses.replace(self, users=frozenset({audience.owner}))
 
 
 EVERY_JOB = JobScope()

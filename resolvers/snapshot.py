@@ -256,8 +256,8 @@ def _batch_for(needs: Need, scope: JobScope) -> tuple[list[Command], list[Parser
     if Need.JOBS in needs:
         squeues = _squeue_commands(scope, boundary := new_boundary())
         commands.extend(squeues)
-        by_id = scope.ids is not None
-        parsers.append(lambda out: ("jobs", _jobs_of(out, boundary, by_id)))
+        by_id, by_node = scope.ids is not None, scope.nodes is not None
+        parsers.append(lambda out: ("jobs", _jobs_of(out, boundary, by_id, by_node)))
     return commands, parsers
 
 
@@ -269,6 +269,7 @@ def _squeue_commands(scope: JobScope, boundary: str) -> list[Command]:
         "users": sorted(scope.users or ()),
         "states": sorted(scope.states or ()),
         "partitions": sorted(scope.partitions or ()),
+        "nodes": sorted(scope.nodes or ()),
     }
     if scope.ids is None:
         return [squeue_command(boundary, **lists)]
@@ -282,10 +283,18 @@ def _stdout(results: list[CommandResult]) -> str:
     return check(results[0]).stdout
 
 
-def _jobs_of(results: list[CommandResult], boundary: str, by_id: bool) -> tuple[JobRow, ...]:
-    """Rows of every squeue of the batch, each job once (two ids may name the same array)."""
+def _jobs_of(
+    results: list[CommandResult], boundary: str, by_id: bool, by_node: bool = False
+) -> tuple[JobRow, ...]:
+    """Rows of every squeue of the batch, each job once (two ids may name the same array). An
+    unknown node in --nodelist fails squeue ("Invalid node name"): no job is on it."""
     if not by_id:
-        return tuple(parse_squeue(check(results[0]).stdout, boundary))
+        try:
+            return tuple(parse_squeue(check(results[0]).stdout, boundary))
+        except SlurmError as exc:
+            if by_node and exc.kind is SlurmErrorKind.INVALID_NODE:
+                return ()
+            raise
     rows: dict[tuple[int, str], JobRow] = {}
     for result in results:
         try:

@@ -227,6 +227,7 @@ def squeue_command(
     users: Sequence[str] = (),
     states: Sequence[str] = (),
     partitions: Sequence[str] = (),
+    nodes: Sequence[str] = (),
 ) -> Command:
     """squeue for every job Slurm still holds, in every state and every partition, or only
     those matching every list given (values are checked by the caller, resolvers/scope.py)."""
@@ -239,7 +240,12 @@ def squeue_command(
     spec.append(f"{FREE_TEXT_FIELDS[-1]}:0{RECORD_SEPARATOR}{boundary}")
     argv = ["squeue", "--all", "--states=" + (",".join(states) or "all"), "--noconvert"]
     argv += ["--noheader", "--Format=" + ",".join(spec)]
-    for option, values in (("--jobs", job_ids), ("--user", users), ("--partition", partitions)):
+    for option, values in (
+        ("--jobs", job_ids),
+        ("--user", users),
+        ("--partition", partitions),
+        ("--nodelist", nodes),
+    ):
         if values:
             argv.append(f"{option}={','.join(values)}")
     return Command(tuple(argv), env={"SLURM_TIME_FORMAT": "%s"})

@@ -54,9 +54,9 @@ class Counted(Api):
 
 def options(argv: tuple[str, ...]) -> list[str]:
     """The options a plan adds to the full-queue squeue."""
-    return [a for a in argv if a.startswith(("--jobs=", "--user=", "--partition="))] + [
-        a for a in argv if a.startswith("--states=") and a != "--states=all"
-    ]
+    return [
+        a for a in argv if a.startswith(("--jobs=", "--user=", "--partition=", "--nodelist="))
+    ] + [a for a in argv if a.startswith("--states=") and a != "--states=all"]
 
 
 def ours(data: dict[str, Any], scenario: Scenario) -> list[dict[str, Any]]:
@@ -210,15 +210,33 @@ async def test_a_node_s_jobs_read_the_active_jobs_only(
     states, answered as from the full queue (once the cluster's size is known: a query costed
     on assumptions reads everything first, server/limits.py)."""
     await uncached.query(f"{{ cluster {{ nodes {{ name }} {EVERY_JOB} }} }}")
-    for nodes in ("nodes { name jobs { id user state } }", 'node(name: "n1") { jobs { id } }'):
+    running = await uncached.query(
+        f'{{ cluster {{ job(id: "{scenario.running}") {{ nodeList }} }} }}'
+    )
+    node = running["cluster"]["job"]["nodeList"]  # one node: the scenario's job runs on one
+    for nodes, pushed in (
+        ("nodes { name jobs { id user state } }", [ACTIVE]),
+        (f'node(name: "{node}") {{ jobs {{ id }} }}', [f"--nodelist={node}", ACTIVE]),
+        ('node(name: "n4") { jobs { id state } }', ["--nodelist=n4", ACTIVE]),
+    ):
         found = await uncached.query(f"{{ cluster {{ {nodes} }} }}")
-        assert [options(s) for s in uncached.squeues()[-1:]] == [[ACTIVE]]
+        assert [options(s) for s in uncached.squeues()[-1:]] == [pushed]
         reference = await uncached.query(f"{{ cluster {{ {nodes} {EVERY_JOB} }} }}")
         assert options(uncached.squeues()[-1]) == []
         del reference["cluster"]["everything"]
         assert found == reference
     found = await uncached.query("{ cluster { nodes { jobs { id } } } }")
     assert any(node["jobs"] for node in found["cluster"]["nodes"])  # the scenario's running job
+    on_node = await uncached.query(f'{{ cluster {{ node(name: "{node}") {{ jobs {{ id }} }} }} }}')
+    assert on_node["cluster"]["node"]["jobs"]
+
+
+async def test_an_unknown_node_s_jobs_are_no_error(uncached: Counted, scenario: Scenario) -> None:
+    """squeue --nodelist of a node that does not exist fails ("Invalid node name"): the node is
+    null, as from the full queue, and nothing fails."""
+    found = await uncached.query('{ cluster { node(name: "nosuchnode") { jobs { id } } } }')
+    assert found == {"cluster": {"node": None}}
+    assert [options(s) for s in uncached.squeues()[-1:]] == [["--nodelist=nosuchnode", ACTIVE]]
 
 
 async def test_every_partition_s_jobs_read_what_their_filter_selects(

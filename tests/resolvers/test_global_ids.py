@@ -20,7 +20,7 @@ from resolvers.global_ids import (
 )
 from resolvers.ids import BadUserInput
 from resolvers.scope import EVERY_JOB, JobScope
-from resolvers.snapshot import Need
+from resolvers.snapshot import ACTIVE_JOB_STATES, Need
 from tests.resolvers.test_scope import plan
 
 
@@ -116,6 +116,11 @@ def test_node_plans_what_its_object_needs() -> None:
     cluster = global_id(Kind.CLUSTER, "local")
     found = plan(f'{{ node(id: "{cluster}") {{ ... on Cluster {{ job(id: "7") {{ id }} }} }} }}')
     assert found.scope_of("local") == JobScope(ids=frozenset({"7"}))
+
+    node = global_id(Kind.COMPUTE_NODE, "local", "n3")
+    found = plan(f'{{ node(id: "{node}") {{ ... on ComputeNode {{ jobs {{ id }} }} }} }}')
+    assert found.needs_of("local") == Need.NODES | Need.JOBS
+    assert found.scope_of("local") == JobScope(states=ACTIVE_JOB_STATES, nodes=frozenset({"n3"}))
 
 
 def test_nodes_plan_one_snapshot_per_cluster() -> None:

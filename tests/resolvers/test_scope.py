@@ -118,11 +118,21 @@ def test_a_node_s_jobs_read_the_active_states_and_partitions_their_filter() -> N
     wherever the node is reached from; every partition's jobs read what their filter selects."""
     for query in (
         "{ cluster { nodes { jobs { id } } } }",
-        '{ cluster { node(name: "n1") { jobs { id } } } }',
         '{ cluster { partition(name: "batch") { nodes { jobs { id } } } } }',
         "{ cluster { partitions { nodes { jobs { id } } } } }",
+        # A hostlist, a list, an option, a localhost squeue would map: not pushed (argv only).
+        '{ cluster { node(name: "n[1-2]") { jobs { id } } } }',
+        '{ cluster { node(name: "n1,n2") { jobs { id } } } }',
+        '{ cluster { node(name: "-n1") { jobs { id } } } }',
+        '{ cluster { node(name: "n1 --all") { jobs { id } } } }',
+        '{ cluster { node(name: "localhost") { jobs { id } } } }',
     ):
         assert plan(query).scope_of("local") == JobScope(states=ACTIVE_JOB_STATES), query
+    on_n1 = JobScope(states=ACTIVE_JOB_STATES, nodes=frozenset({"n1"}))
+    assert plan('{ cluster { node(name: "n1") { jobs { id } } } }').scope_of("local") == on_n1
+    # Two nodes' jobs in one query: their scopes differ, so the whole queue.
+    both = '{ cluster { a: node(name: "n1") { jobs { id } } b: node(name: "n2") { jobs { id } } } }'
+    assert plan(both).scope_of("local") == EVERY_JOB
     query = '{ cluster { partitions { jobs(filter: {users: ["bob"]}) { totalCount } } } }'
     assert plan(query).scope_of("local") == JobScope(users=frozenset({"bob"}))
 
