@@ -14,6 +14,7 @@ on a page still to come.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -23,7 +24,10 @@ from resolvers.slurm.errors import SlurmError, SlurmErrorKind, check
 from resolvers.slurm.history import (
     HistoryQuery,
     HistoryRecord,
+    HistoryRow,
     history_command,
+    history_record,
+    history_rows,
     parse_history,
     validate_query,
 )
@@ -112,9 +116,9 @@ def history_query(
     return replace(asked, users=(audience.owner,))
 
 
-def _within(record: HistoryRecord, values: HistoryFilterValues) -> bool:
+def _within(row: HistoryRow, values: HistoryFilterValues) -> bool:
     """The exact time bounds: sacct's window selects jobs active in it, a superset."""
-    submit, end = record.submit_time, record.end_time
+    submit, end = row.submit_time, row.end_time
     lower = ((values.submitted_after, submit), (values.ended_after, end))
     upper = ((values.submitted_before, submit), (values.ended_before, end))
     return all(b is None or (t is not None and t >= b) for b, t in lower) and all(
@@ -123,11 +127,16 @@ def _within(record: HistoryRecord, values: HistoryFilterValues) -> bool:
 
 
 def page_of(
-    records: Sequence[HistoryRecord], first: int, after: str | None
-) -> tuple[list[HistoryRecord], bool, bool]:
-    start_after = decode_cursor(after) if after is not None else None
-    remaining = [r for r in records if start_after is None or r.job_id > start_after]
-    return remaining[:first], len(remaining) > first, len(remaining) < len(records)
+    rows: Sequence[HistoryRow], first: int, after: str | None
+) -> tuple[Sequence[HistoryRow], bool, bool]:
+    """The `first` rows after the cursor (rows ordered by job id), whether more follow, and
+    whether any came before."""
+    start = 0 if after is None else bisect_right(rows, decode_cursor(after), key=_job_id)
+    return rows[start : start + first], start + first < len(rows), start > 0
+
+
+def _job_id(row: HistoryRow) -> int:
+    return row.job_id
 
 
 async def job_history(
@@ -139,22 +148,29 @@ async def job_history(
     after: str | None,
     now: int,
     max_days: int,
+    *,
+    steps: bool = True,
 ) -> HistoryPage:
-    """One page of history, `first` jobs after the `after` cursor, by one sacct as `user`."""
+    """One page of history, `first` jobs after the `after` cursor, by one sacct as `user`.
+    Without `steps` (the query selects neither steps nor efficiency) sacct sends job rows only.
+    Every job of the window is split to count and place it; only the page's are read in full."""
     query = history_query(values, audience, now, max_days)
     if query is None:
         return HistoryPage((), False, False, 0)
     boundary = new_boundary()
-    built = history_command(query, boundary)
+    built = history_command(query, boundary, steps=steps)
     [result] = await transport.run([Command(built.argv, env=built.env, user=user)])
     # No slurmdbd: SlurmError ACCOUNTING_DISABLED, which clients get as ACCOUNTING_UNAVAILABLE
     # with Slurm's message; slurmdbd down: CONTROLLER_UNREACHABLE (SLURM_UNAVAILABLE).
     text = check(result).stdout
-    records = [
-        r for r in parse_history(text, boundary) if audience.sees(r.user) and _within(r, values)
+    rows = [
+        row
+        for row in history_rows(text, boundary)
+        if audience.sees(row.user) and _within(row, values)
     ]
-    page, has_next, has_previous = page_of(records, first, after)
-    return HistoryPage(tuple(page), has_next, has_previous, len(records))
+    page, has_next, has_previous = page_of(rows, first, after)
+    records = tuple(history_record(row) for row in page)
+    return HistoryPage(records, has_next, has_previous, len(rows))
 
 
 _SACCT_JOB_ID = re.compile(r"^\d{1,10}(?:_\d{1,10})?\Z", re.ASCII)

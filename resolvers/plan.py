@@ -8,7 +8,7 @@ is refused without touching the head node. Field names map to datasets whatever 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,6 +147,24 @@ def datasets_named(
         return found
 
     return walk(operation.selection_set)
+
+
+def names_beneath(
+    field_nodes: Sequence[FieldNode], fragments: Mapping[str, FragmentDefinitionNode]
+) -> frozenset[str]:
+    """The name of every field selected beneath `field_nodes`, fragments followed; type-free
+    like the rest of the plan, and blind to @skip/@include (a name counts if it may be read)."""
+    walker = _Walker(fragments, {}, 0)
+    found: set[str] = set()
+
+    def walk(selection_set: SelectionSetNode | None) -> None:
+        for field_node in walker.fields(selection_set):
+            found.add(field_node.name.value)
+            walk(field_node.selection_set)
+
+    for node in field_nodes:
+        walk(node.selection_set)
+    return frozenset(found)
 
 
 class _Walker:

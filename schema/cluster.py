@@ -11,6 +11,7 @@ from resolvers.context import RequestContext
 from resolvers.global_ids import Kind, global_id
 from resolvers.history import forgotten_job, job_history
 from resolvers.ids import BadUserInput, validate_job_id
+from resolvers.plan import names_beneath
 from resolvers.selection import filter_nodes
 from resolvers.snapshot import Snapshot
 from resolvers.visibility import check_visible
@@ -23,9 +24,17 @@ from schema.identification import Node
 from schema.job import Job
 from schema.node import ComputeNode
 from schema.partition import Partition
+from schema.resolve_info import resolve_info
 from schema.stats import Stats
 
 DEFAULT_HISTORY_PAGE = 100
+# Job fields only accounting's step rows answer: without them a page's sacct asks for no steps.
+STEP_FIELDS = frozenset({"steps", "efficiency"})
+
+
+def _reads_steps(info: strawberry.Info) -> bool:
+    raw = resolve_info(info)
+    return not STEP_FIELDS.isdisjoint(names_beneath(raw.field_nodes, raw.fragments))
 
 
 @strawberry.type(description="A Slurm cluster reached through one transport.")
@@ -135,6 +144,7 @@ class Cluster(Node):
                 after,
                 now=int(time.time()),
                 max_days=context.max_history_days,
+                steps=_reads_steps(info),
             )
             context.jobs_listed += len(page.records)
             edges = [JobEdge(node=Job.from_history(r, self._snapshot)) for r in page.records]

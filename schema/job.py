@@ -20,7 +20,6 @@ from resolvers.slurm.history import HistoryRecord, efficiency
 from resolvers.slurm.hostlist import expand_hostlist
 from resolvers.slurm.job_fields import split_comment
 from resolvers.slurm.jobs import JobRecord, JobRow
-from resolvers.slurm.sacct import AccountingRecord
 from resolvers.snapshot import Snapshot
 from resolvers.visibility import check_visible
 from schema.enums import JobState
@@ -54,27 +53,7 @@ class Job(Node):
     @classmethod
     def from_history(cls, history: HistoryRecord, snapshot: Snapshot) -> Job:
         """A job as slurmdbd remembers it, on the request's view (visibility applies)."""
-        record = from_accounting(
-            AccountingRecord(
-                job_id=history.job_id,
-                display_id=history.display_id,
-                state=history.state,
-                exit_code=history.exit_code,
-                signal=history.signal,
-                user=history.user,
-                account=history.account,
-                partition=history.partition,
-                node_list=history.node_list,
-                num_cpus=history.num_cpus,
-                num_nodes=history.num_nodes,
-                submit_time=history.submit_time,
-                start_time=history.start_time,
-                end_time=history.end_time,
-                time_limit_minutes=history.time_limit_minutes,
-                work_dir=history.work_dir,
-                name=history.name,
-            )
-        )
+        record = from_accounting(history)  # a HistoryRecord is an AccountingRecord
         return cls(_record=record, _snapshot=snapshot, _history=history)
 
     @strawberry.field(description="Where this record came from: the controller or accounting.")

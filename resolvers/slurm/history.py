@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from resolvers.ids import BadUserInput
 from resolvers.slurm.errors import ParseError
-from resolvers.slurm.sacct import delimiter
+from resolvers.slurm.sacct import AccountingRecord, delimiter, job_record, rows
 from resolvers.slurm.values import epoch_or_none, int_or_none, text_or_none
 from transport.base import Command
 
@@ -108,30 +108,13 @@ class StepRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class HistoryRecord:
-    """One job from slurmdbd, with its steps."""
+class HistoryRecord(AccountingRecord):
+    """One job from slurmdbd, with what accounting measured and its steps."""
 
-    job_id: int
-    display_id: str
-    state: str  # base state: `CANCELLED by 0` reads as CANCELLED
-    exit_code: int | None
-    signal: int | None
-    user: str
-    account: str | None
-    partition: str | None
     qos: str | None
-    node_list: str | None
-    num_cpus: int
-    num_nodes: int
-    submit_time: int | None
-    start_time: int | None
-    end_time: int | None
     elapsed_seconds: int | None
     cpu_seconds: float | None
     memory_bytes: int | None  # allocated (AllocTRES mem=), what efficiency compares with
-    time_limit_minutes: int | None
-    work_dir: str | None
-    name: str
     steps: tuple[StepRecord, ...] = ()
 
 
@@ -174,11 +157,15 @@ def validate_query(query: HistoryQuery) -> HistoryQuery:
     return query
 
 
-def history_command(query: HistoryQuery, boundary: str) -> Command:
+def history_command(query: HistoryQuery, boundary: str, *, steps: bool = True) -> Command:
     """sacct for one page of history: every filter pushed down into this one call; `boundary`
-    (new_boundary(), fresh per call) joins the field delimiter, and parse_history takes it back."""
+    (new_boundary(), fresh per call) joins the field delimiter, and parse_history takes it back.
+    Without `steps`, `--allocations`: slurmdbd then reads and sends no step at all, which is
+    most of the cost of a long listing (a job row and a batch step row per job at least)."""
     validate_query(query)
     argv = ["sacct", "--parsable2", "--noheader", "--noconvert"]
+    if not steps:
+        argv.append("--allocations")
     argv.append(f"--delimiter={delimiter(boundary)}")
     argv.append(f"--format={','.join(HISTORY_FIELDS)}")
     argv.append(f"--starttime={_clock(query.start)}")
@@ -244,84 +231,97 @@ def _tres_memory(tres: str) -> int | None:
     return None
 
 
-def _rows(text: str, separator: str) -> list[str]:
-    """Lines joined back into rows: a line not starting with a job or step id and the call's
-    separator continues a name."""
-    rows: list[str] = []
-    for line in text.replace("\r\n", "\n").split("\n"):
-        head = line.partition(separator)[0]
-        if separator in line and _STEP_ROW.match(head):
-            rows.append(line)
-        elif rows:
-            rows[-1] += "\n" + line
-        elif line:
-            raise ParseError("sacct", line, "output does not start with a job id")
-    if rows:
-        rows[-1] = rows[-1].rstrip("\n")
-    return rows
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    """One job of sacct's output, split but not yet read: what a page needs to choose its jobs
+    (id, user, submit and end times) read; the rest read by `history_record`, for the page's
+    jobs only."""
+
+    job_id: int
+    user: str
+    submit_time: int | None
+    end_time: int | None
+    fields: tuple[str, ...]  # the job row, in HISTORY_FIELDS order
+    steps: tuple[tuple[str, ...], ...]  # its step rows, as printed
+
+
+_COLUMN = {name: index for index, name in enumerate(HISTORY_FIELDS)}
+
+
+def _is_row_head(head: str) -> bool:
+    return _STEP_ROW.match(head) is not None
+
+
+def history_rows(text: str, boundary: str) -> list[HistoryRow]:
+    """Every job in output made by `history_command` with this boundary, its steps attached,
+    ordered by job id; each row only split (cheap), read by `history_record`."""
+    separator = delimiter(boundary)
+    jobs: dict[int, tuple[tuple[str, ...], list[tuple[str, ...]]]] = {}
+    seen_steps: set[str] = set()
+    raw_id, user, submit, end = (_COLUMN[c] for c in ("JobIDRaw", "User", "Submit", "End"))
+    for row in rows(text, separator, _is_row_head):
+        fields = tuple(row.split(separator, len(HISTORY_FIELDS) - 1))
+        if len(fields) != len(HISTORY_FIELDS):
+            raise ParseError("sacct", row, "wrong number of fields")
+        job, dot, _ = fields[raw_id].partition(".")
+        job_id = int(job)
+        if dot:
+            if fields[raw_id] in seen_steps or job_id not in jobs:
+                raise ParseError("sacct", row, "a step twice, or before its job (forged?)")
+            seen_steps.add(fields[raw_id])
+            jobs[job_id][1].append(fields)
+        elif job_id in jobs:
+            raise ParseError("sacct", row, "a job appears twice (forged by a job name?)")
+        else:
+            jobs[job_id] = (fields, [])
+    return [
+        HistoryRow(
+            job_id=job_id,
+            user=fields[user],
+            submit_time=epoch_or_none(fields[submit]),
+            end_time=epoch_or_none(fields[end]),
+            fields=fields,
+            steps=tuple(steps),
+        )
+        for job_id, (fields, steps) in sorted(jobs.items())
+    ]
+
+
+def _step(fields: tuple[str, ...]) -> StepRecord:
+    value = dict(zip(HISTORY_FIELDS, fields, strict=True))
+    code, _, signal = value["ExitCode"].partition(":")
+    return StepRecord(
+        step_id=value["JobIDRaw"].partition(".")[2],
+        display_id=value["JobID"],
+        name=value["JobName"],
+        state=value["State"].split(" ")[0],
+        exit_code=int_or_none(code),
+        signal=int_or_none(signal),
+        elapsed_seconds=int_or_none(value["ElapsedRaw"]),
+        cpu_seconds=parse_cpu_time(value["TotalCPU"]),
+        max_rss_bytes=parse_size(value["MaxRSS"]),
+        node_list=text_or_none(value["NodeList"]),
+    )
+
+
+def history_record(row: HistoryRow) -> HistoryRecord:
+    """The job of a row, read in full, with its steps."""
+    value = dict(zip(HISTORY_FIELDS, row.fields, strict=True))
+    job = job_record(value, cpus="AllocCPUS", time_limit="TimelimitRaw")
+    return HistoryRecord(
+        **{f: getattr(job, f) for f in AccountingRecord.__dataclass_fields__},
+        qos=text_or_none(value["QOS"]),
+        elapsed_seconds=int_or_none(value["ElapsedRaw"]),
+        cpu_seconds=parse_cpu_time(value["TotalCPU"]),
+        memory_bytes=_tres_memory(value["AllocTRES"]),
+        steps=tuple(_step(step) for step in row.steps),
+    )
 
 
 def parse_history(text: str, boundary: str) -> list[HistoryRecord]:
     """Every job in output made by `history_command` with this boundary, steps attached,
     ordered by job id."""
-    separator = delimiter(boundary)
-    jobs: dict[int, HistoryRecord] = {}
-    steps: dict[int, list[StepRecord]] = {}
-    seen_steps: set[str] = set()
-    for row in _rows(text, separator):
-        fields = row.split(separator, len(HISTORY_FIELDS) - 1)
-        if len(fields) != len(HISTORY_FIELDS):
-            raise ParseError("sacct", row, "wrong number of fields")
-        value = dict(zip(HISTORY_FIELDS, fields, strict=True))
-        raw_job, dot, step_id = value["JobIDRaw"].partition(".")
-        job_id = int(raw_job)
-        code, _, signal = value["ExitCode"].partition(":")
-        if dot:
-            if value["JobIDRaw"] in seen_steps or job_id not in jobs:
-                raise ParseError("sacct", row, "a step twice, or before its job (forged?)")
-            seen_steps.add(value["JobIDRaw"])
-            steps[job_id].append(
-                StepRecord(
-                    step_id=step_id,
-                    display_id=value["JobID"],
-                    name=value["JobName"],
-                    state=value["State"].split(" ")[0],
-                    exit_code=int_or_none(code),
-                    signal=int_or_none(signal),
-                    elapsed_seconds=int_or_none(value["ElapsedRaw"]),
-                    cpu_seconds=parse_cpu_time(value["TotalCPU"]),
-                    max_rss_bytes=parse_size(value["MaxRSS"]),
-                    node_list=text_or_none(value["NodeList"]),
-                )
-            )
-            continue
-        if job_id in jobs:
-            raise ParseError("sacct", row, "a job appears twice (forged by a job name?)")
-        steps[job_id] = []
-        jobs[job_id] = HistoryRecord(
-            job_id=job_id,
-            display_id=value["JobID"],
-            state=value["State"].split(" ")[0],
-            exit_code=int_or_none(code),
-            signal=int_or_none(signal),
-            user=value["User"],
-            account=text_or_none(value["Account"]),
-            partition=text_or_none(value["Partition"]),
-            qos=text_or_none(value["QOS"]),
-            node_list=text_or_none(value["NodeList"]),
-            num_cpus=int_or_none(value["AllocCPUS"]) or 0,
-            num_nodes=int_or_none(value["NNodes"]) or 0,
-            submit_time=epoch_or_none(value["Submit"]),
-            start_time=epoch_or_none(value["Start"]),
-            end_time=epoch_or_none(value["End"]),
-            elapsed_seconds=int_or_none(value["ElapsedRaw"]),
-            cpu_seconds=parse_cpu_time(value["TotalCPU"]),
-            memory_bytes=_tres_memory(value["AllocTRES"]),
-            time_limit_minutes=int_or_none(value["TimelimitRaw"]),
-            work_dir=text_or_none(value["WorkDir"]),
-            name=value["JobName"],
-        )
-    return [replace(jobs[job_id], steps=tuple(steps[job_id])) for job_id in sorted(jobs)]
+    return [history_record(row) for row in history_rows(text, boundary)]
 
 
 def efficiency(job: HistoryRecord) -> Efficiency | None:

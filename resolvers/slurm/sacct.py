@@ -15,7 +15,7 @@ state) cannot be recovered here: that state reads as UNKNOWN.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from resolvers.slurm.errors import ParseError
@@ -98,20 +98,51 @@ def delimiter(boundary: str) -> str:
     return SEPARATOR + boundary
 
 
-def _rows(text: str, separator: str) -> list[str]:
-    """Lines joined back into rows: a line not starting `<digits><separator>` continues a name."""
-    rows: list[str] = []
+def rows(text: str, separator: str, starts_row: Callable[[str], bool]) -> list[str]:
+    """Lines joined back into rows: a line whose text before the first `separator` is not an id
+    (`starts_row`), or that holds no separator, continues the name of the row before it."""
+    found: list[str] = []
     for line in text.replace("\r\n", "\n").split("\n"):
         head = line.partition(separator)[0]
-        if is_decimal(head) and separator in line:
-            rows.append(line)
-        elif rows:
-            rows[-1] += "\n" + line
+        if separator in line and starts_row(head):
+            found.append(line)
+        elif found:
+            found[-1] += "\n" + line
         elif line:
             raise ParseError("sacct", line, "output does not start with a job id")
-    if rows:
-        rows[-1] = rows[-1].rstrip("\n")  # the final newline, not part of the last name
-    return rows
+    if found:
+        found[-1] = found[-1].rstrip("\n")  # the final newline, not part of the last name
+    return found
+
+
+def job_record(
+    value: Mapping[str, str], *, cpus: str = "NCPUS", time_limit: str = "Timelimit"
+) -> AccountingRecord:
+    """The job row of either command, by column name. `cpus` and `time_limit` name the columns
+    the command asked for: the history asks for AllocCPUS and TimelimitRaw, which read the same
+    for a job row (both limit forms parse as minutes)."""
+    code, _, signal = value["ExitCode"].partition(":")
+    return AccountingRecord(
+        job_id=int(value["JobIDRaw"]),
+        display_id=value["JobID"],
+        state=value["State"].split(" ")[0],
+        exit_code=int_or_none(code),
+        signal=int_or_none(signal),
+        # slurmdbd prints the user name; the completion log prints `name(uid)`.
+        user=value["User"].split("(")[0],
+        account=text_or_none(value["Account"]),
+        partition=text_or_none(value["Partition"]),
+        node_list=text_or_none(value["NodeList"]),
+        num_cpus=int_or_none(value[cpus]) or 0,
+        num_nodes=int_or_none(value["NNodes"]) or 0,
+        submit_time=epoch_or_none(value["Submit"]),
+        start_time=epoch_or_none(value["Start"]),
+        end_time=epoch_or_none(value["End"]),
+        # The completion log prints whole minutes (`60`), slurmdbd `H:M:S`: both parse.
+        time_limit_minutes=minutes_or_none(value[time_limit]),
+        work_dir=text_or_none(value["WorkDir"]),
+        name=value["JobName"],
+    )
 
 
 def parse_sacct(text: str, boundary: str) -> list[AccountingRecord]:
@@ -119,37 +150,13 @@ def parse_sacct(text: str, boundary: str) -> list[AccountingRecord]:
     records: list[AccountingRecord] = []
     seen: set[int] = set()
     separator = delimiter(boundary)
-    for row in _rows(text, separator):
+    for row in rows(text, separator, is_decimal):
         fields = row.split(separator, len(SACCT_FIELDS) - 1)
         if len(fields) != len(SACCT_FIELDS):
             raise ParseError("sacct", row, "wrong number of fields")
-        value = dict(zip(SACCT_FIELDS, fields, strict=True))
-        job_id = int(value["JobIDRaw"])
-        if job_id in seen:
+        record = job_record(dict(zip(SACCT_FIELDS, fields, strict=True)))
+        if record.job_id in seen:
             raise ParseError("sacct", row, "a job appears twice (forged by a job name?)")
-        seen.add(job_id)
-        code, _, signal = value["ExitCode"].partition(":")
-        records.append(
-            AccountingRecord(
-                job_id=job_id,
-                display_id=value["JobID"],
-                state=value["State"].split(" ")[0],
-                exit_code=int_or_none(code),
-                signal=int_or_none(signal),
-                # slurmdbd prints the user name; the completion log prints `name(uid)`.
-                user=value["User"].split("(")[0],
-                account=text_or_none(value["Account"]),
-                partition=text_or_none(value["Partition"]),
-                node_list=text_or_none(value["NodeList"]),
-                num_cpus=int_or_none(value["NCPUS"]) or 0,
-                num_nodes=int_or_none(value["NNodes"]) or 0,
-                submit_time=epoch_or_none(value["Submit"]),
-                start_time=epoch_or_none(value["Start"]),
-                end_time=epoch_or_none(value["End"]),
-                # The completion log prints whole minutes (`60`), slurmdbd `H:M:S`: both parse.
-                time_limit_minutes=minutes_or_none(value["Timelimit"]),
-                work_dir=text_or_none(value["WorkDir"]),
-                name=value["JobName"],
-            )
-        )
+        seen.add(record.job_id)
+        records.append(record)
     return records

@@ -7,9 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from graphql import FieldNode, FragmentDefinitionNode, OperationDefinitionNode, parse
 
 from resolvers.history import HistoryFilterValues, window
 from resolvers.ids import BadUserInput
+from resolvers.plan import names_beneath
 from resolvers.slurm.errors import ParseError
 from resolvers.slurm.history import (
     HISTORY_FIELDS,
@@ -17,6 +19,8 @@ from resolvers.slurm.history import (
     HistoryRecord,
     efficiency,
     history_command,
+    history_record,
+    history_rows,
     parse_cpu_time,
     parse_history,
     parse_size,
@@ -230,3 +234,38 @@ def test_the_default_window_is_the_last_day_and_bounds_narrow_it() -> None:
     assert window(values, now, 31) == (now - 3600, now - 60)
     with pytest.raises(BadUserInput):
         window(HistoryFilterValues(ended_after=now - 40 * 86_400), now, 31)
+
+
+def test_a_listing_without_steps_asks_slurmdbd_for_none() -> None:
+    """`steps=False` adds --allocations (slurmdbd then reads no step); the default keeps them."""
+    assert "--allocations" not in history_command(WINDOW, BOUNDARY).argv
+    assert "--allocations" in history_command(WINDOW, BOUNDARY, steps=False).argv
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_rows_split_cheaply_read_as_the_full_parse(version: str) -> None:
+    """history_rows' id, user and times are the full records'; history_record reads the rest."""
+    argv = json.loads((GOLDEN / version / "history" / "jobs.argv.json").read_text())["argv"]
+    rows = history_rows(read(version, "history", "jobs"), sacct_boundary(argv))
+    records = history(version, "jobs")
+    assert [(r.job_id, r.user, r.submit_time, r.end_time) for r in rows] == [
+        (r.job_id, r.user, r.submit_time, r.end_time) for r in records
+    ]
+    assert [history_record(row) for row in rows] == records
+    assert any(r.steps for r in records)
+
+
+def test_names_beneath_follows_fragments() -> None:
+    """A field named only inside a fragment spread or an inline fragment still counts."""
+    document = parse(
+        "query { cluster { jobHistory { edges { node { ...F ... on Job { state } } } } } }"
+        " fragment F on Job { efficiency { cpuSeconds } }"
+    )
+    [operation, fragment] = document.definitions
+    assert isinstance(operation, OperationDefinitionNode)
+    assert isinstance(fragment, FragmentDefinitionNode)
+    [cluster] = operation.selection_set.selections
+    assert isinstance(cluster, FieldNode)
+    names = names_beneath([cluster], {fragment.name.value: fragment})
+    assert {"efficiency", "cpuSeconds", "state", "jobHistory"} <= names
+    assert "steps" not in names

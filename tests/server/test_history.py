@@ -194,6 +194,32 @@ async def test_history_steps_and_efficiency_match_sacct(everyone: App, finished:
     assert memory["elapsedSeconds"] >= 3
 
 
+LIGHT = """query($filter: JobHistoryFilter) { cluster { jobHistory(filter: $filter) {
+  totalCount edges { node { displayId jobId user account qos state exitCode source } } } } }"""
+
+
+async def test_a_page_without_steps_reads_no_step_rows(everyone: App, finished: Finished) -> None:
+    """A page selecting neither steps nor efficiency asks sacct for job rows only
+    (--allocations), and its jobs read as those of a page with steps."""
+    everyone.transport.batches.clear()
+    response = await everyone.client.post(
+        "/graphql",
+        json={"query": LIGHT, "variables": {"filter": {"names": [finished.tag]}}},
+        headers={"Authorization": "Bearer carol-token"},
+    )
+    light = nodes(response.json())
+    [sacct] = [a for b in everyone.transport.batches for a in b if a[0] == "sacct"]
+    assert "--allocations" in sacct
+    full = nodes(await everyone.query("carol", filter={"names": [finished.tag]}))
+    keys = ("displayId", "jobId", "user", "account", "qos", "state", "exitCode", "source")
+    assert [{k: job[k] for k in keys} for job in light] == [
+        {k: job[k] for k in keys} for job in full
+    ]
+    assert len(light) == 3
+    *_, with_steps = [a for b in everyone.transport.batches for a in b if a[0] == "sacct"]
+    assert "--allocations" not in with_steps
+
+
 async def test_pages_are_ordered_by_job_id_and_stable(everyone: App, finished: Finished) -> None:
     """first/after walk the three jobs one at a time, in job id order, with a total count."""
     seen: list[int] = []
