@@ -12,7 +12,8 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,3 +82,56 @@ def running_server(environ: Mapping[str, str] | None = None) -> Iterator[str]:
     argv = [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     with running_process(argv, f"{base_url}/healthz", environ):
         yield base_url
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One `slurm-graphql serve` process of running_servers."""
+
+    url: str
+    pid: int
+
+
+@contextmanager
+def running_servers(
+    count: int, environ: Mapping[str, str] | None = None
+) -> Iterator[list[Replica]]:
+    """`count` `slurm-graphql serve` processes with the same environment, started at once (each
+    imports for seconds on a loaded machine), each on its own free loopback port; yields them
+    once every /healthz answers, then SIGTERMs whichever are still running."""
+    with ExitStack() as stack:
+        starting = []
+        for _ in range(count):
+            port = free_port()
+            log = stack.enter_context(tempfile.TemporaryFile())
+            argv = [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1"]
+            process = subprocess.Popen(
+                [*argv, "--port", str(port)],
+                cwd=REPO,
+                env={**os.environ, **(environ or {})},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            stack.callback(_stop, process)
+            starting.append((f"http://127.0.0.1:{port}", process, log))
+        deadline = time.monotonic() + 60
+        for url, process, log in starting:
+            while not _answers(f"{url}/healthz"):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    output = log.read().decode(errors="replace")[-3000:]
+                    raise RuntimeError(f"slurm-graphql serve did not start: {output}")
+                time.sleep(0.05)
+        yield [Replica(url, process.pid) for url, process, _ in starting]
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return  # a test killed it
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
