@@ -89,7 +89,10 @@ class SnapshotSource:
         # Bumped by invalidate(): fetches started before a write neither serve nor fill the
         # cache after it, so a writer never reads a snapshot older than its write.
         self._generation = 0
-        self._background: set[asyncio.Task[Snapshot]] = set()
+        # Background fetches and what each fetches: a task is in `_in_flight` only once it
+        # has started, and requests served meanwhile (in the same turn of the loop) must not
+        # start another whole-queue fetch each.
+        self._background: dict[asyncio.Task[Snapshot], Need] = {}
         # Partial fetches since the start of the current TTL window: (window start, count).
         self._partial_rate: tuple[float, int] = (0.0, 0)
         # Read by the metrics endpoint: gets, and gets served from the cache; the others waited
@@ -267,15 +270,18 @@ class SnapshotSource:
         self._start_background(current.needs)
 
     def _start_background(self, needs: Need) -> None:
-        """Fetch a full snapshot of `needs` in the background, unless one is under way."""
+        """Fetch a full snapshot of `needs` in the background, unless one is under way (or
+        about to start)."""
         if any(needs in pending and scope.everything for pending, scope in self._in_flight):
             return
+        if any(needs in pending for pending in self._background.values()):
+            return
         task = asyncio.ensure_future(self._fetch(needs, EVERY_JOB))
-        self._background.add(task)
+        self._background[task] = needs
         task.add_done_callback(self._background_done)
 
     def _background_done(self, task: asyncio.Task[Snapshot]) -> None:
-        self._background.discard(task)
+        self._background.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
             # The next request that needs the data fetches it again and reports the error.
             logger.warning(

@@ -113,3 +113,22 @@ async def test_a_slow_fetch_is_refreshed_early_enough_to_arrive_in_time(
     refreshed = source.fresh()
     assert refreshed is not None and refreshed is not first  # arrived 9.6 s after the first
     await source.aclose()
+
+
+async def test_hits_in_one_turn_of_the_loop_start_one_refresh(slurm_cluster: str) -> None:
+    """Requests served from the cache past its refresh point, before the event loop has run the
+    refresh they started, start no more: one whole-queue fetch, not one per request."""
+    clock = Clock()
+    transport = CountingTransport(LocalTransport())
+    source = SnapshotSource("local", transport, ttl=10.0, clock=clock)
+    first = await source.get(Need.NODES)
+    clock.now += 6
+    for _ in range(20):  # a hit never suspends: all of them run before the refresh starts
+        assert await source.get(Need.NODES) is first
+    for _ in range(200):
+        if source.fresh() is not first:
+            break
+        await asyncio.sleep(0.05)
+    assert source.fresh() is not first
+    assert transport.calls == 2
+    await source.aclose()
