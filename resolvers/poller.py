@@ -164,6 +164,7 @@ class Poller:
         interval (resolvers/shared_poll.py)."""
         loop = asyncio.get_running_loop()
         due = loop.time()
+        renewing = asyncio.ensure_future(polls.keep_lease())
         try:
             while not self._closed:
                 if await polls.lead():
@@ -174,6 +175,9 @@ class Poller:
                 await self._follow(polls, loop.time() + self.interval / CLAIMS_PER_INTERVAL)
                 due = loop.time()
         finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
             await polls.resign()
 
     async def _follow(self, polls: SharedPolls, until: float) -> None:

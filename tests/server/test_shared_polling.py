@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -20,10 +20,11 @@ from server.settings import Settings
 from server.tokens import parse_token_map
 from tests.conftest import TOKENS
 from tests.support.counting import CountingTransport
+from tests.support.live import StampingTransport
 from tests.support.redis_server import RedisServer
 from tests.support.scenario import Scenario
 from tests.support.ws import Connection, Subscription, serving
-from transport.base import Command
+from transport.base import Command, CommandResult
 from transport.local import LocalTransport
 
 pytestmark = pytest.mark.cluster
@@ -147,3 +148,49 @@ async def test_followers_hear_when_the_leader_cannot_poll(
     assert kinds[0]["kind"] == "SNAPSHOT"
     unavailable = next(k for k in kinds if k["kind"] == "UNAVAILABLE")
     assert unavailable["error"]["code"] == "SLURM_UNAVAILABLE", unavailable
+
+
+class SlowSqueue(StampingTransport):
+    """Every squeue answers `delay` seconds late, as on a loaded head node (the real squeue
+    runs, after the wait)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(LocalTransport())
+        self.delay = delay
+
+    async def run(self, commands: Sequence[Command]) -> list[CommandResult]:
+        if any(command.argv[0] == "squeue" for command in commands):
+            await asyncio.sleep(self.delay)
+        return await super().run(commands)
+
+
+async def test_a_poll_slower_than_the_lease_keeps_the_leader(
+    redis_server: RedisServer, scenario: Scenario
+) -> None:
+    """The leader's squeue takes two intervals (longer than its 1.5-interval lease): it renews
+    the lease meanwhile, so the other replica follows and never polls, and its subscriber
+    still hears the leader's polls."""
+    interval = 1.0  # a lease of 1.5 s, renewed every third of a second: room for a loaded loop
+    slow_settings = dataclasses.replace(settings(redis_server.url), poll_interval=interval)
+    slow = SlowSqueue(2 * interval)
+    async with (
+        serving(create_app(slow_settings, {"local": slow})) as one,
+        Connection.open(one) as on_leader,
+    ):
+        await on_leader.subscribe(STATE_CHANGED, id=scenario.held)
+        await until_published(redis_server.url, within=30)
+        following = StampingTransport(LocalTransport())
+        async with (
+            serving(create_app(slow_settings, {"local": following})) as two,
+            Connection.open(two) as follower,
+        ):
+            subscription = await follower.subscribe(STATE_CHANGED, id=scenario.held)
+            await subscription.next(30)
+            polled, led = following.squeue_calls(), slow.squeue_calls()
+            with redis.Redis.from_url(redis_server.url) as client:
+                seq = int(client.get(SEQ_KEY) or 0)
+                await asyncio.sleep(6 * interval)
+                published = int(client.get(SEQ_KEY) or 0) - seq
+    assert following.squeue_calls() == polled, following.batches[-3:]
+    assert slow.squeue_calls() - led >= 2
+    assert published >= 2
