@@ -105,6 +105,7 @@ from server.settings import Settings
 from server.shared_limits import SharedRateLimit, SharedStreams
 from server.shared_state import open_shared_state
 from server.ui import render_ui, ui_csp
+from server.ui_manifest import ui_manifest
 from server.ws_limits import LimitedTransportWSHandler, LimitedWSHandler
 from server.ws_observe import NoteOperation, note_stream, note_stream_result
 from transport import Transport, open_transport
@@ -247,6 +248,10 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         self._sources = sources
         self._settings = settings
         manifest = load_manifest(settings.persisted_manifest) if settings.persisted_manifest else {}
+        if settings.ui:
+            # The dashboard's own documents (server/ui_manifest.py): allowed beside the
+            # operator's, so SLURM_GRAPHQL_PERSISTED_ONLY and /ui can run together.
+            manifest = {**ui_manifest(), **manifest}
         check_manifest(manifest, schema._schema)  # validated once, at start-up
         for document in manifest.values():
             self.documents.pin(document)  # then parsed, validated and costed once per process

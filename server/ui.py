@@ -23,6 +23,7 @@ __all__ = ["MODULES", "UI_CSP", "render_ui", "ui_csp"]
 # one level of imports after another (a shorter way to the first data).
 MODULES = (
     "auth.js",
+    "documents.js",
     "dom.js",
     "graphql.js",
     "live.js",

@@ -9,13 +9,16 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.conftest import TOKENS
@@ -67,7 +70,10 @@ class Dashboard:
         self.wait().until(lambda d: "signed in as" in d.find_element(By.ID, "auth").text)
 
     def wait(self, seconds: float = 15) -> WebDriverWait[WebDriver]:
-        return WebDriverWait(self.driver, seconds, poll_frequency=0.05)
+        """Polls a condition; an element gone stale meanwhile (a re-render, or the page that
+        navigated away for an OIDC sign-in) means "not yet", not a failure."""
+        stale = [StaleElementReferenceException, NoSuchElementException]
+        return WebDriverWait(self.driver, seconds, poll_frequency=0.05, ignored_exceptions=stale)
 
     def click(self, selector: str) -> None:
         """Click what `selector` finds once it stays put for the click: live updates re-render
@@ -288,7 +294,7 @@ def test_oidc_sign_in_with_pkce_keeps_codes_and_tokens_out_of_urls(dashboard: Da
             dashboard.wait().until(
                 lambda d: d.find_elements(By.CSS_SELECTOR, 'button[data-action="sign-in"]')
             )
-            driver.find_element(By.CSS_SELECTOR, 'button[data-action="sign-in"]').click()
+            dashboard.click('button[data-action="sign-in"]')
             dashboard.wait().until(
                 lambda d: "signed in as alice" in d.find_element(By.ID, "auth").text
             )
@@ -327,3 +333,158 @@ def test_a_failed_request_shows_its_code_and_message_as_text(dashboard: Dashboar
     text = dashboard.driver.execute_script(shown)
     assert text.startswith("BAD_USER_INPUT ") and "'<b>x</b>' is not a Slurm job id" in text
     assert not dashboard.driver.find_elements(By.CSS_SELECTOR, "main b")
+
+
+_ACTIVE = """
+const e = document.activeElement;
+const s = getComputedStyle(e);
+const row = e.closest && e.closest("tr");
+return {tag: e.tagName, cls: e.className || "", name: e.getAttribute("name"),
+        href: e.getAttribute("href"), action: e.dataset ? e.dataset.action || null : null,
+        text: (e.textContent || "").trim().slice(0, 40), job: row ? row.dataset.job || null : null,
+        outline: s.outlineStyle, width: s.outlineWidth, left: e.getBoundingClientRect().left};
+"""
+
+
+class Keyboard:
+    """Drives the page with keys only, and checks each control it reaches shows its focus."""
+
+    def __init__(self, dashboard: Dashboard) -> None:
+        self.dashboard = dashboard
+        self.visited: list[dict[str, Any]] = []
+
+    def press(self, *keys: str) -> None:
+        ActionChains(self.dashboard.driver).send_keys(*keys).perform()
+
+    def active(self) -> dict[str, Any]:
+        found: dict[str, Any] = self.dashboard.driver.execute_script(_ACTIVE)
+        return found
+
+    def tab_to(self, wanted: Callable[[dict[str, Any]], bool], back: bool = False) -> None:
+        """Tab (or Shift+Tab) until the focused element is `wanted`; every element on the way
+        must show a focus outline."""
+        for _ in range(150):
+            if back:
+                ActionChains(self.dashboard.driver).key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(
+                    Keys.SHIFT
+                ).perform()
+            else:
+                self.press(Keys.TAB)
+            now = self.active()
+            self.visited.append(now)
+            assert now["tag"] != "BODY", self.visited[-5:]
+            assert now["outline"] != "none" and now["width"] != "0px", now
+            if wanted(now):
+                return
+        raise AssertionError(f"never reached: {self.visited[-5:]}")
+
+
+def test_the_dashboard_works_with_the_keyboard_alone(dashboard: Dashboard) -> None:
+    """Keys only: Tab reaches the skip link (shown when focused), the token field (Enter signs
+    in), the views' links (Enter opens one), every filter and the jobs' links, and on a job's
+    page Space holds and Enter releases it; each control shows a visible focus outline."""
+    driver = dashboard.driver
+    job_id = sbatch("--job-name=ui-keys", "--begin=now+3600", "--wrap=true", user="alice")
+    reason = ("squeue", "--noheader", "--format=%r", f"--jobs={job_id}")
+    keys = Keyboard(dashboard)
+    try:
+        driver.get(f"{dashboard.base_url}/ui#/overview")
+        driver.execute_script("sessionStorage.clear();")
+        driver.get(f"{dashboard.base_url}/ui#/overview")
+        dashboard.wait().until(lambda d: d.find_elements(By.NAME, "token"))
+        keys.tab_to(lambda e: "skip" in e["cls"])
+        assert keys.active()["left"] >= 0  # on screen once focused
+        keys.tab_to(lambda e: e["name"] == "token")
+        keys.press("alice-token", Keys.ENTER)
+        dashboard.wait().until(lambda d: "signed in as alice" in d.find_element(By.ID, "auth").text)
+        keys.tab_to(lambda e: e["href"] == "#/jobs", back=True)
+        keys.press(Keys.ENTER)
+        dashboard.loaded(".table")
+        keys.tab_to(lambda e: e["job"] == job_id and e["tag"] == "A")
+        reached = {e["name"] for e in keys.visited} | {e["text"] for e in keys.visited}
+        assert {"state", "user", "partition", "name", "order", "direction", "Apply"} <= reached
+        keys.press(Keys.ENTER)
+        dashboard.loaded(".job")
+        keys.tab_to(lambda e: e["action"] == "hold")
+        keys.press(Keys.SPACE)
+        dashboard.wait().until(lambda _: "hold: done" in " ".join(dashboard.texts(".status")))
+        assert "JobHeldUser" in slurm(*reason)
+        keys.tab_to(lambda e: e["action"] == "release")
+        keys.press(Keys.ENTER)
+        dashboard.wait().until(lambda _: "release: done" in " ".join(dashboard.texts(".status")))
+        assert "JobHeld" not in slurm(*reason)
+    finally:
+        slurm("scancel", job_id)
+
+
+def test_a_live_update_keeps_the_focused_row_and_link(dashboard: Dashboard) -> None:
+    """With a job's link focused in the table, a job submitted meanwhile appears (a live
+    update): the focused link is the same element, still focused, in its job's row, so a key
+    press or click under way lands where the user meant."""
+    mine = sbatch("--job-name=ui-focus", "--hold", "--wrap=true", user="alice")
+    later = ""
+    try:
+        dashboard.open("jobs", "alice-token")
+        dashboard.loaded(".table")
+        link = f'tr[data-job="{mine}"] a'
+        dashboard.wait().until(lambda d: d.find_elements(By.CSS_SELECTOR, link))
+        dashboard.driver.execute_script(
+            "const a = document.querySelector(arguments[0]); a.focus(); a.__kept = true;", link
+        )
+        later = sbatch("--job-name=ui-focus-later", "--hold", "--wrap=true", user="alice")
+        row = f'tr[data-job="{later}"]'
+        dashboard.wait(POLL + 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
+        kept = dashboard.driver.execute_script(
+            "const e = document.activeElement; return [e.__kept === true, e.isConnected,"
+            " e.closest('tr').dataset.job];"
+        )
+        assert kept == [True, True, mine]
+    finally:
+        slurm("scancel", mine, *([later] if later else []))
+
+
+def test_the_dashboard_runs_under_persisted_only(dashboard: Dashboard) -> None:
+    """SLURM_GRAPHQL_PERSISTED_ONLY=true with the dashboard on and no manifest of the
+    operator's: every view loads and stays live on the dashboard's shipped documents, while a
+    document of the page's own making is PERSISTED_QUERY_NOT_ALLOWED."""
+    job_id = sbatch("--job-name=ui-persisted", "--hold", "--wrap=true", user="alice")
+    environ = {
+        "SLURM_GRAPHQL_UI": "true",
+        "SLURM_GRAPHQL_PERSISTED_ONLY": "true",
+        "SLURM_GRAPHQL_TOKENS": TOKENS,
+        "SLURM_GRAPHQL_ALLOWED_HOSTS": "127.0.0.1",
+        "SLURM_GRAPHQL_JOB_VISIBILITY": "own",
+        "SLURM_GRAPHQL_POLL_INTERVAL": str(POLL),
+        "SLURM_GRAPHQL_CACHE_TTL": "0",
+    }
+    try:
+        with running_server(environ) as base_url:
+            strict = Dashboard(base_url, dashboard.driver)
+            strict.open("overview", "alice-token")
+            strict.loaded(".overview")
+            strict.open("jobs", "alice-token")
+            strict.loaded(".table")
+            assert strict.driver.find_elements(By.CSS_SELECTOR, f'tr[data-job="{job_id}"]')
+            later = sbatch("--job-name=ui-persisted-live", "--hold", "--wrap=true", user="alice")
+            try:
+                row = f'tr[data-job="{later}"]'
+                strict.wait(POLL + 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
+            finally:
+                slurm("scancel", later)
+            strict.open(f"job/{job_id}", "alice-token")
+            strict.loaded(".job")
+            strict.open("submit", "alice-token")
+            strict.wait().until(
+                lambda d: len(d.find_elements(By.CSS_SELECTOR, "#submit-partition option")) > 1
+            )
+            assert not strict.driver.find_elements(By.CSS_SELECTOR, "main .error")
+            refused = strict.driver.execute_async_script(
+                """const done = arguments[arguments.length - 1];
+                fetch("/graphql", {method: "POST", headers: {"Content-Type": "application/json",
+                  Authorization: "Bearer alice-token"},
+                  body: JSON.stringify({query: "{ viewer { user } }"})})
+                  .then(r => r.json()).then(b => done(b.errors[0].extensions.code));"""
+            )
+            assert refused == "PERSISTED_QUERY_NOT_ALLOWED"
+    finally:
+        slurm("scancel", job_id)

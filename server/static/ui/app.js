@@ -3,6 +3,7 @@
 
 import { getToken, setToken } from "./auth.js";
 import { errorBox, fill, h } from "./dom.js";
+import { VIEWER } from "./documents.js";
 import { request, requestPartial } from "./graphql.js";
 import { LiveClient } from "./live.js";
 import { completeSignIn, signIn } from "./oidc.js";
@@ -57,7 +58,7 @@ const ctx = {
   },
 };
 
-function route() {
+function route(event) {
   if (current) current.dispose();
   current = null;
   if (config.auth !== "none" && !getToken()) {
@@ -75,6 +76,9 @@ function route() {
     if (link.getAttribute("href") === `#/${view}`) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
+  // A keyboard user who followed a link goes on from the top of the new view, not from a link
+  // that is gone (focus would fall back to the page's start).
+  if (event && event.type === "hashchange") main.focus({ preventScroll: true });
 }
 
 function renderAuth() {
@@ -93,7 +97,7 @@ function renderAuth() {
     fill(who, "not signed in");
     return;
   }
-  request(endpoint, "{ viewer { user authenticated } }").then(
+  request(endpoint, VIEWER).then(
     (data) => fill(who, data.viewer.authenticated ? `signed in as ${data.viewer.user}` : "not signed in"),
     (error) => fill(who, errorBox(error)),
   );
@@ -101,9 +105,10 @@ function renderAuth() {
 
 function changeToken(token) {
   setToken(token);
-  renderAuth();
+  renderAuth(); // replaces the form, and the focus in it: the keyboard goes on from the view
   live.restart();
   route();
+  main.focus({ preventScroll: true });
 }
 
 authForm.addEventListener("submit", (event) => {

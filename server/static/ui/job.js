@@ -1,33 +1,11 @@
 // One job: details, steps and efficiency (from accounting, when it has them), the output's tail
-// (for an authenticated reader), and cancel/hold/release when the job is the viewer's own.
+// (for an authenticated reader), and cancel/hold/release when the job is the viewer's own. A
+// live update changes the page in place (morph): a button being pressed stays the same button.
 
-import { debounce, errorBox, fill, h, minutes, when } from "./dom.js";
+import { debounce, errorBox, fill, h, minutes, morphChildren, when } from "./dom.js";
+import { CANCEL, HOLD, JOB, JOB_STATE, RELEASE } from "./documents.js";
 
-const QUERY = `query Job($id: String!, $output: Boolean!) {
-  viewer { user authenticated }
-  cluster {
-    job(id: $id) {
-      id displayId jobId name user account state reason partition { name } numNodes numCpus nodeList
-      submitTime startTime endTime timeLimitMinutes exitCode workDir stdoutPath comment priority qos
-      steps { fullId name state exitCode elapsedSeconds cpuSeconds maxRssBytes }
-      efficiency { elapsedSeconds cpuEfficiencyPercent memoryEfficiencyPercent maxRssBytes }
-      output(tailBytes: 16384) @include(if: $output) { text truncated sizeBytes }
-    }
-  }
-}`;
-
-const ACTIONS = {
-  cancel: `mutation($id: String!) { act: cancelJob(id: $id) { ...Outcome } }`,
-  hold: `mutation($id: String!) { act: holdJob(id: $id) { ...Outcome } }`,
-  release: `mutation($id: String!) { act: releaseJob(id: $id) { ...Outcome } }`,
-};
-const OUTCOME = `fragment Outcome on JobActionPayload {
-  __typename
-  ... on JobActionDone { job { state } }
-  ... on JobActionRejected { code message }
-}`;
-
-const FOLLOW = `subscription($id: String!) { jobStateChanged(id: $id) { kind } }`;
+const ACTIONS = { cancel: CANCEL, hold: HOLD, release: RELEASE };
 
 function details(job) {
   const rows = [
@@ -53,7 +31,7 @@ function steps(job) {
     job.steps.length
       ? h("table", {},
           h("thead", {}, h("tr", {}, ["Step", "Name", "State", "Exit", "Elapsed s", "CPU s", "Max RSS"].map((t) => h("th", {}, t)))),
-          h("tbody", {}, job.steps.map((s) => h("tr", {},
+          h("tbody", {}, job.steps.map((s) => h("tr", { "data-key": s.id },
             h("td", {}, s.fullId), h("td", {}, s.name), h("td", {}, s.state), h("td", {}, s.exitCode ?? ""),
             h("td", {}, s.elapsedSeconds ?? ""), h("td", {}, s.cpuSeconds ?? ""), h("td", {}, s.maxRssBytes ?? "")))))
       : null,
@@ -61,13 +39,34 @@ function steps(job) {
 }
 
 export function mount(ctx, id) {
-  const root = h("div", { class: "job" });
+  // The status of the last action stays outside what updates redraw.
+  const top = h("div", { class: "job-head" });
   const status = h("p", { class: "status", "aria-live": "polite" });
+  const body = h("div", { class: "job-body" });
+  const root = h("div", { class: "job" }, top, status, body);
   fill(ctx.main, root);
   let alive = true;
+  let shown = null; // the job as last drawn: what the buttons act on
+  const act = (name) => async () => {
+    if (!shown) return;
+    fill(status, `${name}…`);
+    try {
+      const done = await ctx.api(ACTIONS[name], { id: shown.displayId });
+      fill(status, done.act.__typename === "JobActionDone"
+        ? `${name}: done, now ${done.act.job.state}`
+        : errorBox(done.act));
+      load();
+    } catch (error) {
+      fill(status, errorBox(error));
+    }
+  };
+  const buttons = h("div", { class: "actions" },
+    h("button", { type: "button", "data-action": "cancel", onclick: act("cancel") }, "Cancel"),
+    h("button", { type: "button", "data-action": "hold", onclick: act("hold") }, "Hold"),
+    h("button", { type: "button", "data-action": "release", onclick: act("release") }, "Release"));
   const load = async () => {
     try {
-      const { data, errors } = await ctx.apiPartial(QUERY, { id, output: ctx.hasToken() });
+      const { data, errors } = await ctx.apiPartial(JOB, { id, output: ctx.hasToken() });
       if (!alive) return;
       // Only the output may fail alone (no such file, not readable): anything else is the page's.
       const outputError = errors.find((e) => e.path.includes("output"));
@@ -75,41 +74,27 @@ export function mount(ctx, id) {
       if (other) throw other;
       const job = data.cluster && data.cluster.job;
       if (!job) {
-        fill(root, h("h1", {}, `Job ${id}`), h("p", {}, "No such job, or not one you may see."));
+        shown = null;
+        fill(top, h("h1", {}, `Job ${id}`), h("p", {}, "No such job, or not one you may see."));
+        fill(body);
         return;
       }
+      shown = job;
       const own = data.viewer.authenticated && data.viewer.user === job.user;
-      const act = (name) => async () => {
-        fill(status, `${name}…`);
-        try {
-          const done = await ctx.api(ACTIONS[name] + OUTCOME, { id: job.displayId });
-          fill(status, done.act.__typename === "JobActionDone"
-            ? `${name}: done, now ${done.act.job.state}`
-            : errorBox(done.act));
-          load();
-        } catch (error) {
-          fill(status, errorBox(error));
-        }
-      };
-      const buttons = own
-        ? h("div", { class: "actions" },
-            h("button", { type: "button", "data-action": "cancel", onclick: act("cancel") }, "Cancel"),
-            h("button", { type: "button", "data-action": "hold", onclick: act("hold") }, "Hold"),
-            h("button", { type: "button", "data-action": "release", onclick: act("release") }, "Release"))
-        : null;
-      fill(root,
-        h("h1", {}, `Job ${job.displayId} `, h("span", { class: `badge state-${job.state.toLowerCase()}`, "data-state": job.state }, job.state)),
-        buttons, status, details(job), steps(job),
+      const heading = h("h1", {}, `Job ${job.displayId} `,
+        h("span", { class: `badge state-${job.state.toLowerCase()}`, "data-state": job.state }, job.state));
+      morphChildren(top, own ? [heading, buttons] : [heading]);
+      morphChildren(body, [details(job), steps(job),
         job.output ? [h("h2", {}, "Output (tail)"), h("pre", { class: "output" }, job.output.text)] : null,
-        outputError ? [h("h2", {}, "Output"), errorBox(outputError)] : null);
+        outputError ? [h("h2", {}, "Output"), errorBox(outputError)] : null].flat(Infinity).filter(Boolean));
       root.dataset.loaded = String(Date.now());
     } catch (error) {
-      if (alive) fill(root, errorBox(error));
+      if (alive) fill(body, errorBox(error));
     }
   };
   const refresh = debounce(load, 250);
   load();
-  const stop = ctx.live.subscribe(FOLLOW, { id }, refresh, ctx.liveError);
+  const stop = ctx.live.subscribe(JOB_STATE, { id }, refresh, ctx.liveError);
   return {
     refresh,
     dispose() {

@@ -1,23 +1,13 @@
 // The job table: filters, sorting, cursor paging (50 a page), live through jobEvents with the
-// same filter. Only the shown page is ever downloaded.
+// same filter. Only the shown page is ever downloaded. A live update changes rows in place,
+// keyed by job (morph): the link under the pointer or holding the focus stays where it is.
 
-import { debounce, errorBox, fill, h, jobHref, minutes, when } from "./dom.js";
+import { debounce, errorBox, fill, h, jobHref, minutes, morphChildren, when } from "./dom.js";
+import { JOB_EVENTS, JOBS } from "./documents.js";
 
 const PAGE = 50;
 const STATES = ["PENDING", "RUNNING", "SUSPENDED", "COMPLETING", "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT"];
 const ORDERS = ["ID", "SUBMIT_TIME", "START_TIME", "PRIORITY", "END_TIME", "NAME", "USER"];
-
-const QUERY = `query Jobs($filter: JobFilter, $first: Int, $after: String, $orderBy: [JobOrder!]) {
-  cluster {
-    jobs(filter: $filter, first: $first, after: $after, orderBy: $orderBy) {
-      totalCount
-      pageInfo { hasNextPage endCursor }
-      edges { node { id displayId name user state reason numCpus submitTime startTime timeLimitMinutes partition { name } } }
-    }
-  }
-}`;
-
-const EVENTS = `subscription Jobs($filter: JobFilter) { jobEvents(filter: $filter, initial: false) { kind jobId } }`;
 
 function words(text) {
   const list = text.split(/[\s,]+/).filter(Boolean);
@@ -51,7 +41,7 @@ export function mount(ctx) {
   const load = async () => {
     const page = state.cursors.length - 1;
     try {
-      const data = await ctx.api(QUERY, {
+      const data = await ctx.api(JOBS, {
         filter: state.filter,
         first: PAGE,
         after: state.cursors[page],
@@ -63,7 +53,7 @@ export function mount(ctx) {
       next.disabled = !state.next;
       prev.disabled = page === 0;
       fill(count, `${jobs.totalCount} jobs, page ${page + 1}`);
-      fill(table, rows(jobs.edges.map((e) => e.node)));
+      morphChildren(table, [rows(jobs.edges.map((e) => e.node))]);
       table.dataset.loaded = String(Date.now());
     } catch (error) {
       if (alive) fill(table, errorBox(error));
@@ -72,7 +62,7 @@ export function mount(ctx) {
   const refresh = debounce(load, 250);
   const follow = () => {
     stop();
-    stop = ctx.live.subscribe(EVENTS, { filter: state.filter }, refresh, ctx.liveError);
+    stop = ctx.live.subscribe(JOB_EVENTS, { filter: state.filter }, refresh, ctx.liveError);
   };
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -112,10 +102,10 @@ export function mount(ctx) {
 
 function rows(jobs) {
   const head = ["Job", "Name", "User", "State", "Partition", "CPUs", "Submitted", "Started", "Time limit"];
-  return h("table", { class: "jobs" },
+  return h("table", { class: "jobs", "aria-label": "Jobs" },
     h("thead", {}, h("tr", {}, head.map((t) => h("th", { scope: "col" }, t)))),
     h("tbody", {}, jobs.map((job) =>
-      h("tr", { "data-job": job.displayId, "data-state": job.state },
+      h("tr", { "data-job": job.displayId, "data-state": job.state, "data-key": job.id },
         h("td", {}, h("a", { href: jobHref(job.displayId) }, job.displayId)),
         h("td", { class: "name" }, job.name),
         h("td", {}, job.user),

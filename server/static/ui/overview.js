@@ -1,30 +1,10 @@
 // Cluster overview: statistics, one heat map of nodes per partition (state as colour AND text,
 // CPU allocation as a bar AND text), and the drained or down nodes with their reasons. One
-// query; node and job events only say when to ask again.
+// query; node and job events only say when to ask again, and an update changes the page in
+// place (morph), so a focused node keeps its focus.
 
-import { debounce, errorBox, fill, h } from "./dom.js";
-
-const STATS = `fragment Figures on Stats {
-  pendingJobs pendingCpus
-  jobsByState { state count }
-  cpus { total allocated idle unavailable }
-  memoryMb { total allocated }
-  gpus { total allocated }
-  nodesByState { state count }
-}`;
-
-const QUERY = `query Overview {
-  cluster {
-    name slurmVersion
-    stats { ...Figures }
-    nodes { name state stateFlags reason reasonSetBy cpus cpusAllocated realMemoryMb allocatedMemoryMb }
-    partitions { name state isDefault totalCpus totalNodes stats { ...Figures } nodes { name } }
-  }
-}
-${STATS}`;
-
-const NODE_EVENTS = `subscription { nodeEvents(initial: false) { kind name } }`;
-const JOB_EVENTS = `subscription { jobEvents(initial: false) { kind jobId } }`;
+import { debounce, errorBox, fill, h, morphChildren } from "./dom.js";
+import { JOB_EVENTS, NODE_EVENTS, OVERVIEW } from "./documents.js";
 
 function figures(stats) {
   const jobs = stats.jobsByState.map((s) => `${s.state} ${s.count}`).join(", ") || "no jobs";
@@ -48,7 +28,8 @@ function nodeCell(node) {
   const label = `${node.name}: ${node.state}${flags}, ${node.cpusAllocated}/${node.cpus} CPUs`;
   return h(
     "li",
-    { class: `node state-${node.state.toLowerCase()}`, tabindex: "0", title: label, "aria-label": label, "data-node": node.name },
+    { class: `node state-${node.state.toLowerCase()}`, tabindex: "0", title: label, "aria-label": label,
+      "data-node": node.name, "data-key": node.name },
     h("span", { class: "name" }, node.name),
     h("span", { class: "state" }, node.state),
     h("span", { class: "cpus" }, `${node.cpusAllocated}/${node.cpus} CPUs`),
@@ -56,18 +37,17 @@ function nodeCell(node) {
   );
 }
 
-function render(root, cluster) {
+function view(cluster) {
   const byName = new Map(cluster.nodes.map((n) => [n.name, n]));
   const troubled = cluster.nodes.filter((n) => n.reason);
-  fill(
-    root,
+  return [
     h("h1", {}, `Cluster ${cluster.name}`, h("small", {}, ` Slurm ${cluster.slurmVersion}`)),
     figures(cluster.stats),
     h("h2", {}, "Partitions"),
     cluster.partitions.map((p) =>
       h(
         "section",
-        { class: "partition", "data-partition": p.name },
+        { class: "partition", "data-partition": p.name, "data-key": `partition:${p.name}` },
         h("h3", {}, p.name, p.isDefault ? " (default)" : "", ` ${p.state}, ${p.totalNodes} nodes, ${p.totalCpus} CPUs`),
         figures(p.stats),
         h("ul", { class: "heatmap", "aria-label": `Nodes of ${p.name}` },
@@ -77,11 +57,13 @@ function render(root, cluster) {
     h("h2", {}, "Drained and down nodes"),
     troubled.length
       ? h("table", { class: "reasons" },
-          h("thead", {}, h("tr", {}, h("th", {}, "Node"), h("th", {}, "State"), h("th", {}, "Reason"), h("th", {}, "Set by"))),
+          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Node"), h("th", { scope: "col" }, "State"),
+            h("th", { scope: "col" }, "Reason"), h("th", { scope: "col" }, "Set by"))),
           h("tbody", {}, troubled.map((n) =>
-            h("tr", { "data-node": n.name }, h("td", {}, n.name), h("td", {}, n.state), h("td", { class: "reason" }, n.reason), h("td", {}, n.reasonSetBy || "")))))
+            h("tr", { "data-node": n.name, "data-key": n.name }, h("td", {}, n.name), h("td", {}, n.state),
+              h("td", { class: "reason" }, n.reason), h("td", {}, n.reasonSetBy || "")))))
       : h("p", {}, "None."),
-  );
+  ].flat();
 }
 
 export function mount(ctx) {
@@ -90,9 +72,9 @@ export function mount(ctx) {
   let alive = true;
   const load = async () => {
     try {
-      const data = await ctx.api(QUERY);
+      const data = await ctx.api(OVERVIEW);
       if (!alive) return;
-      if (data.cluster) render(root, data.cluster);
+      if (data.cluster) morphChildren(root, view(data.cluster));
       root.setAttribute("aria-busy", "false");
       root.dataset.loaded = String(Date.now());
     } catch (error) {
@@ -101,6 +83,7 @@ export function mount(ctx) {
   };
   const refresh = debounce(load, 250);
   load();
+  // Subscribed at once: the server's poller joins the fetch the first query started.
   const stops = [
     ctx.live.subscribe(NODE_EVENTS, {}, refresh, ctx.liveError),
     ctx.live.subscribe(JOB_EVENTS, {}, refresh, ctx.liveError),

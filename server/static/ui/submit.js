@@ -1,15 +1,7 @@
 // The submit form: a refusal (SubmitRejected) is shown next to the field it names.
 
 import { errorBox, fill, h, jobHref } from "./dom.js";
-
-const PARTITIONS = `query { cluster { partitions { name isDefault } } }`;
-const SUBMIT = `mutation Submit($input: SubmitJobInput!) {
-  submitJob(input: $input) {
-    __typename
-    ... on JobSubmitted { job { displayId state } }
-    ... on SubmitRejected { code message field }
-  }
-}`;
+import { PARTITIONS, SUBMIT } from "./documents.js";
 
 const NUMBERS = ["timeLimitMinutes", "cpusPerTask", "memoryMb"];
 
