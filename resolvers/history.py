@@ -8,7 +8,8 @@ command is built, and every record is checked against the request's audience aga
 
 Pages are ordered by job id and cut after the `after` cursor, so a page does not shift while new
 jobs finish: a job that ends later has a larger id than any job already paged past, or appears
-on a page still to come.
+on a page still to come. A page that does not count the jobs also starts sacct's window later
+(resolvers/history_cursor.py says why no job is lost).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from resolvers.history_cursor import decode_history_cursor, encode_history_cursor, pushed_start
 from resolvers.ids import BadUserInput
-from resolvers.pagination import decode_cursor
 from resolvers.slurm.errors import SlurmError, SlurmErrorKind, check
 from resolvers.slurm.history import (
     HistoryQuery,
@@ -63,8 +64,9 @@ class HistoryFilterValues:
 class HistoryPage:
     records: tuple[HistoryRecord, ...]
     has_next_page: bool
-    has_previous_page: bool
-    total_count: int
+    has_previous_page: bool  # false when unknown (a pushed cursor: jobs before it unread)
+    total_count: int  # of the jobs sacct read: all of the filter's unless a cursor was pushed
+    cursors: tuple[str, ...] = ()  # one per record
 
 
 def window(values: HistoryFilterValues, now: int, max_days: int) -> tuple[int, int]:
@@ -127,11 +129,11 @@ def _within(row: HistoryRow, values: HistoryFilterValues) -> bool:
 
 
 def page_of(
-    rows: Sequence[HistoryRow], first: int, after: str | None
+    rows: Sequence[HistoryRow], first: int, last_seen: int | None
 ) -> tuple[Sequence[HistoryRow], bool, bool]:
-    """The `first` rows after the cursor (rows ordered by job id), whether more follow, and
-    whether any came before."""
-    start = 0 if after is None else bisect_right(rows, decode_cursor(after), key=_job_id)
+    """The `first` rows after job `last_seen` (rows ordered by job id), whether more follow,
+    and whether any came before."""
+    start = 0 if last_seen is None else bisect_right(rows, last_seen, key=_job_id)
     return rows[start : start + first], start + first < len(rows), start > 0
 
 
@@ -150,13 +152,21 @@ async def job_history(
     max_days: int,
     *,
     steps: bool = True,
+    count: bool = True,
 ) -> HistoryPage:
     """One page of history, `first` jobs after the `after` cursor, by one sacct as `user`.
-    Without `steps` (the query selects neither steps nor efficiency) sacct sends job rows only.
+    Without `steps` (the query selects neither steps nor efficiency) sacct sends job rows only;
+    without `count` (no totalCount) the cursor narrows sacct's window (resolvers/history_cursor).
     Every job of the window is split to count and place it; only the page's are read in full."""
+    last_seen, earliest = (None, None) if after is None else decode_history_cursor(after)
     query = history_query(values, audience, now, max_days)
     if query is None:
         return HistoryPage((), False, False, 0)
+    if not count and not query.states:
+        start = pushed_start(query.start, earliest)
+        if start > query.end:  # no job after the cursor can lie in the window
+            return HistoryPage((), False, False, 0)
+        query = replace(query, start=start)
     boundary = new_boundary()
     built = history_command(query, boundary, steps=steps)
     [result] = await transport.run([Command(built.argv, env=built.env, user=user)])
@@ -168,9 +178,10 @@ async def job_history(
         for row in history_rows(text, boundary)
         if audience.sees(row.user) and _within(row, values)
     ]
-    page, has_next, has_previous = page_of(rows, first, after)
+    page, has_next, has_previous = page_of(rows, first, last_seen)
     records = tuple(history_record(row) for row in page)
-    return HistoryPage(records, has_next, has_previous, len(rows))
+    cursors = tuple(encode_history_cursor(row.job_id, row.earliest_submit) for row in page)
+    return HistoryPage(records, has_next, has_previous, len(rows), cursors)
 
 
 _SACCT_JOB_ID = re.compile(r"^\d{1,10}(?:_\d{1,10})?\Z", re.ASCII)

@@ -32,9 +32,9 @@ DEFAULT_HISTORY_PAGE = 100
 STEP_FIELDS = frozenset({"steps", "efficiency"})
 
 
-def _reads_steps(info: strawberry.Info) -> bool:
+def _selected(info: strawberry.Info) -> frozenset[str]:
     raw = resolve_info(info)
-    return not STEP_FIELDS.isdisjoint(names_beneath(raw.field_nodes, raw.fragments))
+    return names_beneath(raw.field_nodes, raw.fragments)
 
 
 @strawberry.type(description="A Slurm cluster reached through one transport.")
@@ -135,6 +135,7 @@ class Cluster(Node):
         async def fetch() -> JobConnection:
             if not 0 <= size <= context.max_page_size:
                 raise BadUserInput(f"first must be between 0 and {context.max_page_size}")
+            selected = _selected(info)
             page = await job_history(
                 source.transport,
                 context.identity.user,
@@ -144,10 +145,14 @@ class Cluster(Node):
                 after,
                 now=int(time.time()),
                 max_days=context.max_history_days,
-                steps=_reads_steps(info),
+                steps=not STEP_FIELDS.isdisjoint(selected),
+                count="totalCount" in selected,
             )
             context.jobs_listed += len(page.records)
-            edges = [JobEdge(node=Job.from_history(r, self._snapshot)) for r in page.records]
+            edges = [
+                JobEdge(node=Job.from_history(record, self._snapshot), _cursor=cursor)
+                for record, cursor in zip(page.records, page.cursors, strict=True)
+            ]
             return JobConnection(
                 edges=edges,
                 page_info=PageInfo(

@@ -9,13 +9,18 @@ option), carry a comma (a second value) or a control byte, or run to kilobytes.
 Rows: one per job, then one per step (`42.batch`, `42.0`, `42.extern`), `\\x1f` and a boundary
 chosen at random per call between fields, `--noconvert` so MaxRSS is bytes, the job name last
 (users write it freely; see sacct.py for why a newline in a name cannot forge a row).
+
+`--duplicates`: a requeued job has one record per run, each with its steps, and each new run's
+Submit is the time of the requeue. The job reads as sacct without -D shows it (the record
+submitted last among those in the window), but its earliest Submit is kept: the time its id was
+given, or earlier, which is what a history cursor needs (resolvers/history.py).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from resolvers.ids import BadUserInput
@@ -163,7 +168,7 @@ def history_command(query: HistoryQuery, boundary: str, *, steps: bool = True) -
     Without `steps`, `--allocations`: slurmdbd then reads and sends no step at all, which is
     most of the cost of a long listing (a job row and a batch step row per job at least)."""
     validate_query(query)
-    argv = ["sacct", "--parsable2", "--noheader", "--noconvert"]
+    argv = ["sacct", "--parsable2", "--noheader", "--noconvert", "--duplicates"]
     if not steps:
         argv.append("--allocations")
     argv.append(f"--delimiter={delimiter(boundary)}")
@@ -243,48 +248,67 @@ class HistoryRow:
     end_time: int | None
     fields: tuple[str, ...]  # the job row, in HISTORY_FIELDS order
     steps: tuple[tuple[str, ...], ...]  # its step rows, as printed
+    # The earliest Submit of all its records in the output: a requeue's record is submitted
+    # when it is requeued, so only the first run's tells when the job id was given.
+    earliest_submit: int | None = None
 
 
 _COLUMN = {name: index for index, name in enumerate(HISTORY_FIELDS)}
+_RAW_ID, _USER, _SUBMIT, _END = (_COLUMN[c] for c in ("JobIDRaw", "User", "Submit", "End"))
 
 
 def _is_row_head(head: str) -> bool:
     return _STEP_ROW.match(head) is not None
 
 
+def _run(fields: tuple[str, ...], steps: list[tuple[str, ...]]) -> HistoryRow:
+    return HistoryRow(
+        job_id=int(fields[_RAW_ID]),
+        user=fields[_USER],
+        submit_time=epoch_or_none(fields[_SUBMIT]),
+        end_time=epoch_or_none(fields[_END]),
+        fields=fields,
+        steps=tuple(steps),
+    )
+
+
+def _later(kept: HistoryRow, run: HistoryRow) -> HistoryRow:
+    """Of two records of one job, the one sacct without --duplicates shows (the last
+    submitted), carrying the earliest Submit of both."""
+    submits = [t for t in (kept.earliest_submit, kept.submit_time, run.submit_time) if t]
+    shown = run if (run.submit_time or 0) >= (kept.submit_time or 0) else kept
+    return replace(shown, earliest_submit=min(submits, default=None))
+
+
 def history_rows(text: str, boundary: str) -> list[HistoryRow]:
     """Every job in output made by `history_command` with this boundary, its steps attached,
     ordered by job id; each row only split (cheap), read by `history_record`."""
     separator = delimiter(boundary)
-    jobs: dict[int, tuple[tuple[str, ...], list[tuple[str, ...]]]] = {}
-    seen_steps: set[str] = set()
-    raw_id, user, submit, end = (_COLUMN[c] for c in ("JobIDRaw", "User", "Submit", "End"))
+    runs: list[tuple[tuple[str, ...], list[tuple[str, ...]]]] = []
     for row in rows(text, separator, _is_row_head):
         fields = tuple(row.split(separator, len(HISTORY_FIELDS) - 1))
         if len(fields) != len(HISTORY_FIELDS):
             raise ParseError("sacct", row, "wrong number of fields")
-        job, dot, _ = fields[raw_id].partition(".")
-        job_id = int(job)
-        if dot:
-            if fields[raw_id] in seen_steps or job_id not in jobs:
-                raise ParseError("sacct", row, "a step twice, or before its job (forged?)")
-            seen_steps.add(fields[raw_id])
-            jobs[job_id][1].append(fields)
-        elif job_id in jobs:
-            raise ParseError("sacct", row, "a job appears twice (forged by a job name?)")
+        job, dot, _ = fields[_RAW_ID].partition(".")
+        if not dot:
+            runs.append((fields, []))
+        elif not runs or runs[-1][0][_RAW_ID] != job:
+            raise ParseError("sacct", row, "a step out of its job's record (forged?)")
+        elif any(step[_RAW_ID] == fields[_RAW_ID] for step in runs[-1][1]):
+            raise ParseError("sacct", row, "a step twice in one record (forged?)")
         else:
-            jobs[job_id] = (fields, [])
-    return [
-        HistoryRow(
-            job_id=job_id,
-            user=fields[user],
-            submit_time=epoch_or_none(fields[submit]),
-            end_time=epoch_or_none(fields[end]),
-            fields=fields,
-            steps=tuple(steps),
-        )
-        for job_id, (fields, steps) in sorted(jobs.items())
-    ]
+            runs[-1][1].append(fields)
+    jobs: dict[int, HistoryRow] = {}
+    for fields, steps in runs:
+        run = _run(fields, steps)
+        kept = jobs.get(run.job_id)
+        if kept is None:
+            jobs[run.job_id] = replace(run, earliest_submit=run.submit_time)
+        elif kept.user != run.user:  # the runs of one job are one user's
+            raise ParseError("sacct", fields[_RAW_ID], "a job of two users (forged by a name?)")
+        else:
+            jobs[run.job_id] = _later(kept, run)
+    return [jobs[job_id] for job_id in sorted(jobs)]
 
 
 def _step(fields: tuple[str, ...]) -> StepRecord:

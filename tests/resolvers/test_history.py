@@ -3,6 +3,7 @@ the real cluster with slurmdbd (scripts/capture-golden), and the sacct command a
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -10,7 +11,14 @@ import pytest
 from graphql import FieldNode, FragmentDefinitionNode, OperationDefinitionNode, parse
 
 from resolvers.history import HistoryFilterValues, window
+from resolvers.history_cursor import (
+    SLACK,
+    decode_history_cursor,
+    encode_history_cursor,
+    pushed_start,
+)
 from resolvers.ids import BadUserInput
+from resolvers.pagination import encode_cursor
 from resolvers.plan import names_beneath
 from resolvers.slurm.errors import ParseError
 from resolvers.slurm.history import (
@@ -193,8 +201,10 @@ def _row(raw_id: str, name: str, user: str = "alice") -> str:
 
 
 def test_a_name_forging_a_row_of_its_own_job_or_a_step_is_refused() -> None:
-    """A job name holding a newline and a whole row with its job's id (or a step seen twice)
-    makes the output untrusted; a plain newline stays in the name."""
+    """A job name holding a newline and a whole row with its job's id under another user (or a
+    step seen twice in one record, or a step without its job) makes the output untrusted; a
+    plain newline stays in the name. (Rows here carry the call's boundary, which a real name
+    cannot: this is the second line of defence.)"""
     [job] = parse_history(_row("5", "two\nlines") + "\n", BOUNDARY)
     assert job.name == "two\nlines"
     with pytest.raises(ParseError):
@@ -269,3 +279,41 @@ def test_names_beneath_follows_fragments() -> None:
     names = names_beneath([cluster], {fragment.name.value: fragment})
     assert {"efficiency", "cpuSeconds", "state", "jobHistory"} <= names
     assert "steps" not in names
+
+
+def test_a_requeued_job_reads_as_its_last_run_and_keeps_its_first_submit() -> None:
+    """With --duplicates, each run of a requeued job comes with its own steps: the job reads as
+    the run submitted last (what sacct without -D shows), with that run's steps, and keeps the
+    first run's Submit for its cursor."""
+
+    first = _row("5", "requeued").split(delimiter(BOUNDARY))
+    first[HISTORY_FIELDS.index("Submit")] = "1000"
+    first[HISTORY_FIELDS.index("State")] = "REQUEUED"
+    second = list(first)
+    second[HISTORY_FIELDS.index("Submit")] = "2000"
+    second[HISTORY_FIELDS.index("State")] = "PENDING"
+    step = _row("5.batch", "batch").split(delimiter(BOUNDARY))
+    text = "\n".join(delimiter(BOUNDARY).join(r) for r in (first, step, second)) + "\n"
+    [row] = history_rows(text, BOUNDARY)
+    assert (row.submit_time, row.earliest_submit) == (2000, 1000)
+    [job] = parse_history(text, BOUNDARY)
+    assert (job.state, job.steps) == ("PENDING", ())
+    # The same runs in the other order read the same.
+    again = "\n".join(delimiter(BOUNDARY).join(r) for r in (second, first, step)) + "\n"
+    assert history_rows(again, BOUNDARY)[0].earliest_submit == 1000
+    assert parse_history(again, BOUNDARY)[0].state == "PENDING"
+
+
+def test_history_cursors_carry_a_time_that_only_narrows() -> None:
+    """A history cursor names its job and the earliest Submit of its runs; a plain job cursor
+    still reads; anything else is BAD_USER_INPUT; the pushed --starttime is never earlier than
+    the filter's, whatever the cursor says."""
+    assert decode_history_cursor(encode_history_cursor(42, 1_796_000_000)) == (42, 1_796_000_000)
+    assert decode_history_cursor(encode_history_cursor(42, None)) == (42, None)
+    assert decode_history_cursor(encode_cursor(7)) == (7, None)
+    for forged in ("history:1:-5", "history:x:1", "history:1", "job:", "history:1:2:3"):
+        with pytest.raises(BadUserInput):
+            decode_history_cursor(base64.urlsafe_b64encode(forged.encode()).decode())
+    assert pushed_start(1000, 0) == 1000
+    assert pushed_start(1000, None) == 1000
+    assert pushed_start(1000, 5000) == 5000 - SLACK

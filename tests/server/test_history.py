@@ -4,6 +4,7 @@ filters; a cluster without slurmdbd."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import tempfile
@@ -11,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -434,3 +436,79 @@ async def test_accounts_qos_and_associations_match_sacctmgr(own: App) -> None:
     )
     carol = response.json()["data"]["viewer"]["associations"]
     assert [(a["account"]) for a in carol] == ["chem"]
+
+
+WALK = """query($filter: JobHistoryFilter, $after: String) { cluster {
+  jobHistory(filter: $filter, first: 1, after: $after) {
+    pageInfo { hasNextPage endCursor } edges { node { jobId displayId state } } } } }"""
+
+
+async def walk(app: App, query: str, tag: str) -> list[tuple[int, str]]:
+    """Every job named `tag`, one per page, as carol (who sees all); the window ends in ten
+    minutes, so that it holds a requeued job's next run (eligible two minutes after)."""
+    seen: list[tuple[int, str]] = []
+    after = None
+    soon = datetime.fromtimestamp(time.time() + 600, UTC).isoformat()
+    job_filter = {"names": [tag], "submittedBefore": soon}
+    for _ in range(20):
+        response = await app.client.post(
+            "/graphql",
+            json={"query": query, "variables": {"filter": job_filter, "after": after}},
+            headers={"Authorization": "Bearer carol-token"},
+        )
+        history = response.json()["data"]["cluster"]["jobHistory"]
+        seen += [(e["node"]["jobId"], e["node"]["state"]) for e in history["edges"]]
+        after = history["pageInfo"]["endCursor"]
+        if not history["pageInfo"]["hasNextPage"]:
+            return seen
+    raise AssertionError(f"more than 20 pages: {seen}")
+
+
+def starttimes(app: App) -> list[str]:
+    return [
+        a
+        for b in app.transport.batches
+        for c in b
+        if c[0] == "sacct"
+        for a in c
+        if a.startswith("--starttime=")
+    ]
+
+
+async def test_a_pushed_cursor_loses_no_array_task_nor_requeued_jobs_neighbour(
+    everyone: App, unix_users: None
+) -> None:
+    """Pages that do not count push their cursor into sacct's window (a later --starttime),
+    and list exactly the jobs counted pages list: array tasks (ids given when they start, Submit
+    the array's) and a job that ended between a requeued job's first submission and its
+    requeue (whose Submit is then the requeue's; its first run's, read with --duplicates, is
+    what the cursor carries)."""
+    tag = f"push-{uuid.uuid4().hex[:8]}"
+    requeued = sbatch("-J", tag, "-p", "debug", "--wrap", "sleep 300", user="alice")
+    wait_for_state(requeued, "RUNNING", timeout=90)
+    neighbour = sbatch("-J", tag, "--wrap", "true", user="bob")
+    array = sbatch("-J", tag, "--array=1-3%1", "--wrap", "true", user="alice")
+    after = sbatch("-J", tag, "--wrap", "true", user="bob")
+    try:
+        for job_id in (neighbour, after, f"{array}_3"):
+            wait_for_state(job_id, "COMPLETED", timeout=120)
+        await asyncio.sleep(
+            7
+        )  # past the cursor's slack: a window started at the requeue misses them
+        slurm("scontrol", "requeue", requeued)
+        expected_count = 1 + 1 + 3 + 1
+        deadline = time.monotonic() + 60
+        counted: list[tuple[int, str]] = []
+        # Until slurmdbd holds every job, and the requeued job's next run (PENDING).
+        while len(counted) != expected_count or (int(requeued), "PENDING") not in counted:
+            assert time.monotonic() < deadline, f"slurmdbd did not record them: {counted}"
+            counted = await walk(everyone, WALK.replace("pageInfo", "totalCount pageInfo"), tag)
+            await asyncio.sleep(0.5)
+        everyone.transport.batches.clear()
+        pushed = await walk(everyone, WALK, tag)
+        assert pushed == counted
+        assert len(set(starttimes(everyone))) > 1, "no page pushed its cursor into sacct"
+        # The requeued job read as its next run, waiting, submitted at the requeue: after
+        # `neighbour` ended. Its cursor carried its first run's Submit, so `neighbour` is there.
+    finally:
+        slurm("scancel", requeued)
