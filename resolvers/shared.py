@@ -21,8 +21,10 @@ forgets what it cached before, so a write on one replica is read back on every o
 Redis failing never fails a request: the call that fails marks Redis down (logged once, counted
 for /metrics, named in /readyz) and the replica serves from its own cache as it would alone.
 While it is down no request waits on Redis: the app's lifespan runs SharedState.watch, which
-PINGs it every RETRY_AFTER seconds and marks it up when it answers. A replica then reads a new
-generation (the restarted Redis made it), drops what it cached alone, and shares again.
+PINGs it every RETRY_AFTER seconds, marks it up when it answers, and then announces the writes
+made here meanwhile (a new generation). A replica drops what it cached when the generation
+changed: a write announced late, or a Redis that restarted empty (which makes a new one); a
+Redis that only paused keeps the generation, and each replica its cache.
 """
 
 from __future__ import annotations
@@ -103,6 +105,9 @@ class SharedState:
         # Names this replica where replicas say what they need (resolvers/shared_poll.py).
         self.replica = secrets.token_hex(8)
         self._down = False
+        # Clusters written here while Redis did not answer: their writes are announced (a new
+        # generation) as soon as it answers again, so other replicas drop what they cached.
+        self._unannounced: dict[str, SharedSnapshots] = {}
         # Read by /metrics and /readyz.
         self.failures = 0  # calls that failed, each making this replica act alone
         self.corrupt = 0  # values read back and refused
@@ -128,6 +133,13 @@ class SharedState:
             if self._down:
                 with contextlib.suppress(SharedUnavailable):
                     await self._attempt(self.client.ping)
+            for cluster, snapshots in list(self._unannounced.items()):
+                if not self._down and await snapshots.written() is not None:
+                    self._unannounced.pop(cluster, None)
+
+    def announce_later(self, snapshots: SharedSnapshots) -> None:
+        """A write on `snapshots`' cluster could not be announced: watch() will."""
+        self._unannounced[snapshots.cluster] = snapshots
 
     async def _attempt(self, make: Callable[[], Awaitable[T]]) -> T:
         from redis.exceptions import ConnectionError as RedisConnectionError
@@ -205,6 +217,7 @@ class SharedSnapshots:
                 lambda: client.eval(_BUMP, 2, self.generation_key, self.snapshot_key)
             )
         except SharedUnavailable:
+            self.state.announce_later(self)
             return None
         return raw if isinstance(raw, int) else None
 

@@ -114,9 +114,6 @@ class SnapshotSource:
         # average of the recent ones): when to refresh ahead, and whether a full one pays.
         self._full_fetch: tuple[float, float] | None = None
         self._shared_generation: int | None = None
-        # A write made here while Redis did not answer: announced (a new generation) as soon
-        # as it answers again, so the other replicas drop what they cached before it.
-        self._unannounced_write = False
 
     async def get(self, needs: Need, scope: JobScope = EVERY_JOB) -> Snapshot:
         """A snapshot holding at least `needs`, fresh within the TTL, with at least the jobs
@@ -300,15 +297,8 @@ class SnapshotSource:
         Redis not answering, the generation stays the last one read: a Redis that restarts
         empty makes a new one (resolvers/shared.py), and one that only paused (a loaded
         replica's lag past its timeout, a network blip) keeps it, and this cache with it, so
-        that each pause does not cost a fetch. A write made here meanwhile is announced now."""
-        if self._unannounced_write:
-            announced = await shared.written()
-            if announced is None:
-                return
-            self._unannounced_write = False
-            self.invalidate()
-            self._shared_generation = announced
-            return
+        that each pause does not cost a fetch. A write made anywhere meanwhile is announced by
+        its replica once Redis answers (SharedState.watch): a new generation."""
         generation = await shared.generation()
         if generation is not None and generation != self._shared_generation:
             self.invalidate()
@@ -337,9 +327,7 @@ class SnapshotSource:
         self.invalidate()
         if self.shared is not None:
             announced = await self.shared.written()
-            if announced is None:
-                self._unannounced_write = True
-            else:
+            if announced is not None:
                 self._shared_generation = announced
 
     def invalidate(self) -> None:

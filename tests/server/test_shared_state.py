@@ -9,6 +9,7 @@ processes are in tests/server/test_replica_processes.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -33,6 +34,7 @@ pytestmark = pytest.mark.cluster
 
 LISTING = "{ cluster { jobs(first: 10000) { totalCount edges { node { jobId user } } } } }"
 SNAPSHOT_KEY = "slurm-graphql:{local}:snapshot"
+GENERATION_KEY = "slurm-graphql:{local}:generation"
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +103,11 @@ def job_ids(listing: Any) -> set[str]:
     return {str(edge["node"]["jobId"]) for edge in listing["cluster"]["jobs"]["edges"]}
 
 
+async def holds(server: RedisServer, key: str) -> bool:
+    with redis.Redis.from_url(server.url) as client:
+        return bool(client.exists(key))
+
+
 async def redis_up(replica: Replica) -> bool:
     ready = await replica.client.get("/readyz")
     return bool(ready.json()["redis"]["up"])
@@ -149,10 +156,11 @@ async def test_redis_stopped_reads_answer_and_sharing_resumes_when_it_returns(
             for replica in (a, b):
                 await until(functools.partial(redis_up, replica), within=30)
             assert await redis_up(idle)
+            # a announces the write it could not announce during the outage (a new generation,
+            # which the restarted Redis did not hold), requests or not.
+            await until(functools.partial(holds, server, GENERATION_KEY), within=30)
             for replica in group:
                 replica.transport.batches.clear()
-            # a announces the write it could not announce during the outage (a new generation)
-            # on its next request, and stores what it fetches for it.
             assert str(job["jobId"]) in job_ids(await a.query(LISTING))
             answers = await asyncio.gather(
                 *(replica.query(LISTING) for replica in group for _ in range(3))
@@ -168,6 +176,43 @@ async def test_redis_stopped_reads_answer_and_sharing_resumes_when_it_returns(
             async with replicas(server.url, count=1) as (any_replica,):
                 await any_replica.query(CANCEL, id=job["displayId"])
         server.close()
+
+
+async def test_a_write_while_redis_is_away_is_announced_when_it_returns_with_its_data(
+    shared_redis: RedisServer, unix_users: None
+) -> None:
+    """Redis goes away and comes back with its data (saved, then loaded: a failover to a
+    replica): b answers from its cache meanwhile (no fetch), a's submit goes through alone, and
+    once Redis answers a announces its write by itself, so b's next listing holds the job
+    (the generation Redis kept would not tell b)."""
+    async with replicas(shared_redis.url, count=2, ttl=60.0) as (a, b):
+        await asyncio.gather(a.query(LISTING), b.query(LISTING))
+        with redis.Redis.from_url(shared_redis.url) as client:
+            before = client.get(GENERATION_KEY)
+            with contextlib.suppress(redis.ConnectionError):
+                client.shutdown(save=True)
+        shared_redis.stop()  # reaps it
+        cached = b.squeues()
+        await b.query(LISTING)
+        assert b.squeues() == cached
+        payload = await a.query(SUBMIT, input={"script": "#!/bin/sh\nsleep 60\n", "hold": True})
+        job = payload["submitJob"]["job"]
+        try:
+            assert str(job["jobId"]) in job_ids(await a.query(LISTING))
+            shared_redis.start()
+            (shared_redis.directory / "dump.rdb").unlink()  # later starts begin empty again
+            with redis.Redis.from_url(shared_redis.url) as client:
+                assert client.get(GENERATION_KEY) == before  # it kept its data
+
+            async def announced() -> bool:
+                with redis.Redis.from_url(shared_redis.url) as client:
+                    return bool(client.get(GENERATION_KEY) != before)
+
+            await until(announced, within=30)
+            await until(functools.partial(redis_up, b), within=30)
+            assert str(job["jobId"]) in job_ids(await b.query(LISTING))
+        finally:
+            await a.query(CANCEL, id=job["displayId"])
 
 
 async def until(condition: Callable[[], Awaitable[bool]], within: float) -> None:
