@@ -167,10 +167,10 @@ class SlowSqueue(StampingTransport):
 async def test_a_poll_slower_than_the_lease_keeps_the_leader(
     redis_server: RedisServer, scenario: Scenario
 ) -> None:
-    """The leader's squeue takes two intervals (longer than its 1.5-interval lease): it renews
+    """The leader's squeue takes two intervals (longer than its 1.25-interval lease): it renews
     the lease meanwhile, so the other replica follows and never polls, and its subscriber
     still hears the leader's polls."""
-    interval = 1.0  # a lease of 1.5 s, renewed every third of a second: room for a loaded loop
+    interval = 1.0  # a lease of 1.25 s, renewed every 0.25 s: room for a loaded loop
     slow_settings = dataclasses.replace(settings(redis_server.url), poll_interval=interval)
     slow = SlowSqueue(2 * interval)
     async with (
