@@ -69,14 +69,20 @@ return 0
 # A generation starts at the server's clock in microseconds, not at 0 or 1, so that a Redis
 # restarted empty never hands out again a number replicas saw before it went: a replica that
 # cached through the outage (or never noticed it) reads a generation it does not hold and drops
-# what it cached, writes made meanwhile included. Reading one therefore makes it if absent.
+# what it cached, writes made meanwhile included. Reading one therefore makes it if absent,
+# and replaces one that is not a count (anything but up to 18 digits: planted or corrupted),
+# which would otherwise fail every write's INCR, each then taking Redis for down.
 _MAKE_GENERATION = """
-if redis.call('EXISTS', KEYS[1]) == 0 then
+local held = redis.call('GET', KEYS[1])
+local remade = 0
+if not held or #held > 18 or not string.match(held, '^%d+$') then
   local now = redis.call('TIME')
   redis.call('SET', KEYS[1], now[1] .. string.format('%06d', now[2]))
+  remade = held and 1 or 0
 end
 """
-_GENERATION = _MAKE_GENERATION + "return redis.call('GET', KEYS[1])\n"
+# Returns {generation, 1 if a value that was not one was replaced}.
+_GENERATION = _MAKE_GENERATION + "return {redis.call('GET', KEYS[1]), remade}\n"
 # A write: a new generation, and no snapshot of the old one (KEYS: generation, snapshot).
 _BUMP = (
     _MAKE_GENERATION
@@ -201,9 +207,12 @@ class SharedSnapshots:
         """The cluster's write generation; None when Redis is not answering."""
         client = self.state.client
         try:
-            raw = await self.state.call(lambda: client.eval(_GENERATION, 1, self.generation_key))
+            answer = await self.state.call(lambda: client.eval(_GENERATION, 1, self.generation_key))
         except SharedUnavailable:
             return None
+        raw, remade = answer if isinstance(answer, list) and len(answer) == 2 else (None, 0)
+        if remade == 1:
+            self.state.refused(self.generation_key, CorruptSharedValue("not a count: replaced"))
         if not (isinstance(raw, bytes) and raw.isdigit() and len(raw) < 20):
             self.state.refused(self.generation_key, CorruptSharedValue("not a count"))
             return None

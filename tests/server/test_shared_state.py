@@ -257,6 +257,35 @@ async def test_a_foreign_or_corrupt_shared_snapshot_is_ignored(
         assert float(refused[0].split()[-1]) >= len(planted) - 1, refused
 
 
+async def test_a_planted_generation_is_replaced_and_writes_still_announce(
+    shared_redis: RedisServer, unix_users: None
+) -> None:
+    """A value that is not a count in the generation key (planted, or corrupted) is replaced,
+    counted and logged; writes still announce (INCR on it would fail, and each writer would
+    take Redis for down), and the other replica reads the write."""
+    async with replicas(shared_redis.url, count=2) as (a, b):
+        await b.query(LISTING)
+        with redis.Redis.from_url(shared_redis.url) as client:
+            client.set(GENERATION_KEY, b"99999999999999999999999 or not a number")
+        assert (await a.query(LISTING))["cluster"]["jobs"]["totalCount"] >= 0
+        with redis.Redis.from_url(shared_redis.url) as client:
+            assert (client.get(GENERATION_KEY) or b"").isdigit()
+        payload = await a.query(SUBMIT, input={"script": "#!/bin/sh\nsleep 60\n", "hold": True})
+        job = payload["submitJob"]["job"]
+        try:
+            assert str(job["jobId"]) in job_ids(await b.query(LISTING))
+            assert (await a.client.get("/readyz")).json()["redis"]["up"] is True
+            metrics = (await a.client.get("/metrics")).text
+            refused = [
+                line
+                for line in metrics.splitlines()
+                if line.startswith("slurm_graphql_redis_refused")
+            ]
+            assert float(refused[0].split()[-1]) >= 1, refused
+        finally:
+            await a.query(CANCEL, id=job["displayId"])
+
+
 async def test_start_up_refuses_a_wrong_password_and_starts_alone_without_redis() -> None:
     """A password Redis refuses stops start-up with a message that does not repeat it; a Redis
     that is not there lets the replica start alone and answer."""
