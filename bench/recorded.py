@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bench.synthetic import golden_text, synthetic_squeue
 from resolvers.slurm.jobs import RECORD_SEPARATOR
+from resolvers.slurm.nodes import show_nodes_command
 from transport.base import Command, CommandResult
 
 _TEMPLATE_BOUNDARY = "recorded0boundary"
@@ -22,7 +23,7 @@ class RecordedCluster:
         self._squeue = synthetic_squeue(jobs, _TEMPLATE_BOUNDARY)
         self._answers = {
             ("scontrol", "--oneliner", "--all", "show", "partition"): golden_text("partitions"),
-            ("scontrol", "--oneliner", "--all", "show", "node"): golden_text("nodes"),
+            show_nodes_command().argv: golden_text("nodes"),
             ("scontrol", "--version"): golden_text("version"),
         }
 

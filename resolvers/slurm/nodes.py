@@ -107,9 +107,12 @@ class NodeRecord:
 
 
 def show_nodes_command() -> Command:
-    """Every node, one line each, times as epoch seconds."""
+    """Every node, one line each, times as epoch seconds. `--details` adds GresUsed (and
+    GresDrain): without it scontrol prints no GPU allocation at all, and Stats.gpus said 0
+    allocated while a job held a GPU (found on the local cluster with LOCAL_CLUSTER_GPUS)."""
     return Command(
-        ("scontrol", "--oneliner", "--all", "show", "node"), env={"SLURM_TIME_FORMAT": "%s"}
+        ("scontrol", "--details", "--oneliner", "--all", "show", "node"),
+        env={"SLURM_TIME_FORMAT": "%s"},
     )
 
 

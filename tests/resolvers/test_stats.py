@@ -51,6 +51,8 @@ def test_figures_of_the_golden_cluster() -> None:
     assert stats.pending_jobs == sum(array_tasks(d) for d, _ in pending) > len(pending) - 1
     assert stats.pending_cpus == sum(array_tasks(d) * j.num_cpus for d, j in pending)
     assert sum(c for _, c in stats.jobs_by_state) == sum(c for _, c in stats.jobs_by_user)
+    # Captured with LOCAL_CLUSTER_GPUS=2 and a job holding one GPU (scontrol --details).
+    assert (stats.gpus.total, stats.gpus.allocated) == (2, 1)
 
     drained = [
         dataclasses.replace(n, state_flags=("DRAIN",), gres=("gpu:a100:4(S:0-1)",),

@@ -206,7 +206,7 @@ async def test_deep_query_costs_one_round_trip(api: Api, scenario: Scenario) -> 
     assert "errors" not in body, body
     assert api.transport.calls == 1
     programs = sorted(" ".join(argv[:2]) for argv in api.transport.batches[0])
-    assert programs == ["scontrol --oneliner", "scontrol --oneliner", "squeue --all"]
+    assert programs == ["scontrol --details", "scontrol --oneliner", "squeue --all"]
 
 
 async def test_a_query_asks_only_for_what_it_reads(api: Api) -> None:

@@ -18,7 +18,7 @@ from server.tokens import parse_token_map
 from tests.conftest import TOKENS
 from tests.support.app import app_client
 from tests.support.counting import CountingTransport
-from tests.support.scenario import Scenario, slurm
+from tests.support.scenario import Scenario, sbatch, slurm, wait_for_state
 from tests.support.visibility import Jobs, own_settings
 from tests.support.visibility import jobs as jobs  # the module's fixture
 from transport.local import LocalTransport
@@ -170,3 +170,32 @@ async def test_under_own_a_users_counts_are_their_own(jobs: Jobs) -> None:
         admin = await ask(client, "carol")
         by_user = {u["user"]: u["count"] for u in admin["stats"]["jobsByUser"]}
         assert by_user.get("alice", 0) >= 3 + 2  # running, done, and her held array's tasks
+
+
+def cluster_gpus() -> int:
+    """The GPUs sinfo shows (LOCAL_CLUSTER_GPUS=2 gives n1 two; the default cluster has none)."""
+    out = slurm("sinfo", "--noheader", "--Node", "--Format=NodeList:40,Gres:60")
+    per_node = dict(line.split() for line in out.splitlines() if line.strip())
+    return sum(gres_count(split_gres(gres)) for gres in per_node.values())
+
+
+async def test_gpu_figures_equal_sinfo_with_a_gpu_job_running(unix_users: None) -> None:
+    """On a cluster with GPUs (scripts/local-cluster with LOCAL_CLUSTER_GPUS), a job holding
+    one: GPUs total and allocated of the cluster and of `batch` are sinfo's Gres and GresUsed,
+    and at least the job's GPU is allocated."""
+    if cluster_gpus() == 0:
+        pytest.skip("the cluster under test has no GPUs (start it with LOCAL_CLUSTER_GPUS=2)")
+    job_id = sbatch("-J", "gpu-stats", "--gres=gpu:1", "-p", "batch", "--wrap", "sleep 120",
+                    user="alice")  # fmt: skip
+    try:
+        wait_for_state(job_id, "RUNNING", timeout=60)
+        settings = Settings(cache_ttl=0.0, tokens=parse_token_map(TOKENS))
+        async with app_client(settings, {"local": LocalTransport()}) as client:
+            answer, pairs = await settle(client, "carol")
+        for nodes, theirs_nodes, _, _ in pairs:
+            assert nodes["gpus"] == theirs_nodes["gpus"]
+        gpus = answer["stats"]["gpus"]
+        assert gpus["total"] == cluster_gpus() and gpus["allocated"] >= 1
+        assert gpus["idle"] + gpus["unavailable"] == gpus["total"] - gpus["allocated"]
+    finally:
+        slurm("scancel", job_id)
