@@ -39,18 +39,10 @@ def slurm_cluster() -> Iterator[str]:
     cluster_dir = os.environ.setdefault("LOCAL_CLUSTER_DIR", str(REPO / ".local-cluster"))
     # The Slurm CLI (ours and the tests') finds the cluster through SLURM_CONF.
     os.environ["SLURM_CONF"] = str(Path(cluster_dir) / "slurm.conf")
-    created = ensure_unix_users()
     running = subprocess.run([LOCAL_CLUSTER, "status"], capture_output=True, check=False)
     started = running.returncode != 0
     if started:
         subprocess.run([LOCAL_CLUSTER, "start"], check=True, stdout=subprocess.DEVNULL)
-    elif created:
-        # slurmctld maps each association's user to a uid when it loads them, and retries a
-        # user it could not map only hourly: until then that user's jobs get no default
-        # account (sacct's Account empty: the history test's account None on a fresh chroot).
-        # A restart of slurmctld alone maps them again; jobs survive it.
-        for command in ("stop-ctld", "start-ctld"):
-            subprocess.run([LOCAL_CLUSTER, command], check=True, stdout=subprocess.DEVNULL)
     try:
         yield os.environ["SLURM_CONF"]
     finally:
@@ -138,18 +130,10 @@ class Api:
 TOKENS = "alice-token=alice,bob-token=bob,carol-token=carol:admin"
 
 
-def ensure_unix_users() -> bool:
-    """alice, bob and carol exist as Unix users; whether any had to be created."""
-    done = subprocess.run(
-        [REPO / "scripts" / "test-users", "ensure"], check=True, capture_output=True, text=True
-    )
-    return "created" in done.stderr
-
-
 @pytest.fixture(scope="session")
 def unix_users(slurm_cluster: str) -> None:
-    """alice, bob and carol exist as Unix users, as they would on a real head node: made
-    before the cluster starts (slurm_cluster), so that slurmctld knows their uids."""
+    """alice, bob and carol exist as Unix users, as they would on a real head node."""
+    subprocess.run([REPO / "scripts" / "test-users", "ensure"], check=True)
 
 
 @dataclass
