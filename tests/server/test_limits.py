@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from resolvers.bounds import ListBounds
 from schema import build_schema
@@ -207,3 +208,23 @@ def test_introspection_is_costed_by_the_schema_size() -> None:
     assert graphiql.cost <= limits.max_cost, graphiql
     nested = "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }"
     assert cost_of(nested, SIZES).cost > limits.max_cost
+
+
+def test_a_cost_with_too_many_terms_is_refused_not_walked() -> None:
+    """A document whose cost has more than MAX_TERMS distinct products of list lengths (here a
+    page size of its own per alias) is TooIntricate, which CostLimit reports as
+    QUERY_TOO_COMPLEX, before any evaluation."""
+    from graphql import OperationDefinitionNode, parse
+
+    from server.cost import MAX_TERMS, CostPlan, TooIntricate
+
+    pages = " ".join(
+        f"p{i}: jobs(first: {i}) {{ edges {{ node {{ name }} }} }}" for i in range(MAX_TERMS + 1)
+    )
+    operation = parse(f"{{ cluster {{ {pages} }} }}").definitions[0]
+    assert isinstance(operation, OperationDefinitionNode)
+    with pytest.raises(TooIntricate):
+        CostPlan.of(build_schema()._schema, operation, {}, 10_000)
+    small = parse("{ cluster { jobs(first: 2) { edges { node { name } } } } }").definitions[0]
+    assert isinstance(small, OperationDefinitionNode)
+    assert len(CostPlan.of(build_schema()._schema, small, {}, 10_000).terms) == 2
