@@ -248,21 +248,27 @@ class SharedSnapshots:
                 found, held, leased = await self._look(needs, generation, oldest)
                 if found is not None:
                     self.shared_hits += 1
-                    return found
+                    snapshot, taken = found
+                    return snapshot, self._clock() - taken
                 if not leased:
                     token = secrets.token_hex(16)
                     if await self._take(token):
                         try:
-                            return await self._fetch_and_store(needs | held, generation, fetch_own)
+                            snapshot, taken = await self._fetch_and_store(
+                                needs | held, generation, fetch_own
+                            )
                         finally:
                             await self._release(token)
+                        return snapshot, self._clock() - taken
                 if self._clock() >= deadline:
                     break  # the holder died or hangs: ask the head node ourselves
                 await asyncio.sleep(WAIT_STEP)
         except SharedUnavailable:
             pass
         self.fetches += 1
-        return await fetch_own(needs), 0.0
+        began = self._clock()
+        snapshot = await fetch_own(needs)
+        return snapshot, self._clock() - began
 
     async def peek(
         self, needs: Need, generation: int, max_age: float
@@ -273,15 +279,18 @@ class SharedSnapshots:
             found, _, _ = await self._look(needs, generation, max_age)
         except SharedUnavailable:
             return None
-        if found is not None:
-            self.shared_hits += 1
-        return found
+        if found is None:
+            return None
+        self.shared_hits += 1
+        snapshot, taken = found
+        return snapshot, self._clock() - taken
 
     async def _look(
         self, needs: Need, generation: int, max_age: float
     ) -> tuple[tuple[Snapshot, float] | None, Need, bool]:
-        """(the shared snapshot and its age if it serves, what the shared one holds, whether
-        the lease is held)."""
+        """(the shared snapshot and when it was taken (this process's monotonic clock) if it
+        serves, what the shared one holds, whether the lease is held). Ages are turned into
+        times where they are read, so that the time spent reading and decoding is counted."""
         client = self.state.client
 
         async def probe() -> list[Any]:
@@ -294,6 +303,7 @@ class SharedSnapshots:
         if not isinstance(remaining_ms, int) or remaining_ms <= 0:
             return None, Need.NOTHING, bool(leased)
         age = max(0.0, self.ttl - remaining_ms / 1000)
+        taken = self._clock() - age
         if age > max_age:
             return None, Need.NOTHING, bool(leased)
         raw = await self.state.call(lambda: client.get(self.snapshot_key))
@@ -311,7 +321,7 @@ class SharedSnapshots:
             return None, Need.NOTHING, bool(leased)
         if needs not in snapshot.needs:
             return None, snapshot.needs, bool(leased)
-        return (snapshot, age), snapshot.needs, bool(leased)
+        return (snapshot, taken), snapshot.needs, bool(leased)
 
     async def _take(self, token: str) -> bool:
         client = self.state.client
@@ -328,13 +338,17 @@ class SharedSnapshots:
     async def _fetch_and_store(
         self, needs: Need, generation: int, fetch_own: Callable[[Need], Awaitable[Snapshot]]
     ) -> tuple[Snapshot, float]:
+        """The snapshot fetched here and when its fetch started (monotonic), stored in Redis
+        to expire when its TTL from that start runs out (measured after encoding it, which a
+        large queue makes take a while), so that other replicas read its true age."""
         started = self._clock()
         self.fetches += 1
         snapshot = await fetch_own(needs)
-        age = self._clock() - started
-        keep_ms = int((self.ttl - age) * 1000)
+        if self._clock() - started >= self.ttl:
+            return snapshot, started  # stale on arrival: not worth encoding
+        value = encode(snapshot, generation)
+        keep_ms = int((self.ttl - (self._clock() - started)) * 1000)
         if keep_ms > 0:
-            value = encode(snapshot, generation)
             client = self.state.client
             with contextlib.suppress(SharedUnavailable):  # else served here all the same
                 await self.state.call(
@@ -348,4 +362,4 @@ class SharedSnapshots:
                         str(keep_ms),
                     )
                 )
-        return snapshot, age
+        return snapshot, started

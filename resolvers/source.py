@@ -355,7 +355,11 @@ class SnapshotSource:
                 snapshot, age = await self.shared.fetch(
                     needs, self._shared_generation, max_age, self._fetch_everything
                 )
-                started -= age
+                # When the snapshot was taken: `age` before now (not before this call began,
+                # which made the lease holder's snapshot older by its own fetch, a waiter's by
+                # its wait, and so its next refresh ahead that much earlier: more than one
+                # fetch per TTL under load).
+                started = self._clock() - age
             else:
                 snapshot = await fetch_snapshot(self.cluster, self.transport, needs, scope)
         except BaseException as exc:
