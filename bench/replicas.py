@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import signal
 import statistics
@@ -48,8 +49,13 @@ from transport.base import Command, CommandResult  # noqa: E402
 class Cluster(ScriptedCluster):
     """ScriptedCluster, which also answers scontrol: no nodes or partitions, Slurm 22.05."""
 
+    def __init__(self, jobs: int, changes: int) -> None:
+        super().__init__(jobs, changes)
+        self.squeue_times: list[float] = []  # time.time() of each squeue, to see the gaps
+
     def __call__(self, command: Command) -> CommandResult:
         if command.argv[0] == "squeue":
+            self.squeue_times.append(time.time())
             return super().__call__(command)
         version = "slurm 22.05.8\n" if "--version" in command.argv else ""
         return CommandResult(command.argv, version, "", 0)
@@ -81,7 +87,9 @@ def serve(port: int, args: argparse.Namespace) -> None:
     app = create_app(settings, transports={"local": MockTransport(cluster, url="scripted://")})
 
     async def bench_stats(request: Request) -> Response:
-        return JSONResponse({"squeue_calls": cluster.squeue_calls, "sent": [0]})
+        return JSONResponse(
+            {"squeue_calls": cluster.squeue_calls, "times": cluster.squeue_times, "sent": [0]}
+        )
 
     app.router.routes.append(Route("/bench/stats", bench_stats))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
@@ -139,10 +147,18 @@ async def one_run(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
         ]
         await asyncio.sleep(2)  # warm up
         before, began, done[0] = await squeues(ports), time.monotonic(), 0
+        window = time.time()
         await asyncio.sleep(args.duration / 2)
         after, elapsed = await squeues(ports), time.monotonic() - began
         result["queries_per_s"] = done[0] / elapsed
         result["squeue_per_ttl_queries"] = (sum(after) - sum(before)) / (elapsed / args.ttl)
+        # The gaps between consecutive squeues of all replicas together: refreshing ahead at
+        # 0.9 of the TTL makes them 0.9 TTL; a shorter one is a fetch that another replica's
+        # made needless (two replicas refreshing the same snapshot).
+        every = [float(t) for port in ports for t in (await stats(port))["times"]]
+        times = sorted(t for t in every if t >= window)
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        result["gaps"] = gaps
         stop.set()
         await asyncio.gather(*clients)
         # Subscribers (and the query load again): squeue per poll interval, event latency.
@@ -212,6 +228,11 @@ def print_run(name: str, args: argparse.Namespace, result: dict[str, Any]) -> No
           f"query clients each, interval {args.interval:g} s, TTL {args.ttl:g} s")  # fmt: skip
     print(f"  queries alone: {result['queries_per_s']:.0f} queries/s, "
           f"{result['squeue_per_ttl_queries']:.2f} squeue per TTL (all replicas)")  # fmt: skip
+    gaps = result["gaps"]
+    if gaps:
+        short = sum(1 for gap in gaps if gap < args.ttl / 2)
+        print(f"    gaps between squeues: min {min(gaps):.3f} s, median "
+              f"{statistics.median(gaps):.3f} s, {short} of {len(gaps)} under TTL / 2")  # fmt: skip
     print(f"  subscribers + queries: {result['squeue_per_interval']:.2f} squeue per interval "
           f"(by replica over the run: {result['by_replica']})")  # fmt: skip
     print(f"  events: {result['events']}, poll -> client p50 {result['p50_ms']:.0f} ms, "
