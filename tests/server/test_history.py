@@ -497,7 +497,7 @@ async def test_a_pushed_cursor_loses_no_array_task_nor_requeued_jobs_neighbour(
         )  # past the cursor's slack: a window started at the requeue misses them
         slurm("scontrol", "requeue", requeued)
         expected_count = 1 + 1 + 3 + 1
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # a loaded CI: slurmdbd hears of the requeue late
         counted: list[tuple[int, str]] = []
         # Until slurmdbd holds every job, and the requeued job's next run (PENDING).
         while len(counted) != expected_count or (int(requeued), "PENDING") not in counted:
@@ -506,7 +506,8 @@ async def test_a_pushed_cursor_loses_no_array_task_nor_requeued_jobs_neighbour(
             await asyncio.sleep(0.5)
         everyone.transport.batches.clear()
         pushed = await walk(everyone, WALK, tag)
-        assert pushed == counted
+        # The same jobs (a state may have moved on between the two walks).
+        assert [job_id for job_id, _ in pushed] == [job_id for job_id, _ in counted]
         assert len(set(starttimes(everyone))) > 1, "no page pushed its cursor into sacct"
         # The requeued job read as its next run, waiting, submitted at the requeue: after
         # `neighbour` ended. Its cursor carried its first run's Submit, so `neighbour` is there.
