@@ -141,7 +141,8 @@ class SnapshotSource:
             if (shared := await self._shared_full(needs)) is not None:
                 self.hits += 1
                 return shared
-            self._count_partial(needs | (fresh.needs if fresh is not None else Need.NOTHING))
+            if self._joinable(needs, scope) is None:  # joining a fetch under way costs nothing
+                self._count_partial(needs | (fresh.needs if fresh is not None else Need.NOTHING))
         return await self.refresh(needs, scope, max_age=self.ttl)
 
     async def refresh(
@@ -154,6 +155,13 @@ class SnapshotSource:
         A lookup of some jobs never waits for a whole queue under way: its own `squeue --jobs`
         takes ~10 ms, a 10,000-job refresh (slurmctld, squeue, the parse) hundreds, and joining
         it made every lookup between two cached snapshots wait that long (job(id)'s p99)."""
+        pending = self._joinable(needs, scope)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        return await self._fetch(needs, scope, max_age)
+
+    def _joinable(self, needs: Need, scope: JobScope) -> asyncio.Future[Snapshot] | None:
+        """The fetch under way that a request for `needs` and `scope` joins, if any."""
         for (pending_needs, pending_scope), (generation, pending) in self._in_flight.items():
             if (
                 needs in pending_needs
@@ -161,8 +169,8 @@ class SnapshotSource:
                 and generation == self._generation
                 and (scope.everything or not pending_scope.everything)
             ):
-                return await asyncio.shield(pending)
-        return await self._fetch(needs, scope, max_age)
+                return pending
+        return None
 
     def serves(self, snapshot: Snapshot) -> bool:
         """Is `snapshot` still what this source answers its requests with (the fresh full

@@ -490,3 +490,19 @@ async def test_lookups_stop_bringing_in_full_snapshots_that_come_too_late(
     await asyncio.sleep(0.1)
     assert full_squeues() == 1
     await source.aclose()
+
+
+async def test_concurrent_identical_lookups_share_one_squeue(scenario: Scenario) -> None:
+    """Ten requests for the same job at once, with the cache on or off, are one squeue --jobs
+    between them (single flight), all answered with the job."""
+    for ttl in (0.0, 60.0):
+        transport = CountingTransport(LocalTransport())
+        source = SnapshotSource("local", transport, ttl=ttl)
+        found = await asyncio.gather(
+            *(source.get(Need.JOBS, scope_of_job(scenario.held)) for _ in range(10))
+        )
+        assert all(snapshot is found[0] for snapshot in found)
+        assert found[0].job(scenario.held) is not None
+        assert transport.batches == [[transport.batches[0][0]]], ttl
+        assert options(transport.batches[0][0]) == [f"--jobs={scenario.held}"]
+        await source.aclose()
