@@ -5,6 +5,7 @@ filters; a cluster without slurmdbd."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import subprocess
 import tempfile
@@ -513,3 +514,42 @@ async def test_a_pushed_cursor_loses_no_array_task_nor_requeued_jobs_neighbour(
         # `neighbour` ended. Its cursor carried its first run's Submit, so `neighbour` is there.
     finally:
         slurm("scancel", requeued)
+
+
+async def test_a_forged_history_cursor_never_widens_the_window(own: App) -> None:
+    """A cursor is the client's to forge: garbage is BAD_USER_INPUT before sacct; a time far in
+    the future answers an empty page without running sacct; a time of 0 leaves sacct's window
+    where the filter put it (a cursor only ever narrows it)."""
+    query = WALK.replace("first: 1", "first: 5")
+
+    def cursor(text: str) -> str:
+        return base64.urlsafe_b64encode(text.encode()).decode()
+
+    for forged in ("history:1:-1", "history:1:x", "nonsense", "history:99999999999999999999999:1"):
+        own.transport.batches.clear()
+        response = await own.client.post(
+            "/graphql",
+            json={"query": query, "variables": {"after": cursor(forged)}},
+            headers={"Authorization": "Bearer alice-token"},
+        )
+        assert code(response.json()) == "BAD_USER_INPUT", forged
+        assert not ran_sacct(own)
+    own.transport.batches.clear()
+    future = cursor(f"history:1:{int(time.time()) + 10 * 86_400}")
+    response = await own.client.post(
+        "/graphql",
+        json={"query": query, "variables": {"after": future}},
+        headers={"Authorization": "Bearer alice-token"},
+    )
+    assert nodes(response.json()) == [] and not ran_sacct(own)
+    before = int(time.time())
+    response = await own.client.post(
+        "/graphql",
+        json={"query": query, "variables": {"after": cursor("history:1:0")}},
+        headers={"Authorization": "Bearer alice-token"},
+    )
+    nodes(response.json())
+    [start] = starttimes(own)
+    assert start >= "--starttime=" + datetime.fromtimestamp(before - 86_400 - 60, UTC).strftime(
+        "%Y-%m-%dT%H:%M:%S"
+    )
