@@ -50,6 +50,7 @@ from resolvers.bounds import ListBounds
 from resolvers.global_ids import MAX_IDS
 from resolvers.output import DEFAULT_TAIL_BYTES, MAX_TAIL_BYTES
 from schema.enums import JobState, NodeState
+from transport.errors import SlurmGraphQLError
 
 PAGE = "page"
 # A job's steps are known only once sacct has answered: costed as this many (batch, extern and a
@@ -146,7 +147,7 @@ Term = tuple[Factor, ...]
 MAX_TERMS = 4096
 
 
-class TooIntricate(Exception):
+class TooIntricate(SlurmGraphQLError):
     """The cost of a document has more than MAX_TERMS terms."""
 
 

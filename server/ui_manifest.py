@@ -15,7 +15,7 @@ import json
 import re
 from pathlib import Path
 
-from server.persisted import load_manifest, sha256_of
+from server.persisted import ManifestError, load_manifest, sha256_of
 
 UI_DIR = Path(__file__).parent / "static" / "ui"
 DOCUMENTS_JS = UI_DIR / "documents.js"
@@ -24,7 +24,7 @@ _EXPORT = re.compile(r"^export const ([A-Z][A-Z0-9_]*) = `([^`]*)`;$", re.MULTIL
 _KIND = re.compile(r"^\s*(query|mutation|subscription)\b")
 
 
-class UiDocumentsError(ValueError):
+class UiDocumentsError(ManifestError):
     """documents.js holds something this reader would not read exactly as the browser does."""
 
 

@@ -22,6 +22,7 @@
     ├── IdentityRefused                claims name an account never acted as (server/floor.py)
     ├── CredentialExpired              a token its issuer signed, past its expiry (server/auth.py)
     ├── DocumentRefused                a document over a cap, before parsing (server/documents.py)
+    ├── TooIntricate                   a document's cost has too many terms to plan (server/cost.py)
     ├── PersistedQueryRefused          an unknown hash, a wrong one, the allow-list (persisted.py)
     ├── MalformedMessage               a WebSocket message that is not JSON (message_limit.py)
     ├── OutputForbidden                the API will not read that output file (resolvers/output.py)
@@ -31,6 +32,7 @@
     └── SettingsError                  a configuration value is wrong (server/settings_error.py)
         ├── TokenMapError              a token map entry is wrong (server/tokens.py)
         └── ManifestError              the persisted-query manifest is wrong (server/persisted.py)
+            └── UiDocumentsError       the dashboard's documents.js is not plain (ui_manifest.py)
 
 Client mistakes also derive from the built-in error they are (ValueError, LookupError), so code
 that catches those still does. Backends translate their own library's errors into these at their

@@ -179,7 +179,11 @@ async def test_a_slow_consumer_is_dropped_and_the_others_are_not(
 
 
 def _local_cluster(command: str) -> None:
-    subprocess.run([LOCAL_CLUSTER, command], check=True, capture_output=True, env=os.environ)
+    done = subprocess.run(
+        [LOCAL_CLUSTER, command], capture_output=True, text=True, env=os.environ, check=False
+    )
+    # What the script said is the diagnosis (a CalledProcessError alone hid it in CI).
+    assert done.returncode == 0, f"local-cluster {command}: {done.returncode}\n{done.stderr}"
 
 
 async def test_a_controller_restart_is_reported_and_polling_recovers(slurm_cluster: str) -> None:

@@ -17,15 +17,19 @@ POLLER_TASK = "poller:"
 
 
 class StampingTransport(CountingTransport):
-    """Counts batches (CountingTransport) and notes when each one started."""
+    """Counts batches (CountingTransport) and notes when each one started and ended."""
 
     def __init__(self, inner: Transport) -> None:
         super().__init__(inner)
         self.started: list[float] = []
+        self.ended: list[float] = []
 
     async def run(self, commands: Sequence[Command]) -> list[CommandResult]:
         self.started.append(time.monotonic())
-        return await super().run(commands)
+        try:
+            return await super().run(commands)
+        finally:
+            self.ended.append(time.monotonic())
 
     def squeue_calls(self) -> int:
         return sum(1 for batch in self.batches for argv in batch if argv[0] == "squeue")
