@@ -5,7 +5,10 @@ only, and only administrators get counts by user."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -15,9 +18,10 @@ from resolvers.slurm.nodes import split_gres
 from resolvers.stats import gres_count
 from server.settings import Settings
 from server.tokens import parse_token_map
-from tests.conftest import TOKENS
+from tests.conftest import REPO, TOKENS
 from tests.support.app import app_client
 from tests.support.counting import CountingTransport
+from tests.support.private_cluster import PrivateCluster, private_cluster
 from tests.support.scenario import Scenario, sbatch, slurm, wait_for_state
 from tests.support.visibility import Jobs, own_settings
 from tests.support.visibility import jobs as jobs  # the module's fixture
@@ -34,12 +38,13 @@ QUERY = f"""{{ cluster {{ stats {{ {FIGURES} }}
   partition(name: "batch") {{ stats {{ {FIGURES} }} }} }} }}"""
 
 
-def sinfo_figures(partition: str | None) -> dict[str, Any]:
+def sinfo_figures(partition: str | None, conf: str | None = None) -> dict[str, Any]:
     """CPUs, memory, GPUs and node states as sinfo prints them, each node once."""
     where = [f"--partition={partition}"] if partition else []
     out = slurm(
         "sinfo", "--noheader", "--Node", *where,
         "--Format=NodeList:40,CPUsState:40,Memory:20,AllocMem:20,StateLong:30,Gres:60,GresUsed:80",
+        conf=conf,
     )  # fmt: skip
     nodes: dict[str, tuple[str, int, int, str, str, str]] = {}
     for line in out.splitlines():
@@ -69,11 +74,15 @@ def sinfo_figures(partition: str | None) -> dict[str, Any]:
 UNUSABLE = {"DOWN", "DRAINED", "DRAINING", "FAIL", "FAILING"}
 
 
-def squeue_figures(partition: str | None, user: str | None = None) -> dict[str, Any]:
+def squeue_figures(
+    partition: str | None, user: str | None = None, conf: str | None = None
+) -> dict[str, Any]:
     """Jobs by state and user, pending tasks and their CPUs, as squeue --array counts them."""
     where = [f"--partition={partition}"] if partition else []
     where += [f"--user={user}"] if user else []
-    out = slurm("squeue", "--noheader", "--array", "--states=all", *where, "--format=%T|%C|%u")
+    out = slurm(
+        "squeue", "--noheader", "--array", "--states=all", *where, "--format=%T|%C|%u", conf=conf
+    )
     rows = [line.split("|") for line in out.splitlines() if line]
     return {
         "jobsByState": dict(Counter(state for state, _, _ in rows)),
@@ -110,20 +119,24 @@ async def ask(client: httpx.AsyncClient, user: str) -> dict[str, Any]:
 
 
 async def settle(
-    client: httpx.AsyncClient, user: str, squeue_user: str | None = None
+    client: httpx.AsyncClient,
+    user: str,
+    squeue_user: str | None = None,
+    conf: str | None = None,
 ) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
-    """Our figures and Slurm's, asked back to back until a moment when no job changed in
-    between (jobs of other tests may end meanwhile): the last attempt's pairs."""
+    """Our figures and Slurm's (of the cluster `conf` names, the shared one by default), asked
+    back to back until a moment when no job changed in between (jobs of other tests may end
+    meanwhile): the last attempt's pairs."""
     pairs: list[tuple[Any, ...]] = []
     for _ in range(5):
         answer = await ask(client, user)
         pairs = []
         for partition, stats in ((None, answer["stats"]), ("batch", answer["partition"]["stats"])):
             nodes, jobs = ours(stats)
-            theirs_jobs = squeue_figures(partition, squeue_user)
+            theirs_jobs = squeue_figures(partition, squeue_user, conf)
             if squeue_user is not None or stats["jobsByUser"] is None:
                 theirs_jobs["jobsByUser"] = jobs["jobsByUser"]  # compared apart
-            pairs.append((nodes, sinfo_figures(partition), jobs, theirs_jobs))
+            pairs.append((nodes, sinfo_figures(partition, conf), jobs, theirs_jobs))
         if all(a == b and c == d for a, b, c, d in pairs):
             break
         await asyncio.sleep(0.5)
@@ -172,30 +185,75 @@ async def test_under_own_a_users_counts_are_their_own(jobs: Jobs) -> None:
         assert by_user.get("alice", 0) >= 3 + 2  # running, done, and her held array's tasks
 
 
-def cluster_gpus() -> int:
-    """The GPUs sinfo shows (LOCAL_CLUSTER_GPUS=2 gives n1 two; the default cluster has none)."""
-    out = slurm("sinfo", "--noheader", "--Node", "--Format=NodeList:40,Gres:60")
+@dataclass(frozen=True)
+class GpuCluster:
+    """A private cluster with two fake GPUs on n1, and alice's job holding one of them."""
+
+    cluster: PrivateCluster
+    job_id: str
+
+    @property
+    def conf(self) -> str:
+        return self.cluster.conf
+
+
+@pytest.fixture(scope="module")
+def gpu_cluster() -> Iterator[GpuCluster]:
+    """The shared cluster has no GPUs, and giving it some would change what every other test
+    sees: this module's GPU tests get a cluster of their own, started once and stopped after."""
+    subprocess.run([REPO / "scripts" / "test-users", "ensure"], check=True)
+    with private_cluster(gpus=2) as cluster:
+        job_id = sbatch("-J", "gpu-stats", "--gres=gpu:1", "-p", "batch", "--wrap", "sleep 600",
+                        user="alice", conf=cluster.conf)  # fmt: skip
+        try:
+            wait_for_state(job_id, "RUNNING", timeout=120, conf=cluster.conf)
+            yield GpuCluster(cluster, job_id)
+        finally:
+            slurm("scancel", job_id, conf=cluster.conf)
+
+
+def cluster_gpus(conf: str) -> int:
+    """The GPUs sinfo shows on the cluster `conf` names."""
+    out = slurm("sinfo", "--noheader", "--Node", "--Format=NodeList:40,Gres:60", conf=conf)
     per_node = dict(line.split() for line in out.splitlines() if line.strip())
     return sum(gres_count(split_gres(gres)) for gres in per_node.values())
 
 
-async def test_gpu_figures_equal_sinfo_with_a_gpu_job_running(unix_users: None) -> None:
-    """On a cluster with GPUs (scripts/local-cluster with LOCAL_CLUSTER_GPUS), a job holding
-    one: GPUs total and allocated of the cluster and of `batch` are sinfo's Gres and GresUsed,
-    and at least the job's GPU is allocated."""
-    if cluster_gpus() == 0:
-        pytest.skip("the cluster under test has no GPUs (start it with LOCAL_CLUSTER_GPUS=2)")
-    job_id = sbatch("-J", "gpu-stats", "--gres=gpu:1", "-p", "batch", "--wrap", "sleep 120",
-                    user="alice")  # fmt: skip
-    try:
-        wait_for_state(job_id, "RUNNING", timeout=60)
-        settings = Settings(cache_ttl=0.0, tokens=parse_token_map(TOKENS))
-        async with app_client(settings, {"local": LocalTransport()}) as client:
-            answer, pairs = await settle(client, "carol")
-        for nodes, theirs_nodes, _, _ in pairs:
-            assert nodes["gpus"] == theirs_nodes["gpus"]
-        gpus = answer["stats"]["gpus"]
-        assert gpus["total"] == cluster_gpus() and gpus["allocated"] >= 1
-        assert gpus["idle"] + gpus["unavailable"] == gpus["total"] - gpus["allocated"]
-    finally:
-        slurm("scancel", job_id)
+async def test_gpu_figures_equal_sinfo_with_a_gpu_job_running(gpu_cluster: GpuCluster) -> None:
+    """With alice's job holding one of n1's two GPUs, an administrator's GPUs total and
+    allocated of the cluster and of `batch` are sinfo's Gres and GresUsed (2 and 1), idle +
+    unavailable is the rest, and every other figure is still sinfo's and squeue's."""
+    conf = gpu_cluster.conf
+    assert cluster_gpus(conf) == 2
+    settings = Settings(cache_ttl=0.0, tokens=parse_token_map(TOKENS))
+    transport = LocalTransport(environ=gpu_cluster.cluster.environ)
+    async with app_client(settings, {"local": transport}) as client:
+        answer, pairs = await settle(client, "carol", conf=conf)
+    for nodes, theirs_nodes, job_figures, theirs_jobs in pairs:
+        assert nodes == theirs_nodes
+        assert job_figures == theirs_jobs
+    for stats in (answer["stats"], answer["partition"]["stats"]):
+        gpus = stats["gpus"]
+        assert (gpus["total"], gpus["allocated"]) == (2, 1)
+        assert gpus["idle"] + gpus["unavailable"] == 1
+    assert {"user": "alice", "count": 1} in answer["stats"]["jobsByUser"]
+
+
+async def test_under_own_a_gpu_job_counts_only_for_its_owner(gpu_cluster: GpuCluster) -> None:
+    """Under `own`, bob's figures hold no trace of alice's GPU job (no job counted, no counts
+    by user, no pending CPUs); the GPUs are node figures, the same for everyone, as sinfo shows
+    them to any user. alice's own figures count her job."""
+    transport = LocalTransport(environ=gpu_cluster.cluster.environ)
+    async with app_client(own_settings(), {"local": transport}) as client:
+        _, pairs = await settle(client, "bob", squeue_user="bob", conf=gpu_cluster.conf)
+        for nodes, theirs_nodes, figures, theirs in pairs:
+            assert nodes == theirs_nodes
+            assert figures == theirs
+        bobs = await ask(client, "bob")
+        alices = await ask(client, "alice")
+    for stats in (bobs["stats"], bobs["partition"]["stats"]):
+        assert stats["jobsByState"] == [] and stats["jobsByUser"] is None
+        assert (stats["pendingJobs"], stats["pendingCpus"]) == (0, 0)
+        assert stats["gpus"]["allocated"] == 1  # n1's GRES, not alice's job
+    running = {j["state"]: j["count"] for j in alices["stats"]["jobsByState"]}
+    assert running == {"RUNNING": 1} and alices["stats"]["jobsByUser"] is None

@@ -40,12 +40,14 @@ class Scenario:
     all_ids: list[str] = field(default_factory=list)
 
 
-def slurm(*argv: str | bytes, user: str | None = None) -> str:
-    """Run a Slurm command (as `user` if given) and return its stdout; fail loudly."""
+def slurm(*argv: str | bytes, user: str | None = None, conf: str | None = None) -> str:
+    """Run a Slurm command (as `user` if given) and return its stdout; fail loudly. `conf`
+    names another cluster's slurm.conf (a private one), for this command only."""
     full: list[str | bytes] = list(argv)
     if user is not None:
         full = ["runuser", "-u", user, "--", *full]
-    result = subprocess.run(full, capture_output=True, check=False, timeout=60)
+    env = None if conf is None else {**os.environ, "SLURM_CONF": conf}
+    result = subprocess.run(full, capture_output=True, check=False, timeout=60, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"{argv!r} failed: {result.stderr.decode(errors='replace')}")
     return result.stdout.decode(errors="replace")
@@ -58,8 +60,10 @@ def ensure_other_user() -> None:
         subprocess.run(["useradd", "--create-home", OTHER_USER], check=True)
 
 
-def sbatch(*options: str | bytes, user: str | None = None) -> str:
-    out = slurm("sbatch", "--parsable", "--chdir=/tmp", "--output=/dev/null", *options, user=user)
+def sbatch(*options: str | bytes, user: str | None = None, conf: str | None = None) -> str:
+    out = slurm(
+        "sbatch", "--parsable", "--chdir=/tmp", "--output=/dev/null", *options, user=user, conf=conf
+    )
     return out.strip().split(";")[0]
 
 
@@ -98,14 +102,16 @@ def create_scenario() -> Scenario:
     return s
 
 
-def job_state(job_id: str) -> str:
-    out = slurm("squeue", "--states=all", "--noheader", "--format=%T", f"--jobs={job_id}")
+def job_state(job_id: str, conf: str | None = None) -> str:
+    out = slurm(
+        "squeue", "--states=all", "--noheader", "--format=%T", f"--jobs={job_id}", conf=conf
+    )
     return out.split()[0] if out.split() else ""
 
 
-def wait_for_state(job_id: str, state: str, timeout: float = 60) -> None:
+def wait_for_state(job_id: str, state: str, timeout: float = 60, conf: str | None = None) -> None:
     deadline = time.monotonic() + timeout
-    while (current := job_state(job_id)) != state:
+    while (current := job_state(job_id, conf)) != state:
         if time.monotonic() > deadline:
             raise TimeoutError(f"job {job_id} is {current!r}, not {state} after {timeout} s")
         time.sleep(0.2)
