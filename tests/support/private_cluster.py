@@ -56,10 +56,11 @@ def _free(port: int) -> bool:
 
 
 def free_port_run(count: int, attempts: int = 200) -> int:
-    """The first of `count` consecutive free ports (a random place in the upper range: two
-    helpers looking at once seldom pick the same)."""
+    """The first of `count` consecutive free ports: at a random place (two suites looking at
+    once seldom pick the same) below Linux's ephemeral range (32768-60999), where neither an
+    outgoing connection nor another test's port-0 server can take one before Slurm binds it."""
     for _ in range(attempts):
-        first = random.randrange(20000, 60000 - count)
+        first = random.randrange(20000, 32768 - count)
         if all(_free(first + i) for i in range(count)):
             return first
     raise RuntimeError(f"no {count} consecutive free ports found")
