@@ -19,11 +19,12 @@ from resolvers.slurm.errors import SlurmError, SlurmErrorKind, check
 from resolvers.slurm.history import parse_history
 from resolvers.slurm.job_details import parse_job_details
 from resolvers.slurm.jobs import parse_squeue
-from resolvers.slurm.nodes import parse_nodes
+from resolvers.slurm.nodes import parse_nodes, split_gres
 from resolvers.slurm.partitions import parse_partitions
 from resolvers.slurm.sacct import parse_sacct
 from resolvers.slurm.sacctmgr import parse_accounts, parse_associations, parse_qos, parse_sshare
 from resolvers.slurm.version import parse_version
+from resolvers.stats import gres_count
 from tests.support import oracle
 from tests.support.sacct import sacct_boundary
 from transport.base import CommandResult, decode_output
@@ -185,6 +186,10 @@ def compare_nodes(nodes: list[Any], slurm: dict[str, Any], complete: bool) -> No
         assert list(node.features) == oracle.as_list(expected["features"])
         assert (node.reason or "") == expected["reason"]
         assert list(node.partitions) == list(expected["partitions"])
+        # GPUs: the JSON's gres and gres_used against scontrol's Gres and (--details) GresUsed.
+        assert gres_count(node.gres) == gres_count(split_gres(expected["gres"] or "(null)"))
+        used = gres_count(split_gres(expected["gres_used"] or "(null)"))
+        assert gres_count(node.gres_used) == used
         assert set(node.state_flags) == set(expected.get("state_flags") or ()) | (
             set(oracle.as_list(expected["state"])[1:])
             if isinstance(expected["state"], list)
