@@ -87,7 +87,7 @@ class RequestContext:
         plan = self.plan(info)
         task = self._snapshots.get(cluster)
         if task is None:
-            scope = plan.scope_of(cluster).seen_by(self.visibility)
+            scope = plan.scope_of(cluster).seen_by(self.visibility).asked_by(self.identity.user)
             task = asyncio.ensure_future(self.sources[cluster].get(plan.needs_of(cluster), scope))
             self._snapshots[cluster] = task
         return self.visible(await asyncio.shield(task))

@@ -276,7 +276,7 @@ def _scope(field_name: str, arguments: Mapping[str, Any]) -> JobScope:
     """What a Cluster's `job(id)` or `jobs(filter)` reads (arguments already validated)."""
     if field_name == "job":
         job_id = arguments.get("id")
-        return scope_of_job(job_id) if isinstance(job_id, str) else EVERY_JOB
+        return scope_of_job(job_id, recall=True) if isinstance(job_id, str) else EVERY_JOB
     job_filter = arguments.get("filter")
     if not isinstance(job_filter, Mapping):
         return EVERY_JOB

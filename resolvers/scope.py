@@ -55,13 +55,22 @@ class JobScope:
     partitions: frozenset[str] | None = None
     # Jobs allocated on these nodes (squeue --nodelist): what one node's `jobs` reads.
     nodes: frozenset[str] | None = None
+    # `job(id)` answers from accounting once the controller has forgotten the job: each id
+    # squeue no longer holds is asked of sacct in the same command (resolvers/slurm/recall.py),
+    # as `requester` (set per request: such a snapshot is cached and coalesced per user, since
+    # sacct answers as that user's Slurm lets them see). Without a requester, no sacct runs.
+    recall: bool = False
+    requester: str | None = None
 
     @property
     def everything(self) -> bool:
         return self == EVERY_JOB
 
     def covers(self, other: JobScope) -> bool:
-        """Every job `other` selects is one this scope selects."""
+        """Every job `other` selects is one this scope selects (and, if `other` recalls
+        forgotten jobs, this one recalls them for the same requester)."""
+        if other.recall and (not self.recall or self.requester != other.requester):
+            return False
         return all(
             mine is None or (theirs is not None and theirs <= mine)
             for mine, theirs in (
@@ -83,11 +92,13 @@ class JobScope:
             self.ids is not None
             and other.ids is not None
             and (
-                (self.users, self.states, self.partitions, self.nodes)
-                == (other.users, other.states, other.partitions, other.nodes)
+                (self.users, self.states, self.partitions, self.nodes, self.requester)
+                == (other.users, other.states, other.partitions, other.nodes, other.requester)
             )
         ):
-            joined = dataclasses.replace(self, ids=self.ids | other.ids)
+            joined = dataclasses.replace(
+                self, ids=self.ids | other.ids, recall=self.recall or other.recall
+            )
             return joined if len(joined.ids or ()) <= MAX_LISTED_IDS else EVERY_JOB
         return EVERY_JOB
 
@@ -114,15 +125,20 @@ class JobScope:
             return self
         return dataclasses.replace(self, users=frozenset({audience.owner}))
 
+    def asked_by(self, user: str) -> JobScope:
+        """This scope for one requester: the one sacct runs as if it recalls forgotten jobs."""
+        return dataclasses.replace(self, requester=user) if self.recall else self
+
 
 EVERY_JOB = JobScope()
 
 
-def scope_of_job(job_id: str) -> JobScope:
-    """What `job(id)` reads. An array task (`42_3`, `42_[4-9]`) or a het component (`42+1`) is
-    asked for by its array or het job id: squeue invents a row for `42_3` while the task is
-    still in the pending remainder `42_[3-9]`, which the full queue does not hold."""
-    return JobScope(ids=frozenset({_squeue_id(job_id)}))
+def scope_of_job(job_id: str, *, recall: bool = False) -> JobScope:
+    """What `job(id)` reads (`recall`: Cluster.job, which answers from accounting too). An
+    array task (`42_3`, `42_[4-9]`) or a het component (`42+1`) is asked for by its array or
+    het job id: squeue invents a row for `42_3` while the task is still in the pending
+    remainder `42_[3-9]`, which the full queue does not hold."""
+    return JobScope(ids=frozenset({squeue_id(job_id)}), recall=recall)
 
 
 def scope_of_listing(criteria: JobCriteria) -> JobScope:
@@ -130,7 +146,7 @@ def scope_of_listing(criteria: JobCriteria) -> JobScope:
     free text may hold commas)."""
     ids = None
     if criteria.ids is not None:
-        ids = frozenset(_squeue_id(job_id) for job_id in criteria.ids)
+        ids = frozenset(squeue_id(job_id) for job_id in criteria.ids)
         if len(ids) > MAX_LISTED_IDS:
             ids = None
     return JobScope(
@@ -141,7 +157,7 @@ def scope_of_listing(criteria: JobCriteria) -> JobScope:
     )
 
 
-def _squeue_id(job_id: str) -> str:
+def squeue_id(job_id: str) -> str:
     """The leading number of a validated job id (resolvers/ids.py): digits only."""
     match = re.match(r"[0-9]+", job_id)
     if match is None:

@@ -16,9 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from resolvers.recall import RecallLookup, recalls
 from resolvers.scope import EVERY_JOB, MAX_PUSHED_IDS, JobScope
 from resolvers.selection import JobCriteria, filter_jobs
 from resolvers.slurm.errors import SlurmError, SlurmErrorKind, check
+from resolvers.slurm.history import HistoryRecord
 from resolvers.slurm.hostlist import expand_hostlist
 from resolvers.slurm.jobs import (
     FIELD_SEPARATOR,
@@ -93,6 +95,11 @@ class Snapshot:
     partitions: tuple[PartitionRecord, ...] | None = None
     nodes: tuple[NodeRecord, ...] | None = None
     jobs: tuple[JobRow, ...] | None = None
+    # Jobs of scope.ids the controller no longer held, as accounting answered scope.requester
+    # (resolvers/slurm/recall.py), and the ids sacct was asked for: only in a snapshot whose
+    # scope recalls, which is cached per requester. An id not in `recalled_ids` was not asked.
+    recalled: tuple[HistoryRecord, ...] = ()
+    recalled_ids: frozenset[str] = frozenset()
     # Who this copy was filtered for (resolvers/visibility.py); None: as fetched, unfiltered,
     # which no GraphQL type accepts.
     audience: Visibility | None = None
@@ -166,6 +173,13 @@ class Snapshot:
                 return row
         return rows[found[0]] if found else None
 
+    def recalled_job(self, job_id: str) -> HistoryRecord | None:
+        """The job `job(id)` names as accounting answered, if this snapshot asked it."""
+        for record in self.recalled:
+            if record.display_id == job_id or str(record.job_id) == job_id:
+                return record
+        return None
+
     def _with_ids(self, ids: tuple[str, ...]) -> tuple[JobRow, ...]:
         """The jobs any of `ids` names (resolvers/selection.job_matches_id), in listing order."""
         index = self.jobs_by_id
@@ -212,13 +226,14 @@ class Snapshot:
         audience, kept with the snapshot (call it through `Visibility.view`)."""
         view = self.views.get(audience)
         if view is None:
-            jobs = self.jobs
+            jobs, recalled = self.jobs, self.recalled
             if jobs is not None and not audience.everyone:
                 jobs = tuple(row for row in jobs if audience.sees(row.user))
+                recalled = tuple(record for record in recalled if audience.sees(record.user))
             # Same jobs: share the indexes already derived rather than derive them again.
             indexes = self.indexes if jobs is self.jobs else Indexes()
             view = dataclasses.replace(
-                self, jobs=jobs, audience=audience, indexes=indexes, views={}
+                self, jobs=jobs, recalled=recalled, audience=audience, indexes=indexes, views={}
             )
             self.views[audience] = view
         return view
@@ -238,7 +253,7 @@ class Snapshot:
         return self.indexes.jobs_on_node
 
 
-Parser = Callable[[list[CommandResult]], tuple[str, Any]]
+Parser = Callable[[list[CommandResult]], dict[str, Any]]
 
 
 def _batch_for(needs: Need, scope: JobScope) -> tuple[list[Command], list[Parser]]:
@@ -246,19 +261,43 @@ def _batch_for(needs: Need, scope: JobScope) -> tuple[list[Command], list[Parser
     parsers: list[Parser] = []
     if Need.VERSION in needs:
         commands.append(version_command())
-        parsers.append(lambda out: ("version", parse_version(_stdout(out))))
+        parsers.append(lambda out: {"version": parse_version(_stdout(out))})
     if Need.PARTITIONS in needs:
         commands.append(show_partitions_command())
-        parsers.append(lambda out: ("partitions", tuple(parse_partitions(_stdout(out)))))
+        parsers.append(lambda out: {"partitions": tuple(parse_partitions(_stdout(out)))})
     if Need.NODES in needs:
         commands.append(show_nodes_command())
-        parsers.append(lambda out: ("nodes", tuple(parse_nodes(_stdout(out)))))
+        parsers.append(lambda out: {"nodes": tuple(parse_nodes(_stdout(out)))})
     if Need.JOBS in needs:
         squeues = _squeue_commands(scope, boundary := new_boundary())
-        commands.extend(squeues)
         by_id, by_node = scope.ids is not None, scope.nodes is not None
-        parsers.append(lambda out: ("jobs", _jobs_of(out, boundary, by_id, by_node)))
+        if recalls(scope, squeues):
+            assert scope.requester is not None
+            lookups = [RecallLookup.of(squeue, scope) for squeue in squeues]
+            commands.extend(lookup.command for lookup in lookups)
+            parsers.append(lambda out: _recalled_jobs_of(out, boundary, lookups))
+        else:
+            commands.extend(squeues)
+            parsers.append(lambda out: {"jobs": _jobs_of(out, boundary, by_id, by_node)})
     return commands, parsers
+
+
+def _recalled_jobs_of(
+    results: list[CommandResult], boundary: str, lookups: list[RecallLookup]
+) -> dict[str, Any]:
+    """Jobs of the squeue halves, and the jobs accounting knew of those squeue had none of."""
+    squeues, recalled, asked = [], [], set()
+    for lookup, result in zip(lookups, results, strict=True):
+        squeue, found = lookup.read(result)
+        squeues.append(squeue)
+        if found is not None:
+            recalled.extend(found)
+            asked.add(lookup.job_id)
+    return {
+        "jobs": _jobs_of(squeues, boundary, True),
+        "recalled": tuple(recalled),
+        "recalled_ids": frozenset(asked),
+    }
 
 
 def _squeue_commands(scope: JobScope, boundary: str) -> list[Command]:
@@ -334,10 +373,9 @@ def _parsed(
     results: list[CommandResult],
 ) -> Snapshot:
     # Each parser takes its own command's result; the job parser takes the remaining ones.
-    parsed = dict(
-        parse(results[i:] if i == len(parsers) - 1 else results[i : i + 1])
-        for i, parse in enumerate(parsers)
-    )
+    parsed: dict[str, Any] = {}
+    for i, parse in enumerate(parsers):
+        parsed.update(parse(results[i:] if i == len(parsers) - 1 else results[i : i + 1]))
     return Snapshot(cluster=cluster, taken_at=time.time(), needs=needs, scope=scope, **parsed)
 
 

@@ -12,6 +12,7 @@ from resolvers.global_ids import Kind, global_id
 from resolvers.history import forgotten_job, job_history
 from resolvers.ids import BadUserInput, validate_job_id
 from resolvers.plan import names_beneath
+from resolvers.scope import squeue_id
 from resolvers.selection import filter_nodes
 from resolvers.snapshot import Snapshot
 from resolvers.visibility import check_visible
@@ -179,6 +180,10 @@ class Cluster(Node):
         # Gone from the controller (MinJobAge): slurmdbd may remember it (source: ACCOUNTING).
         context: RequestContext = info.context
         context.cacheable = False
+        if squeue_id(id) in self._snapshot.recalled_ids:
+            # Asked of accounting in the snapshot's own round trip (resolvers/recall.py).
+            recalled = self._snapshot.recalled_job(id)
+            return None if recalled is None else Job.from_history(recalled, self._snapshot)
         source = context.sources[self.name]
         record = await expected_errors_as_graphql(
             forgotten_job(

@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 from resolvers.slurm.jobs import RECORD_SEPARATOR
 from tests.support.counting import CountingTransport
@@ -14,6 +15,8 @@ from tests.support.scenario import job_state, sbatch
 from transport import Command, CommandResult, Transport
 
 POLLER_TASK = "poller:"
+# Below Slurm's MaxJobId (67043328) and far above any id the test cluster gives.
+UNKNOWN_ID = "67043327"
 
 
 class StampingTransport(CountingTransport):
@@ -48,6 +51,10 @@ class PurgingTransport(StampingTransport):
     `freeze`d job keeps the squeue row it had when frozen (polls miss its later states), and a
     `purge`d one is gone from squeue and from `scontrol show job`, answered as Slurm answers for
     a job it does not know. sacct and sacct -c are the real ones.
+
+    A job(id) lookup is one program that runs squeue, then sacct only if squeue printed no row
+    (resolvers/slurm/recall.py): its squeue is asked, for a purged job, for an id Slurm never
+    gave (UNKNOWN_ID), which Slurm answers exactly as it does a forgotten one.
     """
 
     def __init__(self, inner: Transport) -> None:
@@ -62,8 +69,20 @@ class PurgingTransport(StampingTransport):
         self._purged.add(job_id)
 
     async def run(self, commands: Sequence[Command]) -> list[CommandResult]:
-        results = await super().run(commands)
+        results = await super().run([self._forget(command) for command in commands])
         return [self._rewrite(result) for result in results]
+
+    def _forget(self, command: Command) -> Command:
+        """A lookup program whose squeue asks for a purged job asks for UNKNOWN_ID instead."""
+        argv = command.argv
+        if argv[0] != "sh" or "squeue" not in argv or "sacct" not in argv:
+            return command
+        start, end = argv.index("squeue"), argv.index("sacct")
+        changed = list(argv)
+        for i in range(start, end):
+            if argv[i].startswith("--jobs=") and argv[i].removeprefix("--jobs=") in self._purged:
+                changed[i] = f"--jobs={UNKNOWN_ID}"
+        return replace(command, argv=tuple(changed))
 
     def _rewrite(self, result: CommandResult) -> CommandResult:
         argv = result.argv

@@ -19,19 +19,20 @@ class SqueueRun:
 
 
 class SqueueCounter:
-    """A directory holding the wrapper and its log; `path_environ()` puts it first on PATH."""
+    """A directory holding the wrapper and its log; `path_environ()` puts it first on PATH.
+    `command` names what it counts (squeue by default; sacct, say)."""
 
-    def __init__(self) -> None:
-        real = shutil.which("squeue")
+    def __init__(self, command: str = "squeue") -> None:
+        real = shutil.which(command)
         if real is None:
-            raise RuntimeError("squeue is missing")
+            raise RuntimeError(f"{command} is missing")
         # Outside pytest's 0700 tmp tree: a command run as alice must reach the wrapper too.
         self.directory = Path(tempfile.mkdtemp(prefix="slurm-graphql-squeue-"))
         self.directory.chmod(0o755)
         self.log = self.directory / "runs.log"
         self.log.touch()
         self.log.chmod(0o666)
-        wrapper = self.directory / "squeue"
+        wrapper = self.directory / command
         # One short line per run, appended (O_APPEND: concurrent runs do not interleave).
         wrapper.write_text(
             "#!/bin/sh\n"
