@@ -115,7 +115,7 @@ def test_node_plans_what_its_object_needs() -> None:
 
     cluster = global_id(Kind.CLUSTER, "local")
     found = plan(f'{{ node(id: "{cluster}") {{ ... on Cluster {{ job(id: "7") {{ id }} }} }} }}')
-    assert found.scope_of("local") == JobScope(ids=frozenset({"7"}))
+    assert found.scope_of("local") == JobScope(ids=frozenset({"7"}), recall=True)
 
     node = global_id(Kind.COMPUTE_NODE, "local", "n3")
     found = plan(f'{{ node(id: "{node}") {{ ... on ComputeNode {{ jobs {{ id }} }} }} }}')

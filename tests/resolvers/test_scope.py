@@ -37,15 +37,20 @@ def ids(*values: str) -> JobScope:
     return JobScope(ids=frozenset(values))
 
 
+def lookup(*values: str) -> JobScope:
+    """What Cluster.job reads: its ids, and accounting for those the controller forgot."""
+    return JobScope(ids=frozenset(values), recall=True)
+
+
 @pytest.mark.parametrize(
     ("query", "scope"),
     [
-        ('{ cluster { job(id: "42") { displayId name } } }', ids("42")),
+        ('{ cluster { job(id: "42") { displayId name } } }', lookup("42")),
         # An array task, a pending remainder or a het component: by the leading job id.
-        ('{ cluster { job(id: "42_3") { displayId } } }', ids("42")),
-        ('{ cluster { job(id: "42_[4-9%2]") { displayId } } }', ids("42")),
-        ('{ cluster { job(id: "42+1") { displayId } } }', ids("42")),
-        ('{ cluster { a: job(id: "1") { jobId } b: job(id: "2") { jobId } } }', ids("1", "2")),
+        ('{ cluster { job(id: "42_3") { displayId } } }', lookup("42")),
+        ('{ cluster { job(id: "42_[4-9%2]") { displayId } } }', lookup("42")),
+        ('{ cluster { job(id: "42+1") { displayId } } }', lookup("42")),
+        ('{ cluster { a: job(id: "1") { jobId } b: job(id: "2") { jobId } } }', lookup("1", "2")),
         ('{ cluster { jobs(filter: {ids: ["7", "8_1"]}) { totalCount } } }', ids("7", "8")),
         (
             '{ cluster { jobs(filter: {users: ["alice"], states: [RUNNING]}) { totalCount } } }',
@@ -76,7 +81,7 @@ def ids(*values: str) -> JobScope:
             JobScope(users=frozenset({"al"}), partitions=frozenset({"batch"})),
         ),
         # A fragment on Cluster is the Cluster's own field.
-        ('{ cluster { ...C } } fragment C on Cluster { job(id: "5") { displayId } }', ids("5")),
+        ('{ cluster { ...C } } fragment C on Cluster { job(id: "5") { displayId } }', lookup("5")),
     ],
 )
 def test_what_squeue_is_asked_for(query: str, scope: JobScope) -> None:
@@ -232,3 +237,16 @@ def test_a_partial_snapshot_knows_its_scope() -> None:
     its cache by it)."""
     assert scope_of_job("12_[3-6%2]") == ids("12")
     assert not scope_of_job("1").everything and EVERY_JOB.everything
+
+
+def test_a_lookup_recalls_for_its_requester_alone() -> None:
+    """A lookup's scope, once bound to a requester, is covered (its snapshot served or its
+    fetch joined) only by a scope recalling for the same requester: one user's accounting
+    answer never serves another; a scope that does not recall never stands in for one."""
+    alice, bob = lookup("42").asked_by("alice"), lookup("42").asked_by("bob")
+    assert alice.requester == "alice" and ids("42").asked_by("alice") == ids("42")
+    assert not alice.covers(bob) and not bob.covers(alice)
+    assert alice.covers(alice) and alice.covers(ids("42"))
+    assert not ids("42").covers(alice) and not EVERY_JOB.covers(alice)
+    assert lookup("1").merged(ids("2")) == lookup("1", "2")
+    assert alice.merged(bob) == EVERY_JOB
