@@ -66,19 +66,10 @@ def free_port_run(count: int, attempts: int = 200) -> int:
     raise RuntimeError(f"no {count} consecutive free ports found")
 
 
-@contextmanager
-def private_cluster(gpus: int = 0) -> Iterator[PrivateCluster]:
-    """A cluster of its own in a new directory, with `gpus` fake GPUs on n1, started, then
-    stopped and its directory removed."""
-    # Not under pytest's tmp_path: that is private to root (0700), and the test users' sbatch
-    # must read slurm.conf. The directory holds no secret without accounting.
-    directory = Path(tempfile.mkdtemp(prefix="slurm-graphql-cluster-"))
-    directory.chmod(0o755)
-    first = free_port_run(1 + NODES)
-    cluster = PrivateCluster(directory, ctld_port=first, slurmd_port=first + 1)
+def _script_environ(cluster: PrivateCluster, gpus: int) -> dict[str, str]:
     environ = {
         **os.environ,
-        "LOCAL_CLUSTER_DIR": str(directory),
+        "LOCAL_CLUSTER_DIR": str(cluster.directory),
         "LOCAL_CLUSTER_CTLD_PORT": str(cluster.ctld_port),
         "LOCAL_CLUSTER_SLURMD_PORT": str(cluster.slurmd_port),
         "LOCAL_CLUSTER_ACCOUNTING": "0",
@@ -86,26 +77,47 @@ def private_cluster(gpus: int = 0) -> Iterator[PrivateCluster]:
         "LOCAL_CLUSTER_TIMEOUT": str(START_TIMEOUT),
     }
     environ.pop("SLURM_CONF", None)  # the script sets its own; never the shared cluster's
-    try:
-        started = subprocess.run(
-            [LOCAL_CLUSTER, "start"],
-            env=environ,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=START_TIMEOUT + 60,
+    return environ
+
+
+def _stop(environ: dict[str, str]) -> None:
+    # `stop` also cleans up after a start that failed halfway (it stops what has a PID).
+    with suppress(subprocess.TimeoutExpired):
+        subprocess.run(
+            [LOCAL_CLUSTER, "stop"], env=environ, capture_output=True, check=False, timeout=120
         )
-        if started.returncode != 0:
-            raise RuntimeError(f"private cluster did not start:\n{started.stderr[-3000:]}")
-        yield cluster
-    finally:
-        # `stop` also cleans up after a start that failed halfway (it stops what has a PID).
-        with suppress(subprocess.TimeoutExpired):
-            subprocess.run(
-                [LOCAL_CLUSTER, "stop"],
+
+
+@contextmanager
+def private_cluster(gpus: int = 0, attempts: int = 3) -> Iterator[PrivateCluster]:
+    """A cluster of its own in a new directory, with `gpus` fake GPUs on n1, started, then
+    stopped and its directory removed."""
+    # Not under pytest's tmp_path: that is private to root (0700), and the test users' sbatch
+    # must read slurm.conf. The directory holds no secret without accounting.
+    directory = Path(tempfile.mkdtemp(prefix="slurm-graphql-cluster-"))
+    directory.chmod(0o755)
+    environ: dict[str, str] = {}
+    try:
+        for attempt in range(attempts):
+            first = free_port_run(1 + NODES)
+            cluster = PrivateCluster(directory, ctld_port=first, slurmd_port=first + 1)
+            environ = _script_environ(cluster, gpus)
+            started = subprocess.run(
+                [LOCAL_CLUSTER, "start"],
                 env=environ,
                 capture_output=True,
+                text=True,
                 check=False,
-                timeout=120,
+                timeout=START_TIMEOUT + 60,
             )
+            if started.returncode == 0:
+                break
+            _stop(environ)
+            # A port free when looked at can be taken before Slurm binds it: other ports then.
+            if "already in use" not in started.stderr or attempt == attempts - 1:
+                raise RuntimeError(f"private cluster did not start:\n{started.stderr[-3000:]}")
+        yield cluster
+    finally:
+        if environ:
+            _stop(environ)
         shutil.rmtree(directory, ignore_errors=True)
