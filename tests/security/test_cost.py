@@ -227,7 +227,7 @@ async def test_a_runaway_is_stopped_while_others_are_served(
 ) -> None:
     """A document let through by a generous cost limit is stopped by the execution budget with
     QUERY_TOO_COMPLEX and no data, and meanwhile other users' queries and /healthz answer
-    within a second."""
+    within a second or so (see below)."""
     async with cost_api(request, kind, max_cost=10**15, max_seconds=3.0) as api:
         await api.as_user("bob", WARM)
         calls = api.transport.calls
@@ -269,7 +269,9 @@ async def test_a_runaway_is_stopped_while_others_are_served(
     assert body.get("data") is None
     assert took < 3.0 + 2.0
     assert len(cheap_latencies) >= 4
-    assert max(cheap_latencies) < 1.0, cheap_latencies
+    # Far below the runaway's 3 s, which a stalled loop would make them wait; 1.5 s, not 1, for
+    # CI's two suites on two cores (one answer over SSM took 1.07 s there).
+    assert max(cheap_latencies) < 1.5, cheap_latencies
     assert api.transport.calls == calls  # the snapshot served everything
 
 
