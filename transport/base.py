@@ -43,6 +43,10 @@ class Command:
     stdin: bytes | None = None
     user: str | None = None
     lock: str | None = None
+    # Run next, in the same round trip, only if this command printed nothing on stdout (and
+    # was not refused): job(id) asks sacct only for a job squeue no longer holds. It runs as
+    # its own user, under the same floor, with no stdin, lock or `otherwise` of its own.
+    otherwise: Command | None = None
 
     def __post_init__(self) -> None:
         if not self.argv or not all(isinstance(arg, str) for arg in self.argv):
@@ -53,6 +57,9 @@ class Command:
             raise ValueError(f"{self.user[:40]!r} is not a valid user name")
         if self.lock is not None and not LOCK_NAME.match(self.lock):
             raise ValueError(f"{self.lock[:40]!r} is not a valid lock name")
+        then = self.otherwise
+        if then is not None and (then.stdin is not None or then.lock or then.otherwise):
+            raise ValueError("`otherwise` takes no stdin, lock or `otherwise` of its own")
         check_extra(self.env)
 
 
@@ -69,6 +76,8 @@ class CommandResult:
     stderr: str
     exit_code: int
     refused: bool = False
+    # The result of Command.otherwise, when it ran.
+    otherwise: CommandResult | None = None
 
     @property
     def ok(self) -> bool:

@@ -20,6 +20,7 @@ import pwd
 import signal
 import tempfile
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import IO
 
 from transport.base import DEFAULT_MIN_UID, Command, CommandResult, decode_output, refused_result
@@ -111,6 +112,14 @@ class LocalTransport:
         return ("runuser", "-u", command.user, "--", *command.argv)
 
     async def _run_one(
+        self, command: Command, started: list[asyncio.subprocess.Process]
+    ) -> CommandResult:
+        result = await self._run_single(command, started)
+        if command.otherwise is not None and not result.refused and not result.stdout:
+            result = replace(result, otherwise=await self._run_single(command.otherwise, started))
+        return result
+
+    async def _run_single(
         self, command: Command, started: list[asyncio.subprocess.Process]
     ) -> CommandResult:
         argv = await self._argv_for(command)

@@ -34,6 +34,7 @@ import gzip
 import secrets
 import shlex
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 from transport.base import (
     DEFAULT_MIN_UID,
@@ -126,6 +127,21 @@ def shell_line(command: Command, environment: str | None = None) -> str:
 
 
 def _command_lines(index: int, command: Command, environment: str) -> str:
+    run = _guarded(str(index), command, environment)
+    then = command.otherwise
+    if then is not None:
+        # Only if the command printed nothing and was not refused; else an empty frame "N".
+        name = f"{index}o"
+        run = (
+            f'{run}; if [ ! -s "$d/{index}.out" ] && [ "$(cat "$d/{index}.rc")" != R ]; '
+            f"then {_guarded(name, then, environment)}; "
+            f'else : >"$d/{name}.out"; : >"$d/{name}.err"; echo N >"$d/{name}.rc"; fi'
+        )
+    return f"( {run} ) &"
+
+
+def _guarded(index: str, command: Command, environment: str) -> str:
+    """The command's line, writing $d/<index>.{out,err,rc}, under its lock and user guard."""
     if command.stdin is None:
         prefix, feed = "", "</dev/null"
     else:
@@ -146,7 +162,7 @@ def _command_lines(index: int, command: Command, environment: str) -> str:
         )
     if command.user is not None:
         run = f"if sgq_may {index} {command.user}; then {run}; fi"
-    return f"( {run} ) &"
+    return run
 
 
 def build_script(
@@ -175,7 +191,7 @@ def build_script(
     lines.append("wait")
     frame = [
         "{",
-        f"for i in {' '.join(str(i) for i in range(len(commands)))}; do",
+        f"for i in {' '.join(_frame_names(commands))}; do",
         f'  printf "%s %s %s %s %s\\n" {boundary} "$i" "$(cat "$d/$i.rc")" '
         '"$(wc -c <"$d/$i.out")" "$(wc -c <"$d/$i.err")"',
         '  cat "$d/$i.out" "$d/$i.err"',
@@ -184,6 +200,16 @@ def build_script(
         "} | gzip -c | base64 -w 0",
     ]
     return "\n".join(lines + frame) + "\n"
+
+
+def _frame_names(commands: Sequence[Command]) -> list[str]:
+    """One frame per command, and one more after each that has an `otherwise`."""
+    names: list[str] = []
+    for index, command in enumerate(commands):
+        names.append(str(index))
+        if command.otherwise is not None:
+            names.append(f"{index}o")
+    return names
 
 
 def parse_batch_output(
@@ -198,23 +224,40 @@ def parse_batch_output(
     position = 0
     marker = boundary.encode()
     for index, command in enumerate(commands):
-        end_of_header = framed.find(b"\n", position)
-        header = framed[position:end_of_header].split()
-        if len(header) != 5 or header[0] != marker or header[1] != str(index).encode():
-            raise TransportError(f"malformed frame header for command {index}: {header!r}")
-        status = header[2]
-        try:
-            code = EXIT_REFUSED if status in (b"R", b"U") else int(status)
-            out_length, err_length = (int(value) for value in header[3:])
-        except ValueError:
-            raise TransportError(f"malformed frame header for command {index}") from None
-        start = end_of_header + 1
-        stdout = decode_output(framed[start : start + out_length])
-        stderr = decode_output(framed[start + out_length : start + out_length + err_length])
-        position = start + out_length + err_length
-        if status == b"U":
-            raise TransportUnavailable(stderr.strip() or "a lock could not be taken")
-        results.append(CommandResult(command.argv, stdout, stderr, code, refused=status == b"R"))
+        result, position = _frame(framed, position, marker, str(index), command)
+        if result is None:
+            raise TransportError(f"command {index} did not run")
+        then = command.otherwise
+        if then is not None:
+            found, position = _frame(framed, position, marker, f"{index}o", then)
+            result = replace(result, otherwise=found)
+        results.append(result)
     if framed[position:] != marker + b" END\n":
         raise TransportError("the head node's output ends early: the batch was cut short")
     return results
+
+
+def _frame(
+    framed: bytes, position: int, marker: bytes, name: str, command: Command
+) -> tuple[CommandResult | None, int]:
+    """The result framed at `position` under `name` (None: an `otherwise` that did not run),
+    and where the next frame starts."""
+    end_of_header = framed.find(b"\n", position)
+    header = framed[position:end_of_header].split()
+    if len(header) != 5 or header[0] != marker or header[1] != name.encode():
+        raise TransportError(f"malformed frame header for command {name}: {header!r}")
+    status = header[2]
+    try:
+        code = EXIT_REFUSED if status in (b"R", b"U", b"N") else int(status)
+        out_length, err_length = (int(value) for value in header[3:])
+    except ValueError:
+        raise TransportError(f"malformed frame header for command {name}") from None
+    start = end_of_header + 1
+    stdout = decode_output(framed[start : start + out_length])
+    stderr = decode_output(framed[start + out_length : start + out_length + err_length])
+    position = start + out_length + err_length
+    if status == b"U":
+        raise TransportUnavailable(stderr.strip() or "a lock could not be taken")
+    if status == b"N":
+        return None, position
+    return CommandResult(command.argv, stdout, stderr, code, refused=status == b"R"), position

@@ -44,12 +44,11 @@ class Counted(Api):
         return data
 
     def squeues(self, since: int = 0) -> list[tuple[str, ...]]:
-        """squeue argvs, those of job(id)'s lookup programs included (resolvers/recall.py)."""
         return [
-            argv if argv[0] == "squeue" else argv[argv.index("squeue") : argv.index("sacct")]
+            argv
             for batch in self.transport.batches[since:]
             for argv in batch
-            if argv[0] == "squeue" or (argv[0] == "sh" and "squeue" in argv and "sacct" in argv)
+            if argv[0] == "squeue"
         ]
 
 

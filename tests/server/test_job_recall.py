@@ -1,7 +1,8 @@
-"""job(id) in ONE round trip whether the controller holds the job or has forgotten it: squeue,
-and sacct only when squeue holds no row of the id, in one program run as the requester
-(resolvers/recall.py). On the real cluster with slurmdbd, over local:// and ssm://; a `sacct`
-first on the commands' PATH counts the sacct processes the head node really starts."""
+"""job(id) in ONE round trip whether the controller holds the job or has forgotten it: squeue
+as before, carrying a sacct (as the requester) that the transport runs only if squeue printed no
+row (Command.otherwise; resolvers/recall.py). On the real cluster with slurmdbd, over local://
+and ssm://; a `sacct` first on the commands' PATH counts the sacct processes really started.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from tests.support.live import PurgingTransport
 from tests.support.scenario import has_accounting, sbatch, slurm, wait_for_state
 from tests.support.squeue_counter import SqueueCounter
 from tests.support.visibility import own_settings
-from transport import Transport, open_transport
+from transport import Command, Transport, open_transport
 from transport.local import LocalTransport
 
 pytestmark = pytest.mark.cluster
@@ -103,8 +104,8 @@ class App:
         assert "errors" not in body, body
         return body["data"]["cluster"]["job"]
 
-    def commands(self) -> list[tuple[str, ...]]:
-        return [argv for batch in self.transport.batches for argv in batch]
+    def commands(self) -> list[Command]:
+        return [command for batch in self.transport.sent for command in batch]
 
 
 @pytest.fixture(params=["local", "ssm"])
@@ -165,7 +166,8 @@ async def test_a_live_job_is_one_round_trip_without_sacct(
     found = await everyone.job("alice", jobs.live)
     assert (found["displayId"], found["source"]) == (jobs.live, "SLURMCTLD")
     assert everyone.transport.calls == 1
-    assert everyone.transport.commands == 1
+    [squeue] = everyone.commands()
+    assert squeue.argv[0] == "squeue" and squeue.user is None  # no switch of user, as before
     assert counted(everyone, kind) in (0, None)
 
 
@@ -194,9 +196,10 @@ async def test_bob_never_reads_alices_forgotten_job(own: App, kind: str, jobs: J
     assert await own.job("bob", jobs.ended) is None
     assert await own.job("bob", jobs.live) is None
     assert own.transport.calls == 2
-    for argv in own.commands():
-        sacct = argv[argv.index("sacct") :]
-        assert "--user=bob" in sacct
+    for command in own.commands():
+        assert command.otherwise is not None and command.otherwise.user == "bob"
+        sacct = command.otherwise.argv
+        assert sacct[0] == "sacct" and "--user=bob" in sacct
         assert "--allusers" not in sacct and not any("alice" in arg for arg in sacct)
     assert (await own.job("alice", jobs.ended))["user"] == "alice"  # hers, to her
 

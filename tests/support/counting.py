@@ -39,6 +39,7 @@ class CountingTransport(_Recording):
 
     def __init__(self, inner: Transport, rewrite: Callable[[Command], Command] | None = None):
         super().__init__()
+        self.sent: list[list[Command]] = []  # the commands themselves (users, `otherwise`)
         self.inner = inner
         self._change = rewrite
 
@@ -48,6 +49,7 @@ class CountingTransport(_Recording):
 
     async def run(self, commands: Sequence[Command]) -> list[CommandResult]:
         self.batches.append([c.argv for c in commands])
+        self.sent.append(list(commands))
         if self._change is not None:
             commands = [self._change(c) for c in commands]
         return await self.inner.run(commands)

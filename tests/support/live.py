@@ -52,9 +52,9 @@ class PurgingTransport(StampingTransport):
     `purge`d one is gone from squeue and from `scontrol show job`, answered as Slurm answers for
     a job it does not know. sacct and sacct -c are the real ones.
 
-    A job(id) lookup is one program that runs squeue, then sacct only if squeue printed no row
-    (resolvers/slurm/recall.py): its squeue is asked, for a purged job, for an id Slurm never
-    gave (UNKNOWN_ID), which Slurm answers exactly as it does a forgotten one.
+    A job(id) lookup's squeue carries a sacct to run only if it prints nothing
+    (Command.otherwise): for a purged job, it asks for an id Slurm never gave (UNKNOWN_ID),
+    which Slurm answers exactly as it does a forgotten one, so the real sacct runs.
     """
 
     def __init__(self, inner: Transport) -> None:
@@ -73,16 +73,13 @@ class PurgingTransport(StampingTransport):
         return [self._rewrite(result) for result in results]
 
     def _forget(self, command: Command) -> Command:
-        """A lookup program whose squeue asks for a purged job asks for UNKNOWN_ID instead."""
+        """A lookup whose squeue asks for a purged job asks for UNKNOWN_ID instead."""
         argv = command.argv
-        if argv[0] != "sh" or "squeue" not in argv or "sacct" not in argv:
+        if argv[0] != "squeue" or command.otherwise is None:
             return command
-        start, end = argv.index("squeue"), argv.index("sacct")
-        changed = list(argv)
-        for i in range(start, end):
-            if argv[i].startswith("--jobs=") and argv[i].removeprefix("--jobs=") in self._purged:
-                changed[i] = f"--jobs={UNKNOWN_ID}"
-        return replace(command, argv=tuple(changed))
+        purged = {f"--jobs={job_id}" for job_id in self._purged}
+        changed = tuple(f"--jobs={UNKNOWN_ID}" if arg in purged else arg for arg in argv)
+        return replace(command, argv=changed)
 
     def _rewrite(self, result: CommandResult) -> CommandResult:
         argv = result.argv
@@ -106,7 +103,7 @@ class PurgingTransport(StampingTransport):
                 else:
                     row = frozen[0].replace(frozen[1], boundary)
             kept.append(row + end)
-        return CommandResult(argv, "".join(kept) + rows[-1], result.stderr, result.exit_code)
+        return replace(result, stdout="".join(kept) + rows[-1])
 
 
 async def submit(*options: str) -> str:

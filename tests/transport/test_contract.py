@@ -141,3 +141,24 @@ def check_kind(result: CommandResult) -> SlurmErrorKind | None:
     except SlurmError as exc:
         return exc.kind
     return None
+
+
+async def test_otherwise_runs_only_after_a_silent_command(
+    transport: Transport, tmp_path: Path, unix_users: None
+) -> None:
+    """A command's `otherwise` runs in the same round trip, as its own user, only when the
+    command printed nothing on stdout; it is never run after a refused command, and is itself
+    refused below the floor (root), like any command."""
+    flag = tmp_path / "ran"
+    whoami = Command(("id", "-un"), user="alice")
+    spoke = Command(("echo", "rows"), otherwise=Command(("touch", str(flag))))
+    silent = Command(("sh", "-c", "echo gone >&2; exit 1"), otherwise=whoami)
+    refused = Command(("true",), user="root", otherwise=Command(("touch", str(flag))))
+    to_root = Command(("true",), otherwise=Command(("touch", str(flag)), user="root"))
+    results = await transport.run([spoke, silent, refused, to_root])
+    assert (results[0].stdout, results[0].otherwise) == ("rows\n", None)
+    assert (results[1].stderr, results[1].exit_code) == ("gone\n", 1)
+    assert results[1].otherwise == CommandResult(whoami.argv, "alice\n", "", 0)
+    assert results[2].refused and results[2].otherwise is None
+    assert results[3].otherwise is not None and results[3].otherwise.refused
+    assert not flag.exists()
