@@ -52,6 +52,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import redis
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -66,6 +68,7 @@ TOKEN = "replbench-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 LISTING = "{ cluster { jobs(first: 50) { totalCount edges { node { jobId state } } } } }"
 FOLLOW = "subscription ($id: String!) { jobStateChanged(id: $id) { kind at job { state } } }"
+FETCH_LEASE = "slurm-graphql:{local}:lease"  # who fetches the snapshot now (resolvers/shared.py)
 TERMINAL = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"}
 
 
@@ -275,14 +278,14 @@ async def measure(args: argparse.Namespace, run: Run, result: dict[str, Any], re
         result["latencies"] = [sorted(run.latencies[replica.pid]) for replica in run.replicas]
         result["states"] = dict(run.states)
         if redis:
-            result["failover_s"] = await failover(args, run)
+            result["failover_s"] = await failover(args, run, result)
     finally:
         for task in subscribers:
             task.cancel()
         await asyncio.gather(*subscribers, return_exceptions=True)
 
 
-async def failover(args: argparse.Namespace, run: Run) -> float:
+async def failover(args: argparse.Namespace, run: Run, result: dict[str, Any]) -> float:
     """SIGKILL the replica that polls (the latest squeue's); seconds until another one runs
     squeue. Only polls ask Slurm now: the query clients have stopped."""
     await asyncio.sleep(2 * args.interval)
@@ -290,8 +293,13 @@ async def failover(args: argparse.Namespace, run: Run) -> float:
     if not latest:
         raise RuntimeError("no replica polled")
     leader = latest[-1][0]
+    # Whether the leader holds the snapshot fetch lease (resolvers/shared.py) as it dies: a
+    # poll under way. The new leader's first poll then waits for that lease to lapse.
+    with redis.Redis.from_url(args.redis_url) as client:
+        lease_ms = int(client.pttl(FETCH_LEASE))
     os.kill(leader, signal.SIGKILL)
     killed = time.time()
+    result["fetch_lease_ms"] = max(lease_ms, 0)
     while not (taken := [at for pid, at in run.squeues(killed) if pid != leader]):
         if time.time() - killed > 30:
             return float("inf")
@@ -337,18 +345,20 @@ def print_run(name: str, args: argparse.Namespace, result: dict[str, Any]) -> No
                   f"max {seen[-1] * 1000:.0f} ms")  # fmt: skip
     if "failover_s" in result:
         print(f"  leader SIGKILL -> another replica's squeue: {result['failover_s']:.2f} s "
-              f"({result['failover_s'] / args.interval:.2f} intervals)")  # fmt: skip
+              f"({result['failover_s'] / args.interval:.2f} intervals); the killed leader "
+              f"held the fetch lease for {result['fetch_lease_ms']} ms more")  # fmt: skip
 
 
 async def main_async(args: argparse.Namespace) -> None:
     raise_open_files_limit()
     conf = slurm_conf()
-    redis = RedisServer()
-    redis.start()
+    redis_server = RedisServer()
+    redis_server.start()
     try:
-        print_run("with Redis", args, await one_run(args, conf, redis.url))
+        args.redis_url = redis_server.url
+        print_run("with Redis", args, await one_run(args, conf, redis_server.url))
     finally:
-        redis.close()
+        redis_server.close()
     print_run("without Redis", args, await one_run(args, conf, ""))
 
 
