@@ -26,7 +26,8 @@ when one ends. `--clients` clients per replica loop a listing of 50 jobs. Printe
     (target p99 <= interval + 200 ms);
   - with Redis, leader failover: the replica that ran the latest squeue (the leader) is killed
     with SIGKILL, queries stopped, subscribers still connected, and the time until another
-    replica's squeue starts is measured (target <= 2 intervals).
+    replica's squeue starts is measured (target <= 2 intervals); with --kill-during-fetch, at a
+    moment its poll holds the snapshot fetch lease.
 Left out: the bench's own sbatch/scontrol/scancel (the workload, not the API's cost) and its
 client side, which runs in this one process on the same 2 CPUs as Slurm and the replicas (a
 loaded client adds to the latency it measures); no TLS, no ALB, no SSM (local:// transport, so
@@ -297,6 +298,11 @@ async def failover(args: argparse.Namespace, run: Run, result: dict[str, Any]) -
     # poll under way. The new leader's first poll then waits for that lease to lapse.
     with redis.Redis.from_url(args.redis_url) as client:
         lease_ms = int(client.pttl(FETCH_LEASE))
+        deadline = time.monotonic() + 10 * args.interval
+        # --kill-during-fetch: wait for the leader's next poll to take the lease, then kill.
+        while args.kill_during_fetch and lease_ms <= 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
+            lease_ms = int(client.pttl(FETCH_LEASE))
     os.kill(leader, signal.SIGKILL)
     killed = time.time()
     result["fetch_lease_ms"] = max(lease_ms, 0)
@@ -372,6 +378,11 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=30)
     parser.add_argument("--job-seconds", type=float, default=3.0, help="each job's sleep")
     parser.add_argument("--wave", type=int, default=4, help="held jobs released per interval")
+    parser.add_argument(
+        "--kill-during-fetch",
+        action="store_true",
+        help="kill the leader while its poll holds the snapshot fetch lease",
+    )
     asyncio.run(main_async(parser.parse_args()))
     return 0
 
