@@ -62,10 +62,15 @@ class RecallLookup:
 
     def read(self, result: CommandResult) -> tuple[CommandResult, list[HistoryRecord] | None]:
         """squeue's result, and the jobs accounting knows by this id (None: sacct did not run).
-        No accounting (no slurmdbd) is the same as not knowing; slurmdbd down is an error."""
+        No accounting (no slurmdbd) is the same as not knowing, and so is a requester the
+        transport will not act as (below the UID floor): what they may not read as themselves
+        is a job they do not see, null as any other, never the whole cluster's failure. slurmdbd
+        down is an error."""
         squeue, sacct = replace(result, otherwise=None), result.otherwise
         if sacct is None:
             return squeue, None
+        if sacct.refused:
+            return squeue, []
         try:
             return squeue, parse_history(check(sacct).stdout, self.boundary)
         except SlurmError as exc:

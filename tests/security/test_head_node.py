@@ -125,6 +125,12 @@ async def test_a_refused_switch_is_a_typed_permission_denied(
                 id=str(bobs),
             )
             assert body["errors"][0]["extensions"]["code"] == "PERMISSION_DENIED", body
+            # An id Slurm does not hold: the accounting half of the lookup would run as bob, who
+            # is refused; the job is unknown to him (null), not the whole cluster an error.
+            body = await app.as_user(
+                "bob", "query($id: String!) { cluster { job(id: $id) { state } } }", id="99999999"
+            )
+            assert body == {"data": {"cluster": {"job": None}}}, body
     finally:
         scancel(bobs)
 

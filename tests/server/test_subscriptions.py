@@ -104,7 +104,8 @@ def assert_polled_every_interval(transport: StampingTransport) -> None:
 
 async def test_a_job_is_followed_from_pending_to_completed(live: Live) -> None:
     """PENDING, RUNNING, COMPLETED (exit 0), each within 100 ms of its poll, polls 0.3 s apart."""
-    job = await submit("-J", "followed", "--begin=now+1", "--wrap", "sleep 1")
+    # It runs 3 s: 1 s went unseen by loaded polls on 24.11 (PENDING, then COMPLETED).
+    job = await submit("-J", "followed", "--begin=now+1", "--wrap", "sleep 3")
     async with Connection.open(live.url) as connection:
         subscription = await connection.subscribe(STATE_CHANGED, id=job)
         messages = await subscription.until_complete(30)
