@@ -25,6 +25,7 @@ from tests.support.aws import (
     ssm_endpoint,
 )
 from tests.support.counting import CountingTransport
+from tests.support.redis_server import RedisServer
 from tests.support.scenario import Scenario, create_scenario, tear_down
 from transport import Transport, open_transport
 from transport.local import LocalTransport
@@ -48,6 +49,17 @@ def slurm_cluster() -> Iterator[str]:
     finally:
         if started:
             subprocess.run([LOCAL_CLUSTER, "stop"], check=False, stdout=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def redis_server(slurm_cluster: str) -> Iterator[RedisServer]:
+    """A real redis-server of the test's own, on a free loopback port, stopped by its PID."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ the head node, since another replica's whole fetch may land between its look and
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -17,16 +17,6 @@ from tests.support.redis_server import RedisServer
 from transport.local import LocalTransport
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-def redis_server(slurm_cluster: str) -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 class BeforeTake:

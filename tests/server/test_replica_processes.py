@@ -85,16 +85,6 @@ def environ(redis_server: RedisServer, counter: SqueueCounter, **more: str) -> d
 
 
 @pytest.fixture
-def redis_server(slurm_cluster: str) -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture
 def counter() -> Iterator[SqueueCounter]:
     made = SqueueCounter()
     try:

@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -36,16 +36,6 @@ subscription ($id: String!) {
   jobStateChanged(id: $id) { kind job { state exitCode } }
 }"""
 SEQ_KEY = "slurm-graphql:{local}:poll-seq"
-
-
-@pytest.fixture
-def redis_server(slurm_cluster: str) -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def settings(url: str) -> Settings:
