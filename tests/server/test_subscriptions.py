@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import statistics
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -90,7 +91,7 @@ def assert_delivered_promptly(messages: list[Message]) -> None:
 
 
 def assert_polled_every_interval(transport: StampingTransport) -> None:
-    """The poller is never idle longer than an interval (plus 0.2 s of a loaded loop's lag):
+    """The poller is never idle much longer than an interval (a loaded loop lags now and then):
     each round trip starts at most that long after the one before it ended. Measured from the
     end, not the start, of the one before: how long Slurm takes to answer is not the poller's
     (a 1.2 s squeue on a loaded CI machine failed a start-to-start check)."""
@@ -99,7 +100,10 @@ def assert_polled_every_interval(transport: StampingTransport) -> None:
         start - max((end for end in transport.ended if end <= start), default=start)
         for start in transport.started[1:]
     ]
-    assert max(idle) <= INTERVAL + 0.2, idle
+    # Typically the interval to the millisecond; a loaded CI loop lags now and then (0.51 s seen
+    # on Debian 13): the median holds the poller to its interval, the max catches a stall.
+    assert statistics.median(idle) <= INTERVAL + 0.05, idle
+    assert max(idle) <= INTERVAL + 0.5, idle
 
 
 async def test_a_job_is_followed_from_pending_to_completed(live: Live) -> None:
