@@ -66,12 +66,7 @@ def running_process(
                 time.sleep(0.05)
             yield process.pid
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _stop(process)
 
 
 @contextmanager
