@@ -24,12 +24,19 @@ and when the query selects totalCount (which counts the jobs before the cursor t
 can only narrow the window the filter allows, never widen it. Assumed: job ids are neither reset
 (a controller's lost state) nor wrapped (MaxJobId) within the window, as the ordering by id
 already assumes.
+
+The cursor also carries how many job ids the page it ended spent per job of the listing (its
+stride, at least 1): the next page asks sacct for the next ids only (resolvers/history.py,
+`next_ids`), as many as that stride says should hold a page, learnt from the jobs seen and
+carried here rather than kept anywhere in the server. A forged stride only changes how many ids
+are asked for, within a cap, never what a page holds.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
 
 from resolvers.ids import BadUserInput
 from resolvers.pagination import decode_cursor, encode_cursor
@@ -40,26 +47,37 @@ _PREFIX = "history:"
 SLACK = 5
 
 
-def encode_history_cursor(job_id: int, earliest_submit: int | None) -> str:
-    """The cursor after `job_id`; with the earliest Submit of its records when known."""
+@dataclass(frozen=True, slots=True)
+class HistoryCursor:
+    job_id: int  # the last job of the page before
+    earliest_submit: int | None = None  # None: a plain job cursor, nothing to push
+    stride: int | None = None  # job ids per listed job on the page before; None: unknown
+
+
+def encode_history_cursor(job_id: int, earliest_submit: int | None, stride: int = 1) -> str:
+    """The cursor after `job_id`; with the earliest Submit of its records when known, and the
+    page's stride."""
     if earliest_submit is None:
         return encode_cursor(job_id)
-    return base64.urlsafe_b64encode(f"{_PREFIX}{job_id}:{earliest_submit}".encode()).decode()
+    text = f"{_PREFIX}{job_id}:{earliest_submit}:{max(1, stride)}"
+    return base64.urlsafe_b64encode(text.encode()).decode()
 
 
-def decode_history_cursor(cursor: str) -> tuple[int, int | None]:
-    """The job id a cursor names and the time it carries (None for a plain job cursor);
-    BadUserInput for anything this API did not issue."""
+def decode_history_cursor(cursor: str) -> HistoryCursor:
+    """The job id a cursor names, the time and stride it carries (None for a plain job cursor,
+    and the stride of cursors issued before it was carried); BadUserInput for anything this API
+    did not issue."""
     try:
         text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("ascii")
     except (binascii.Error, UnicodeError, ValueError):
         raise BadUserInput(f"{cursor[:40]!r} is not a cursor this API issued") from None
     if not text.startswith(_PREFIX):
-        return decode_cursor(cursor), None
-    job_id, _, earliest = text[len(_PREFIX) :].partition(":")
-    if not (is_decimal(job_id) and is_decimal(earliest)):
+        return HistoryCursor(decode_cursor(cursor))
+    parts = text[len(_PREFIX) :].split(":")
+    if not (2 <= len(parts) <= 3 and all(is_decimal(part) for part in parts)):
         raise BadUserInput(f"{cursor[:40]!r} is not a cursor this API issued")
-    return int(job_id), int(earliest)
+    stride = int(parts[2]) if len(parts) == 3 else None
+    return HistoryCursor(int(parts[0]), int(parts[1]), stride)
 
 
 def pushed_start(start: int, earliest_submit: int | None) -> int:

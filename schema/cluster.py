@@ -148,6 +148,7 @@ class Cluster(Node):
                 max_days=context.max_history_days,
                 steps=not STEP_FIELDS.isdisjoint(selected),
                 count="totalCount" in selected,
+                qos="qos" in selected,  # a QOS name costs sacct slurmdbd's QOS list
             )
             context.jobs_listed += len(page.records)
             edges = [

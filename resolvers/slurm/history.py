@@ -42,16 +42,22 @@ HISTORY_FIELDS = (
     "AllocCPUS",
     "NNodes",
     "Submit",
+    "Eligible",
     "Start",
     "End",
     "ElapsedRaw",
     "TotalCPU",
     "MaxRSS",
-    "AllocTRES",
+    "ReqMem",
     "TimelimitRaw",
     "WorkDir",
     "JobName",
 )
+# sacct asks slurmdbd for its whole QOS list (about 85 ms on the local cluster) to print a QOS
+# name, and for its TRES list to print AllocTRES or ReqTRES: a page that does not show the QOS
+# leaves the column out (`qos=False`), and memory is read from ReqMem, which needs no list.
+QOS_FIELD = "QOS"
+MAX_IDS = 1000  # in id_list: an argv of about 11 KB
 MAX_VALUES = 100  # per filter list: more is not a query a person types
 # Slurm names (users, accounts, partitions, QOS): no option dash first, no comma, no space.
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,63}\Z", re.ASCII)
@@ -94,6 +100,9 @@ class HistoryQuery:
     states: tuple[str, ...] = ()
     names: tuple[str, ...] = ()
     job_ids: tuple[str, ...] = ()
+    # Job ids the server chose (a page's next ids, or its jobs for their steps), not a filter
+    # a client sent: as many as MAX_IDS, and never with `job_ids`.
+    id_list: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +125,12 @@ class StepRecord:
 class HistoryRecord(AccountingRecord):
     """One job from slurmdbd, with what accounting measured and its steps."""
 
-    qos: str | None
+    qos: str | None  # None when not asked for (history_fields(qos=False))
     elapsed_seconds: int | None
     cpu_seconds: float | None
-    memory_bytes: int | None  # allocated (AllocTRES mem=), what efficiency compares with
+    # requested (ReqMem; AllocTRES mem= in captures made before ReqMem was asked for): what
+    # efficiency compares with, as seff does
+    memory_bytes: int | None
     steps: tuple[StepRecord, ...] = ()
 
 
@@ -159,20 +170,34 @@ def validate_query(query: HistoryQuery) -> HistoryQuery:
         raise BadUserInput("too many states")
     if query.start < 0 or query.end < query.start:
         raise BadUserInput("the window ends before it starts")
+    if query.id_list and (
+        query.job_ids
+        or len(query.id_list) > MAX_IDS
+        or not all(0 < i < 1 << 32 for i in query.id_list)
+    ):
+        raise ValueError("id_list: at most MAX_IDS job ids, and no job_ids beside it")
     return query
 
 
-def history_command(query: HistoryQuery, boundary: str, *, steps: bool = True) -> Command:
+def history_fields(*, qos: bool = True) -> tuple[str, ...]:
+    """The columns history_command asks for: all, or all but the QOS name."""
+    return HISTORY_FIELDS if qos else tuple(f for f in HISTORY_FIELDS if f != QOS_FIELD)
+
+
+def history_command(
+    query: HistoryQuery, boundary: str, *, steps: bool = True, qos: bool = True
+) -> Command:
     """sacct for one page of history: every filter pushed down into this one call; `boundary`
     (new_boundary(), fresh per call) joins the field delimiter, and parse_history takes it back.
     Without `steps`, `--allocations`: slurmdbd then reads and sends no step at all, which is
-    most of the cost of a long listing (a job row and a batch step row per job at least)."""
+    most of the cost of a long listing (a job row and a batch step row per job at least).
+    Without `qos`, no QOS column (history_fields): parse the output with the same flag."""
     validate_query(query)
     argv = ["sacct", "--parsable2", "--noheader", "--noconvert", "--duplicates"]
     if not steps:
         argv.append("--allocations")
     argv.append(f"--delimiter={delimiter(boundary)}")
-    argv.append(f"--format={','.join(HISTORY_FIELDS)}")
+    argv.append(f"--format={','.join(history_fields(qos=qos))}")
     argv.append(f"--starttime={_clock(query.start)}")
     argv.append(f"--endtime={_clock(query.end)}")
     argv.append("--user=" + ",".join(query.users) if query.users else "--allusers")
@@ -182,7 +207,7 @@ def history_command(query: HistoryQuery, boundary: str, *, steps: bool = True) -
         ("--qos", query.qos),
         ("--state", query.states),
         ("--name", query.names),
-        ("--jobs", query.job_ids),
+        ("--jobs", query.job_ids or tuple(str(i) for i in query.id_list)),
     ):
         if values:
             argv.append(f"{option}={','.join(values)}")
@@ -228,6 +253,12 @@ def parse_cpu_time(value: str) -> float | None:
     return seconds + clock_seconds
 
 
+def _memory(value: dict[str, str]) -> int | None:
+    if "ReqMem" in value:
+        return parse_size(value["ReqMem"])
+    return _tres_memory(value.get("AllocTRES", ""))
+
+
 def _tres_memory(tres: str) -> int | None:
     for item in tres.split(","):
         key, _, amount = item.partition("=")
@@ -239,37 +270,61 @@ def _tres_memory(tres: str) -> int | None:
 @dataclass(frozen=True, slots=True)
 class HistoryRow:
     """One job of sacct's output, split but not yet read: what a page needs to choose its jobs
-    (id, user, submit and end times) read; the rest read by `history_record`, for the page's
-    jobs only."""
+    (id, user, submit, eligible and end times) read; the rest read by `history_record`, for the
+    page's jobs only."""
 
     job_id: int
     user: str
     submit_time: int | None
     end_time: int | None
-    fields: tuple[str, ...]  # the job row, in HISTORY_FIELDS order
+    fields: tuple[str, ...]  # the job row, in `columns` order
     steps: tuple[tuple[str, ...], ...]  # its step rows, as printed
     # The earliest Submit of all its records in the output: a requeue's record is submitted
     # when it is requeued, so only the first run's tells when the job id was given.
     earliest_submit: int | None = None
-
-
-_COLUMN = {name: index for index, name in enumerate(HISTORY_FIELDS)}
-_RAW_ID, _USER, _SUBMIT, _END = (_COLUMN[c] for c in ("JobIDRaw", "User", "Submit", "End"))
+    eligible_time: int | None = None  # None: never eligible (sacct: Unknown), or not asked for
+    columns: tuple[str, ...] = HISTORY_FIELDS
 
 
 def _is_row_head(head: str) -> bool:
     return _STEP_ROW.match(head) is not None
 
 
-def _run(fields: tuple[str, ...], steps: list[tuple[str, ...]]) -> HistoryRow:
+def _run(fields: tuple[str, ...], steps: list[tuple[str, ...]], columns: Columns) -> HistoryRow:
     return HistoryRow(
-        job_id=int(fields[_RAW_ID]),
-        user=fields[_USER],
-        submit_time=epoch_or_none(fields[_SUBMIT]),
-        end_time=epoch_or_none(fields[_END]),
+        job_id=int(fields[columns.raw_id]),
+        user=fields[columns.user],
+        submit_time=epoch_or_none(fields[columns.submit]),
+        end_time=epoch_or_none(fields[columns.end]),
         fields=fields,
         steps=tuple(steps),
+        eligible_time=None if columns.eligible is None else epoch_or_none(fields[columns.eligible]),
+        columns=columns.names,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """Where the columns a page reads sit in the rows of one field list."""
+
+    names: tuple[str, ...]
+    raw_id: int
+    user: int
+    submit: int
+    end: int
+    eligible: int | None  # captures made before Eligible was asked for have none
+
+    @classmethod
+    def of(cls, names: Sequence[str]) -> Columns:
+        index = {name: position for position, name in enumerate(names)}
+        return cls(
+            tuple(names),
+            index["JobIDRaw"],
+            index["User"],
+            index["Submit"],
+            index["End"],
+            index.get("Eligible"),
+        )
 
 
 def _later(kept: HistoryRow, run: HistoryRow) -> HistoryRow:
@@ -280,39 +335,54 @@ def _later(kept: HistoryRow, run: HistoryRow) -> HistoryRow:
     return replace(shown, earliest_submit=min(submits, default=None))
 
 
-def history_rows(text: str, boundary: str) -> list[HistoryRow]:
-    """Every job in output made by `history_command` with this boundary, its steps attached,
-    ordered by job id; each row only split (cheap), read by `history_record`."""
+def history_rows(
+    text: str,
+    boundary: str,
+    fields: Sequence[str] = HISTORY_FIELDS,
+    *,
+    eligible_before: int | None = None,
+) -> list[HistoryRow]:
+    """Every job in output made by `history_command` with this boundary and field list
+    (history_fields), its steps attached, ordered by job id; each row only split (cheap), read
+    by `history_record`. With `eligible_before`, only the records (runs) that were eligible
+    before it: what sacct's window keeps without --jobs, which a --jobs query does not test
+    (it keeps records submitted before the window's end, eligible or not)."""
     separator = delimiter(boundary)
+    columns = Columns.of(fields)
+    raw_id = columns.raw_id
     runs: list[tuple[tuple[str, ...], list[tuple[str, ...]]]] = []
     for row in rows(text, separator, _is_row_head):
-        fields = tuple(row.split(separator, len(HISTORY_FIELDS) - 1))
-        if len(fields) != len(HISTORY_FIELDS):
+        values = tuple(row.split(separator, len(fields) - 1))
+        if len(values) != len(fields):
             raise ParseError("sacct", row, "wrong number of fields")
-        job, dot, _ = fields[_RAW_ID].partition(".")
+        job, dot, _ = values[raw_id].partition(".")
         if not dot:
-            runs.append((fields, []))
-        elif not runs or runs[-1][0][_RAW_ID] != job:
+            runs.append((values, []))
+        elif not runs or runs[-1][0][raw_id] != job:
             raise ParseError("sacct", row, "a step out of its job's record (forged?)")
-        elif any(step[_RAW_ID] == fields[_RAW_ID] for step in runs[-1][1]):
+        elif any(step[raw_id] == values[raw_id] for step in runs[-1][1]):
             raise ParseError("sacct", row, "a step twice in one record (forged?)")
         else:
-            runs[-1][1].append(fields)
+            runs[-1][1].append(values)
     jobs: dict[int, HistoryRow] = {}
-    for fields, steps in runs:
-        run = _run(fields, steps)
+    for values, steps in runs:
+        run = _run(values, steps, columns)
+        if eligible_before is not None and not (
+            run.eligible_time is not None and run.eligible_time < eligible_before
+        ):
+            continue
         kept = jobs.get(run.job_id)
         if kept is None:
             jobs[run.job_id] = replace(run, earliest_submit=run.submit_time)
         elif kept.user != run.user:  # the runs of one job are one user's
-            raise ParseError("sacct", fields[_RAW_ID], "a job of two users (forged by a name?)")
+            raise ParseError("sacct", values[raw_id], "a job of two users (forged by a name?)")
         else:
             jobs[run.job_id] = _later(kept, run)
     return [jobs[job_id] for job_id in sorted(jobs)]
 
 
-def _step(fields: tuple[str, ...]) -> StepRecord:
-    value = dict(zip(HISTORY_FIELDS, fields, strict=True))
+def _step(fields: tuple[str, ...], columns: Sequence[str]) -> StepRecord:
+    value = dict(zip(columns, fields, strict=True))
     code, _, signal = value["ExitCode"].partition(":")
     return StepRecord(
         step_id=value["JobIDRaw"].partition(".")[2],
@@ -330,22 +400,24 @@ def _step(fields: tuple[str, ...]) -> StepRecord:
 
 def history_record(row: HistoryRow) -> HistoryRecord:
     """The job of a row, read in full, with its steps."""
-    value = dict(zip(HISTORY_FIELDS, row.fields, strict=True))
+    value = dict(zip(row.columns, row.fields, strict=True))
     job = job_record(value, cpus="AllocCPUS", time_limit="TimelimitRaw")
     return HistoryRecord(
         **{f: getattr(job, f) for f in AccountingRecord.__dataclass_fields__},
-        qos=text_or_none(value["QOS"]),
+        qos=text_or_none(value.get(QOS_FIELD, "")),
         elapsed_seconds=int_or_none(value["ElapsedRaw"]),
         cpu_seconds=parse_cpu_time(value["TotalCPU"]),
-        memory_bytes=_tres_memory(value["AllocTRES"]),
-        steps=tuple(_step(step) for step in row.steps),
+        memory_bytes=_memory(value),
+        steps=tuple(_step(step, row.columns) for step in row.steps),
     )
 
 
-def parse_history(text: str, boundary: str) -> list[HistoryRecord]:
-    """Every job in output made by `history_command` with this boundary, steps attached,
-    ordered by job id."""
-    return [history_record(row) for row in history_rows(text, boundary)]
+def parse_history(
+    text: str, boundary: str, fields: Sequence[str] = HISTORY_FIELDS
+) -> list[HistoryRecord]:
+    """Every job in output made by `history_command` with this boundary and field list, steps
+    attached, ordered by job id."""
+    return [history_record(row) for row in history_rows(text, boundary, fields)]
 
 
 def efficiency(job: HistoryRecord) -> Efficiency | None:

@@ -26,7 +26,7 @@ from resolvers.slurm.sacctmgr import parse_accounts, parse_associations, parse_q
 from resolvers.slurm.version import parse_version
 from resolvers.stats import gres_count
 from tests.support import oracle
-from tests.support.sacct import sacct_boundary
+from tests.support.sacct import sacct_boundary, sacct_format
 from transport.base import CommandResult, decode_output
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
@@ -62,6 +62,9 @@ class Case:
         """The boundary of sacct's delimiter in the captured argv (none in older captures)."""
         return sacct_boundary(json.loads(self.read("argv.json"))["argv"])
 
+    def sacct_format(self) -> tuple[str, ...]:
+        return sacct_format(json.loads(self.read("argv.json"))["argv"])
+
 
 def cases() -> list[Case]:
     found = []
@@ -84,10 +87,12 @@ def parser_for(case: Case) -> Callable[[str], Any]:
         return lambda text: [row.fields() for row in parse_squeue(text, boundary)]
     if command == "sacctmgr":  # one folder, three entities: the case names which
         return {"qos": parse_qos, "accounts": parse_accounts}.get(case.name, parse_associations)
-    if command in ("history", "sacct"):
-        sacct_parser = {"history": parse_history, "sacct": parse_sacct}[command]
+    if command == "history":
+        history_boundary, fields = case.sacct_boundary(), case.sacct_format()
+        return lambda text: parse_history(text, history_boundary, fields)
+    if command == "sacct":
         sacct_boundary = case.sacct_boundary()
-        return lambda text: sacct_parser(text, sacct_boundary)
+        return lambda text: parse_sacct(text, sacct_boundary)
     return {
         "sshare": parse_sshare,
         "job-details": parse_job_details,

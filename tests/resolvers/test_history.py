@@ -13,6 +13,7 @@ from graphql import FieldNode, FragmentDefinitionNode, OperationDefinitionNode, 
 from resolvers.history import HistoryFilterValues, window
 from resolvers.history_cursor import (
     SLACK,
+    HistoryCursor,
     decode_history_cursor,
     encode_history_cursor,
     pushed_start,
@@ -41,7 +42,7 @@ from resolvers.slurm.sacctmgr import (
     parse_qos,
     parse_sshare,
 )
-from tests.support.sacct import sacct_boundary
+from tests.support.sacct import sacct_boundary, sacct_format
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 VERSIONS = sorted(path.parent.name for path in GOLDEN.glob("*/history"))
@@ -55,7 +56,7 @@ def read(version: str, command: str, case: str) -> str:
 def history(version: str, case: str) -> list[HistoryRecord]:
     """A captured history case, parsed with the delimiter its command asked for."""
     argv = json.loads((GOLDEN / version / "history" / f"{case}.argv.json").read_text())["argv"]
-    return parse_history(read(version, "history", case), sacct_boundary(argv))
+    return parse_history(read(version, "history", case), sacct_boundary(argv), sacct_format(argv))
 
 
 # Rows these tests write themselves are delimited as a call's would be.
@@ -256,7 +257,7 @@ def test_a_listing_without_steps_asks_slurmdbd_for_none() -> None:
 def test_rows_split_cheaply_read_as_the_full_parse(version: str) -> None:
     """history_rows' id, user and times are the full records'; history_record reads the rest."""
     argv = json.loads((GOLDEN / version / "history" / "jobs.argv.json").read_text())["argv"]
-    rows = history_rows(read(version, "history", "jobs"), sacct_boundary(argv))
+    rows = history_rows(read(version, "history", "jobs"), sacct_boundary(argv), sacct_format(argv))
     records = history(version, "jobs")
     assert [(r.job_id, r.user, r.submit_time, r.end_time) for r in rows] == [
         (r.job_id, r.user, r.submit_time, r.end_time) for r in records
@@ -305,13 +306,17 @@ def test_a_requeued_job_reads_as_its_last_run_and_keeps_its_first_submit() -> No
 
 
 def test_history_cursors_carry_a_time_that_only_narrows() -> None:
-    """A history cursor names its job and the earliest Submit of its runs; a plain job cursor
-    still reads; anything else is BAD_USER_INPUT; the pushed --starttime is never earlier than
-    the filter's, whatever the cursor says."""
-    assert decode_history_cursor(encode_history_cursor(42, 1_796_000_000)) == (42, 1_796_000_000)
-    assert decode_history_cursor(encode_history_cursor(42, None)) == (42, None)
-    assert decode_history_cursor(encode_cursor(7)) == (7, None)
-    for forged in ("history:1:-5", "history:x:1", "history:1", "job:", "history:1:2:3"):
+    """A history cursor names its job, the earliest Submit of its runs and its page's stride; a
+    cursor issued before the stride, and a plain job cursor, still read; anything else is
+    BAD_USER_INPUT; the pushed --starttime is never earlier than the filter's, whatever the
+    cursor says."""
+    issued = encode_history_cursor(42, 1_796_000_000, 3)
+    assert decode_history_cursor(issued) == HistoryCursor(42, 1_796_000_000, 3)
+    older = base64.urlsafe_b64encode(b"history:42:1796000000").decode()
+    assert decode_history_cursor(older) == HistoryCursor(42, 1_796_000_000, None)
+    assert decode_history_cursor(encode_history_cursor(42, None)) == HistoryCursor(42)
+    assert decode_history_cursor(encode_cursor(7)) == HistoryCursor(7)
+    for forged in ("history:1:-5", "history:x:1", "history:1", "job:", "history:1:2:3:4"):
         with pytest.raises(BadUserInput):
             decode_history_cursor(base64.urlsafe_b64encode(forged.encode()).decode())
     assert pushed_start(1000, 0) == 1000

@@ -168,16 +168,20 @@ def sacct_says(
 
 
 async def test_history_steps_and_efficiency_match_sacct(everyone: App, finished: Finished) -> None:
-    """alice's finished jobs come back from ONE sacct, as sacct reports them: state, exit
-    code, steps with CPU time and MaxRSS, and seff's efficiency figures."""
+    """alice's finished jobs come back as sacct reports them: state, exit code, steps with CPU
+    time and MaxRSS, and seff's efficiency figures; from one sacct of the window's jobs alone
+    (--allocations) and one of the page's jobs with their steps (--jobs of their ids)."""
     everyone.transport.batches.clear()
     body = await everyone.query("alice", filter={"names": [finished.tag], "users": ["alice"]})
     jobs = {job["displayId"]: job for job in nodes(body)}
     assert set(jobs) == {finished.memory, finished.fails}
-    # One sacct for the page, in a round trip of its own.
-    assert [b for b in everyone.transport.batches if any(a[0] == "sacct" for a in b)] == [
-        [next(a for b in everyone.transport.batches for a in b if a[0] == "sacct")]
-    ]
+    # Two sacct for the page, each in a round trip of its own: the jobs, then their steps.
+    runs = [b for b in everyone.transport.batches if any(a[0] == "sacct" for a in b)]
+    assert [len(batch) for batch in runs] == [1, 1]
+    [window], [steps] = runs
+    assert "--allocations" in window and not any(a.startswith("--jobs=") for a in window)
+    ids = sorted(int(j) for j in (finished.memory, finished.fails))
+    assert "--allocations" not in steps and f"--jobs={ids[0]},{ids[1]}" in steps
     truth = sacct_says("alice", (finished.memory, finished.fails))
     for job_id, job in jobs.items():
         expected = truth[job_id]
@@ -553,3 +557,59 @@ async def test_a_forged_history_cursor_never_widens_the_window(own: App) -> None
     assert start >= "--starttime=" + datetime.fromtimestamp(before - 86_400 - 60, UTC).strftime(
         "%Y-%m-%dT%H:%M:%S"
     )
+
+
+PAGES = """query($filter: JobHistoryFilter, $after: String) { cluster {
+  jobHistory(filter: $filter, first: 3, after: $after) {
+    pageInfo { hasNextPage endCursor }
+    edges { node { jobId state steps { stepId } efficiency { elapsedSeconds } } } } } }"""
+
+
+async def test_pages_after_a_cursor_ask_sacct_for_the_next_ids_only(
+    everyone: App, unix_users: None
+) -> None:
+    """After a cursor, a page without totalCount runs ONE sacct, of the next job ids only
+    (--jobs, as many as the cursor's stride says), with their steps; only when those hold too
+    few jobs to fill the page and tell whether more follow (the last page) does it read the
+    window too. The jobs, their order and their steps are those of counted pages, which read
+    the whole window."""
+    tag = f"ids-{uuid.uuid4().hex[:8]}"
+    array = sbatch("-J", tag, "--array=1-10", "--wrap", "true", user="alice")
+    single = sbatch("-J", tag, "--wrap", "true", user="bob")
+    deadline = time.monotonic() + 120  # a loaded CI: slurmdbd hears of the ends late
+    while len(sacct_says("alice", (), names=(tag,))) != 10 or not sacct_says("bob", (single,)):
+        assert time.monotonic() < deadline, "slurmdbd did not record the jobs within 120 s"
+        await asyncio.sleep(0.5)
+    wait_for_state(f"{array}_10", "COMPLETED", timeout=60)
+
+    async def pages(query: str) -> list[list[dict[str, Any]]]:
+        found: list[list[dict[str, Any]]] = []
+        after = None
+        for _ in range(10):
+            everyone.transport.batches.clear()
+            response = await everyone.client.post(
+                "/graphql",
+                json={"query": query, "variables": {"filter": {"names": [tag]}, "after": after}},
+                headers={"Authorization": "Bearer carol-token"},
+            )
+            history = response.json()["data"]["cluster"]["jobHistory"]
+            runs = [a for b in everyone.transport.batches for a in b if a[0] == "sacct"]
+            found.append([{"sacct": runs}] + [e["node"] for e in history["edges"]])
+            after = history["pageInfo"]["endCursor"]
+            if not history["pageInfo"]["hasNextPage"]:
+                return found
+        raise AssertionError("more than 10 pages of 3 for 11 jobs")
+
+    pushed = await pages(PAGES)
+    counted = await pages(PAGES.replace("pageInfo", "totalCount pageInfo"))
+    assert [page[1:] for page in pushed] == [page[1:] for page in counted]
+    assert [len(page) - 1 for page in pushed] == [3, 3, 3, 2]
+    assert all(job["steps"] and job["efficiency"] for page in pushed for job in page[1:])
+    first, *middle, last = [page[0]["sacct"] for page in pushed]
+    assert len(first) == 2  # the window's jobs, then the page's steps
+    for runs in middle:  # one sacct of the next ids, with steps
+        [run] = runs
+        listed = next(a for a in run if a.startswith("--jobs="))
+        assert "--allocations" not in run and len(listed.split(",")) <= 1000
+    # The last page: the next ids hold too few jobs, so the window is read, then its steps.
+    assert len(last) == 3 and any(a.startswith("--jobs=") for a in last[0])

@@ -14,3 +14,10 @@ def sacct_boundary(argv: Sequence[str]) -> str:
     if not value.startswith(SEPARATOR):
         raise ValueError(f"not a delimiter of ours: {value!r}")
     return value[len(SEPARATOR) :]
+
+
+def sacct_format(argv: Sequence[str]) -> tuple[str, ...]:
+    """The columns a captured sacct was asked for (`--format=`), in order: a capture is parsed
+    with its own field list, so captures made before a column was added still read."""
+    [value] = [a.removeprefix("--format=") for a in argv if a.startswith("--format=")]
+    return tuple(value.split(","))
