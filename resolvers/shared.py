@@ -6,6 +6,8 @@ cluster slot, so the scripts below also run on a clustered cache):
     <namespace>:{<cluster>}:snapshot     the latest full snapshot (resolvers/shared_codec.py),
                                          expiring after the cache TTL
     <namespace>:{<cluster>}:lease        who is fetching one now: a random token, SET NX PX
+                                         the lease (about 1.25 poll intervals), renewed by its
+                                         holder while its fetch runs
     <namespace>:{<cluster>}:generation   bumped by every write, on any replica; made from Redis'
                                          clock when absent, so a Redis that restarted empty (or
                                          evicted it) starts a generation no replica has seen
@@ -13,8 +15,13 @@ cluster slot, so the scripts below also run on a clustered cache):
 No key holds anything a client wrote: cluster names come from the configuration, and the values
 are what this service fetched from Slurm. A replica that misses reads the snapshot; if there is
 none fresh enough, it takes the lease and fetches, or, when another replica holds it, waits for
-that replica's snapshot (at most LEASE_SECONDS) and fetches itself if none comes (the holder
-died). So concurrent misses across replicas cost the head node one round trip. A write bumps
+that replica's snapshot as long as the holder renews the lease (however slow its fetch), and
+takes the lease and fetches itself as soon as it lapses (the holder died). So concurrent misses
+across replicas cost the head node one round trip, and a holder killed mid-fetch delays the
+others by one short lease, not a fixed 5 s: the new poll leader's first poll (which goes
+through here) starts within the leader lease's own two intervals. A lease that is not one of
+ours (no expiry, longer than MAX_LEASE_SECONDS, or not a token) is deleted and logged, so a
+value planted in Redis cannot stall readers. A write bumps
 the generation and drops the snapshot; a replica compares the generation on each request and
 forgets what it cached before, so a write on one replica is read back on every other.
 
@@ -47,8 +54,20 @@ if TYPE_CHECKING:
 logger = logging.getLogger("slurm_graphql.shared")
 
 NAMESPACE = "slurm-graphql"
-# The most a fetch may hold the lease, and so the most a waiter waits for its holder.
-LEASE_SECONDS = 5.0
+# The fetch lease lasts LEASE_INTERVALS of the shorter of the poll interval and the TTL, as the
+# poll leader's (resolvers/shared_poll.py), never less than LEASE_FLOOR nor more than
+# MAX_LEASE_SECONDS; its holder renews it RENEWALS times a lease while the fetch runs, so only an
+# event loop stalled for 3/4 of a lease (~0.9 s at a 1 s interval) lets it lapse, and a holder
+# killed mid-fetch blocks the others at most one lease. A short fetch lease keeps failover within
+# two intervals: it lapses no later than the dead leader's own lease.
+LEASE_INTERVALS = 1.25
+LEASE_FLOOR = 0.5
+MAX_LEASE_SECONDS = 10.0
+RENEWALS = 4
+# The most a waiter waits for a holder that keeps renewing: longer than any transport's timeout
+# (ssm:// 60 s), so a live holder's slow fetch is always waited out, while a lease an intruder
+# keeps renewing in Redis cannot hold readers forever.
+MAX_WAIT_SECONDS = 120.0
 # How often a waiter looks whether the holder's snapshot has come.
 WAIT_STEP = 0.01
 # Once Redis failed, how often SharedState.watch tries it again (seconds).
@@ -61,7 +80,14 @@ if current ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
-# Drop the lease only if it is still ours (KEYS: lease).
+# Keep the lease while the fetch runs (KEYS: lease; ARGV: token, ms): 1 if it was still ours.
+# A lease that lapsed is not taken again: a renewal still on its way when the fetch is over
+# would then hold it, with no fetch behind it, for a whole lease.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+# Drop the lease only if it is still ours, or still the foreign value we saw (KEYS: lease).
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -190,10 +216,13 @@ class SharedState:
 class SharedSnapshots:
     """One cluster's full snapshots in Redis."""
 
-    def __init__(self, state: SharedState, cluster: str, ttl: float) -> None:
+    def __init__(
+        self, state: SharedState, cluster: str, ttl: float, interval: float | None = None
+    ) -> None:
         self.state = state
         self.cluster = cluster
         self.ttl = ttl
+        self.lease = fetch_lease(ttl, ttl if interval is None else interval)
         prefix = state.key_prefix(cluster)
         self.snapshot_key = f"{prefix}:snapshot"
         self.lease_key = f"{prefix}:lease"
@@ -202,6 +231,7 @@ class SharedSnapshots:
         # Counters for /metrics: snapshots another replica fetched, and fetches of our own.
         self.shared_hits = 0
         self.fetches = 0
+        self.leases_lost = 0  # fetches that outlived their lease (a stalled loop)
 
     async def generation(self) -> int | None:
         """The cluster's write generation; None when Redis is not answering."""
@@ -241,11 +271,11 @@ class SharedSnapshots:
         since this call began), and its age: another replica's, or one fetched here under the
         lease (with what the shared one held too, so that it serves every replica's queries)."""
         asked = self._clock()
-        deadline = asked + LEASE_SECONDS
+        give_up = asked + MAX_WAIT_SECONDS
         try:
             while True:
                 oldest = max(max_age, self._clock() - asked)
-                found, held, leased = await self._look(needs, generation, oldest)
+                found, _, leased = await self._look(needs, generation, oldest)
                 if found is not None:
                     self.shared_hits += 1
                     snapshot, taken = found
@@ -253,23 +283,12 @@ class SharedSnapshots:
                 if not leased:
                     token = secrets.token_hex(16)
                     if await self._take(token):
-                        try:
-                            # Look again under the lease: another replica's whole fetch, store
-                            # and release fit between the look above and the take (measured:
-                            # two squeues 5 ms apart, about one refresh in ten under load).
-                            found, held, _ = await self._look(needs, generation, oldest)
-                            if found is not None:
-                                self.shared_hits += 1
-                                snapshot, taken = found
-                            else:
-                                snapshot, taken = await self._fetch_and_store(
-                                    needs | held, generation, fetch_own
-                                )
-                        finally:
-                            await self._release(token)
+                        snapshot, taken = await self._under_lease(
+                            token, needs, generation, oldest, fetch_own
+                        )
                         return snapshot, self._clock() - taken
-                if self._clock() >= deadline:
-                    break  # the holder died or hangs: ask the head node ourselves
+                if self._clock() >= give_up:
+                    break  # renewed all this while, yet no snapshot: ask the head node ourselves
                 await asyncio.sleep(WAIT_STEP)
         except SharedUnavailable:
             pass
@@ -277,6 +296,48 @@ class SharedSnapshots:
         began = self._clock()
         snapshot = await fetch_own(needs)
         return snapshot, self._clock() - began
+
+    async def _under_lease(
+        self,
+        token: str,
+        needs: Need,
+        generation: int,
+        oldest: float,
+        fetch_own: Callable[[Need], Awaitable[Snapshot]],
+    ) -> tuple[Snapshot, float]:
+        """The snapshot found or fetched while holding the lease `token`, renewed meanwhile
+        and released after (also when the fetch fails or this task is cancelled)."""
+        renewing = asyncio.ensure_future(self._keep(token))
+        try:
+            # Look again under the lease: another replica's whole fetch, store and release fit
+            # between the look before and the take (measured: two squeues 5 ms apart, about
+            # one refresh in ten under load).
+            found, held, _ = await self._look(needs, generation, oldest)
+            if found is not None:
+                self.shared_hits += 1
+                return found
+            return await self._fetch_and_store(needs | held, generation, fetch_own)
+        finally:
+            # Not awaited: a cancellation of this task that came meanwhile must not be lost.
+            renewing.cancel()
+            await self._release(token)
+
+    async def _keep(self, token: str) -> None:
+        """Renew the lease RENEWALS times a lease until cancelled (the fetch is over), or until
+        it is no longer ours (it lapsed: this loop stalled for most of a lease)."""
+        client = self.state.client
+        ms = str(int(self.lease * 1000))
+        while True:
+            await asyncio.sleep(self.lease / RENEWALS)
+            try:
+                kept = await self.state.call(
+                    lambda: client.eval(_RENEW, 1, self.lease_key, token, ms)
+                )
+            except SharedUnavailable:
+                return  # waiters find Redis gone too, and fetch alone
+            if kept != 1:
+                self.leases_lost += 1
+                return
 
     async def peek(
         self, needs: Need, generation: int, max_age: float
@@ -304,10 +365,12 @@ class SharedSnapshots:
         async def probe() -> list[Any]:
             async with client.pipeline(transaction=False) as pipe:
                 pipe.pttl(self.snapshot_key)
-                pipe.exists(self.lease_key)
+                pipe.get(self.lease_key)
+                pipe.pttl(self.lease_key)
                 return list(await pipe.execute())
 
-        remaining_ms, leased = await self.state.call(probe)
+        remaining_ms, lease, lease_ms = await self.state.call(probe)
+        leased = lease is not None and await self._a_lease(lease, lease_ms)
         if not isinstance(remaining_ms, int) or remaining_ms <= 0:
             return None, Need.NOTHING, bool(leased)
         age = max(0.0, self.ttl - remaining_ms / 1000)
@@ -331,9 +394,27 @@ class SharedSnapshots:
             return None, snapshot.needs, bool(leased)
         return (snapshot, taken), snapshot.needs, bool(leased)
 
+    async def _a_lease(self, value: object, remaining_ms: object) -> bool:
+        """Whether `value` (held `remaining_ms` more) is a lease a replica took: a token that
+        expires within MAX_LEASE_SECONDS. Anything else (planted, or left by another program)
+        would hold every reader until it expired, or forever: it is deleted, if unchanged."""
+        if (
+            isinstance(value, bytes)
+            and _is_token(value)
+            and isinstance(remaining_ms, int)
+            and 0 < remaining_ms <= MAX_LEASE_SECONDS * 1000
+        ):
+            return True
+        if remaining_ms == -2 or not isinstance(value, bytes):  # gone since the GET
+            return False
+        self.state.refused(self.lease_key, CorruptSharedValue("not a fetch lease: deleted"))
+        client = self.state.client
+        await self.state.call(lambda: client.eval(_RELEASE, 1, self.lease_key, value))
+        return False
+
     async def _take(self, token: str) -> bool:
         client = self.state.client
-        px = int(LEASE_SECONDS * 1000)
+        px = int(self.lease * 1000)
         return bool(
             await self.state.call(lambda: client.set(self.lease_key, token, nx=True, px=px))
         )
@@ -371,3 +452,13 @@ class SharedSnapshots:
                     )
                 )
         return snapshot, started
+
+
+def fetch_lease(ttl: float, interval: float) -> float:
+    """How long a fetch lease lasts (seconds) for a cache `ttl` and a poll `interval`."""
+    return min(MAX_LEASE_SECONDS, max(LEASE_FLOOR, LEASE_INTERVALS * min(ttl, interval)))
+
+
+def _is_token(value: bytes) -> bool:
+    """What secrets.token_hex(16) makes: 32 lowercase hexadecimal digits."""
+    return len(value) == 32 and all(c in b"0123456789abcdef" for c in value)

@@ -635,7 +635,7 @@ def create_app(
                 sizes=sizes[name],
                 shared=None
                 if shared is None
-                else SharedSnapshots(shared, name, settings.cache_ttl),
+                else SharedSnapshots(shared, name, settings.cache_ttl, settings.poll_interval),
             )
         readiness.attach(watched)
         try:

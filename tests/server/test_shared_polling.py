@@ -9,7 +9,6 @@ import asyncio
 import dataclasses
 import json
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -20,11 +19,11 @@ from server.settings import Settings
 from server.tokens import parse_token_map
 from tests.conftest import TOKENS
 from tests.support.counting import CountingTransport
-from tests.support.live import StampingTransport
+from tests.support.live import SlowSqueue, StampingTransport
 from tests.support.redis_server import RedisServer
 from tests.support.scenario import Scenario
 from tests.support.ws import Connection, Subscription, serving
-from transport.base import Command, CommandResult
+from transport.base import Command
 from transport.local import LocalTransport
 
 pytestmark = pytest.mark.cluster
@@ -138,20 +137,6 @@ async def test_followers_hear_when_the_leader_cannot_poll(
     assert kinds[0]["kind"] == "SNAPSHOT"
     unavailable = next(k for k in kinds if k["kind"] == "UNAVAILABLE")
     assert unavailable["error"]["code"] == "SLURM_UNAVAILABLE", unavailable
-
-
-class SlowSqueue(StampingTransport):
-    """Every squeue answers `delay` seconds late, as on a loaded head node (the real squeue
-    runs, after the wait)."""
-
-    def __init__(self, delay: float) -> None:
-        super().__init__(LocalTransport())
-        self.delay = delay
-
-    async def run(self, commands: Sequence[Command]) -> list[CommandResult]:
-        if any(command.argv[0] == "squeue" for command in commands):
-            await asyncio.sleep(self.delay)
-        return await super().run(commands)
 
 
 async def test_a_poll_slower_than_the_lease_keeps_the_leader(

@@ -13,6 +13,7 @@ from resolvers.slurm.jobs import RECORD_SEPARATOR
 from tests.support.counting import CountingTransport
 from tests.support.scenario import job_state, sbatch
 from transport import Command, CommandResult, Transport
+from transport.local import LocalTransport
 
 POLLER_TASK = "poller:"
 # Below Slurm's MaxJobId (67043328) and far above any id the test cluster gives.
@@ -36,6 +37,20 @@ class StampingTransport(CountingTransport):
 
     def squeue_calls(self) -> int:
         return sum(1 for batch in self.batches for argv in batch if argv[0] == "squeue")
+
+
+class SlowSqueue(StampingTransport):
+    """Every squeue answers `delay` seconds late, as on a loaded head node (the real squeue
+    runs, after the wait)."""
+
+    def __init__(self, delay: float, inner: Transport | None = None) -> None:
+        super().__init__(inner if inner is not None else LocalTransport())
+        self.delay = delay
+
+    async def run(self, commands: Sequence[Command]) -> list[CommandResult]:
+        if any(command.argv[0] == "squeue" for command in commands):
+            await asyncio.sleep(self.delay)
+        return await super().run(commands)
 
 
 def _boundary(argv: Sequence[str]) -> str:

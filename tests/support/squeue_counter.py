@@ -20,9 +20,11 @@ class SqueueRun:
 
 class SqueueCounter:
     """A directory holding the wrapper and its log; `path_environ()` puts it first on PATH.
-    `command` names what it counts (squeue by default; sacct, say)."""
+    `command` names what it counts (squeue by default; sacct, say); `delay` seconds, when
+    given, each run sleeps after its line is noted (a slow head node: a fetch a test can catch
+    under way)."""
 
-    def __init__(self, command: str = "squeue") -> None:
+    def __init__(self, command: str = "squeue", delay: float = 0.0) -> None:
         real = shutil.which(command)
         if real is None:
             raise RuntimeError(f"{command} is missing")
@@ -37,7 +39,8 @@ class SqueueCounter:
         wrapper.write_text(
             "#!/bin/sh\n"
             f'printf "%s %s\\n" "$PPID" "$(date +%s.%N)" >> {shlex.quote(str(self.log))}\n'
-            f'exec {shlex.quote(real)} "$@"\n'
+            + (f"sleep {delay:.3f}\n" if delay > 0 else "")
+            + f'exec {shlex.quote(real)} "$@"\n'
         )
         wrapper.chmod(0o755)
 
