@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from resolvers.history import CLOCK_SLACK, EARLIEST
 from resolvers.scope import MAX_PUSHED_IDS, JobScope
-from resolvers.slurm.errors import SlurmError, SlurmErrorKind, check
+from resolvers.slurm.errors import CommandFailed, SlurmError, SlurmErrorKind, check
 from resolvers.slurm.history import HistoryQuery, HistoryRecord, history_command, parse_history
 from resolvers.slurm.jobs import new_boundary
 from transport.base import Command, CommandResult
@@ -64,8 +64,10 @@ class RecallLookup:
         """squeue's result, and the jobs accounting knows by this id (None: sacct did not run).
         No accounting (no slurmdbd) is the same as not knowing, and so is a requester the
         transport will not act as (below the UID floor): what they may not read as themselves
-        is a job they do not see, null as any other, never the whole cluster's failure. slurmdbd
-        down is an error."""
+        is a job they do not see, null as any other, never the whole cluster's failure. Nor is
+        slurmdbd down (or any other failure of sacct): the id reads as not asked (None), and
+        `Cluster.job` asks accounting again on its own, where the failure is that field's
+        typed error (SLURM_UNAVAILABLE) and the rest of the query still answers."""
         squeue, sacct = replace(result, otherwise=None), result.otherwise
         if sacct is None:
             return squeue, None
@@ -76,4 +78,6 @@ class RecallLookup:
         except SlurmError as exc:
             if exc.kind is SlurmErrorKind.ACCOUNTING_DISABLED:
                 return squeue, []
-            raise
+            return squeue, None
+        except CommandFailed:
+            return squeue, None

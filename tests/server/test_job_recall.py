@@ -7,11 +7,14 @@ and ssm://; a `sacct` first on the commands' PATH counts the sacct processes rea
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +25,7 @@ from resolvers.slurm.jobs import new_boundary
 from server.app import create_app
 from server.settings import Settings
 from tests.conftest import Aws
+from tests.support.app import cluster_job
 from tests.support.counting import CountingTransport
 from tests.support.live import PurgingTransport
 from tests.support.scenario import has_accounting, sbatch, slurm, wait_for_state
@@ -98,14 +102,7 @@ class App:
     sacct: SqueueCounter
 
     async def job(self, user: str, job_id: str) -> Any:
-        response = await self.client.post(
-            "/graphql",
-            json={"query": JOB, "variables": {"id": job_id}},
-            headers={"Authorization": f"Bearer {user}-token"},
-        )
-        body = response.json()
-        assert "errors" not in body, body
-        return body["data"]["cluster"]["job"]
+        return await cluster_job(self.client, JOB, user, job_id)
 
     def commands(self) -> list[Command]:
         return [command for batch in self.transport.sent for command in batch]
@@ -233,3 +230,63 @@ async def test_hostile_ids_are_refused_before_anything_runs(everyone: App, hosti
     body = response.json()
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
     assert everyone.transport.calls == 0
+
+
+def unreachable_slurmdbd(directory: Path) -> dict[str, str]:
+    """The environment of a sacct that reads this cluster's slurm.conf with the slurmdbd port
+    moved to one nobody listens on: the real sacct, meeting a slurmdbd that is down."""
+    with socket.socket() as probe:  # a free loopback port, closed again: connection refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    text = Path(os.environ["SLURM_CONF"]).read_text().splitlines()
+    body = [line for line in text if not line.startswith("AccountingStoragePort")]
+    conf = directory / "slurm.conf"
+    conf.write_text("\n".join([f"AccountingStoragePort={port}", *body]) + "\n")
+    conf.chmod(0o644)
+    directory.chmod(0o755)
+    return {"SLURM_CONF": str(conf)}
+
+
+async def test_slurmdbd_down_fails_the_job_field_only(jobs: Jobs) -> None:
+    """slurmdbd down while job(id) asks for a forgotten job: `job` is null with
+    SLURM_UNAVAILABLE on its own path, and the rest of the cluster (its name, version) still
+    answers; a live job is answered as ever."""
+    query = """query($id: String!) { cluster { name slurmVersion
+      job(id: $id) { displayId source } } }"""
+    with tempfile.TemporaryDirectory() as tmp:
+        down = unreachable_slurmdbd(Path(tmp))
+
+        def rewrite(command: Command) -> Command:
+            if command.argv[0] != "sacct" and command.otherwise is None:
+                return command
+            if command.otherwise is not None:
+                sacct = replace(command.otherwise, env={**command.otherwise.env, **down})
+                return replace(command, otherwise=sacct)
+            return replace(command, env={**command.env, **down})
+
+        purging = PurgingTransport(LocalTransport())
+        purging.purge(jobs.ended)
+        transport = CountingTransport(purging, rewrite=rewrite)
+        app = create_app(own_settings(job_visibility="all"), transports={"local": transport})
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://localhost"
+            ) as client,
+        ):
+            for job_id, answered in ((jobs.ended, False), (jobs.live, True)):
+                response = await client.post(
+                    "/graphql",
+                    json={"query": query, "variables": {"id": job_id}},
+                    headers={"Authorization": "Bearer alice-token"},
+                )
+                body = response.json()
+                cluster = body["data"]["cluster"]
+                assert cluster["name"] == "local" and cluster["slurmVersion"], body
+                if answered:
+                    assert "errors" not in body and cluster["job"]["source"] == "SLURMCTLD"
+                    continue
+                assert cluster["job"] is None
+                [error] = body["errors"]
+                assert error["path"] == ["cluster", "job"]
+                assert error["extensions"]["code"] == "SLURM_UNAVAILABLE"
