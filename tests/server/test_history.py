@@ -25,6 +25,7 @@ from resolvers.slurm.history import HistoryQuery, HistoryRecord, history_command
 from resolvers.slurm.jobs import new_boundary
 from server.app import create_app
 from server.settings import Settings
+from tests.support.app import cluster_job
 from tests.support.counting import CountingTransport
 from tests.support.live import PurgingTransport
 from tests.support.scenario import has_accounting, sbatch, slurm, wait_for_state
@@ -351,14 +352,7 @@ async def test_a_forgotten_job_is_answered_from_accounting(finished: Finished) -
 
 
 async def job_as(app: App, user: str, job_id: str) -> Any:
-    response = await app.client.post(
-        "/graphql",
-        json={"query": JOB, "variables": {"id": job_id}},
-        headers={"Authorization": f"Bearer {user}-token"},
-    )
-    body = response.json()
-    assert "errors" not in body, body
-    return body["data"]["cluster"]["job"]
+    return await cluster_job(app.client, JOB, user, job_id)
 
 
 STEP = """query($ids: [ID!]!) { nodes(ids: $ids) { id __typename

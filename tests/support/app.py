@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 
@@ -24,3 +25,16 @@ async def app_client(
         ) as client,
     ):
         yield client
+
+
+async def cluster_job(client: httpx.AsyncClient, query: str, user: str, job_id: str) -> Any:
+    """`query` (a `cluster { job(id: $id) {…} }` document) as `user`, whose bearer token the
+    tests' settings name `<user>-token`: the job it answers (None: null), with no error."""
+    response = await client.post(
+        "/graphql",
+        json={"query": query, "variables": {"id": job_id}},
+        headers={"Authorization": f"Bearer {user}-token"},
+    )
+    body = response.json()
+    assert "errors" not in body, body
+    return body["data"]["cluster"]["job"]
