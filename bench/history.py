@@ -10,12 +10,13 @@ start drops them; accounting keeps them) so that the figures are not those of a 
 holding 20,000 jobs. Then, through the app in process (HTTP over ASGI, LocalTransport, sacct run
 as the requester), median of --runs: the first page of 50 with each job's efficiency (which
 needs the step rows), the same page without steps or efficiency (sacct --allocations), a page
-deep in the listing (after the middle job; with totalCount, and without it, when the cursor
-narrows sacct's window: resolvers/history_cursor.py), the first page filtered by user, and by a
-1-hour window; for each, the time of its round trip to the head node (sacct alone) and the sacct
-processes it ran; and `sacct --json` over the same 24 hours and the same hour, run and decoded
-(what a client decoding Slurm's JSON pays). Targets (issue 14): a page of 50 <= 300 ms; one
-sacct per page; >= 5x less time than decoding sacct --json for the window.
+deep in the listing (after the middle job; with totalCount, which reads the whole window, and
+without it, when the page asks sacct for the next job ids only: resolvers/history.py), the first
+page filtered by user, and by a 1-hour window; for each, the time of its round trip to the head
+node (sacct alone) and the sacct processes it ran; the walk to the middle job, page by page,
+with the sacct processes each page ran; and `sacct --json` over the same 24 hours and the same
+hour, run and decoded (what a client decoding Slurm's JSON pays). Targets (issue 14): a page
+of 50 <= 300 ms; one sacct per page; >= 5x less time than decoding sacct --json for the window.
 
 Left out: network and TLS (ASGI in process), the SSM transport, a head node busy with anything
 but this cluster (the machine's load average is printed with the figures), and a database
@@ -136,17 +137,30 @@ async def measure(runs: int, hour: datetime) -> dict[str, Any]:
 
         _, _, first, _, _ = await page(LIGHT)
         total = first["totalCount"]
-        # The cursor of the middle job: walk pages of 50 to it once (not timed, no steps, pushed).
+        # The cursor of the middle job: walk pages of 50 to it once (no steps, no totalCount:
+        # after the first, each page asks sacct for its next ids), counting the sacct each
+        # page ran (2: the next ids held too few jobs, and the window was read too).
         after = None
+        walk_ms: list[float] = []
+        sacct_runs: dict[int, int] = {}
         for _ in range(total // 2 // 50):
-            _, _, walked, _, _ = await page(LIGHT.replace("totalCount", ""), after=after)
+            took, _, walked, sacct, _ = await page(LIGHT.replace("totalCount", ""), after=after)
             after = walked["pageInfo"]["endCursor"]
+            walk_ms.append(took * 1000)
+            sacct_runs[sacct] = sacct_runs.get(sacct, 0) + 1
+        figures["walk to the middle, pages of 50 without totalCount or steps"] = {
+            "pages": len(walk_ms),
+            "pages by sacct processes run": {str(k): v for k, v in sorted(sacct_runs.items())},
+            "median ms": round(statistics.median(walk_ms), 1),
+            "max ms": round(max(walk_ms), 1),
+        }
         cases: dict[str, tuple[str, dict[str, Any]]] = {
             "first page of 50, with efficiency": (PAGE, {}),
             "first page of 50, no steps or efficiency": (LIGHT, {}),
             "page deep in the listing": (PAGE, {"after": after}),
-            "page deep in the listing, no totalCount (cursor pushed)": (
-                UNCOUNTED,
+            "page deep in the listing, no totalCount (next ids)": (UNCOUNTED, {"after": after}),
+            "page deep in the listing, no totalCount, no steps or efficiency": (
+                LIGHT.replace("totalCount", ""),
                 {"after": after},
             ),
             "filtered by user (alice)": (PAGE, {"filter": {"users": ["alice"]}}),

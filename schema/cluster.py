@@ -117,9 +117,11 @@ class Cluster(Node):
         return [Qos.of(q) for q in found]
 
     @strawberry.field(
-        description="Finished jobs from accounting (slurmdbd), by one sacct run as the "
-        "requesting user with every filter pushed into it; ordered by job id. Default window: "
-        "the last 24 hours; at most SLURM_GRAPHQL_MAX_HISTORY_DAYS wide."
+        description="Finished jobs from accounting (slurmdbd), by sacct run as the requesting "
+        "user with every filter pushed into it; ordered by job id. Default window: the last 24 "
+        "hours; at most SLURM_GRAPHQL_MAX_HISTORY_DAYS wide. A page after a cursor that does "
+        "not select totalCount asks sacct for the next job ids only (fast); the first page, "
+        "and any page selecting totalCount, reads the whole window."
     )
     async def job_history(
         self,

@@ -140,6 +140,8 @@ class JobEfficiency:
         figure = self._figures.max_rss_bytes
         return None if figure is None else Long(figure)
 
-    @strawberry.field(description="maxRssBytes over the allocated memory, percent.")
+    @strawberry.field(
+        description="maxRssBytes over the memory the job requested (ReqMem, as seff), percent."
+    )
     def memory_efficiency_percent(self) -> float | None:
         return self._figures.memory_efficiency_percent

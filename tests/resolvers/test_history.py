@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -322,3 +323,34 @@ def test_history_cursors_carry_a_time_that_only_narrows() -> None:
     assert pushed_start(1000, 0) == 1000
     assert pushed_start(1000, None) == 1000
     assert pushed_start(1000, 5000) == 5000 - SLACK
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_page_of_next_ids_reads_as_the_window_does(version: str) -> None:
+    """A page after a cursor asks for the next ids without the QOS column (which costs sacct
+    slurmdbd's QOS list): the captured jobs read as with it, QOS unknown, each eligible; the
+    window's first call (job rows only) reads the same jobs, without steps."""
+    if not (GOLDEN / version / "history" / "next-ids.stdout").exists():
+        pytest.skip(f"{version}: captured before pages asked for the next ids")
+    full = {job.job_id: job for job in history(version, "jobs")}
+    listed = {job.job_id: job for job in history(version, "next-ids")}
+    assert set(full) <= set(listed)
+    for job_id, job in full.items():
+        assert listed[job_id] == replace(job, qos=None)
+    light = history(version, "jobs-without-steps")
+    assert [job.job_id for job in light] == sorted(full)
+    assert all(job.steps == () for job in light)
+    argv = json.loads((GOLDEN / version / "history" / "next-ids.argv.json").read_text())["argv"]
+    rows = history_rows(
+        read(version, "history", "next-ids"), sacct_boundary(argv), sacct_format(argv)
+    )
+    assert all(row.eligible_time for row in rows)
+    assert (
+        history_rows(
+            read(version, "history", "next-ids"),
+            sacct_boundary(argv),
+            sacct_format(argv),
+            eligible_before=min(row.eligible_time or 0 for row in rows),
+        )
+        == []
+    )
