@@ -170,21 +170,26 @@ def _stride(rows: Sequence[HistoryRow], last_seen: int | None) -> int:
 async def _rows(
     transport: Transport,
     user: str,
-    query: HistoryQuery,
+    queries: Sequence[HistoryQuery],
     *,
     steps: bool,
     qos: bool,
     eligible_before: int | None = None,
-) -> list[HistoryRow]:
-    """One sacct of `query` as `user`, split into rows. No slurmdbd: SlurmError
-    ACCOUNTING_DISABLED, which clients get as ACCOUNTING_UNAVAILABLE with Slurm's message;
-    slurmdbd down: CONTROLLER_UNREACHABLE (SLURM_UNAVAILABLE)."""
-    boundary = new_boundary()
-    built = history_command(query, boundary, steps=steps, qos=qos)
-    [result] = await transport.run([Command(built.argv, env=built.env, user=user)])
-    text = check(result).stdout
+) -> list[list[HistoryRow]]:
+    """One sacct per query as `user`, all in one round trip, each split into rows. No
+    slurmdbd: SlurmError ACCOUNTING_DISABLED, which clients get as ACCOUNTING_UNAVAILABLE with
+    Slurm's message; slurmdbd down: CONTROLLER_UNREACHABLE (SLURM_UNAVAILABLE)."""
+    boundaries = [new_boundary() for _ in queries]
+    built = [
+        history_command(query, boundary, steps=steps, qos=qos)
+        for query, boundary in zip(queries, boundaries, strict=True)
+    ]
+    results = await transport.run([Command(b.argv, env=b.env, user=user) for b in built])
     fields = history_fields(qos=qos)
-    return history_rows(text, boundary, fields, eligible_before=eligible_before)
+    return [
+        history_rows(check(result).stdout, boundary, fields, eligible_before=eligible_before)
+        for result, boundary in zip(results, boundaries, strict=True)
+    ]
 
 
 async def job_history(
@@ -232,7 +237,7 @@ async def job_history(
             seen = [row for row in rows if audience.sees(row.user) and _within(row, values)]
             if len(seen) > first:  # a full page and one more: the window holds no other
                 return _answer(seen[:first], True, False, len(seen), cursor.job_id)
-    rows = await _rows(transport, user, query, steps=False, qos=qos)
+    [rows] = await _rows(transport, user, [query], steps=False, qos=qos)
     seen = [row for row in rows if audience.sees(row.user) and _within(row, values)]
     page, has_next, has_previous = page_of(seen, first, last_seen)
     if steps and page:
@@ -278,14 +283,24 @@ async def _from_ids(
 
     So every job of the window with an id in `ids` is here, with the records the window shows;
     the caller knows nothing of the jobs past `ids`, which is why it needs one more job than
-    the page to answer from these alone."""
-    asked = replace(query, job_ids=(), id_list=tuple(ids))
+    the page to answer from these alone. More than MAX_IDS ids (a page of steps larger than
+    that) are asked in several sacct of MAX_IDS, run together in the one round trip."""
+    chunks = [tuple(ids[i : i + MAX_IDS]) for i in range(0, len(ids), MAX_IDS)]
     tested = query.states or query.job_ids  # no eligibility test in the window's own query
-    rows = await _rows(
-        transport, user, asked, steps=steps, qos=qos, eligible_before=None if tested else query.end
+    found = await _rows(
+        transport,
+        user,
+        [replace(query, job_ids=(), id_list=chunk) for chunk in chunks],
+        steps=steps,
+        qos=qos,
+        eligible_before=None if tested else query.end,
     )
-    wanted = set(ids)
-    return [row for row in rows if row.job_id in wanted]
+    # Each chunk's own ids only: an array's id in one chunk brings tasks of another's.
+    rows: list[HistoryRow] = []
+    for chunk, got in zip(chunks, found, strict=True):
+        own = set(chunk)
+        rows += (row for row in got if row.job_id in own)
+    return sorted(rows, key=_job_id)
 
 
 async def _with_steps(

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from graphql import FieldNode, FragmentDefinitionNode, OperationDefinitionNode, parse
 
-from resolvers.history import HistoryFilterValues, window
+from resolvers.history import HistoryFilterValues, _from_ids, window
 from resolvers.history_cursor import (
     SLACK,
     HistoryCursor,
@@ -25,6 +26,7 @@ from resolvers.plan import names_beneath
 from resolvers.slurm.errors import ParseError
 from resolvers.slurm.history import (
     HISTORY_FIELDS,
+    MAX_IDS,
     HistoryQuery,
     HistoryRecord,
     efficiency,
@@ -44,6 +46,7 @@ from resolvers.slurm.sacctmgr import (
     parse_sshare,
 )
 from tests.support.sacct import sacct_boundary, sacct_format
+from transport.base import Command, CommandResult
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 VERSIONS = sorted(path.parent.name for path in GOLDEN.glob("*/history"))
@@ -354,3 +357,32 @@ def test_a_page_of_next_ids_reads_as_the_window_does(version: str) -> None:
         )
         == []
     )
+
+
+class _Silent:
+    """A transport whose sacct finds nothing, recording its batches: the chunking below needs
+    more than MAX_IDS jobs on one page, which the test clusters do not hold."""
+
+    url = "silent://"
+
+    def __init__(self) -> None:
+        self.batches: list[list[Command]] = []
+
+    async def run(self, commands: Sequence[Command]) -> list[CommandResult]:
+        self.batches.append(list(commands))
+        return [CommandResult(c.argv, "", "", 0) for c in commands]
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_more_ids_than_one_sacct_takes_go_in_one_round_trip_of_several() -> None:
+    """A page's steps for more than MAX_IDS jobs: sacct of at most MAX_IDS ids each, all in
+    the one round trip, as the requester."""
+    transport = _Silent()
+    ids = list(range(1, 2 * MAX_IDS + 2))
+    assert await _from_ids(transport, "alice", WINDOW, ids, steps=True, qos=False) == []
+    [batch] = transport.batches
+    listed = [next(a for a in c.argv if a.startswith("--jobs=")) for c in batch]
+    assert [len(a.split(",")) for a in listed] == [MAX_IDS, MAX_IDS, 1]
+    assert all(c.user == "alice" for c in batch)
