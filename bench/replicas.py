@@ -3,6 +3,7 @@ WebSocket subscribers plus 4 query clients each, on a changing cluster, with Red
 
     python bench/replicas.py [--replicas 3] [--subscribers 300] [--clients 4] [--interval 1.0]
                              [--ttl 1.0] [--duration 30] [--job-seconds 3] [--wave 4]
+                             [--runs both|redis|local] [--kill-during-fetch]
 
 The cluster is the one `SLURM_CONF` names; without it, the repository's `.local-cluster`, which
 `scripts/local-cluster start` starts if needed (as root; `LOCAL_CLUSTER_*` choose another).
@@ -358,14 +359,16 @@ def print_run(name: str, args: argparse.Namespace, result: dict[str, Any]) -> No
 async def main_async(args: argparse.Namespace) -> None:
     raise_open_files_limit()
     conf = slurm_conf()
-    redis_server = RedisServer()
-    redis_server.start()
-    try:
-        args.redis_url = redis_server.url
-        print_run("with Redis", args, await one_run(args, conf, redis_server.url))
-    finally:
-        redis_server.close()
-    print_run("without Redis", args, await one_run(args, conf, ""))
+    if args.runs in ("both", "redis"):
+        redis_server = RedisServer()
+        redis_server.start()
+        try:
+            args.redis_url = redis_server.url
+            print_run("with Redis", args, await one_run(args, conf, redis_server.url))
+        finally:
+            redis_server.close()
+    if args.runs in ("both", "local"):
+        print_run("without Redis", args, await one_run(args, conf, ""))
 
 
 def main() -> int:
@@ -378,6 +381,12 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=30)
     parser.add_argument("--job-seconds", type=float, default=3.0, help="each job's sleep")
     parser.add_argument("--wave", type=int, default=4, help="held jobs released per interval")
+    parser.add_argument(
+        "--runs",
+        choices=("both", "redis", "local"),
+        default="both",
+        help="with Redis, without (each replica alone), or both (the default)",
+    )
     parser.add_argument(
         "--kill-during-fetch",
         action="store_true",
