@@ -4,7 +4,11 @@ Per cluster, three keys, all under the service's namespace and the cluster's has
 cluster slot, so the scripts below also run on a clustered cache):
 
     <namespace>:{<cluster>}:snapshot     the latest full snapshot (resolvers/shared_codec.py),
-                                         expiring after the cache TTL
+                                         expiring a cache TTL after its data was read (when
+                                         its fetch ended)
+    <namespace>:{<cluster>}:snapshot-took  how long that fetch took (ms), set with it: so each
+                                         replica knows when the fetch began, and refreshes one
+                                         TTL after that (resolvers/source.py), not earlier
     <namespace>:{<cluster>}:lease        who is fetching one now: a random token, SET NX PX
                                          the lease (about 1.25 poll intervals), renewed by its
                                          holder while its fetch runs
@@ -73,11 +77,13 @@ WAIT_STEP = 0.01
 # Once Redis failed, how often SharedState.watch tries it again (seconds).
 RETRY_AFTER = 1.0
 
-# Keep a snapshot only if no write came since its fetch started (KEYS: snapshot, generation).
+# Keep a snapshot only if no write came since its fetch started (KEYS: snapshot, generation,
+# snapshot-took; ARGV: generation, value, ms to keep, ms the fetch took).
 _STORE = """
 local current = redis.call('GET', KEYS[2]) or '0'
 if current ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[3])
 return 1
 """
 # Keep the lease while the fetch runs (KEYS: lease; ARGV: token, ms): 1 if it was still ours.
@@ -225,6 +231,7 @@ class SharedSnapshots:
         self.lease = fetch_lease(ttl, ttl if interval is None else interval)
         prefix = state.key_prefix(cluster)
         self.snapshot_key = f"{prefix}:snapshot"
+        self.took_key = f"{prefix}:snapshot-took"
         self.lease_key = f"{prefix}:lease"
         self.generation_key = f"{prefix}:generation"
         self._clock = time.monotonic
@@ -266,10 +273,11 @@ class SharedSnapshots:
         generation: int,
         max_age: float,
         fetch_own: Callable[[Need], Awaitable[Snapshot]],
-    ) -> tuple[Snapshot, float]:
+    ) -> tuple[Snapshot, float, float]:
         """A snapshot holding `needs` of `generation` at most `max_age` seconds old (or taken
-        since this call began), and its age: another replica's, or one fetched here under the
-        lease (with what the shared one held too, so that it serves every replica's queries)."""
+        since this call began), its age (since its fetch ended: when its data was read) and how
+        long its fetch took: another replica's, or one fetched here under the lease (with what
+        the shared one held too, so that it serves every replica's queries)."""
         asked = self._clock()
         give_up = asked + MAX_WAIT_SECONDS
         try:
@@ -278,15 +286,15 @@ class SharedSnapshots:
                 found, _, leased = await self._look(needs, generation, oldest)
                 if found is not None:
                     self.shared_hits += 1
-                    snapshot, taken = found
-                    return snapshot, self._clock() - taken
+                    snapshot, taken, took = found
+                    return snapshot, self._clock() - taken, took
                 if not leased:
                     token = secrets.token_hex(16)
                     if await self._take(token):
-                        snapshot, taken = await self._under_lease(
+                        snapshot, taken, took = await self._under_lease(
                             token, needs, generation, oldest, fetch_own
                         )
-                        return snapshot, self._clock() - taken
+                        return snapshot, self._clock() - taken, took
                 if self._clock() >= give_up:
                     break  # renewed all this while, yet no snapshot: ask the head node ourselves
                 await asyncio.sleep(WAIT_STEP)
@@ -295,7 +303,7 @@ class SharedSnapshots:
         self.fetches += 1
         began = self._clock()
         snapshot = await fetch_own(needs)
-        return snapshot, self._clock() - began
+        return snapshot, 0.0, self._clock() - began
 
     async def _under_lease(
         self,
@@ -304,9 +312,10 @@ class SharedSnapshots:
         generation: int,
         oldest: float,
         fetch_own: Callable[[Need], Awaitable[Snapshot]],
-    ) -> tuple[Snapshot, float]:
-        """The snapshot found or fetched while holding the lease `token`, renewed meanwhile
-        and released after (also when the fetch fails or this task is cancelled)."""
+    ) -> tuple[Snapshot, float, float]:
+        """The snapshot found or fetched while holding the lease `token` (when its data was
+        read, how long its fetch took), the lease renewed meanwhile and released after (also
+        when the fetch fails or this task is cancelled)."""
         renewing = asyncio.ensure_future(self._keep(token))
         try:
             # Look again under the lease: another replica's whole fetch, store and release fit
@@ -341,7 +350,7 @@ class SharedSnapshots:
 
     async def peek(
         self, needs: Need, generation: int, max_age: float
-    ) -> tuple[Snapshot, float] | None:
+    ) -> tuple[Snapshot, float, float] | None:
         """The shared snapshot and its age if it serves (never fetches, never waits): what a
         query for some jobs reads before asking the head node for them."""
         try:
@@ -351,15 +360,16 @@ class SharedSnapshots:
         if found is None:
             return None
         self.shared_hits += 1
-        snapshot, taken = found
-        return snapshot, self._clock() - taken
+        snapshot, taken, took = found
+        return snapshot, self._clock() - taken, took
 
     async def _look(
         self, needs: Need, generation: int, max_age: float
-    ) -> tuple[tuple[Snapshot, float] | None, Need, bool]:
-        """(the shared snapshot and when it was taken (this process's monotonic clock) if it
-        serves, what the shared one holds, whether the lease is held). Ages are turned into
-        times where they are read, so that the time spent reading and decoding is counted."""
+    ) -> tuple[tuple[Snapshot, float, float] | None, Need, bool]:
+        """(the shared snapshot, when its data was read (this process's monotonic clock) and
+        how long its fetch took, if it serves; what the shared one holds; whether the lease is
+        held). Ages are turned into times where they are read, so that the time spent reading
+        and decoding is counted."""
         client = self.state.client
 
         async def probe() -> list[Any]:
@@ -377,7 +387,7 @@ class SharedSnapshots:
         taken = self._clock() - age
         if age > max_age:
             return None, Need.NOTHING, bool(leased)
-        raw = await self.state.call(lambda: client.get(self.snapshot_key))
+        raw, raw_took = await self.state.call(lambda: client.mget(self.snapshot_key, self.took_key))
         if not isinstance(raw, bytes):
             return None, Need.NOTHING, bool(leased)
         try:
@@ -392,7 +402,18 @@ class SharedSnapshots:
             return None, Need.NOTHING, bool(leased)
         if needs not in snapshot.needs:
             return None, snapshot.needs, bool(leased)
-        return (snapshot, taken), snapshot.needs, bool(leased)
+        return (snapshot, taken, self._took(raw_took)), snapshot.needs, bool(leased)
+
+    def _took(self, raw: object) -> float:
+        """The stored fetch duration in seconds; 0 for a value that is not one (planted, or
+        lost): the replica then refreshes a TTL after the data was read, which never makes
+        more than one fetch per TTL, only a reader wait for the next one."""
+        if raw is None:
+            return 0.0
+        if isinstance(raw, bytes) and raw.isdigit() and len(raw) < 10:
+            return min(int(raw) / 1000, self.ttl)
+        self.state.refused(self.took_key, CorruptSharedValue("not a duration"))
+        return 0.0
 
     async def _a_lease(self, value: object, remaining_ms: object) -> bool:
         """Whether `value` (held `remaining_ms` more) is a lease a replica took: a token that
@@ -426,32 +447,35 @@ class SharedSnapshots:
 
     async def _fetch_and_store(
         self, needs: Need, generation: int, fetch_own: Callable[[Need], Awaitable[Snapshot]]
-    ) -> tuple[Snapshot, float]:
-        """The snapshot fetched here and when its fetch started (monotonic), stored in Redis
-        to expire when its TTL from that start runs out (measured after encoding it, which a
-        large queue makes take a while), so that other replicas read its true age."""
+    ) -> tuple[Snapshot, float, float]:
+        """The snapshot fetched here, when its fetch ended (monotonic: when its data was read)
+        and how long it took, stored in Redis to expire a TTL after that end (measured after
+        encoding it, which a large queue makes take a while), so that other replicas read its
+        true age, with its duration beside it."""
         started = self._clock()
         self.fetches += 1
         snapshot = await fetch_own(needs)
-        if self._clock() - started >= self.ttl:
-            return snapshot, started  # stale on arrival: not worth encoding
+        ended = self._clock()
         value = encode(snapshot, generation)
-        keep_ms = int((self.ttl - (self._clock() - started)) * 1000)
+        keep_ms = int((self.ttl - (self._clock() - ended)) * 1000)
         if keep_ms > 0:
             client = self.state.client
+            took_ms = str(int((ended - started) * 1000))
             with contextlib.suppress(SharedUnavailable):  # else served here all the same
                 await self.state.call(
                     lambda: client.eval(
                         _STORE,
-                        2,
+                        3,
                         self.snapshot_key,
                         self.generation_key,
+                        self.took_key,
                         str(generation),
                         value,
                         str(keep_ms),
+                        took_ms,
                     )
                 )
-        return snapshot, started
+        return snapshot, ended, ended - started
 
 
 def fetch_lease(ttl: float, interval: float) -> float:

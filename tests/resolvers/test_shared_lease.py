@@ -66,7 +66,7 @@ async def test_a_fetch_landing_between_look_and_take_is_used_not_repeated(
 
         # A proxy with Redis' whole interface (it forwards what it does not define).
         state_b.client = BeforeTake(state_b.client, a_fetches)  # type: ignore[assignment]
-        snapshot, age = await b.fetch(Need.JOBS, generation, 30.0, fetcher("b"))
+        snapshot, age, _ = await b.fetch(Need.JOBS, generation, 30.0, fetcher("b"))
     finally:
         await state_a.aclose()
         await state_b.aclose()
