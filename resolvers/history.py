@@ -23,6 +23,7 @@ from resolvers.history_cursor import decode_history_cursor, encode_history_curso
 from resolvers.ids import BadUserInput
 from resolvers.slurm.errors import SlurmError, SlurmErrorKind, check
 from resolvers.slurm.history import (
+    LISTING_FIELDS,
     MAX_IDS,
     HistoryQuery,
     HistoryRecord,
@@ -175,17 +176,18 @@ async def _rows(
     steps: bool,
     qos: bool,
     eligible_before: int | None = None,
+    listing: bool = False,
 ) -> list[list[HistoryRow]]:
     """One sacct per query as `user`, all in one round trip, each split into rows. No
     slurmdbd: SlurmError ACCOUNTING_DISABLED, which clients get as ACCOUNTING_UNAVAILABLE with
     Slurm's message; slurmdbd down: CONTROLLER_UNREACHABLE (SLURM_UNAVAILABLE)."""
     boundaries = [new_boundary() for _ in queries]
     built = [
-        history_command(query, boundary, steps=steps, qos=qos)
+        history_command(query, boundary, steps=steps, qos=qos, listing=listing)
         for query, boundary in zip(queries, boundaries, strict=True)
     ]
     results = await transport.run([Command(b.argv, env=b.env, user=user) for b in built])
-    fields = history_fields(qos=qos)
+    fields = LISTING_FIELDS if listing else history_fields(qos=qos)
     return [
         history_rows(check(result).stdout, boundary, fields, eligible_before=eligible_before)
         for result, boundary in zip(results, boundaries, strict=True)
@@ -214,9 +216,10 @@ async def job_history(
       only (`next_ids`; about 0.1 s), and if the jobs it finds are too few to fill the page and
       tell whether another follows, the window after all (`_from_ids` says why a full answer is
       the window's own);
-    - else the window, job rows only (`--allocations`), narrowed by the cursor when not
-      counting (resolvers/history_cursor.py); then, when the query selects steps or
-      efficiency, one `sacct --jobs` of the page's jobs for their steps.
+    - else a listing of the window (`--allocations`, five cheap columns: LISTING_FIELDS),
+      narrowed by the cursor when not counting (resolvers/history_cursor.py), to choose the
+      page; then one `sacct --jobs` of the page's jobs to read them in full (with their steps
+      when the query selects steps or efficiency): two sacct, two round trips.
     Without `qos` (the query does not select it) sacct prints no QOS name, which costs it a
     request for slurmdbd's whole QOS list."""
     cursor = None if after is None else decode_history_cursor(after)
@@ -237,12 +240,14 @@ async def job_history(
             seen = [row for row in rows if audience.sees(row.user) and _within(row, values)]
             if len(seen) > first:  # a full page and one more: the window holds no other
                 return _answer(seen[:first], True, False, len(seen), cursor.job_id)
-    [rows] = await _rows(transport, user, [query], steps=False, qos=qos)
-    seen = [row for row in rows if audience.sees(row.user) and _within(row, values)]
-    page, has_next, has_previous = page_of(seen, first, last_seen)
-    if steps and page:
-        page = await _with_steps(transport, user, query, page, qos=qos)
-    return _answer(page, has_next, has_previous, len(seen), last_seen)
+    # The window's listing: its rows carry UIDs, not names, so the audience is checked on the
+    # page's full rows below; sacct was asked for the audience's jobs alone (history_query).
+    [rows] = await _rows(transport, user, [query], steps=False, qos=qos, listing=True)
+    listed = [row for row in rows if _within(row, values)]
+    page, has_next, has_previous = page_of(listed, first, last_seen)
+    if page:
+        page = await _in_full(transport, user, audience, query, page, steps=steps, qos=qos)
+    return _answer(page, has_next, has_previous, len(listed), last_seen)
 
 
 def _answer(
@@ -303,18 +308,28 @@ async def _from_ids(
     return sorted(rows, key=_job_id)
 
 
-async def _with_steps(
-    transport: Transport, user: str, query: HistoryQuery, page: Sequence[HistoryRow], *, qos: bool
+async def _in_full(
+    transport: Transport,
+    user: str,
+    audience: Visibility,
+    query: HistoryQuery,
+    page: Sequence[HistoryRow],
+    *,
+    steps: bool,
+    qos: bool,
 ) -> list[HistoryRow]:
-    """The page's jobs again, with their steps, by one `sacct --jobs` of their ids (the same
-    records as the window's: `_from_ids`). A job the second call no longer finds (purged from
-    the database in between) keeps its row, without steps."""
+    """The page's jobs read in full (with their steps if `steps`) by one `sacct --jobs` of
+    their ids: the same records as the window's (`_from_ids`). Each is checked against the
+    audience again (sacct was asked for the audience's jobs alone: a job of another user here
+    is Slurm's error, and is left out); a job the second call no longer finds (purged from the
+    database in between) is left out too."""
     wanted = sorted({row.job_id for row in page})
     found = {
         row.job_id: row
-        for row in await _from_ids(transport, user, query, wanted, steps=True, qos=qos)
+        for row in await _from_ids(transport, user, query, wanted, steps=steps, qos=qos)
+        if audience.sees(row.user)
     }
-    return [found.get(row.job_id, row) for row in page]
+    return [found[row.job_id] for row in page if row.job_id in found]
 
 
 _SACCT_JOB_ID = re.compile(r"^\d{1,10}(?:_\d{1,10})?\Z", re.ASCII)

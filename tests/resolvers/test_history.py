@@ -26,6 +26,7 @@ from resolvers.plan import names_beneath
 from resolvers.slurm.errors import ParseError
 from resolvers.slurm.history import (
     HISTORY_FIELDS,
+    LISTING_FIELDS,
     MAX_IDS,
     HistoryQuery,
     HistoryRecord,
@@ -386,3 +387,26 @@ async def test_more_ids_than_one_sacct_takes_go_in_one_round_trip_of_several() -
     listed = [next(a for a in c.argv if a.startswith("--jobs=")) for c in batch]
     assert [len(a.split(",")) for a in listed] == [MAX_IDS, MAX_IDS, 1]
     assert all(c.user == "alice" for c in batch)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_window_listing_chooses_the_same_jobs(version: str) -> None:
+    """A window's listing (five cheap columns, UIDs for names) splits into the jobs, Submit,
+    End and earliest Submit the full rows have: a page is chosen from it as from them."""
+    if not (GOLDEN / version / "history" / "window-listing.stdout").exists():
+        pytest.skip(f"{version}: captured before windows were listed")
+    listing_argv = json.loads(
+        (GOLDEN / version / "history" / "window-listing.argv.json").read_text()
+    )["argv"]
+    assert sacct_format(listing_argv) == LISTING_FIELDS and "--allocations" in listing_argv
+    listed = history_rows(
+        read(version, "history", "window-listing"),
+        sacct_boundary(listing_argv),
+        LISTING_FIELDS,
+    )
+    argv = json.loads((GOLDEN / version / "history" / "jobs.argv.json").read_text())["argv"]
+    full = history_rows(read(version, "history", "jobs"), sacct_boundary(argv), sacct_format(argv))
+    assert [(r.job_id, r.submit_time, r.end_time, r.earliest_submit) for r in listed] == [
+        (r.job_id, r.submit_time, r.end_time, r.earliest_submit) for r in full
+    ]
+    assert all(row.user.isdigit() for row in listed)
