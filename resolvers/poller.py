@@ -222,9 +222,11 @@ class Poller:
                     needs |= fresh.needs
                 # A new snapshot, or one another replica fetched at most a quarter interval ago
                 # (a query's refresh just before the poll): one fetch an interval, not two.
+                await self.source.follow_writes()
                 given = await self.source.refresh(needs, max_age=self.interval / 4)
                 if publish is not None:
-                    await publish.publish(given)
+                    shared = self.source.shared
+                    await publish.publish(given, shared.encoded(given) if shared else None)
             update = await self._update(given)
         except (TransportError, SlurmError, CommandFailed, ParseError) as exc:
             # The cluster could not be polled: subscribers hear why (schema/errors.py codes it).

@@ -169,11 +169,12 @@ class SharedPolls:
             if kept != 1:
                 self.epoch = 0
 
-    async def publish(self, snapshot: Snapshot) -> None:
-        """Hand a poll's snapshot to the followers, if this replica still leads (fenced)."""
+    async def publish(self, snapshot: Snapshot, encoded: bytes | None = None) -> None:
+        """Hand a poll's snapshot to the followers, if this replica still leads (fenced);
+        `encoded`: its bytes, if the shared snapshots already encoded it."""
         if not self.epoch or not snapshot.scope.everything:
             return
-        value = encode(snapshot, self.epoch)
+        value = encoded if encoded is not None else encode(snapshot, self.epoch)
         client = self.state.client
         keep = str(max(60_000, int(self.interval * 10_000)))
         try:

@@ -311,6 +311,13 @@ class SnapshotSource:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
 
+    async def follow_writes(self) -> None:
+        """What a request does first (get), for callers of refresh: a poller's first poll on a
+        replica that has answered no query yet learns the shared generation, and so fetches
+        under the lease and stores its snapshot for every replica's queries."""
+        if self.shared is not None:
+            await self._follow_writes(self.shared)
+
     async def _follow_writes(self, shared: SharedSnapshots) -> None:
         """Forget what this source cached if a replica wrote since (one small read a request).
 

@@ -204,10 +204,6 @@ async def test_sigkill_of_the_leader_during_its_fetch_hands_polling_over_within_
         pids = {replica.pid for replica in replicas}
         async with AsyncExitStack() as stack:
             for replica in replicas:
-                # A read first: a replica learns the shared write generation from reads, and
-                # its polls go through the fetch lease once it knows it (as under any load).
-                async with httpx.AsyncClient(base_url=replica.url, timeout=60) as http:
-                    assert (await listing(http))["totalCount"] >= 1
                 connection = await stack.enter_async_context(
                     Connection.open(replica.url, payload=ALICE)
                 )

@@ -35,6 +35,8 @@ subscription ($id: String!) {
   jobStateChanged(id: $id) { kind job { state exitCode } }
 }"""
 SEQ_KEY = "slurm-graphql:{local}:poll-seq"
+POLL_KEY = "slurm-graphql:{local}:poll"
+SNAPSHOT_KEY = "slurm-graphql:{local}:snapshot"
 
 
 def settings(url: str) -> Settings:
@@ -169,3 +171,28 @@ async def test_a_poll_slower_than_the_lease_keeps_the_leader(
     assert following.squeue_calls() == polled, following.batches[-3:]
     assert slow.squeue_calls() - led >= 2
     assert published >= 2
+
+
+async def test_the_leader_publishes_the_bytes_it_stored_not_a_second_encoding(
+    redis_server: RedisServer, scenario: Scenario
+) -> None:
+    """A poll whose snapshot the leader fetched and stored for every replica's queries is
+    published as those same bytes (read together, in one transaction): the leader does not
+    encode the whole queue twice before followers hear of the poll."""
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushall()
+    async with (
+        serving(create_app(settings(redis_server.url), {"local": LocalTransport()})) as one,
+        Connection.open(one) as on_leader,
+    ):
+        await on_leader.subscribe(STATE_CHANGED, id=scenario.held)
+        await until_published(redis_server.url)
+        deadline = time.monotonic() + 30
+        with redis.Redis.from_url(redis_server.url) as client:
+            while True:
+                with client.pipeline(transaction=True) as pipe:
+                    published, stored = pipe.get(POLL_KEY).get(SNAPSHOT_KEY).execute()
+                if published is not None and published == stored:
+                    break
+                assert time.monotonic() < deadline, "never published the stored bytes"
+                await asyncio.sleep(INTERVAL / 3)
