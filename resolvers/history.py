@@ -144,6 +144,7 @@ def _job_id(row: HistoryRow) -> int:
     return row.job_id
 
 
+MAX_JOB_ID = (1 << 32) - 1  # a job id is a uint32 in Slurm: no id list reaches past it
 # Ids asked for beyond what the stride says a page needs: strides vary from page to page.
 ID_MARGIN = 2
 
@@ -152,10 +153,10 @@ def next_ids(last_seen: int, first: int, stride: int | None) -> range | None:
     """The job ids after `last_seen` a page of `first` asks sacct for, if the cursor's stride
     says how many should hold it (first + 1 jobs: one more tells whether a page follows)
     within MAX_IDS; None: read the window."""
-    if stride is None or first == 0:
+    if stride is None or stride < 1 or first == 0:  # a cursor is the client's to forge
         return None
     count = stride * (first + 1) * ID_MARGIN
-    if count > MAX_IDS:
+    if count > MAX_IDS or last_seen + count > MAX_JOB_ID:
         return None
     return range(last_seen + 1, last_seen + 1 + count)
 
@@ -290,6 +291,8 @@ async def _from_ids(
     the caller knows nothing of the jobs past `ids`, which is why it needs one more job than
     the page to answer from these alone. More than MAX_IDS ids (a page of steps larger than
     that) are asked in several sacct of MAX_IDS, run together in the one round trip."""
+    if not ids:
+        return []
     chunks = [tuple(ids[i : i + MAX_IDS]) for i in range(0, len(ids), MAX_IDS)]
     tested = query.states or query.job_ids  # no eligibility test in the window's own query
     found = await _rows(

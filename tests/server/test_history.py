@@ -519,7 +519,8 @@ async def test_a_pushed_cursor_loses_no_array_task_nor_requeued_jobs_neighbour(
 async def test_a_forged_history_cursor_never_widens_the_window(own: App) -> None:
     """A cursor is the client's to forge: garbage is BAD_USER_INPUT before sacct; a time far in
     the future answers an empty page without running sacct; a time of 0 leaves sacct's window
-    where the filter put it (a cursor only ever narrows it)."""
+    where the filter put it (a cursor only ever narrows it); a stride asks for at most 1,000
+    ids, none past Slurm's largest job id."""
     query = WALK.replace("first: 1", "first: 5")
 
     def cursor(text: str) -> str:
@@ -553,6 +554,22 @@ async def test_a_forged_history_cursor_never_widens_the_window(own: App) -> None
     assert start >= "--starttime=" + datetime.fromtimestamp(before - 86_400 - 60, UTC).strftime(
         "%Y-%m-%dT%H:%M:%S"
     )
+    # A forged stride only changes how many ids are asked for, within the cap, never past the
+    # largest job id; a stride of 0 or one too large for the cap reads the window.
+    now = int(time.time())
+    for forged in ("history:1:0:0", "history:1:0:999999", f"history:4294967290:{now - 60}:7"):
+        own.transport.batches.clear()
+        response = await own.client.post(
+            "/graphql",
+            json={"query": query, "variables": {"after": cursor(forged)}},
+            headers={"Authorization": "Bearer alice-token"},
+        )
+        assert all(job["jobId"] > int(forged.split(":")[1]) for job in nodes(response.json()))
+        for batch in own.transport.batches:
+            for argv in batch:
+                for listed in (a.removeprefix("--jobs=") for a in argv if a.startswith("--jobs=")):
+                    ids = [int(i) for i in listed.split(",")]
+                    assert len(ids) <= 1000 and max(ids) < 1 << 32, forged
 
 
 PAGES = """query($filter: JobHistoryFilter, $after: String) { cluster {
