@@ -268,6 +268,20 @@ async def test_bob_sees_none_of_alices_history_under_own(own: App, finished: Fin
             assert any(a == "--user=bob" for a in argv) or argv[0] != "sacct"
     mine = nodes(await own.query("bob", filter={"names": [finished.tag]}))
     assert [job["displayId"] for job in mine] == [finished.bob]
+    # A page after a cursor just before alice's jobs asks for their ids (--jobs), as bob only.
+    own.transport.batches.clear()
+    first_id = min(int(finished.memory), int(finished.fails))
+    text = f"history:{first_id - 1}:{int(time.time()) - 3600}:1"
+    after = base64.urlsafe_b64encode(text.encode()).decode()
+    response = await own.client.post(  # no totalCount: a page of the next ids
+        "/graphql",
+        json={"query": WALK.replace("state", "state user"), "variables": {"after": after}},
+        headers={"Authorization": "Bearer bob-token"},
+    )
+    assert all(job["user"] == "bob" for job in nodes(response.json()))
+    sacct = [argv for batch in own.transport.batches for argv in batch if argv[0] == "sacct"]
+    assert any(a.startswith(f"--jobs={first_id},") for a in sacct[0])
+    assert all("--user=bob" in argv for argv in sacct)
 
 
 HOSTILE_FILTERS: list[dict[str, Any]] = [
