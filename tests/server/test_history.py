@@ -603,11 +603,20 @@ async def test_pages_after_a_cursor_ask_sacct_for_the_next_ids_only(
     tag = f"ids-{uuid.uuid4().hex[:8]}"
     array = sbatch("-J", tag, "--array=1-10", "--wrap", "true", user="alice")
     single = sbatch("-J", tag, "--wrap", "true", user="bob")
-    deadline = time.monotonic() + 120  # a loaded CI: slurmdbd hears of the ends late
-    while len(sacct_says("alice", (), names=(tag,))) != 10 or not sacct_says("bob", (single,)):
+    wait_for_state(f"{array}_10", "COMPLETED", timeout=60)
+
+    def ended(records: dict[str, HistoryRecord]) -> bool:
+        """slurmdbd hears of a job's end and of its steps a moment after slurmctld; on a loaded
+        CI the job's row may be in while its batch step is not (a page would show no steps)."""
+        return all(r.end_time and r.steps for r in records.values())
+
+    deadline = time.monotonic() + 120
+    while True:
+        arrays, bobs = sacct_says("alice", (), names=(tag,)), sacct_says("bob", (single,))
+        if len(arrays) == 10 and len(bobs) == 1 and ended(arrays) and ended(bobs):
+            break
         assert time.monotonic() < deadline, "slurmdbd did not record the jobs within 120 s"
         await asyncio.sleep(0.5)
-    wait_for_state(f"{array}_10", "COMPLETED", timeout=60)
 
     async def pages(query: str) -> list[list[dict[str, Any]]]:
         found: list[list[dict[str, Any]]] = []
