@@ -3,7 +3,7 @@ WebSocket subscribers plus 4 query clients each, on a changing cluster, with Red
 
     python bench/replicas.py [--replicas 3] [--subscribers 300] [--clients 4] [--interval 1.0]
                              [--ttl 1.0] [--duration 30] [--job-seconds 3] [--wave 4]
-                             [--runs both|redis|local] [--kill-during-fetch]
+                             [--runs both|redis|local] [--kill-during-fetch] [--backlog 0]
 
 The cluster is the one `SLURM_CONF` names; without it, the repository's `.local-cluster`, which
 `scripts/local-cluster start` starts if needed (as root; `LOCAL_CLUSTER_*` choose another).
@@ -18,7 +18,10 @@ per slot; every poll interval `--wave` of them are released and one released job
 and each job that ended is replaced by a new held one, so states keep moving (PENDING ->
 RUNNING -> COMPLETED, CANCELLED). Every replica has `--subscribers` WebSockets, one per slot,
 each following its slot's job with `jobStateChanged` and moving on to the next job of the slot
-when one ends. `--clients` clients per replica loop a listing of 50 jobs. Printed, per run:
+when one ends. `--backlog` more held jobs nobody follows make the queue that long at least
+(finished jobs also stay in squeue for the cluster's MinJobAge, an hour on the local cluster, so
+the queue grows from run to run: it is printed). `--clients` clients per replica loop a listing
+of 50 jobs. Printed, per run:
   - queries alone (no subscriber): squeue runs per cache TTL, all replicas together (target
     with Redis: <= 1), and the gaps between consecutive squeues of all replicas;
   - subscribers + queries: squeue runs per poll interval, all replicas together (target with
@@ -359,6 +362,17 @@ def print_run(name: str, args: argparse.Namespace, result: dict[str, Any]) -> No
 async def main_async(args: argparse.Namespace) -> None:
     raise_open_files_limit()
     conf = slurm_conf()
+    backlog = Workload(0, {"SLURM_CONF": conf})
+    try:
+        if args.backlog:
+            await backlog.backlog(args.backlog)
+        await runs(args, conf)
+    finally:
+        if args.backlog:
+            await backlog.clear_backlog()
+
+
+async def runs(args: argparse.Namespace, conf: str) -> None:
     if args.runs in ("both", "redis"):
         redis_server = RedisServer()
         redis_server.start()
@@ -386,6 +400,9 @@ def main() -> int:
         choices=("both", "redis", "local"),
         default="both",
         help="with Redis, without (each replica alone), or both (the default)",
+    )
+    parser.add_argument(
+        "--backlog", type=int, default=0, help="held jobs nobody follows, for a longer queue"
     )
     parser.add_argument(
         "--kill-during-fetch",

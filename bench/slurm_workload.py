@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Mapping
 
 NAME = "replbench"
+BACKLOG_NAME = "replbench-backlog"
 SUBMITTERS = 4  # concurrent sbatch runs while filling: faster than one by one, gentle on 2 CPUs
 
 
@@ -125,6 +126,23 @@ class Workload:
             released=self.released,
             cancelled=self.cancelled,
         )
+
+    async def backlog(self, jobs: int) -> None:
+        """Submit `jobs` held jobs nobody follows nor releases (BACKLOG_NAME): a queue of a
+        chosen size, whose rows every poll reads, encodes and compares, unchanged."""
+        argv = ["sbatch", "--parsable", "--hold", "-J", BACKLOG_NAME, "-c", "1", "--mem=50"]
+        argv += ["--output=/dev/null", "--wrap", "true"]
+        left = [jobs]
+
+        async def submitter() -> None:
+            while left[0] > 0:
+                left[0] -= 1
+                await run(argv, self.environ)
+
+        await asyncio.gather(*(submitter() for _ in range(SUBMITTERS)))
+
+    async def clear_backlog(self) -> None:
+        await run(["scancel", "--name", BACKLOG_NAME, "--user", str(os.getuid())], self.environ)
 
     async def clear(self) -> None:
         """Cancel every job this workload submitted that may still be queued."""
