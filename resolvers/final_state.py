@@ -25,7 +25,11 @@ from transport.base import Command, CommandResult, Transport
 MAX_SCONTROL_PER_BATCH = 32
 
 T = TypeVar("T")
-_UNREACHABLE = (SlurmErrorKind.CONTROLLER_UNREACHABLE, SlurmErrorKind.AUTHENTICATION)
+_UNREACHABLE = (
+    SlurmErrorKind.CONTROLLER_UNREACHABLE,
+    SlurmErrorKind.ACCOUNTING_UNREACHABLE,
+    SlurmErrorKind.AUTHENTICATION,
+)
 
 
 def lookup_batch(job_ids: Sequence[str], boundary: str) -> list[Command]:

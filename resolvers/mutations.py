@@ -31,12 +31,14 @@ from resolvers.slurm.actions import (
     submit_command,
 )
 from resolvers.slurm.errors import (
+    UNAVAILABLE,
     CommandFailed,
     ParseError,
     SlurmError,
     SlurmErrorKind,
     check,
     slurm_message,
+    without_internals,
 )
 from resolvers.slurm.job_fields import Dependency, InvalidSubmission
 from resolvers.slurm.jobs import JobRow, new_boundary, parse_squeue
@@ -76,12 +78,6 @@ _REJECTIONS = {
     SlurmErrorKind.INVALID_JOB_ID: Rejection.JOB_NOT_FOUND,
     SlurmErrorKind.INVALID_STATE: Rejection.INVALID_STATE,
 }
-# Failures of the cluster, not of the request: reported as errors, not as rejections.
-_UNAVAILABLE = {
-    SlurmErrorKind.CONTROLLER_UNREACHABLE,
-    SlurmErrorKind.AUTHENTICATION,
-    SlurmErrorKind.NOT_INSTALLED,
-}
 
 
 def not_found(job_id: str) -> Rejected:
@@ -102,16 +98,17 @@ async def _dependency_rejected(
 def _rejection(result: CommandResult) -> Rejected | None:
     """None if `result` succeeded; the rejection if Slurm refused; raises if Slurm is down."""
     if result.refused:  # the transport would not act as this user (UID floor, unknown user)
-        return Rejected(Rejection.PERMISSION_DENIED, result.stderr.strip()[:500])
+        return Rejected(Rejection.PERMISSION_DENIED, without_internals(result.stderr.strip()[:500]))
     if result.exit_code == 66 and NOT_VISIBLE in result.stderr:
         return Rejected(Rejection.JOB_NOT_FOUND, NOT_VISIBLE)
     if result.exit_code == 65 and FETCH_FAILED in result.stderr:
-        message = result.stderr.split(FETCH_FAILED, 1)[1].strip()[:500]
+        # The head node's AWS CLI may name its role and instance (an AccessDenied's ARN).
+        message = without_internals(result.stderr.split(FETCH_FAILED, 1)[1].strip()[:500])
         return Rejected(Rejection.INVALID_INPUT, f"cannot fetch: {message}", "scriptS3Uri")
     try:
         check(result)
     except SlurmError as exc:
-        if exc.kind in _UNAVAILABLE:
+        if exc.kind in UNAVAILABLE:  # the cluster's failure, not the request's: an error
             raise
         code = _REJECTIONS.get(exc.kind, Rejection.SLURM_REJECTED)
         return Rejected(code, exc.message or exc.kind.value)

@@ -19,8 +19,15 @@ from graphql import GraphQLError
 from resolvers.context import ClusterNotFound
 from resolvers.identity import Unauthenticated
 from resolvers.ids import BadUserInput
+from resolvers.log_values import loggable
 from resolvers.output import OutputForbidden
-from resolvers.slurm.errors import CommandFailed, SlurmError, SlurmErrorKind, slurm_message
+from resolvers.slurm.errors import (
+    UNAVAILABLE,
+    CommandFailed,
+    SlurmError,
+    SlurmErrorKind,
+    slurm_message,
+)
 from transport.errors import (
     HeadNodeNotFound,
     OutputTooLarge,
@@ -60,14 +67,26 @@ UNSAFE_PARAMETER_MESSAGE = (
     "the request holds '{{', which AWS Systems Manager would resolve as a parameter reference; "
     "nothing was run"
 )
-_UNAVAILABLE = {
-    SlurmErrorKind.CONTROLLER_UNREACHABLE,
-    SlurmErrorKind.AUTHENTICATION,
-    SlurmErrorKind.NOT_INSTALLED,
+# The cluster's failures (SLURM_UNAVAILABLE) in fixed words: Slurm's own name the head node, its
+# ports and its files ("failed to open persistent connection to host:head:6819"). What a user can
+# act on stays: which daemon is away, to try again later. Slurm's words go to the server's log.
+_LOGGED = "(the server's log has Slurm's own words)"
+UNAVAILABLE_MESSAGES = {
+    SlurmErrorKind.CONTROLLER_UNREACHABLE: (
+        f"Slurm: the controller (slurmctld) is not answering; try again later {_LOGGED}"
+    ),
+    SlurmErrorKind.ACCOUNTING_UNREACHABLE: (
+        "Slurm: accounting (slurmdbd) is not answering, so job history, accounts and jobs "
+        f"Slurm no longer holds cannot be read; try again later {_LOGGED}"
+    ),
+    SlurmErrorKind.AUTHENTICATION: (
+        f"Slurm: the head node could not authenticate the request (munge) {_LOGGED}"
+    ),
+    SlurmErrorKind.NOT_INSTALLED: f"Slurm: its commands were not found on the head node {_LOGGED}",
 }
 # No slurmdbd configured (`sacct`: "accounting storage is disabled"): jobHistory cannot answer.
 _SLURM_CODES = {
-    **dict.fromkeys(_UNAVAILABLE, ErrorCode.SLURM_UNAVAILABLE),
+    **dict.fromkeys(UNAVAILABLE, ErrorCode.SLURM_UNAVAILABLE),
     SlurmErrorKind.ACCOUNTING_DISABLED: ErrorCode.ACCOUNTING_UNAVAILABLE,
 }
 
@@ -87,8 +106,7 @@ def to_graphql_error(exc: Exception) -> GraphQLError | None:
     if isinstance(exc, ClusterNotFound):
         return coded(ErrorCode.CLUSTER_NOT_FOUND, f"no cluster named {exc.args[0]!r}")
     if isinstance(exc, SlurmError):
-        code = _SLURM_CODES.get(exc.kind, ErrorCode.SLURM_ERROR)
-        return coded(code, f"Slurm: {exc.message or exc.kind.value}")
+        return _slurm_error(exc)
     if isinstance(exc, CommandFailed):
         return coded(ErrorCode.SLURM_ERROR, f"Slurm: {slurm_message(exc.stderr) or 'failed'}")
     if isinstance(exc, HeadNodeNotFound):
@@ -108,10 +126,20 @@ def to_graphql_error(exc: Exception) -> GraphQLError | None:
     return None
 
 
+def _slurm_error(exc: SlurmError) -> GraphQLError:
+    if exc.kind in UNAVAILABLE:
+        return coded(ErrorCode.SLURM_UNAVAILABLE, UNAVAILABLE_MESSAGES[exc.kind])
+    code = _SLURM_CODES.get(exc.kind, ErrorCode.SLURM_ERROR)
+    return coded(code, f"Slurm: {exc.message or exc.kind.value}")
+
+
 def _log_transport_detail(exc: Exception) -> None:
     """What the client's fixed message leaves out, for operators (pollers log their own)."""
     if isinstance(exc, TransportError):
         logger.warning("%s: %s", type(exc).__name__, exc)
+    elif isinstance(exc, SlurmError) and exc.kind in UNAVAILABLE:
+        # Slurm's words may quote what a user wrote (a job's name): one line, escaped.
+        logger.warning("%s: %s", exc.kind.value, loggable(exc.detail))
 
 
 T = TypeVar("T")

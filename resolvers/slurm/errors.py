@@ -2,6 +2,11 @@
 
 Slurm reports most failures as a line on stderr and a non-zero exit, but not all: some commands exit
 0 after printing an error. Every command result goes through `check` before its output is parsed.
+
+Slurm's words may name the cluster's internals: `sacct` with slurmdbd down says "failed to open
+persistent connection to host:head-node:6819", a config error names its file. `slurm_message`, the
+only text of Slurm's that reaches a client, hides host:port pairs, addresses and absolute paths;
+`SlurmError.detail` keeps Slurm's raw text for the server's log.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from transport.errors import SlurmGraphQLError
 
 class SlurmErrorKind(enum.Enum):
     CONTROLLER_UNREACHABLE = "controller unreachable"
+    ACCOUNTING_UNREACHABLE = "accounting (slurmdbd) unreachable"
     AUTHENTICATION = "authentication failed"
     NOT_INSTALLED = "Slurm commands not found"
     INVALID_JOB_ID = "invalid job id"
@@ -27,12 +33,15 @@ class SlurmErrorKind(enum.Enum):
 
 
 class SlurmError(SlurmGraphQLError):
-    """Slurm refused or failed; `message` is Slurm's own words, safe to show a user."""
+    """Slurm refused or failed; `message` is Slurm's own words with internals hidden (safe to
+    show a user); `detail`, also its str(), is Slurm's raw text, for the server's log only."""
 
-    def __init__(self, kind: SlurmErrorKind, message: str) -> None:
-        super().__init__(f"{kind.value}: {message}" if message else kind.value)
+    def __init__(self, kind: SlurmErrorKind, message: str, detail: str = "") -> None:
+        said = detail or message
+        super().__init__(f"{kind.value}: {said}" if said else kind.value)
         self.kind = kind
         self.message = message
+        self.detail = detail or message
 
 
 class CommandFailed(SlurmGraphQLError):
@@ -61,6 +70,13 @@ _RULES: tuple[tuple[re.Pattern[str], SlurmErrorKind], ...] = tuple(
         (r"unable to contact slurm controller", SlurmErrorKind.CONTROLLER_UNREACHABLE),
         (r"could not establish a configuration source", SlurmErrorKind.CONTROLLER_UNREACHABLE),
         (r"socket timed out|zero bytes were transmitted", SlurmErrorKind.CONTROLLER_UNREACHABLE),
+        # slurmdbd down, before "connection refused" (which its lines end with): sacct and
+        # sacctmgr say "failed to open persistent connection to host:...", "Sending PersistInit
+        # msg", "Problem talking to the database".
+        (
+            r"persistent connection|persistinit|problem talking to the database",
+            SlurmErrorKind.ACCOUNTING_UNREACHABLE,
+        ),
         # "reset by peer": a controller that goes away mid-request (24.11's squeue says it when
         # slurmctld stops during the call).
         (
@@ -100,8 +116,28 @@ def classify(stderr: str) -> SlurmErrorKind | None:
     return None
 
 
-def slurm_message(stderr: str) -> str:
-    """Slurm's own words, without the `squeue: error:` prefixes, for showing to a user."""
+# What names the cluster's insides in Slurm's words, and what stands for it in a client's message.
+# An AWS ARN (the head node's role, in the AWS CLI's refusals), a host:port pair (Slurm's
+# "host:NAME:PORT" too; the name starts with a letter so that times, "1:30:00", stay), an IPv4
+# address, an absolute path (not "N/A" or "Access/permission").
+_INTERNALS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\barn:aws[\w-]*:[^\s\"',;()]+"), "<arn>"),
+    (re.compile(r"\bhost:[^\s,;()]*[^\s,;():]"), "<host>"),
+    (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"), "<address>"),
+    (re.compile(r"\b[A-Za-z][\w.-]*:\d{1,5}\b"), "<host>"),
+    (re.compile(r"\[[0-9A-Fa-f:]+\](?::\d+)?"), "<address>"),
+    (re.compile(r"(?<![\w.~-])/[\w.@+~-]+(?:/[\w.@+~-]*)*"), "<path>"),
+)
+
+
+def without_internals(text: str) -> str:
+    """`text` with host names and ports, addresses and absolute paths replaced by placeholders."""
+    for pattern, placeholder in _INTERNALS:
+        text = pattern.sub(placeholder, text)
+    return text
+
+
+def _said(stderr: str) -> str:
     lines = []
     for raw in stderr.splitlines():
         line = re.sub(r"^\s*\S+: (?:error|fatal): ", "", raw.strip())
@@ -109,6 +145,12 @@ def slurm_message(stderr: str) -> str:
         if line:
             lines.append(line)
     return "; ".join(dict.fromkeys(lines))[:1000]
+
+
+def slurm_message(stderr: str) -> str:
+    """Slurm's own words, without the `squeue: error:` prefixes and without internals (hosts,
+    ports, paths), for showing to a user."""
+    return without_internals(_said(stderr))
 
 
 def check(result: CommandResult) -> CommandResult:
@@ -122,9 +164,22 @@ def check(result: CommandResult) -> CommandResult:
         kind = SlurmErrorKind.NOT_INSTALLED
     if result.exit_code == 0 and kind not in (
         SlurmErrorKind.CONTROLLER_UNREACHABLE,
+        SlurmErrorKind.ACCOUNTING_UNREACHABLE,
         SlurmErrorKind.AUTHENTICATION,
     ):
         return result
     if kind is None:
         raise CommandFailed(result.argv, result.exit_code, result.stderr)
-    raise SlurmError(kind, slurm_message(result.stderr) or slurm_message(result.stdout))
+    said = _said(result.stderr) or _said(result.stdout)
+    raise SlurmError(kind, without_internals(said), said)
+
+
+# Failures of the cluster, not of the request: the API's SLURM_UNAVAILABLE, which clients retry.
+UNAVAILABLE = frozenset(
+    {
+        SlurmErrorKind.CONTROLLER_UNREACHABLE,
+        SlurmErrorKind.ACCOUNTING_UNREACHABLE,
+        SlurmErrorKind.AUTHENTICATION,
+        SlurmErrorKind.NOT_INSTALLED,
+    }
+)

@@ -8,7 +8,14 @@ import pytest
 
 from resolvers.ids import BadUserInput, validate_job_id
 from resolvers.pagination import decode_cursor, encode_cursor
-from resolvers.slurm.errors import ParseError, SlurmErrorKind, classify
+from resolvers.slurm.errors import (
+    UNAVAILABLE,
+    ParseError,
+    SlurmErrorKind,
+    classify,
+    slurm_message,
+    without_internals,
+)
 from resolvers.slurm.hostlist import expand_hostlist
 from resolvers.slurm.jobs import FIELD_SEPARATOR, FREE_TEXT_FIELDS, STRUCTURED_FIELDS, parse_squeue
 from resolvers.slurm.keyvalue import parse_record
@@ -163,3 +170,48 @@ def test_a_controller_going_away_is_unreachable_not_an_error(stderr: str) -> Non
     """Every way squeue says the controller went away is CONTROLLER_UNREACHABLE (the API's
     SLURM_UNAVAILABLE, which clients retry), not a Slurm error."""
     assert classify(stderr + "\n") is SlurmErrorKind.CONTROLLER_UNREACHABLE
+
+
+@pytest.mark.parametrize(
+    "stderr",
+    [
+        "sacct: error: slurm_persist_conn_open_without_init: failed to open persistent connection"
+        " to host:localhost:7620: Connection refused",
+        "sacctmgr: error: Sending PersistInit msg: Connection refused",
+        "sacct: error: Problem talking to the database: Connection refused",
+    ],
+)
+def test_slurmdbd_going_away_is_accounting_unreachable(stderr: str) -> None:
+    """sacct and sacctmgr meeting a slurmdbd that is down: ACCOUNTING_UNREACHABLE (a
+    SLURM_UNAVAILABLE of its own, whose message says slurmdbd), not the controller's."""
+    assert classify(stderr + "\n") is SlurmErrorKind.ACCOUNTING_UNREACHABLE
+    assert SlurmErrorKind.ACCOUNTING_UNREACHABLE in UNAVAILABLE
+
+
+@pytest.mark.parametrize(
+    ("said", "shown"),
+    [
+        (
+            "failed to open persistent connection to host:head-1.internal:6819: Connection refused",
+            "failed to open persistent connection to <host>: Connection refused",
+        ),
+        ("connect to 10.0.3.7:6817 failed", "connect to <address> failed"),
+        ("connect to [fd00::7]:6817 failed", "connect to <address> failed"),
+        ("slurmdbd at ip-10-0-3-7.ec2.internal:6819 is down", "slurmdbd at <host> is down"),
+        ("unable to read /etc/slurm/slurm.conf", "unable to read <path>"),
+        ('"/opt/slurm/etc/slurmdbd.conf" missing', '"<path>" missing'),
+        (
+            "User: arn:aws:sts::123456789012:assumed-role/HeadNode/i-0abc is not authorized",
+            "User: <arn> is not authorized",
+        ),
+        # What is the user's own, or Slurm's vocabulary, stays.
+        ("Requested time limit 1:30:00 is invalid", "Requested time limit 1:30:00 is invalid"),
+        ("Access/permission denied", "Access/permission denied"),
+        ("MaxRSS N/A; job 42_[1-3]", "MaxRSS N/A; job 42_[1-3]"),
+        ("Invalid partition name specified", "Invalid partition name specified"),
+    ],
+)
+def test_slurm_words_lose_hosts_ports_and_paths(said: str, shown: str) -> None:
+    """The text of Slurm's that a client may read names no host, port, address, path or ARN."""
+    assert without_internals(said) == shown
+    assert slurm_message(f"sacct: error: {said}\n") == shown

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import subprocess
 import tempfile
@@ -21,14 +22,24 @@ import httpx
 import pytest
 
 from resolvers.global_ids import Kind, global_id
+from resolvers.slurm.errors import SlurmError, check
 from resolvers.slurm.history import HistoryQuery, HistoryRecord, history_command, parse_history
 from resolvers.slurm.jobs import new_boundary
+from schema.event import EventError
 from server.app import create_app
 from server.settings import Settings
 from tests.support.app import cluster_job
 from tests.support.counting import CountingTransport
 from tests.support.live import PurgingTransport
-from tests.support.scenario import has_accounting, sbatch, slurm, wait_for_state
+from tests.support.scenario import (
+    dead_port,
+    has_accounting,
+    internals_in,
+    sbatch,
+    slurm,
+    unreachable_slurmdbd,
+    wait_for_state,
+)
 from tests.support.visibility import own_settings
 from transport.base import Command
 from transport.local import LocalTransport
@@ -343,6 +354,59 @@ async def test_no_slurmdbd_is_accounting_unavailable(finished: Finished) -> None
             body = await app.query("alice")
             assert code(body) == "ACCOUNTING_UNAVAILABLE"
             assert "accounting storage is disabled" in body["errors"][0]["message"]
+
+
+# One query per field: each is non-null, so its failure nulls `data` (job(id), nullable, is
+# tests/server/test_job_recall.py's: there the rest of the query answers).
+DOWN = {
+    ("viewer", "associations"): "{ viewer { associations { account } } }",
+    ("cluster", "accounts"): "{ cluster { name accounts { name } } }",
+    ("cluster", "qos"): "{ cluster { name qos { name } } }",
+    ("cluster", "jobHistory"): "{ cluster { name jobHistory(first: 5) { totalCount } } }",
+}
+
+
+async def test_slurmdbd_down_names_no_host_port_or_path(
+    finished: Finished, caplog: pytest.LogCaptureFixture
+) -> None:
+    """slurmdbd down: jobHistory (sacct), accounts, qos and the viewer's associations (sacctmgr)
+    each fail with SLURM_UNAVAILABLE saying slurmdbd is not answering, naming no host, port or
+    path; a subscription's error event reads the same; the
+    server's log keeps what Slurm said, with the port it tried."""
+    caplog.set_level(logging.WARNING, logger="slurm_graphql")
+    with tempfile.TemporaryDirectory() as tmp:
+        down = unreachable_slurmdbd(Path(tmp))
+        port = dead_port(down)
+
+        def rewrite(command: Command) -> Command:
+            return replace(command, env={**command.env, **down})
+
+        transport = CountingTransport(LocalTransport(), rewrite=rewrite)
+        async for app in app_with(own_settings(), transport):
+            for path, query in DOWN.items():
+                response = await app.client.post(
+                    "/graphql",
+                    json={"query": query},
+                    headers={"Authorization": "Bearer alice-token"},
+                )
+                body = response.json()
+                [error] = body["errors"]
+                assert tuple(error["path"]) == path, body
+                assert error["extensions"]["code"] == "SLURM_UNAVAILABLE", error
+                assert "slurmdbd" in error["message"], error
+                assert internals_in(error["message"]) == [], error
+        # What a subscription's UNAVAILABLE event carries for the same failure of the real sacct.
+        [result] = await LocalTransport().run(
+            [rewrite(Command(("sacct", "-X", "-n", "--jobs", finished.bob)))]
+        )
+        with pytest.raises(SlurmError) as raised:
+            check(result)
+        event = EventError.from_exception(raised.value)
+        assert event is not None and event.code == "SLURM_UNAVAILABLE"
+        assert "slurmdbd" in event.message and internals_in(event.message) == [], event
+        assert internals_in(raised.value.message) == [], raised.value.message
+    said = [r.getMessage() for r in caplog.records if "persistent connection" in r.getMessage()]
+    assert len(said) >= 4 and all(f":{port}" in line for line in said), said
 
 
 JOB = """query($id: String!) { cluster { job(id: $id) {

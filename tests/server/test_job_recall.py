@@ -6,8 +6,8 @@ and ssm://; a `sacct` first on the commands' PATH counts the sacct processes rea
 
 from __future__ import annotations
 
+import logging
 import os
-import socket
 import subprocess
 import tempfile
 import time
@@ -28,7 +28,15 @@ from tests.conftest import Aws
 from tests.support.app import cluster_job
 from tests.support.counting import CountingTransport
 from tests.support.live import PurgingTransport
-from tests.support.scenario import has_accounting, sbatch, slurm, wait_for_state
+from tests.support.scenario import (
+    dead_port,
+    has_accounting,
+    internals_in,
+    sbatch,
+    slurm,
+    unreachable_slurmdbd,
+    wait_for_state,
+)
 from tests.support.squeue_counter import SqueueCounter
 from tests.support.visibility import own_settings
 from transport import Command, Transport, open_transport
@@ -232,25 +240,14 @@ async def test_hostile_ids_are_refused_before_anything_runs(everyone: App, hosti
     assert everyone.transport.calls == 0
 
 
-def unreachable_slurmdbd(directory: Path) -> dict[str, str]:
-    """The environment of a sacct that reads this cluster's slurm.conf with the slurmdbd port
-    moved to one nobody listens on: the real sacct, meeting a slurmdbd that is down."""
-    with socket.socket() as probe:  # a free loopback port, closed again: connection refused
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    text = Path(os.environ["SLURM_CONF"]).read_text().splitlines()
-    body = [line for line in text if not line.startswith("AccountingStoragePort")]
-    conf = directory / "slurm.conf"
-    conf.write_text("\n".join([f"AccountingStoragePort={port}", *body]) + "\n")
-    conf.chmod(0o644)
-    directory.chmod(0o755)
-    return {"SLURM_CONF": str(conf)}
-
-
-async def test_slurmdbd_down_fails_the_job_field_only(jobs: Jobs) -> None:
+async def test_slurmdbd_down_fails_the_job_field_only(
+    jobs: Jobs, caplog: pytest.LogCaptureFixture
+) -> None:
     """slurmdbd down while job(id) asks for a forgotten job: `job` is null with
     SLURM_UNAVAILABLE on its own path, and the rest of the cluster (its name, version) still
-    answers; a live job is answered as ever."""
+    answers; a live job is answered as ever. The error says slurmdbd is not answering and names
+    no host, port or path (sacct's own words, "host:localhost:<port>", go to the server's log)."""
+    caplog.set_level(logging.WARNING, logger="slurm_graphql")
     query = """query($id: String!) { cluster { name slurmVersion
       job(id: $id) { displayId source } } }"""
     with tempfile.TemporaryDirectory() as tmp:
@@ -290,3 +287,9 @@ async def test_slurmdbd_down_fails_the_job_field_only(jobs: Jobs) -> None:
                 [error] = body["errors"]
                 assert error["path"] == ["cluster", "job"]
                 assert error["extensions"]["code"] == "SLURM_UNAVAILABLE"
+                assert "slurmdbd" in error["message"]
+                assert internals_in(error["message"]) == [], error
+        # The server's log has what sacct said, with the port it tried.
+        port = dead_port(down)
+        said = [r.getMessage() for r in caplog.records if "persistent connection" in r.getMessage()]
+        assert said and all(f":{port}" in line for line in said), said

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -148,3 +150,39 @@ def has_accounting() -> bool:
     default) rather than only in the completion log (LOCAL_CLUSTER_ACCOUNTING=0)."""
     text = Path(slurm_conf()).read_text()
     return "\nAccountingStorageType=accounting_storage/slurmdbd" in text
+
+
+def unreachable_slurmdbd(directory: Path) -> dict[str, str]:
+    """The environment of a command that reads this cluster's slurm.conf with the slurmdbd port
+    moved to one nobody listens on: the real sacct and sacctmgr, meeting a slurmdbd that is down
+    (slurmctld still answers)."""
+    with socket.socket() as probe:  # a free loopback port, closed again: connection refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    text = Path(os.environ["SLURM_CONF"]).read_text().splitlines()
+    body = [line for line in text if not line.startswith("AccountingStoragePort")]
+    conf = directory / "slurm.conf"
+    conf.write_text("\n".join([f"AccountingStoragePort={port}", *body]) + "\n")
+    conf.chmod(0o644)
+    directory.chmod(0o755)
+    return {"SLURM_CONF": str(conf)}
+
+
+def dead_port(environ: dict[str, str]) -> str:
+    """The slurmdbd port of `unreachable_slurmdbd`'s slurm.conf."""
+    first = Path(environ["SLURM_CONF"]).read_text().split("\n", 1)[0]
+    return first.removeprefix("AccountingStoragePort=")
+
+
+def internals_in(message: str) -> list[str]:
+    """What of the cluster's insides a client-visible `message` names: this host's name,
+    loopback names and addresses, Slurm's "host:" form, a port (a number of 4-5 digits, as
+    slurmctld's, slurmdbd's and MariaDB's are here) or an absolute path."""
+    found = [
+        name
+        for name in (socket.gethostname(), "localhost", "127.0.0.1", "host:", "::1")
+        if name and name in message
+    ]
+    found += re.findall(r"(?<!\d)\d{4,5}(?!\d)", message)
+    found += re.findall(r"(?<![\w.])/[\w.-]+", message)
+    return found
