@@ -23,7 +23,6 @@ from resolvers.history_cursor import decode_history_cursor, encode_history_curso
 from resolvers.ids import BadUserInput
 from resolvers.slurm.errors import SlurmError, SlurmErrorKind, check
 from resolvers.slurm.history import (
-    LISTING_FIELDS,
     MAX_IDS,
     HistoryQuery,
     HistoryRecord,
@@ -35,6 +34,7 @@ from resolvers.slurm.history import (
     parse_history,
     validate_query,
 )
+from resolvers.slurm.history_listing import Listed, parse_listing
 from resolvers.slurm.jobs import new_boundary
 from resolvers.visibility import Visibility
 from transport.base import Command, Transport
@@ -121,7 +121,7 @@ def history_query(
     return replace(asked, users=(audience.owner,))
 
 
-def _within(row: HistoryRow, values: HistoryFilterValues) -> bool:
+def _within(row: HistoryRow | Listed, values: HistoryFilterValues) -> bool:
     """The exact time bounds: sacct's window selects jobs active in it, a superset."""
     submit, end = row.submit_time, row.end_time
     lower = ((values.submitted_after, submit), (values.ended_after, end))
@@ -132,15 +132,15 @@ def _within(row: HistoryRow, values: HistoryFilterValues) -> bool:
 
 
 def page_of(
-    rows: Sequence[HistoryRow], first: int, last_seen: int | None
-) -> tuple[Sequence[HistoryRow], bool, bool]:
+    rows: Sequence[Listed], first: int, last_seen: int | None
+) -> tuple[Sequence[Listed], bool, bool]:
     """The `first` rows after job `last_seen` (rows ordered by job id), whether more follow,
     and whether any came before."""
     start = 0 if last_seen is None else bisect_right(rows, last_seen, key=_job_id)
     return rows[start : start + first], start + first < len(rows), start > 0
 
 
-def _job_id(row: HistoryRow) -> int:
+def _job_id(row: HistoryRow | Listed) -> int:
     return row.job_id
 
 
@@ -177,18 +177,17 @@ async def _rows(
     steps: bool,
     qos: bool,
     eligible_before: int | None = None,
-    listing: bool = False,
 ) -> list[list[HistoryRow]]:
     """One sacct per query as `user`, all in one round trip, each split into rows. No
     slurmdbd: SlurmError ACCOUNTING_DISABLED, which clients get as ACCOUNTING_UNAVAILABLE with
-    Slurm's message; slurmdbd down: CONTROLLER_UNREACHABLE (SLURM_UNAVAILABLE)."""
+    Slurm's message; slurmdbd down: ACCOUNTING_UNREACHABLE (SLURM_UNAVAILABLE)."""
     boundaries = [new_boundary() for _ in queries]
     built = [
-        history_command(query, boundary, steps=steps, qos=qos, listing=listing)
+        history_command(query, boundary, steps=steps, qos=qos)
         for query, boundary in zip(queries, boundaries, strict=True)
     ]
     results = await transport.run([Command(b.argv, env=b.env, user=user) for b in built])
-    fields = LISTING_FIELDS if listing else history_fields(qos=qos)
+    fields = history_fields(qos=qos)
     return [
         history_rows(check(result).stdout, boundary, fields, eligible_before=eligible_before)
         for result, boundary in zip(results, boundaries, strict=True)
@@ -217,7 +216,7 @@ async def job_history(
       only (`next_ids`; about 0.1 s), and if the jobs it finds are too few to fill the page and
       tell whether another follows, the window after all (`_from_ids` says why a full answer is
       the window's own);
-    - else a listing of the window (`--allocations`, five cheap columns: LISTING_FIELDS),
+    - else a listing of the window (`--allocations`, ids and times alone: LISTING_FIELDS),
       narrowed by the cursor when not counting (resolvers/history_cursor.py), to choose the
       page; then one `sacct --jobs` of the page's jobs to read them in full (with their steps
       when the query selects steps or efficiency): two sacct, two round trips.
@@ -241,14 +240,19 @@ async def job_history(
             seen = [row for row in rows if audience.sees(row.user) and _within(row, values)]
             if len(seen) > first:  # a full page and one more: the window holds no other
                 return _answer(seen[:first], True, False, len(seen), cursor.job_id)
-    # The window's listing: its rows carry UIDs, not names, so the audience is checked on the
-    # page's full rows below; sacct was asked for the audience's jobs alone (history_query).
-    [rows] = await _rows(transport, user, [query], steps=False, qos=qos, listing=True)
-    listed = [row for row in rows if _within(row, values)]
-    page, has_next, has_previous = page_of(listed, first, last_seen)
-    if page:
-        page = await _in_full(transport, user, audience, query, page, steps=steps, qos=qos)
+    # The window's listing: no user column, so the audience is checked on the page's full rows
+    # below; sacct was asked for the audience's jobs alone (history_query).
+    listed = [row for row in await _listing(transport, user, query) if _within(row, values)]
+    chosen, has_next, has_previous = page_of(listed, first, last_seen)
+    page = await _in_full(transport, user, audience, query, chosen, steps=steps, qos=qos)
     return _answer(page, has_next, has_previous, len(listed), last_seen)
+
+
+async def _listing(transport: Transport, user: str, query: HistoryQuery) -> list[Listed]:
+    """The window's jobs, ids and times alone (resolvers/slurm/history_listing.py), as `user`."""
+    built = history_command(query, "", steps=False, listing=True)
+    [result] = await transport.run([Command(built.argv, env=built.env, user=user)])
+    return parse_listing(check(result).stdout)
 
 
 def _answer(
@@ -316,7 +320,7 @@ async def _in_full(
     user: str,
     audience: Visibility,
     query: HistoryQuery,
-    page: Sequence[HistoryRow],
+    page: Sequence[Listed],
     *,
     steps: bool,
     qos: bool,

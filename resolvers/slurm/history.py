@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 from resolvers.ids import BadUserInput
 from resolvers.slurm.errors import ParseError
+from resolvers.slurm.history_listing import LISTING_FIELDS
 from resolvers.slurm.sacct import AccountingRecord, delimiter, job_record, rows
 from resolvers.slurm.values import epoch_or_none, int_or_none, text_or_none
 from transport.base import Command
@@ -57,11 +58,6 @@ HISTORY_FIELDS = (
 # name, and for its TRES list to print AllocTRES or ReqTRES: a page that does not show the QOS
 # leaves the column out (`qos=False`), and memory is read from ReqMem, which needs no list.
 QOS_FIELD = "QOS"
-# What a window's listing needs to choose a page (ids in order, times for the exact bounds and
-# the cursor): the page's jobs are then read in full by id. sacct prints these five columns for
-# 21,000 jobs in ~280 ms, against ~470 ms for HISTORY_FIELDS (a User name is a passwd lookup
-# per row: ~130 ms of it; UID is not).
-LISTING_FIELDS = ("JobIDRaw", "UID", "Submit", "Eligible", "End")
 MAX_IDS = 1000  # in id_list: an argv of about 11 KB
 MAX_VALUES = 100  # per filter list: more is not a query a person types
 # Slurm names (users, accounts, partitions, QOS): no option dash first, no comma, no space.
@@ -202,7 +198,8 @@ def history_command(
     Without `steps`, `--allocations`: slurmdbd then reads and sends no step at all, which is
     most of the cost of a long listing (a job row and a batch step row per job at least).
     Without `qos`, no QOS column (history_fields): parse the output with the same flag. A
-    `listing` asks for LISTING_FIELDS of the jobs alone."""
+    `listing` asks for LISTING_FIELDS of the jobs alone (parse_listing; its boundary may be "":
+    resolvers/slurm/history_listing.py says why)."""
     validate_query(query)
     argv = ["sacct", "--parsable2", "--noheader", "--noconvert", "--duplicates"]
     if listing or not steps:
@@ -286,7 +283,7 @@ class HistoryRow:
     page's jobs only."""
 
     job_id: int
-    user: str  # in a listing (LISTING_FIELDS), the UID: rows to choose a page, not to show
+    user: str  # in a five-column listing capture (JobIDRaw,UID,…), the UID
     submit_time: int | None
     end_time: int | None
     fields: tuple[str, ...]  # the job row, in `columns` order
@@ -324,7 +321,7 @@ class Columns:
 
     names: tuple[str, ...]
     raw_id: int
-    user: int  # User; in a listing (LISTING_FIELDS), UID
+    user: int  # User; in a five-column listing capture, UID
     submit: int
     end: int
     eligible: int | None  # captures made before Eligible was asked for have none

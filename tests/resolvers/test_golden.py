@@ -16,7 +16,8 @@ import pytest
 
 from resolvers.output import output_file
 from resolvers.slurm.errors import SlurmError, SlurmErrorKind, check
-from resolvers.slurm.history import LISTING_FIELDS, history_rows, parse_history
+from resolvers.slurm.history import parse_history
+from resolvers.slurm.history_listing import parse_listing
 from resolvers.slurm.job_details import parse_job_details
 from resolvers.slurm.jobs import parse_squeue
 from resolvers.slurm.nodes import parse_nodes, split_gres
@@ -89,8 +90,8 @@ def parser_for(case: Case) -> Callable[[str], Any]:
         return {"qos": parse_qos, "accounts": parse_accounts}.get(case.name, parse_associations)
     if command == "history":
         history_boundary, fields = case.sacct_boundary(), case.sacct_format()
-        if fields == LISTING_FIELDS:  # a window's listing: rows to choose a page, not records
-            return lambda text: history_rows(text, history_boundary, fields)
+        if "JobName" not in fields:  # a window's listing: rows to choose a page, not records
+            return lambda text: parse_listing(text, history_boundary, fields)
         return lambda text: parse_history(text, history_boundary, fields)
     if command == "sacct":
         sacct_boundary = case.sacct_boundary()

@@ -26,7 +26,6 @@ from resolvers.plan import names_beneath
 from resolvers.slurm.errors import ParseError
 from resolvers.slurm.history import (
     HISTORY_FIELDS,
-    LISTING_FIELDS,
     MAX_IDS,
     HistoryQuery,
     HistoryRecord,
@@ -38,6 +37,7 @@ from resolvers.slurm.history import (
     parse_history,
     parse_size,
 )
+from resolvers.slurm.history_listing import LISTING_FIELDS, Listed, parse_listing
 from resolvers.slurm.jobs import new_boundary
 from resolvers.slurm.sacct import delimiter
 from resolvers.slurm.sacctmgr import (
@@ -389,20 +389,53 @@ async def test_more_ids_than_one_sacct_takes_go_in_one_round_trip_of_several() -
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_a_window_listing_chooses_the_same_jobs(version: str) -> None:
-    """A window's listing (five cheap columns, UIDs for names) splits into the jobs, Submit,
-    End and earliest Submit the full rows have: a page is chosen from it as from them."""
+    """A window's listing (ids and times alone; the captures have UID and Eligible too, which
+    the listing no longer asks for) reads the jobs, Submit and End the full rows have: a page is
+    chosen from it as from them."""
     listing_argv = json.loads(
         (GOLDEN / version / "history" / "window-listing.argv.json").read_text()
     )["argv"]
-    assert sacct_format(listing_argv) == LISTING_FIELDS and "--allocations" in listing_argv
-    listed = history_rows(
-        read(version, "history", "window-listing"),
-        sacct_boundary(listing_argv),
-        LISTING_FIELDS,
+    fields = sacct_format(listing_argv)
+    assert set(LISTING_FIELDS) <= set(fields) and "--allocations" in listing_argv
+    listed = parse_listing(
+        read(version, "history", "window-listing"), sacct_boundary(listing_argv), fields
     )
     argv = json.loads((GOLDEN / version / "history" / "jobs.argv.json").read_text())["argv"]
     full = history_rows(read(version, "history", "jobs"), sacct_boundary(argv), sacct_format(argv))
-    assert [(r.job_id, r.submit_time, r.end_time, r.earliest_submit) for r in listed] == [
-        (r.job_id, r.submit_time, r.end_time, r.earliest_submit) for r in full
+    assert listed == [Listed(r.job_id, r.submit_time, r.end_time) for r in full]
+
+
+def test_a_listing_asks_for_ids_and_times_alone() -> None:
+    """The window's listing: job rows only (--allocations), JobIDRaw, Submit and End, and
+    \\x1f alone between them (numbers only: no text a user chose, so no boundary)."""
+    argv = history_command(WINDOW, "", listing=True).argv
+    assert "--allocations" in argv and sacct_format(argv) == LISTING_FIELDS
+    assert f"--delimiter={delimiter('')}" in argv and delimiter("") == "\x1f"
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        "42\x1f1000\x1f1001\x1fextra\n",  # a column more than asked
+        "42\x1f1000\n",  # one fewer
+        "42.batch\x1f1000\x1f1001\n",  # a step row (--allocations prints none)
+        "x42\x1f1000\x1f1001\n",  # not an id
+        "\u0664\u0662\x1f1000\x1f1001\n",  # digits, but not ASCII ones
+        "-1\x1f1000\x1f1001\n",
+    ],
+)
+def test_a_listing_row_that_is_not_ids_and_times_is_refused(forged: str) -> None:
+    """Anything in a listing but an ASCII job id and two times is a ParseError, never a job."""
+    with pytest.raises(ParseError):
+        parse_listing("7\x1f900\x1f950\n" + forged)
+
+
+def test_a_listing_shows_a_requeued_jobs_last_run() -> None:
+    """--duplicates lists each run of a requeued job: the listing keeps the last submitted
+    (what sacct without -D shows), and unset times (0, Unknown: still running) read as None."""
+    text = "5\x1f100\x1f150\n5\x1f160\x1fUnknown\n6\x1f0\x1f0\r\n4\x1f90\x1f95"
+    assert parse_listing(text) == [
+        Listed(4, 90, 95),
+        Listed(5, 160, None),
+        Listed(6, None, None),
     ]
-    assert all(row.user.isdigit() for row in listed)
