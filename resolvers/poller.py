@@ -22,20 +22,25 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 
-from resolvers.events import (
-    TERMINAL_STATES,
-    JobEventData,
-    NodeEventData,
-    diff_jobs,
-    diff_nodes,
-    jobs_by_id,
-)
+from resolvers.events import TERMINAL_STATES, JobEventData, NodeEventData, jobs_by_id
 from resolvers.final_state import look_up
 from resolvers.log_values import loggable
 from resolvers.mailbox import Finished, Overflowed
+from resolvers.poll_delta import Applied, Touched, apply_delta, make_delta, touched
+from resolvers.poll_delta import job_changes as diff_only_jobs
+from resolvers.poll_delta import node_changes as diff_only_nodes
 from resolvers.shared import SharedUnavailable
-from resolvers.shared_poll import CLAIMS_PER_INTERVAL, WATCH_STEP, PollFailed, SharedPolls
+from resolvers.shared_poll import (
+    CLAIMS_PER_INTERVAL,
+    WATCH_STEP,
+    Changed,
+    PollFailed,
+    SharedPolls,
+    Whole,
+)
 from resolvers.slurm.errors import CommandFailed, ParseError, SlurmError
+from resolvers.slurm.jobs import JobRow
+from resolvers.slurm.nodes import NodeRecord
 from resolvers.snapshot import Need, Snapshot
 from resolvers.source import SnapshotSource
 from resolvers.watches import PollUpdate, Watch
@@ -185,18 +190,41 @@ class Poller:
         try:
             await polls.say_needs(self._needs)
             while not self._closed and loop.time() < until:
-                snapshot = await polls.latest()
-                if isinstance(snapshot, PollFailed):
+                publication = await polls.latest()
+                if isinstance(publication, PollFailed):
                     self._failed(TransportUnavailable(LEADER_FAILED))
                     return
                 # A publication without what this replica's watches need waits for the next
                 # one, which the leader makes with them (say_needs).
-                if snapshot is not None and self._needs in snapshot.needs:
-                    await self._poll(given=snapshot)
+                if publication is not None and self._needs in _needs_of(publication):
+                    await self._take(polls, publication)
                     return
                 await self._sleep(WATCH_STEP)
         except SharedUnavailable:
             return  # the next lead() finds Redis gone: this replica then polls alone
+
+    async def _take(self, polls: SharedPolls, publication: Whole | Changed) -> None:
+        """Hand the leader's publication on: applied to the rows of the one it was made against
+        (in time proportional to the change), else diffed whole."""
+        self.polls += 1
+        if isinstance(publication, Whole):
+            update = self._diff(publication.snapshot)[0]
+        else:
+            latest = self.latest
+            applied = None
+            if latest is not None:
+                applied = apply_delta(self.cluster, latest.jobs, latest.nodes, publication.delta)
+            if applied is None:  # not the publication it was made against after all
+                polls.held = 0  # so the next one is read whole
+                return
+            update = self._applied(applied)
+        try:
+            await self._hand_on(update, publication.seq)
+        except (TransportError, SlurmError, CommandFailed, ParseError) as exc:
+            self._failed(exc)  # looking up how jobs ended failed
+        except Exception:
+            logger.exception("update of %s failed", self.cluster)
+            self._failed(InternalPollError("internal error while polling"))
 
     async def _sleep(self, seconds: float) -> None:
         self._sleeping = True
@@ -205,29 +233,29 @@ class Poller:
         finally:
             self._sleeping = False
 
-    async def _poll(
-        self,
-        given: Snapshot | None = None,
-        extra: Need = Need.NOTHING,
-        publish: SharedPolls | None = None,
-    ) -> None:
+    async def _poll(self, extra: Need = Need.NOTHING, publish: SharedPolls | None = None) -> None:
         self.polls += 1
         try:
-            if given is None:
-                # Also fetch what queries asked for lately (the cached snapshot's datasets), so
-                # the poll's snapshot serves them too; this fades once they stop, with the TTL.
-                fresh = self.source.fresh()
-                needs = self._needs | extra
-                if fresh is not None:
-                    needs |= fresh.needs
-                # A new snapshot, or one another replica fetched at most a quarter interval ago
-                # (a query's refresh just before the poll): one fetch an interval, not two.
-                await self.source.follow_writes()
-                given = await self.source.refresh(needs, max_age=self.interval / 4)
-                if publish is not None:
-                    shared = self.source.shared
-                    await publish.publish(given, shared.encoded(given) if shared else None)
-            update = await self._update(given)
+            # Also fetch what queries asked for lately (the cached snapshot's datasets), so
+            # the poll's snapshot serves them too; this fades once they stop, with the TTL.
+            fresh = self.source.fresh()
+            needs = self._needs | extra
+            if fresh is not None:
+                needs |= fresh.needs
+            # A new snapshot, or one another replica fetched at most a quarter interval ago
+            # (a query's refresh just before the poll): one fetch an interval, not two.
+            await self.source.follow_writes()
+            given = await self.source.refresh(needs, max_age=self.interval / 4)
+            update, differ = self._diff(given)
+            seq = 0  # not published: polled alone
+            if publish is not None:
+                # The followers hear of the poll before this replica looks up how jobs ended
+                # (a round trip) and hands it to its own subscribers: each replica looks up
+                # the jobs its own subscribers miss.
+                delta = make_delta(publish.held, given, update.jobs, update.nodes, differ)
+                shared = self.source.shared
+                seq = await publish.publish(given, delta, shared.encoded(given) if shared else None)
+            await self._hand_on(update, seq)
         except (TransportError, SlurmError, CommandFailed, ParseError) as exc:
             # The cluster could not be polled: subscribers hear why (schema/errors.py codes it).
             # Anything else is a fault of ours, logged and reported without its details.
@@ -241,11 +269,20 @@ class Poller:
             if publish is not None:
                 await publish.publish_failure()
             return
+
+    async def _hand_on(self, update: PollUpdate, seq: int) -> None:
+        """Look up how jobs that left squeue ended, then hand `update` (publication `seq`, 0 if
+        it is not one) to every watch."""
+        await self._look_up_finals(update)
         if self.failure is not None:
             self.failure = None
             for watch in list(self._watches):
                 watch.on_recovered(update.snapshot.taken_at)
         self.latest = update
+        if self.shared_polls is not None:
+            # What a delta must be made against to be applied here, and what this replica's
+            # own deltas are made against when it leads.
+            self.shared_polls.held = seq
         for watch in list(self._watches):
             watch.on_poll(update)
         # A watch that finished, or whose consumer fell too far behind, takes no more events;
@@ -263,19 +300,44 @@ class Poller:
         for watch in list(self._watches):
             watch.on_error(error, at)
 
-    async def _update(self, snapshot: Snapshot) -> PollUpdate:
+    def _diff(self, snapshot: Snapshot) -> tuple[PollUpdate, Touched]:
+        """`snapshot` against the latest poll: the update every watch sees, and what differs."""
         jobs = jobs_by_id(snapshot.jobs) if Need.JOBS in snapshot.needs else None
         nodes = {n.name: n for n in snapshot.nodes or ()} if Need.NODES in snapshot.needs else None
+        latest = self.latest
+        differ = touched(
+            latest.jobs if latest is not None else None,
+            jobs,
+            latest.nodes if latest is not None else None,
+            nodes,
+        )
+        return self._changes(snapshot, jobs, nodes, differ), differ
+
+    def _applied(self, applied: Applied) -> PollUpdate:
+        return self._changes(applied.snapshot, applied.jobs, applied.nodes, applied.differ)
+
+    def _changes(
+        self,
+        snapshot: Snapshot,
+        jobs: Mapping[int, JobRow] | None,
+        nodes: Mapping[str, NodeRecord] | None,
+        differ: Touched,
+    ) -> PollUpdate:
+        """The update of a poll whose rows differ from the latest's only where `differ` says."""
+        latest = self.latest
         job_changes = node_changes = None
-        if self.latest is not None and self.latest.jobs is not None and jobs is not None:
-            job_changes = diff_jobs(self.latest.jobs, jobs)
-        if self.latest is not None and self.latest.nodes is not None and nodes is not None:
-            node_changes = diff_nodes(self.latest.nodes, nodes)
-        update = PollUpdate(snapshot, jobs, nodes, job_changes, node_changes)
-        # Jobs that left squeue before a poll saw them end, and jobs watched but not listed.
+        if latest is not None and latest.jobs is not None and jobs is not None:
+            job_changes = diff_only_jobs(latest.jobs, jobs, differ.jobs)
+        if latest is not None and latest.nodes is not None and nodes is not None:
+            node_changes = diff_only_nodes(latest.nodes, nodes, differ.nodes)
+        return PollUpdate(snapshot, jobs, nodes, job_changes, node_changes)
+
+    async def _look_up_finals(self, update: PollUpdate) -> None:
+        """Jobs that left squeue before a poll saw them end, and jobs watched but not listed:
+        how they ended, in one more round trip."""
         wanted = {
             str(change.job_id)
-            for change in job_changes or ()
+            for change in update.job_changes or ()
             if change.after is None
             and change.before is not None
             and change.before.state not in TERMINAL_STATES
@@ -285,7 +347,12 @@ class Poller:
                 wanted.add(job_id)
         if wanted:
             update.finals = await look_up(self.source.transport, sorted(wanted))
-        return update
+
+
+def _needs_of(publication: Whole | Changed) -> Need:
+    if isinstance(publication, Whole):
+        return publication.snapshot.needs
+    return publication.delta.needs
 
 
 class PollerHub:

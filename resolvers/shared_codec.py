@@ -1,4 +1,5 @@
-"""Snapshots as the bytes replicas share in Redis (resolvers/shared.py): pure, no I/O.
+"""Snapshots as the bytes replicas share in Redis (resolvers/shared.py), and the poll leader's
+deltas (resolvers/poll_delta.py, resolvers/shared_poll.py): pure, no I/O.
 
 Only full snapshots (every job) are shared; a partial one answers only the query planned for it
 and stays with its replica. The value is zlib-compressed JSON holding the records as tuples, the
@@ -17,6 +18,7 @@ import typing
 import zlib
 from typing import Any
 
+from resolvers.poll_delta import PollDelta
 from resolvers.scope import EVERY_JOB
 from resolvers.slurm.jobs import JobRow
 from resolvers.slurm.nodes import NodeRecord
@@ -101,6 +103,72 @@ def decode(data: bytes, cluster: str, max_bytes: int = DEFAULT_MAX_BYTES) -> tup
         jobs=jobs,
     )
     return snapshot, generation
+
+
+def encode_delta(delta: PollDelta, cluster: str, epoch: int) -> bytes:
+    """A poll's delta (resolvers/poll_delta.py) as compact JSON, with the leader's epoch (its
+    fencing token); small, so not compressed."""
+    body = {
+        "format": FORMAT,
+        "kind": "delta",
+        "cluster": cluster,
+        "epoch": epoch,
+        "base": delta.base,
+        "taken_at": delta.taken_at,
+        "needs": delta.needs.value,
+        "version": delta.version,
+        "partitions": _rows(delta.partitions),
+        "jobs": [list(row) for row in delta.jobs],
+        "jobs_gone": list(delta.jobs_gone),
+        "nodes": _rows(delta.nodes),
+        "nodes_gone": list(delta.nodes_gone),
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def decode_delta(
+    data: bytes, cluster: str, max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[PollDelta, int]:
+    """The delta of `cluster` in `data`, and the epoch of the leader that published it."""
+    if len(data) > max_bytes:
+        raise CorruptSharedValue(f"over {max_bytes} bytes")
+    try:
+        body = json.loads(data)
+    except (ValueError, RecursionError):
+        raise CorruptSharedValue("not JSON") from None
+    if not isinstance(body, dict) or body.get("format") != FORMAT or body.get("kind") != "delta":
+        raise CorruptSharedValue("not a delta of this format")
+    if body.get("cluster") != cluster:
+        raise CorruptSharedValue("a delta of another cluster")
+    epoch, base, needs = body.get("epoch"), body.get("base"), body.get("needs")
+    taken_at, version = body.get("taken_at"), body.get("version")
+    if not (_is_int(epoch) and _is_int(base) and _is_int(needs)) or needs & ~_ALL_NEEDS.value:
+        raise CorruptSharedValue("epoch, base or needs is not valid")
+    if not isinstance(taken_at, int | float) or isinstance(taken_at, bool):
+        raise CorruptSharedValue("taken_at is not a number")
+    if version is not None and not isinstance(version, str):
+        raise CorruptSharedValue("version is not a string")
+    held = Need(needs)
+    partitions = _records(body.get("partitions"), PartitionRecord)
+    if (Need.PARTITIONS in held) != (partitions is not None):
+        raise CorruptSharedValue("PARTITIONS held and value disagree")
+    jobs_gone, nodes_gone = body.get("jobs_gone"), body.get("nodes_gone")
+    if not isinstance(jobs_gone, list) or not all(_is_int(i) for i in jobs_gone):
+        raise CorruptSharedValue("jobs_gone is not a list of job ids")
+    if not isinstance(nodes_gone, list) or not all(isinstance(n, str) for n in nodes_gone):
+        raise CorruptSharedValue("nodes_gone is not a list of names")
+    delta = PollDelta(
+        base=base,
+        taken_at=float(taken_at),
+        needs=held,
+        version=version,
+        partitions=partitions,
+        jobs=_jobs(body.get("jobs")) or (),
+        jobs_gone=tuple(jobs_gone),
+        nodes=_records(body.get("nodes"), NodeRecord) or (),
+        nodes_gone=tuple(nodes_gone),
+    )
+    return delta, epoch
 
 
 def _is_int(value: object) -> typing.TypeGuard[int]:

@@ -1,9 +1,13 @@
 """One poller per cluster across all replicas (SLURM_GRAPHQL_REDIS_URL).
 
 Every replica with subscribers runs its Poller (resolvers/poller.py), but only the one holding
-the cluster's leader lease asks the head node; it publishes each poll's snapshot to Redis, and
-the others take it from there and diff it against the last one they handed their own
-subscribers. Keys, under the namespace and the cluster's hash tag:
+the cluster's leader lease asks the head node; it publishes each poll to Redis, and the others
+take it from there. A publication is two values written together: the poll's delta against the
+leader's previous publication (the rows that changed: resolvers/poll_delta.py), which a
+follower that handed its subscribers that previous one applies in time proportional to the
+change, and the whole snapshot, which a follower that did not (it missed one, joined late, or
+polled alone meanwhile) reads and diffs against the last one it handed on. Keys, under the
+namespace and the cluster's hash tag:
 
     …:poll-leader   the leader's random token, SET NX PX LEASE_INTERVALS * interval, renewed
                     on every poll, and every RENEW_INTERVALS in between (keep_lease), by a
@@ -11,8 +15,13 @@ subscribers. Keys, under the namespace and the cluster's hash tag:
     …:poll-epoch    bumped each time a replica takes the lease: the fencing token, carried in
                     every publication, so a leader that paused past its lease and came back
                     cannot publish over its successor (the script checks the lease too)
-    …:poll          the latest poll's snapshot (resolvers/shared_codec.py), its generation the
-                    publication's number; …:poll-seq that number alone, what followers watch
+    …:poll          the latest poll's whole snapshot (resolvers/shared_codec.py: the bytes the
+                    shared snapshots stored, not encoded again)
+    …:poll-delta    the same poll's delta, prefixed with its publication's number and holding
+                    the leader's epoch: a delta whose epoch is not …:poll-epoch's (planted by
+                    someone with access to Redis, or left by a deposed leader) is refused,
+                    logged and counted, as any value that is not what a leader writes
+    …:poll-seq      the latest publication's number, what followers watch
     …:poll-needs    a hash: each replica's datasets its subscribers need, with a deadline, so
                     the leader polls for every replica's watches
 
@@ -30,9 +39,11 @@ import contextlib
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from resolvers.poll_delta import PollDelta
 from resolvers.shared import SharedState, SharedUnavailable
-from resolvers.shared_codec import CorruptSharedValue, decode, encode
+from resolvers.shared_codec import CorruptSharedValue, decode, decode_delta, encode, encode_delta
 from resolvers.snapshot import Need, Snapshot
 
 # The lease outlives the leader by this many intervals: the most a kill -9 costs followers.
@@ -66,11 +77,14 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# KEYS: leader, seq, poll (the whole snapshot), epoch, poll-delta; ARGV: token, snapshot, ms to
+# keep, epoch, delta. Both values are of the same publication, its number prefixed to the delta.
 _PUBLISH = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if tonumber(redis.call('GET', KEYS[4]) or '0') ~= tonumber(ARGV[4]) then return 0 end
 local seq = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[5], seq .. ':' .. ARGV[5], 'PX', ARGV[3])
 return seq
 """
 
@@ -89,6 +103,25 @@ class PollFailed:
 
 
 POLL_FAILED = PollFailed()
+
+
+@dataclass(frozen=True)
+class Whole:
+    """A publication read whole: the follower did not hold the one its delta is made against."""
+
+    seq: int
+    snapshot: Snapshot
+
+
+@dataclass(frozen=True)
+class Changed:
+    """A publication read as its delta against the one this replica holds (`held`)."""
+
+    seq: int
+    delta: PollDelta
+
+
+Publication = Whole | Changed | PollFailed
 
 
 class SharedPolls:
@@ -111,13 +144,22 @@ class SharedPolls:
         self.leader_key = f"{prefix}:poll-leader"
         self.epoch_key = f"{prefix}:poll-epoch"
         self.poll_key = f"{prefix}:poll"
+        self.delta_key = f"{prefix}:poll-delta"
         self.seq_key = f"{prefix}:poll-seq"
         self.needs_key = f"{prefix}:poll-needs"
         self.failed_key = f"{prefix}:poll-failed"  # the publication that says a poll failed
         self._token = secrets.token_hex(16)
         self.epoch = 0  # the fencing token while this replica leads; 0 when it does not
         self.seen = 0  # the last publication handed to this replica's subscribers
+        # The publication whose snapshot is the poller's latest (what its subscribers last
+        # heard), which a delta must be made against to be applied here; 0: none (the poller's
+        # latest is a poll of its own that was not published, or there is none).
+        self.held = 0
+        self._refused = 0  # a publication refused (counted and logged once, not every look)
         self.published = 0  # publications made here, for tests and metrics
+        # Publications taken from the leader: applied as a delta, or read whole (/metrics).
+        self.deltas = 0
+        self.wholes = 0
         self._next_claim = 0.0
 
     @property
@@ -169,36 +211,44 @@ class SharedPolls:
             if kept != 1:
                 self.epoch = 0
 
-    async def publish(self, snapshot: Snapshot, encoded: bytes | None = None) -> None:
-        """Hand a poll's snapshot to the followers, if this replica still leads (fenced);
-        `encoded`: its bytes, if the shared snapshots already encoded it."""
+    async def publish(
+        self, snapshot: Snapshot, delta: PollDelta, encoded: bytes | None = None
+    ) -> int:
+        """Hand a poll to the followers, if this replica still leads (fenced): its `delta`
+        against publication `delta.base`, which the followers that hold it apply, and the whole
+        `snapshot` (`encoded`: its bytes, if the shared snapshots already encoded it) for those
+        that do not. The publication's number; 0 if it was not published."""
         if not self.epoch or not snapshot.scope.everything:
-            return
+            return 0
         value = encoded if encoded is not None else encode(snapshot, self.epoch)
+        changes = encode_delta(delta, self.cluster, self.epoch)
         client = self.state.client
         keep = str(max(60_000, int(self.interval * 10_000)))
         try:
             seq = await self.state.call(
                 lambda: client.eval(
                     _PUBLISH,
-                    4,
+                    5,
                     self.leader_key,
                     self.seq_key,
                     self.poll_key,
                     self.epoch_key,
+                    self.delta_key,
                     self._token,
                     value,
                     keep,
                     str(self.epoch),
+                    changes,
                 )
             )
         except SharedUnavailable:
-            return
+            return 0
         if isinstance(seq, int) and seq > 0:
             self.published += 1
             self.seen = seq
-        else:
-            self.epoch = 0  # fenced off: a successor leads
+            return seq
+        self.epoch = 0  # fenced off: a successor leads
+        return 0
 
     async def publish_failure(self) -> None:
         """Tell the followers the leader's poll failed (fenced as publish is)."""
@@ -226,41 +276,93 @@ class SharedPolls:
         else:
             self.epoch = 0
 
-    async def latest(self) -> Snapshot | PollFailed | None:
-        """The leader's latest publication if this replica has not had it yet: a snapshot, or
-        POLL_FAILED."""
+    async def latest(self) -> Publication | None:
+        """The leader's latest publication if this replica has not had it yet: its delta if
+        this replica holds the publication it is made against, else the whole snapshot, or
+        POLL_FAILED. A value that is not what a leader of the current epoch wrote (corrupted,
+        foreign, or published with another fencing token) is refused: logged, counted, and
+        not handed to anyone."""
         client = self.state.client
 
         async def read_seq() -> object:
             return await client.get(self.seq_key)
 
         raw = await self.state.call(read_seq)
-        if not isinstance(raw, bytes) or not raw.isdigit() or int(raw) == self.seen:
+        if (
+            not isinstance(raw, bytes)
+            or not raw.isdigit()
+            or int(raw) in (self.seen, self._refused)
+        ):
             return None
 
-        async def read_both() -> list[object]:
+        async def read(*keys: str) -> list[object]:
             async with client.pipeline(transaction=True) as pipe:
-                pipe.get(self.seq_key)
-                pipe.get(self.poll_key)
-                pipe.get(self.failed_key)
+                for key in keys:
+                    pipe.get(key)
                 return list(await pipe.execute())
 
-        seq, value, failed = await self.state.call(read_both)
+        seq, failed, epoch, stored = await self.state.call(
+            lambda: read(self.seq_key, self.failed_key, self.epoch_key, self.delta_key)
+        )
         if not isinstance(seq, bytes) or not seq.isdigit():
             return None
         if failed == seq:
             self.seen = int(seq)
             return POLL_FAILED
+        found = self._delta(seq, epoch, stored)
+        if found is None:
+            return None
+        if found.base and found.base == self.held:
+            self.seen = int(seq)
+            self.deltas += 1
+            return Changed(int(seq), found)
+        # Not the publication this replica holds: the whole snapshot, of the same publication.
+        seq, stored, value = await self.state.call(
+            lambda: read(self.seq_key, self.delta_key, self.poll_key)
+        )
+        if not isinstance(seq, bytes) or self._delta(seq, epoch, stored) is None:
+            return None
         if not isinstance(value, bytes):
             return None
         try:
-            snapshot, _epoch = decode(value, self.cluster)
+            limit = self.state.max_bytes
+            snapshot, _generation = (
+                decode(value, self.cluster) if limit is None else decode(value, self.cluster, limit)
+            )
         except CorruptSharedValue as exc:
-            self.state.refused(self.poll_key, exc)
-            self.seen = int(seq)  # not again
+            self._refuse(seq, self.poll_key, exc)
             return None
         self.seen = int(seq)
-        return snapshot
+        self.wholes += 1
+        return Whole(int(seq), snapshot)
+
+    def _delta(self, seq: bytes, epoch: object, stored: object) -> PollDelta | None:
+        """The delta of publication `seq` in `stored`, if a leader of `epoch` published it; None
+        (refused, if it is not one) when it is not, or not yet, there."""
+        if not isinstance(stored, bytes):
+            return None
+        number, colon, body = stored.partition(b":")
+        if number != seq:
+            return None  # a publication that came meanwhile: read at the next look
+        try:
+            if not colon:
+                raise CorruptSharedValue("no publication number")
+            limit = self.state.max_bytes
+            delta, published_by = (
+                decode_delta(body, self.cluster)
+                if limit is None
+                else decode_delta(body, self.cluster, limit)
+            )
+            if not (isinstance(epoch, bytes) and epoch.isdigit() and int(epoch) == published_by):
+                raise CorruptSharedValue("published with another fencing token")
+        except CorruptSharedValue as exc:
+            self._refuse(seq, self.delta_key, exc)
+            return None
+        return delta
+
+    def _refuse(self, seq: bytes, key: str, exc: CorruptSharedValue) -> None:
+        self._refused = int(seq)  # not again
+        self.state.refused(key, exc)
 
     async def say_needs(self, needs: Need) -> None:
         """Tell the leader what this replica's subscribers need, for NEEDS_INTERVALS."""

@@ -25,6 +25,9 @@ Who may read the metrics is server/metrics_access.py's business (a token, or a p
   shared poller behind subscriptions, read from it at scrape time: how many subscriptions it
   serves, how often it reads the cluster and how many reads it made. A cluster nobody follows has
   no poller, so no series (absent, not a stale value).
+- slurm_graphql_poller_publications_total{cluster, read}: with Redis, the poll leader's
+  publications a follower took, as the rows that changed (delta) or whole (it missed the one
+  before): mostly deltas, or followers are decoding whole queues.
 """
 
 from __future__ import annotations
@@ -214,11 +217,20 @@ class _PollerCollector(Collector):
             "Reads of a cluster by its shared poller, successful or not, since it started.",
             labels=["cluster"],
         )
+        taken = CounterMetricFamily(
+            "slurm_graphql_poller_publications",
+            "Polls of another replica (the poll leader) taken here, by how: as the rows that "
+            "changed (delta) or the whole snapshot (whole, when the one before was missed).",
+            labels=["cluster", "read"],
+        )
         for name, poller in sorted(self._pollers.active().items()):
             subscribers.add_metric([name], poller.watches)
             interval.add_metric([name], poller.interval)
             polls.add_metric([name], poller.polls)
-        yield from (subscribers, interval, polls)
+            if (shared := poller.shared_polls) is not None:
+                taken.add_metric([name, "delta"], shared.deltas)
+                taken.add_metric([name, "whole"], shared.wholes)
+        yield from (subscribers, interval, polls, taken)
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
