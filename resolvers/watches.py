@@ -79,6 +79,13 @@ class Watch:
     def prime(self, update: PollUpdate) -> None:
         """Take `update` as the starting point (the subscription has just begun)."""
 
+    def early(self, update: PollUpdate) -> bool:
+        """Whether this watch may take `update` before the poller looks up how jobs that left
+        squeue ended (a round trip): it needs none of that, and taking the same poll again
+        (the look-up failed, and the next poll is diffed against the one before) posts nothing
+        twice. Diff-based watches (feeds) wait."""
+        return False
+
     def on_poll(self, update: PollUpdate) -> None:
         raise NotImplementedError
 
@@ -130,6 +137,10 @@ class JobWatch(Watch):
         if self.mailbox.closed or update.jobs is None or self._find(update):
             return None
         return self._lookup_key()
+
+    def early(self, update: PollUpdate) -> bool:
+        # Its job is in the poll; and it posts on a state it has not posted yet, never twice.
+        return self._find(update) is not None
 
     def prime(self, update: PollUpdate) -> None:
         self.on_poll(update, priming=True)
