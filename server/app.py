@@ -587,12 +587,15 @@ def create_app(
     pollers = PollerHub(sources, settings.poll_interval, settings.subscriber_queue)
     metrics_app = None
     metrics_shared = None
+    # The transports as opened (not wrapped), by cluster, while the lifespan runs.
+    raw_transports: dict[str, Transport] = {}
     if settings.metrics:
         from server.metrics import Metrics  # prometheus_client only when metrics are on
 
         metrics = Metrics(settings.metrics_max_operations)
         metrics.watch_sources(sources)
         metrics.watch_pollers(pollers)
+        metrics.watch_sessions(raw_transports)
         metrics_shared = metrics.watch_shared(sources)
         listeners.append(metrics.observe_round_trip)
         observers.append(metrics.observe_request)
@@ -627,6 +630,7 @@ def create_app(
             if transport is None:
                 transport = open_transport(url, min_uid=settings.min_uid)
                 opened.append(transport)
+            raw_transports[name] = transport
             watched[name] = WatchedTransport(transport, name, listeners)
             sources[name] = SnapshotSource(
                 name,
@@ -648,6 +652,7 @@ def create_app(
             for transport in opened:
                 await transport.aclose()
             sources.clear()
+            raw_transports.clear()
             if shared is not None:
                 readiness.shared = None
                 channel_limits.shared_rate = None

@@ -28,6 +28,10 @@ Who may read the metrics is server/metrics_access.py's business (a token, or a p
 - slurm_graphql_poller_publications_total{cluster, read}: with Redis, the poll leader's
   publications a follower took, as the rows that changed (delta) or whole (it missed the one
   before): mostly deltas, or followers are decoding whole queues.
+- slurm_graphql_transport_sessions{cluster} and _transport_session_requests_total{cluster,
+  result} and _transport_sessions_started_total{cluster}: local://'s long-lived scontrol
+  processes (transport/interactive.py): how many are alive, the requests they answered or failed
+  (a failed one ran as a process of its own), and how many were started in all.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ from resolvers.shared import SharedState
 from resolvers.source import SnapshotSource
 from server.observe import RequestRecord, outcome_of
 from server.round_trips import RoundTrip
+from transport import Transport
+from transport.local import LocalTransport
 
 DEFAULT_MAX_OPERATIONS = 100
 MAX_NAME_LENGTH = 64
@@ -102,6 +108,11 @@ class Metrics:
         states: list[SharedState] = []
         self.registry.register(_SharedCollector(states, sources))
         return states
+
+    def watch_sessions(self, transports: Mapping[str, Transport]) -> None:
+        """Report the interactive sessions of the local:// transports in `transports` (filled
+        while the app runs)."""
+        self.registry.register(_SessionCollector(transports))
 
     def watch_pollers(self, pollers: PollerHub) -> None:
         """Report the pollers of `pollers` as they are when scraped."""
@@ -175,6 +186,40 @@ class _SharedCollector(Collector):
                 family.add_metric([name, "shared"], source.shared.shared_hits)
                 family.add_metric([name, "fetched"], source.shared.fetches)
         yield family
+
+
+class _SessionCollector(Collector):
+    def __init__(self, transports: Mapping[str, Transport]) -> None:
+        self._transports = transports
+
+    def collect(self) -> Iterator[Metric]:
+        alive = GaugeMetricFamily(
+            "slurm_graphql_transport_sessions",
+            "Long-lived scontrol processes answering commands (local://).",
+            labels=["cluster"],
+        )
+        requests = CounterMetricFamily(
+            "slurm_graphql_transport_session_requests",
+            "Commands a session answered, or failed (then run as a process of their own).",
+            labels=["cluster", "result"],
+        )
+        started = CounterMetricFamily(
+            "slurm_graphql_transport_sessions_started",
+            "Session processes started (a failed or worn-out one is replaced).",
+            labels=["cluster"],
+        )
+        for name, transport in list(self._transports.items()):
+            stats = transport.session_stats if isinstance(transport, LocalTransport) else None
+            if stats is None:
+                continue
+            alive.add_metric([name], stats.alive)
+            requests.add_metric([name, "answered"], stats.answered)
+            requests.add_metric([name, "failed"], stats.failed)
+            started.add_metric([name], stats.started)
+        yield from (alive, requests, started)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
 
 
 class _SnapshotCacheCollector(Collector):

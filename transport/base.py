@@ -23,6 +23,46 @@ LOCK_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\Z")
 DEFAULT_MIN_UID = 1000
 # The exit code of a refused command, as a shell reports a program it may not execute.
 EXIT_REFUSED = 126
+# What an interactive request may say. A REPL reads one command per line: a newline, or any
+# byte a line editor acts on, would smuggle in a second command (`scontrol` as the server's
+# user may `update` or `shutdown`). So only what `show <entity> [<id or name>]` needs (a job id
+# such as 42_[1-5%2] or 42+1).
+INTERACTIVE_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9_ ,.:=+%\[\]-]{0,255}\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Interactive:
+    """How a long-lived interactive program (a REPL such as `scontrol`) can answer a command
+    without starting a process, on a backend that keeps such programs (local://); every other
+    backend runs `Command.argv` and ignores this.
+
+    `program` is started once, as the transport's own user with the command's environment, and
+    asked many times. Each request writes `line`, then `marker` with a fresh random token in
+    place of `{}`: a command that prints its argument alone on a line, asking nothing of anyone.
+    The answer is what the program prints between its echo of `line` (`prompt` + line, as
+    readline echoes input that is not a terminal) and its echo of the marker, followed by the
+    token's line. The token is 128 random bits per request, so no value inside an answer (a
+    node's reason, a job's name) can end it early. The answer must be what `argv` would print:
+    the caller chooses `program` and `line` so that it is.
+    """
+
+    program: tuple[str, ...]
+    line: str
+    marker: str
+    prompt: str
+
+    def __post_init__(self) -> None:
+        if not self.program or not all(isinstance(a, str) and a for a in self.program):
+            raise ValueError("an interactive program needs a non-empty argv of strings")
+        if any("\x00" in arg for arg in self.program):
+            raise ValueError("argv must not contain NUL bytes")
+        if self.marker.count("{}") != 1:
+            raise ValueError("the marker needs one {} for its token")
+        for text in (self.line, self.marker.replace("{}", "token")):
+            if not INTERACTIVE_LINE.fullmatch(text):
+                raise ValueError(f"{text[:40]!r} is not an interactive request line")
+        if not self.prompt or any(c in self.prompt for c in "\r\n\x00"):
+            raise ValueError("the prompt is a non-empty text without line ends")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +87,8 @@ class Command:
     # was not refused): job(id) asks sacct only for a job squeue no longer holds. It runs as
     # its own user, under the same floor, with no stdin, lock or `otherwise` of its own.
     otherwise: Command | None = None
+    # How an interactive program already running may answer instead (local:// only).
+    interactive: Interactive | None = None
 
     def __post_init__(self) -> None:
         if not self.argv or not all(isinstance(arg, str) for arg in self.argv):
@@ -60,6 +102,11 @@ class Command:
         then = self.otherwise
         if then is not None and (then.stdin is not None or then.lock or then.otherwise):
             raise ValueError("`otherwise` takes no stdin, lock or `otherwise` of its own")
+        if self.interactive is not None and (self.user or self.stdin is not None or self.lock):
+            # A session is one process of the transport's own user, shared by every request.
+            raise ValueError(
+                "an interactive command runs as the transport's user, no stdin or lock"
+            )
         check_extra(self.env)
 
 

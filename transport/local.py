@@ -1,6 +1,6 @@
 """`local://` — run the Slurm CLI as subprocesses of the server, for a server on the head node.
 
-    local://?timeout=30&concurrency=8&pass_env=AWS_ENDPOINT_URL_S3,AWS_REGION
+    local://?timeout=30&concurrency=8&sessions=4&pass_env=AWS_ENDPOINT_URL_S3,AWS_REGION
 
 Commands never inherit the server's environment (it holds the token map and AWS credentials):
 each gets the allow-list of transport/environment.py, taken from the server's environment once,
@@ -8,6 +8,10 @@ when the transport is made. Each command starts in a new session so that a timeo
 whole process group it started, and nothing else. Its stdin is an unlinked temporary file, not a
 pipe: a program that exits without reading it (a retried submit that finds its job) cannot turn
 into a broken pipe.
+
+A command that says how an interactive program may answer it (`Command.interactive`) is asked of
+a long-lived one instead (transport/interactive.py), at most `sessions` of each program; with
+`sessions=0`, every command is a process of its own.
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ from typing import IO
 from transport.base import DEFAULT_MIN_UID, Command, CommandResult, decode_output, refused_result
 from transport.environment import command_environ
 from transport.errors import TransportError, TransportTimeout
+from transport.interactive import SessionPool, SessionStats
 from transport.locks import hold_lock, lock_directory
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_CONCURRENCY = 8
+DEFAULT_SESSIONS = 4
 # A shell reports a missing program as 127; answering the same way keeps local:// and ssm://
 # indistinguishable to the code that classifies failures.
 EXIT_NOT_FOUND = 127
@@ -52,9 +58,12 @@ class LocalTransport:
         pass_env: Iterable[str] = (),
         min_uid: int = DEFAULT_MIN_UID,
         lock_dir: str | None = None,
+        sessions: int = DEFAULT_SESSIONS,
     ) -> None:
-        if timeout <= 0 or concurrency < 1:
-            raise ValueError("timeout must be positive and concurrency at least 1")
+        if timeout <= 0 or concurrency < 1 or sessions < 0:
+            raise ValueError(
+                "timeout must be positive, concurrency at least 1 and sessions at least 0"
+            )
         self.timeout = timeout
         self.min_uid = max(1, min_uid)  # root is never a user to switch to
         self._slots = asyncio.Semaphore(concurrency)
@@ -62,6 +71,7 @@ class LocalTransport:
         self._whoami = getpass.getuser()
         self._is_root = os.geteuid() == 0
         self._lock_dir = lock_dir or lock_directory(self._is_root)
+        self._sessions = SessionPool(sessions, self._environ) if sessions else None
 
     @property
     def url(self) -> str:
@@ -88,8 +98,14 @@ class LocalTransport:
                 with contextlib.suppress(ProcessLookupError, ChildProcessError):
                     await asyncio.shield(process.wait())
 
+    @property
+    def session_stats(self) -> SessionStats | None:
+        """What the interactive sessions did (None: sessions are off)."""
+        return None if self._sessions is None else self._sessions.stats
+
     async def aclose(self) -> None:
-        return None
+        if self._sessions is not None:
+            await self._sessions.aclose()
 
     async def _argv_for(self, command: Command) -> tuple[str, ...] | str:
         """The argv to execute, or the reason the command may not run as its user. The floor
@@ -114,6 +130,10 @@ class LocalTransport:
     async def _run_one(
         self, command: Command, started: list[asyncio.subprocess.Process]
     ) -> CommandResult:
+        if command.interactive is not None and self._sessions is not None:
+            answer = await self._sessions.ask(command)
+            if answer is not None:
+                return answer
         result = await self._run_single(command, started)
         if command.otherwise is not None and not result.refused and not result.stdout:
             result = replace(result, otherwise=await self._run_single(command.otherwise, started))

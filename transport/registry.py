@@ -17,17 +17,23 @@ class Opener(Protocol):
 
 
 def _open_local(url: str, *, min_uid: int) -> Transport:
-    from transport.local import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT, LocalTransport
+    from transport.local import (
+        DEFAULT_CONCURRENCY,
+        DEFAULT_SESSIONS,
+        DEFAULT_TIMEOUT,
+        LocalTransport,
+    )
 
     parts = urlsplit(url)
     if parts.netloc or parts.path not in ("", "/"):
         raise ValueError(f"local:// takes no host or path, got {url!r}")
-    options = url_options(parts.query, {"timeout", "concurrency", "pass_env"})
+    options = url_options(parts.query, {"timeout", "concurrency", "sessions", "pass_env"})
     return LocalTransport(
         timeout=float(options.get("timeout", DEFAULT_TIMEOUT)),
         concurrency=int(options.get("concurrency", DEFAULT_CONCURRENCY)),
         pass_env=parse_pass_env(options.get("pass_env")),
         min_uid=min_uid,
+        sessions=int(options.get("sessions", DEFAULT_SESSIONS)),
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from resolvers.slurm.errors import ParseError
+from resolvers.slurm.interactive import scontrol_session
 from resolvers.slurm.keyvalue import parse_records
 from resolvers.slurm.values import (
     epoch_or_none,
@@ -78,7 +79,9 @@ def show_job_command(job_id: str) -> Command:
     `job_id` must have been validated (resolvers/ids.py) by the caller.
     """
     return Command(
-        ("scontrol", "--oneliner", "show", "job", job_id), env={"SLURM_TIME_FORMAT": "%s"}
+        ("scontrol", "--oneliner", "show", "job", job_id),
+        env={"SLURM_TIME_FORMAT": "%s"},
+        interactive=scontrol_session(("--oneliner",), f"show job {job_id}"),
     )
 
 

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from resolvers.slurm.errors import ParseError
+from resolvers.slurm.interactive import scontrol_session
 from resolvers.slurm.keyvalue import parse_records
 from resolvers.slurm.values import (
     epoch_or_none,
@@ -110,9 +111,11 @@ def show_nodes_command() -> Command:
     """Every node, one line each, times as epoch seconds. `--details` adds GresUsed (and
     GresDrain): without it scontrol prints no GPU allocation at all, and Stats.gpus said 0
     allocated while a job held a GPU (found on the local cluster with LOCAL_CLUSTER_GPUS)."""
+    options = ("--details", "--oneliner", "--all")
     return Command(
-        ("scontrol", "--details", "--oneliner", "--all", "show", "node"),
+        ("scontrol", *options, "show", "node"),
         env={"SLURM_TIME_FORMAT": "%s"},
+        interactive=scontrol_session(options, "show node"),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from resolvers.slurm.errors import ParseError
+from resolvers.slurm.interactive import scontrol_session
 from resolvers.slurm.keyvalue import parse_records
 from resolvers.slurm.values import int_or_none, minutes_or_none, text_or_none
 from transport.base import Command
@@ -75,7 +76,11 @@ class PartitionRecord:
 
 def show_partitions_command() -> Command:
     """Every partition, hidden ones included, one line each."""
-    return Command(("scontrol", "--oneliner", "--all", "show", "partition"))
+    options = ("--oneliner", "--all")
+    return Command(
+        ("scontrol", *options, "show", "partition"),
+        interactive=scontrol_session(options, "show partition"),
+    )
 
 
 def parse_partitions(text: str) -> list[PartitionRecord]:

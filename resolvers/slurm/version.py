@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 
 from resolvers.slurm.errors import ParseError
+from resolvers.slurm.interactive import scontrol_session
 from transport.base import Command
 
 _VERSION = re.compile(r"\b(\d+\.\d+\.\d+[\w.-]*)")
 
 
 def version_command() -> Command:
-    return Command(("scontrol", "--version"))
+    return Command(("scontrol", "--version"), interactive=scontrol_session((), "version"))
 
 
 def parse_version(text: str) -> str:

@@ -166,3 +166,26 @@ async def test_metrics_can_be_turned_off() -> None:
     async with app_client(settings) as client:
         assert (await client.get("/metrics")).status_code == 404
         assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_session_series_tell_the_scontrol_processes(slurm_cluster: str) -> None:
+    """Three uncached node listings: answered by long-lived scontrol sessions, as many alive as
+    there are scontrol children of this process, none failed; gone when the app stops."""
+    from tests.transport.test_interactive import children
+
+    before = set(children("scontrol"))  # other tests' transports may keep theirs a while
+    async with app_client(Settings(cache_ttl=0, response_cache=False)) as client:
+        for _ in range(3):
+            body = await post(client, "{ cluster { nodes { name state } } }")
+            assert "errors" not in body
+        samples = await scrape(client)
+        alive = samples["slurm_graphql_transport_sessions", labels(cluster="local")]
+        ours = set(children("scontrol")) - before
+        assert alive == len(ours) >= 1
+        started = samples["slurm_graphql_transport_sessions_started_total", labels(cluster="local")]
+        assert started == alive
+        answered = labels(cluster="local", result="answered")
+        assert samples["slurm_graphql_transport_session_requests_total", answered] >= 3
+        failed = labels(cluster="local", result="failed")
+        assert samples["slurm_graphql_transport_session_requests_total", failed] == 0
+    assert not ours & set(children("scontrol"))

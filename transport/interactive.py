@@ -1,0 +1,237 @@
+"""Long-lived interactive programs (`scontrol` read from a pipe) that answer `Command.interactive`
+requests for local://, so a request the controller answers in a third of a millisecond does not
+also pay for a new process (3-5 ms of exec, dynamic linking and reading slurm.conf).
+
+A session is one such process, serving one request at a time. Sessions are kept per program and
+environment, at most `size` of each; a request waits for a free one (under the batch's timeout).
+A session that times out, is cancelled mid-answer, breaks the echo protocol or dies is killed
+(its whole process group) and not reused; the request is then run as an ordinary process, so a
+broken session costs time, never a wrong or lost answer. Sessions are recycled after
+MAX_REQUESTS answers or MAX_AGE seconds, so a configuration change reaches them. `stats` says
+how many there are and what they did (the server's /metrics shows it).
+
+A session holds nothing of an event loop between requests (plain pipes, watched only while a
+request reads them), so a transport serves every loop it is used from: a Lambda handler runs
+each event in a loop of its own. Sessions end with `aclose()`, or when the pool is garbage (a
+transport nobody closed), or when the interpreter exits: none outlives its owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import time
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from transport.base import Command, CommandResult, Interactive, decode_output
+
+MAX_REQUESTS = 10_000
+MAX_AGE = 300.0
+# An answer larger than this breaks the session (the command then runs as a process): a node
+# list of a few thousand nodes is well under it.
+MAX_ANSWER = 64 << 20
+
+_Key = tuple[tuple[str, ...], tuple[tuple[str, str], ...]]
+
+
+@dataclass
+class SessionStats:
+    """What the sessions did since the transport opened: `started` processes, `answered`
+    requests, `failed` ones (the session was killed; the request ran as a process or timed
+    out), and how many are `alive` now."""
+
+    started: int = 0
+    answered: int = 0
+    failed: int = 0
+    alive: int = 0
+
+
+class _BrokenSession(Exception):
+    """The program did not answer as an echoing REPL does (or died): do not reuse it."""
+
+
+class _Session:
+    def __init__(self, program: tuple[str, ...], env: Mapping[str, str]) -> None:
+        self.process = subprocess.Popen(
+            program,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env),
+            start_new_session=True,
+        )
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        assert self.process.stderr is not None
+        self.stdin = self.process.stdin.fileno()
+        self.stdout = self.process.stdout.fileno()
+        self.stderr = self.process.stderr.fileno()
+        for fd in (self.stdin, self.stdout, self.stderr):
+            os.set_blocking(fd, False)
+        self.born = time.monotonic()
+        self.requests = 0
+        # What the program printed after the last answer: the prompt it shows for the next.
+        self.carry = b""
+
+    def worn(self) -> bool:
+        return self.requests >= MAX_REQUESTS or time.monotonic() - self.born > MAX_AGE
+
+    async def ask(self, request: Interactive) -> tuple[str, str]:
+        """(stdout, stderr) of one request; _BrokenSession if the program answered otherwise."""
+        self._drain(self.stderr)  # whatever an earlier request left is not this one's
+        token = secrets.token_hex(16)
+        marker = request.marker.replace("{}", token)
+        echo = f"{request.prompt}{request.line}\n".encode()
+        end = f"{request.prompt}{marker}\n{token}\n".encode()
+        self.requests += 1
+        try:
+            os.write(self.stdin, f"{request.line}\n{marker}\n".encode())
+        except (BlockingIOError, BrokenPipeError) as exc:  # a stalled or dead program
+            raise _BrokenSession(str(exc)) from exc
+        buffer = self.carry
+        while (at := buffer.find(end)) < 0:
+            if len(buffer) >= len(echo) and not buffer.startswith(echo):
+                raise _BrokenSession("the program did not echo the request")
+            if len(buffer) > MAX_ANSWER:
+                raise _BrokenSession("the answer is too large")
+            buffer += await self._read()
+        if not buffer.startswith(echo) or at < len(echo):
+            raise _BrokenSession("the program did not echo the request")
+        self.carry = buffer[at + len(end) :]
+        # The stderr pipe already holds the request's errors: the program wrote them, unbuffered,
+        # before it read the marker's line, whose echo we have.
+        return decode_output(buffer[len(echo) : at]), decode_output(self._drain(self.stderr))
+
+    async def _read(self) -> bytes:
+        loop = asyncio.get_running_loop()
+        readable: asyncio.Future[None] = loop.create_future()
+
+        def ready() -> None:
+            if not readable.done():
+                readable.set_result(None)
+
+        loop.add_reader(self.stdout, ready)
+        try:
+            await readable
+        finally:
+            loop.remove_reader(self.stdout)
+        chunk = self._drain(self.stdout)
+        if not chunk:
+            raise _BrokenSession("the program closed its output")
+        return chunk
+
+    @staticmethod
+    def _drain(fd: int) -> bytes:
+        chunks = []
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(fd, 1 << 16):
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    def kill(self) -> None:
+        _kill(self.process)
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    """Kill the process group, reap the process and close its pipes (no zombie, no open fd)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=1)  # SIGKILL is not ignorable: this returns at once
+    for pipe in (process.stdin, process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+@dataclass
+class _Kind:
+    """The sessions of one program and environment."""
+
+    slots: asyncio.Semaphore
+    idle: list[_Session] = field(default_factory=list)
+
+
+class SessionPool:
+    """Sessions by program and environment, at most `size` of each. `environ` is what every
+    session's environment starts from (the transport's command environment)."""
+
+    def __init__(self, size: int, environ: Mapping[str, str]) -> None:
+        if size < 1:
+            raise ValueError("a session pool holds at least one session")
+        self.size = size
+        self._environ = dict(environ)
+        self._kinds: dict[_Key, _Kind] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # The live sessions' processes, killed when the pool is collected or at exit.
+        self._processes: dict[int, subprocess.Popen[bytes]] = {}
+        weakref.finalize(self, _kill_all, self._processes)
+        self._closed = False
+        self.stats = SessionStats()
+
+    async def ask(self, command: Command) -> CommandResult | None:
+        """The answer of a session to `command.interactive`, or None when no session could give
+        it (the caller then runs the command as a process)."""
+        request = command.interactive
+        assert request is not None
+        if self._closed:
+            return None
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # The semaphores wait in one loop; the sessions themselves are loop-free.
+            self._loop = loop
+            for kind in self._kinds.values():
+                kind.slots = asyncio.Semaphore(self.size)
+        env = {**self._environ, **command.env}
+        key = (request.program, tuple(sorted(env.items())))
+        kind = self._kinds.setdefault(key, _Kind(asyncio.Semaphore(self.size)))
+        async with kind.slots:
+            session = kind.idle.pop() if kind.idle else None
+            answered = False
+            try:
+                if session is None:
+                    session = _Session(request.program, env)
+                    self._processes[session.process.pid] = session.process
+                    self.stats.started += 1
+                    self.stats.alive += 1
+                stdout, stderr = await session.ask(request)
+                answered = True
+            except (_BrokenSession, OSError):
+                return None
+            finally:
+                # A session that did not answer (timed out, cancelled, broke the protocol) is in
+                # an unknown state: it is killed, never handed to the next request.
+                if not answered:
+                    self.stats.failed += 1
+                if session is not None and (not answered or self._closed or session.worn()):
+                    self._end(session)
+                elif session is not None:
+                    kind.idle.append(session)
+        self.stats.answered += 1
+        # The program's own exit code is not per request: a request that printed nothing but an
+        # error failed, as the program run for it alone would have (`scontrol show job <unknown>`
+        # exits 1); anything on stdout is an answer, warnings or not.
+        code = 1 if stderr and not stdout else 0
+        return CommandResult(command.argv, stdout, stderr, code)
+
+    def _end(self, session: _Session) -> None:
+        self.stats.alive -= 1
+        self._processes.pop(session.process.pid, None)
+        session.kill()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for kind in self._kinds.values():
+            while kind.idle:
+                self._end(kind.idle.pop())
+
+
+def _kill_all(processes: dict[int, subprocess.Popen[bytes]]) -> None:
+    for process in list(processes.values()):
+        _kill(process)
+    processes.clear()
