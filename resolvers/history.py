@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from resolvers.history_cursor import decode_history_cursor, encode_history_cursor, pushed_start
+from resolvers.history_listings import ListingCache
 from resolvers.ids import BadUserInput
 from resolvers.slurm.errors import SlurmError, SlurmErrorKind, check
 from resolvers.slurm.history import (
@@ -207,6 +208,7 @@ async def job_history(
     steps: bool = True,
     count: bool = True,
     qos: bool = True,
+    listings: ListingCache | None = None,
 ) -> HistoryPage:
     """One page of history, `first` jobs after the `after` cursor, as `user`.
 
@@ -219,7 +221,20 @@ async def job_history(
     - else a listing of the window (`--allocations`, ids and times alone: LISTING_FIELDS),
       narrowed by the cursor when not counting (resolvers/history_cursor.py), to choose the
       page; then one `sacct --jobs` of the page's jobs to read them in full (with their steps
-      when the query selects steps or efficiency): two sacct, two round trips.
+      when the query selects steps or efficiency): two sacct, two round trips. The listing is
+      kept in `listings` a few seconds for the requester's next first or counted pages, which
+      then run the second sacct alone (resolvers/history_listings.py).
+
+    Why no narrower sacct lists the window's smallest job ids (which would spare a first page
+    the whole listing). accounting_storage/mysql (as_mysql_jobacct_process.c, 22.05.8 and
+    24.11.5 alike) selects a window's records by `time_eligible && time_eligible < E &&
+    (time_end >= S || time_end = 0)`, `order by id_job, time_submit desc`, with no LIMIT and no
+    id range: `--jobs` takes a list (at most MAX_IDS here), a narrower --starttime/--endtime
+    selects by the same times, and `--state` by state and end time. A job's id is given at
+    submission, but its eligibility may come any time later (held, dependencies, begin time) and
+    its end later still: a job submitted a week ago, released an hour ago, has a smaller id
+    than every job submitted since and is in today's window. So no time, state or id bound
+    proves that the jobs it lists are the window's first: only the window's own listing does.
     Without `qos` (the query does not select it) sacct prints no QOS name, which costs it a
     request for slurmdbd's whole QOS list."""
     cursor = None if after is None else decode_history_cursor(after)
@@ -242,10 +257,29 @@ async def job_history(
                 return _answer(seen[:first], True, False, len(seen), cursor.job_id)
     # The window's listing: no user column, so the audience is checked on the page's full rows
     # below; sacct was asked for the audience's jobs alone (history_query).
-    listed = [row for row in await _listing(transport, user, query) if _within(row, values)]
+    listed = [
+        row
+        for row in await _kept_listing(transport, user, audience, query, listings)
+        if _within(row, values)
+    ]
     chosen, has_next, has_previous = page_of(listed, first, last_seen)
     page = await _in_full(transport, user, audience, query, chosen, steps=steps, qos=qos)
     return _answer(page, has_next, has_previous, len(listed), last_seen)
+
+
+async def _kept_listing(
+    transport: Transport,
+    user: str,
+    audience: Visibility,
+    query: HistoryQuery,
+    listings: ListingCache | None,
+) -> list[Listed]:
+    """The window's listing, from `listings` when a recent one of this requester's serves."""
+    if listings is None:
+        return await _listing(transport, user, query)
+    # The requester, what they may see, and the filter: never another user's listing.
+    key = (user, audience.everyone, audience.owner, replace(query, start=0, end=0))
+    return await listings.get(key, query.start, query.end, lambda: _listing(transport, user, query))
 
 
 async def _listing(transport: Transport, user: str, query: HistoryQuery) -> list[Listed]:

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from resolvers.bounds import KnownSizes, ListBounds
+from resolvers.history_listings import ListingCache
 from resolvers.log_values import loggable
 from resolvers.scope import EVERY_JOB, JobScope
 from resolvers.snapshot import Need, Snapshot, fetch_snapshot
@@ -81,8 +82,11 @@ class SnapshotSource:
         clock: Callable[[], float] = time.monotonic,
         sizes: KnownSizes | None = None,
         shared: SharedSnapshots | None = None,
+        listings: ListingCache | None = None,
     ) -> None:
         self.cluster = cluster
+        # jobHistory's window listings, per requester (resolvers/history_listings.py).
+        self.listings = listings if listings is not None else ListingCache(ttl=0.0)
         self.transport = transport
         self.ttl = ttl
         self._clock = clock

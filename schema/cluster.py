@@ -151,6 +151,7 @@ class Cluster(Node):
                 steps=not STEP_FIELDS.isdisjoint(selected),
                 count="totalCount" in selected,
                 qos="qos" in selected,  # a QOS name costs sacct slurmdbd's QOS list
+                listings=source.listings,
             )
             context.jobs_listed += len(page.records)
             edges = [

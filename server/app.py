@@ -45,6 +45,7 @@ from strawberry.types.unset import UnsetType
 from resolvers.audit import audit_refusal
 from resolvers.bounds import KnownSizes
 from resolvers.context import RequestContext
+from resolvers.history_listings import ListingCache
 from resolvers.identity import Identity
 from resolvers.live_context import LiveContext
 from resolvers.poller import PollerHub
@@ -637,6 +638,7 @@ def create_app(
                 watched[name],
                 ttl=settings.cache_ttl,
                 sizes=sizes[name],
+                listings=ListingCache(settings.history_listing_ttl),
                 shared=None
                 if shared is None
                 else SharedSnapshots(shared, name, settings.cache_ttl, settings.poll_interval),

@@ -236,6 +236,23 @@ class _SnapshotCacheCollector(Collector):
             family.add_metric([name, "hit"], source.hits)
             family.add_metric([name, "miss"], source.lookups - source.hits)
         yield family
+        listings = CounterMetricFamily(
+            "slurm_graphql_history_listing_cache",
+            "jobHistory window listings served from a requester's recent one (hit) or listed "
+            "by sacct (miss).",
+            labels=["cluster", "result"],
+        )
+        held = GaugeMetricFamily(
+            "slurm_graphql_history_listing_rows",
+            "Jobs the kept jobHistory window listings hold together.",
+            labels=["cluster"],
+        )
+        for name, source in self._sources.items():
+            listings.add_metric([name, "hit"], source.listings.hits)
+            listings.add_metric([name, "miss"], source.listings.misses)
+            held.add_metric([name], source.listings.rows)
+        yield listings
+        yield held
 
     def describe(self) -> Iterator[Metric]:
         # Describing without collecting: the sources are filled in later, at start-up.

@@ -42,6 +42,9 @@ class Settings:
     cache_ttl: float = 1.0
     max_page_size: int = 10_000
     max_history_days: int = 31
+    # How long a jobHistory window listing serves its requester's next first or counted pages
+    # (resolvers/history_listings.py); 0: every such page lists the window again.
+    history_listing_ttl: float = 10.0
     graphiql: bool = True
     # The reference dashboard at /ui (server/ui.py); off unless asked for. With JWT, the OIDC
     # client id its sign-in button uses (authorization code + PKCE at the JWT issuer).
@@ -176,6 +179,9 @@ class Settings:
             cache_ttl=_number(environ, "SLURM_GRAPHQL_CACHE_TTL", 1.0, minimum=0.0),
             max_page_size=int(_number(environ, "SLURM_GRAPHQL_MAX_PAGE_SIZE", 10_000, minimum=1)),
             max_history_days=int(_number(environ, "SLURM_GRAPHQL_MAX_HISTORY_DAYS", 31, minimum=1)),
+            history_listing_ttl=_number(
+                environ, "SLURM_GRAPHQL_HISTORY_LISTING_TTL", 10.0, minimum=0.0
+            ),
             graphiql=_flag(environ, "SLURM_GRAPHQL_GRAPHIQL", True),
             ui=_flag(environ, "SLURM_GRAPHQL_UI", False),
             ui_oidc_client_id=environ.get("SLURM_GRAPHQL_UI_OIDC_CLIENT_ID") or None,

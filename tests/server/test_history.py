@@ -715,3 +715,66 @@ async def test_pages_after_a_cursor_ask_sacct_for_the_next_ids_only(
     assert any(len(runs) == 1 for runs in middle)
     # The last page: the next ids hold too few jobs, so the window is read, then its steps.
     assert len(last) == 3 and any(a.startswith("--jobs=") for a in last[0])
+
+
+COUNTED = """query($filter: JobHistoryFilter, $after: String) { cluster {
+  jobHistory(filter: $filter, first: 1, after: $after) { totalCount
+    pageInfo { hasNextPage endCursor } edges { node { jobId user } } } } }"""
+
+
+def listings_run(app: App) -> list[tuple[str, ...]]:
+    """The window listings (ids and times, job rows only) the app's sacct printed."""
+    return [
+        argv
+        for batch in app.transport.batches
+        for argv in batch
+        if argv[0] == "sacct" and "--format=JobIDRaw,Submit,End" in argv
+    ]
+
+
+async def counted_walk(app: App, user: str, tag: str) -> list[tuple[int, str, int]]:
+    """(job id, user, totalCount) of each page of one job, walked with totalCount."""
+    seen, after = [], None
+    while True:
+        response = await app.client.post(
+            "/graphql",
+            json={"query": COUNTED, "variables": {"filter": {"names": [tag]}, "after": after}},
+            headers={"Authorization": f"Bearer {user}-token"},
+        )
+        history = response.json()["data"]["cluster"]["jobHistory"]
+        seen += [(e["node"]["jobId"], e["node"]["user"], history["totalCount"])
+                 for e in history["edges"]]  # fmt: skip
+        if not history["pageInfo"]["hasNextPage"]:
+            return seen
+        after = history["pageInfo"]["endCursor"]
+
+
+async def test_counted_pages_reuse_their_requesters_listing_only(finished: Finished) -> None:
+    """With SLURM_GRAPHQL_HISTORY_LISTING_TTL, alice's counted pages list the window once (one
+    sacct per page after the first, the page's job by id) and read what uncached pages read; bob,
+    right after her under `own`, runs his own listing as bob, sees none of her jobs and his own
+    count; /metrics says hits and misses. With TTL 0 every counted page lists again."""
+    uncached = CountingTransport(LocalTransport())
+    async for app in app_with(own_settings(history_listing_ttl=0.0), uncached):
+        expected = await counted_walk(app, "alice", finished.tag)
+        assert len(listings_run(app)) == len(expected) == 2
+    cached = CountingTransport(LocalTransport())
+    async for app in app_with(own_settings(history_listing_ttl=60.0), cached):
+        assert await counted_walk(app, "alice", finished.tag) == expected
+        assert len(listings_run(app)) == 1  # and each page's job by id: 3 sacct for 2 pages
+        assert sum(a[0] == "sacct" for b in app.transport.batches for a in b) == 3
+        app.transport.batches.clear()
+        app.transport.sent.clear()
+        bobs = await counted_walk(app, "bob", finished.tag)
+        assert bobs == [(int(finished.bob), "bob", 1)]
+        [listing] = listings_run(app)
+        assert "--user=bob" in listing and "--allusers" not in listing
+        sacct = [c for batch in app.transport.sent for c in batch if c.argv[0] == "sacct"]
+        assert sacct and all(c.user == "bob" for c in sacct)
+        metrics = (await app.client.get("/metrics")).text
+        assert 'slurm_graphql_history_listing_cache_total{cluster="local",result="hit"} 1.0' in (
+            metrics
+        )
+        assert 'slurm_graphql_history_listing_cache_total{cluster="local",result="miss"} 2.0' in (
+            metrics
+        )
