@@ -89,6 +89,15 @@ return seq
 """
 
 
+# A follower's look (KEYS: seq, poll-failed, epoch, poll-delta; ARGV: the publications it has
+# seen and refused): {} when nothing is new, else the four values, read together.
+_LOOK = """
+local seq = redis.call('GET', KEYS[1])
+if not seq or seq == ARGV[1] or seq == ARGV[2] then return {} end
+return {seq, redis.call('GET', KEYS[2]) or false, redis.call('GET', KEYS[3]) or false,
+        redis.call('GET', KEYS[4]) or false}
+"""
+
 _PUBLISH_FAILURE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if tonumber(redis.call('GET', KEYS[4]) or '0') ~= tonumber(ARGV[3]) then return 0 end
@@ -283,16 +292,24 @@ class SharedPolls:
         foreign, or published with another fencing token) is refused: logged, counted, and
         not handed to anyone."""
         client = self.state.client
-
-        async def read_seq() -> object:
-            return await client.get(self.seq_key)
-
-        raw = await self.state.call(read_seq)
-        if (
-            not isinstance(raw, bytes)
-            or not raw.isdigit()
-            or int(raw) in (self.seen, self._refused)
-        ):
+        # One round trip a look, which answers the publication itself when there is a new one
+        # (a look, then a read, cost a loaded follower two turns of its event loop).
+        answer = await self.state.call(
+            lambda: client.eval(
+                _LOOK,
+                4,
+                self.seq_key,
+                self.failed_key,
+                self.epoch_key,
+                self.delta_key,
+                str(self.seen),
+                str(self._refused),
+            )
+        )
+        if not isinstance(answer, list) or len(answer) != 4:
+            return None
+        seq, failed, epoch, stored = answer
+        if not isinstance(seq, bytes) or not seq.isdigit():
             return None
 
         async def read(*keys: str) -> list[object]:
@@ -301,11 +318,6 @@ class SharedPolls:
                     pipe.get(key)
                 return list(await pipe.execute())
 
-        seq, failed, epoch, stored = await self.state.call(
-            lambda: read(self.seq_key, self.failed_key, self.epoch_key, self.delta_key)
-        )
-        if not isinstance(seq, bytes) or not seq.isdigit():
-            return None
         if failed == seq:
             self.seen = int(seq)
             return POLL_FAILED
