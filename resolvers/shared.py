@@ -243,6 +243,7 @@ class SharedSnapshots:
         # leader publishes those rather than encode the same snapshot again (tens of ms of
         # its event loop at 3,000 jobs, before any follower hears of the poll).
         self._encoded: tuple[Snapshot, bytes] | None = None
+        self._encoded_generation = 0  # the write generation those bytes hold
 
     async def generation(self) -> int | None:
         """The cluster's write generation; None when Redis is not answering."""
@@ -394,19 +395,25 @@ class SharedSnapshots:
         raw, raw_took = await self.state.call(lambda: client.mget(self.snapshot_key, self.took_key))
         if not isinstance(raw, bytes):
             return None, Need.NOTHING, bool(leased)
-        try:
-            limit = self.state.max_bytes
-            snapshot, stored_generation = (
-                decode(raw, self.cluster) if limit is None else decode(raw, self.cluster, limit)
-            )
-        except CorruptSharedValue as exc:
-            self.state.refused(self.snapshot_key, exc)
-            return None, Need.NOTHING, bool(leased)
+        if self._encoded is not None and self._encoded[1] == raw:
+            # The snapshot this replica stored or read last: the same bytes make the same
+            # snapshot, so it is not decoded again (tens of ms of the event loop at 7,000 jobs,
+            # paid by the poll leader when it takes up a query's fetch).
+            snapshot, stored_generation = self._encoded[0], self._encoded_generation
+        else:
+            try:
+                limit = self.state.max_bytes
+                snapshot, stored_generation = (
+                    decode(raw, self.cluster) if limit is None else decode(raw, self.cluster, limit)
+                )
+            except CorruptSharedValue as exc:
+                self.state.refused(self.snapshot_key, exc)
+                return None, Need.NOTHING, bool(leased)
         if stored_generation != generation:
             return None, Need.NOTHING, bool(leased)
         if needs not in snapshot.needs:
             return None, snapshot.needs, bool(leased)
-        self._encoded = (snapshot, raw)
+        self._encoded, self._encoded_generation = (snapshot, raw), stored_generation
         return (snapshot, taken, self._took(raw_took)), snapshot.needs, bool(leased)
 
     def encoded(self, snapshot: Snapshot) -> bytes | None:
@@ -470,7 +477,7 @@ class SharedSnapshots:
         snapshot = await fetch_own(needs)
         ended = self._clock()
         value = encode(snapshot, generation)
-        self._encoded = (snapshot, value)
+        self._encoded, self._encoded_generation = (snapshot, value), generation
         keep_ms = int((self.ttl - (self._clock() - ended)) * 1000)
         if keep_ms > 0:
             client = self.state.client

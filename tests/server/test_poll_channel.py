@@ -244,3 +244,36 @@ async def test_a_follower_hands_bob_none_of_alices_job_events_under_own(
     assert {event["job"]["user"] for event in bobs_feed if event["job"]} == {"bob"}, bobs_feed
     assert bobs_follow == [{"kind": "UNKNOWN", "job": None}], bobs_follow
     assert "alice" not in json.dumps([bobs_feed, bobs_follow])
+
+
+async def test_the_bytes_a_replica_stored_are_not_decoded_again_and_others_are(
+    shared_redis: RedisServer,
+) -> None:
+    """A replica that reads back the snapshot it stored itself (the poll leader taking up its
+    own query's fetch) gets the snapshot it holds, not a second decoding; bytes another replica
+    stored, even of the same queue, are decoded and served as theirs."""
+    from resolvers.shared import SharedSnapshots
+    from resolvers.shared_codec import encode
+
+    stored = real_snapshot()
+    fetched: list[Need] = []
+
+    async def fetch_own(needs: Need) -> Snapshot:
+        fetched.append(needs)
+        return stored
+
+    state = SharedState(Redis.from_url(shared_redis.url))
+    try:
+        shared = SharedSnapshots(state, "local", ttl=60.0, interval=1.0)
+        generation = await shared.generation()
+        assert generation is not None
+        first, _, _ = await shared.fetch(Need.JOBS, generation, 60.0, fetch_own)
+        again = await shared.peek(Need.JOBS, generation, 60.0)
+        assert again is not None and again[0] is first is stored and len(fetched) == 1
+        theirs = next_poll(stored)
+        with redis.Redis.from_url(shared_redis.url) as client:
+            client.set("slurm-graphql:{local}:snapshot", encode(theirs, generation), px=60_000)
+        read = await shared.peek(Need.JOBS, generation, 60.0)
+        assert read is not None and read[0] == theirs and read[0] is not stored
+    finally:
+        await state.aclose()
