@@ -14,6 +14,7 @@ on a page still to come. A page that does not count the jobs also starts sacct's
 
 from __future__ import annotations
 
+import asyncio
 import re
 from bisect import bisect_right
 from collections.abc import Sequence
@@ -214,10 +215,10 @@ async def job_history(
 
     sacct has no LIMIT: over a window, slurmdbd reads and sends every job of it (about 0.5 s
     for 21,000 jobs, ten times that with their steps). So, in this order:
-    - after a cursor, without totalCount or a state filter: one `sacct --jobs` of the next ids
-      only (`next_ids`; about 0.1 s), and if the jobs it finds are too few to fill the page and
-      tell whether another follows, the window after all (`_from_ids` says why a full answer is
-      the window's own);
+    - after a cursor, without a state filter: one `sacct --jobs` of the next ids only
+      (`next_ids`; about 0.1 s), and if the jobs it finds are too few to fill the page and tell
+      whether another follows, the window after all (`_from_ids` says why a full answer is the
+      window's own); with totalCount, the window's listing runs beside it, at the same time;
     - else a listing of the window (`--allocations`, ids and times alone: LISTING_FIELDS),
       narrowed by the cursor when not counting (resolvers/history_cursor.py), to choose the
       page; then one `sacct --jobs` of the page's jobs to read them in full (with their steps
@@ -248,22 +249,43 @@ async def job_history(
         if start > query.end:  # no job after the cursor can lie in the window
             return HistoryPage((), False, False, 0)
         query = replace(query, start=start)
-    if cursor is not None and not counted and not query.job_ids:
+    ids = None
+    if cursor is not None and not query.job_ids and not query.states:
         ids = next_ids(cursor.job_id, first, cursor.stride)
-        if ids is not None:
-            rows = await _from_ids(transport, user, query, ids, steps=steps, qos=qos)
-            seen = [row for row in rows if audience.sees(row.user) and _within(row, values)]
-            if len(seen) > first:  # a full page and one more: the window holds no other
+    listing: list[Listed] | None = None
+    rows: list[HistoryRow] = []  # read in full already: the window's jobs with an id in `ids`
+    if cursor is not None and ids is not None:
+        reading = _from_ids(transport, user, query, ids, steps=steps, qos=qos)
+        if counted:
+            # The count needs the window's listing: it is listed beside the next ids, at once,
+            # so the page costs the longer of the two sacct rather than both one after the other.
+            rows, listing = await asyncio.gather(
+                reading, _kept_listing(transport, user, audience, query, listings)
+            )
+        else:
+            rows = await reading
+        seen = [row for row in rows if audience.sees(row.user) and _within(row, values)]
+        if len(seen) > first:  # a full page and one more: the window holds no other
+            if listing is None:
                 return _answer(seen[:first], True, False, len(seen), cursor.job_id)
+            counted_rows = [row for row in listing if _within(row, values)]
+            before = bisect_right(counted_rows, cursor.job_id, key=_job_id)
+            return _answer(seen[:first], True, before > 0, len(counted_rows), cursor.job_id)
     # The window's listing: no user column, so the audience is checked on the page's full rows
     # below; sacct was asked for the audience's jobs alone (history_query).
-    listed = [
-        row
-        for row in await _kept_listing(transport, user, audience, query, listings)
-        if _within(row, values)
-    ]
+    if listing is None:
+        listing = await _kept_listing(transport, user, audience, query, listings)
+    listed = [row for row in listing if _within(row, values)]
     chosen, has_next, has_previous = page_of(listed, first, last_seen)
-    page = await _in_full(transport, user, audience, query, chosen, steps=steps, qos=qos)
+    asked = ids or range(0)
+    # The page's jobs among the next ids were read already, in full: the rest are read by id.
+    read = {row.job_id: row for row in rows if audience.sees(row.user)}
+    rest = [row for row in chosen if row.job_id not in asked]
+    read |= {
+        row.job_id: row
+        for row in await _in_full(transport, user, audience, query, rest, steps=steps, qos=qos)
+    }
+    page = [read[row.job_id] for row in chosen if row.job_id in read]
     return _answer(page, has_next, has_previous, len(listed), last_seen)
 
 

@@ -713,8 +713,16 @@ async def test_pages_after_a_cursor_ask_sacct_for_the_next_ids_only(
     # ...and alone, unless other jobs took ids between these (another test's, on a busy CI)
     # beyond what the stride foresaw: then the window is read too, as on the last page.
     assert any(len(runs) == 1 for runs in middle)
-    # The last page: the next ids hold too few jobs, so the window is read, then its steps.
-    assert len(last) == 3 and any(a.startswith("--jobs=") for a in last[0])
+    # The last page: the next ids hold too few jobs, so the window is listed too; its jobs, all
+    # among those ids, were read in full with them (no third sacct).
+    assert len(last) == 2 and any(a.startswith("--jobs=") for a in last[0])
+    assert "--format=JobIDRaw,Submit,End" in last[1]
+    # Counted pages after a cursor ask for the next ids too (the window's listing beside them,
+    # at once, for the count): a --jobs of more ids than the page holds.
+    counted_runs = [page[0]["sacct"] for page in counted[1:-1]]
+    asked = [len(a.split(",")) for runs in counted_runs for argv in runs for a in argv
+             if a.startswith("--jobs=")]  # fmt: skip
+    assert any(n > 3 for n in asked), counted_runs
 
 
 COUNTED = """query($filter: JobHistoryFilter, $after: String) { cluster {
