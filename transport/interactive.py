@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
 import signal
@@ -31,7 +32,13 @@ from dataclasses import dataclass, field
 
 from transport.base import Command, CommandResult, Interactive, decode_output
 
+logger = logging.getLogger("slurm_graphql.sessions")
+
 MAX_REQUESTS = 10_000
+# A session that has not answered within this long is taken for stuck: it is killed and the
+# command runs as a process, within what is left of the batch's own timeout. The controller
+# answers a `show` in milliseconds; a busy one in well under a second.
+ANSWER_TIMEOUT = 5.0
 MAX_AGE = 300.0
 # An answer larger than this breaks the session (the command then runs as a process): a node
 # list of a few thousand nodes is well under it.
@@ -161,10 +168,13 @@ class SessionPool:
     """Sessions by program and environment, at most `size` of each. `environ` is what every
     session's environment starts from (the transport's command environment)."""
 
-    def __init__(self, size: int, environ: Mapping[str, str]) -> None:
-        if size < 1:
-            raise ValueError("a session pool holds at least one session")
+    def __init__(
+        self, size: int, environ: Mapping[str, str], answer_timeout: float = ANSWER_TIMEOUT
+    ) -> None:
+        if size < 1 or answer_timeout <= 0:
+            raise ValueError("a session pool holds at least one session, answering in time")
         self.size = size
+        self.answer_timeout = answer_timeout
         self._environ = dict(environ)
         self._kinds: dict[_Key, _Kind] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -199,9 +209,12 @@ class SessionPool:
                     self._processes[session.process.pid] = session.process
                     self.stats.started += 1
                     self.stats.alive += 1
-                stdout, stderr = await session.ask(request)
+                async with asyncio.timeout(self.answer_timeout):
+                    stdout, stderr = await session.ask(request)
                 answered = True
-            except (_BrokenSession, OSError):
+            except (_BrokenSession, OSError, TimeoutError) as exc:
+                reason = str(exc) or f"no answer within {self.answer_timeout:g} s"
+                logger.warning("scontrol session dropped (%s): %s", request.line, reason)
                 return None
             finally:
                 # A session that did not answer (timed out, cancelled, broke the protocol) is in

@@ -30,7 +30,7 @@ from typing import IO
 from transport.base import DEFAULT_MIN_UID, Command, CommandResult, decode_output, refused_result
 from transport.environment import command_environ
 from transport.errors import TransportError, TransportTimeout
-from transport.interactive import SessionPool, SessionStats
+from transport.interactive import ANSWER_TIMEOUT, SessionPool, SessionStats
 from transport.locks import hold_lock, lock_directory
 
 DEFAULT_TIMEOUT = 30.0
@@ -59,6 +59,7 @@ class LocalTransport:
         min_uid: int = DEFAULT_MIN_UID,
         lock_dir: str | None = None,
         sessions: int = DEFAULT_SESSIONS,
+        session_timeout: float = ANSWER_TIMEOUT,
     ) -> None:
         if timeout <= 0 or concurrency < 1 or sessions < 0:
             raise ValueError(
@@ -71,7 +72,7 @@ class LocalTransport:
         self._whoami = getpass.getuser()
         self._is_root = os.geteuid() == 0
         self._lock_dir = lock_dir or lock_directory(self._is_root)
-        self._sessions = SessionPool(sessions, self._environ) if sessions else None
+        self._sessions = SessionPool(sessions, self._environ, session_timeout) if sessions else None
 
     @property
     def url(self) -> str:

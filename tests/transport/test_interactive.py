@@ -8,6 +8,7 @@ import gc
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -184,6 +185,24 @@ async def test_a_stalled_session_is_killed_and_the_next_request_gets_a_new_one()
         await transport.aclose()
 
 
+async def test_a_session_slower_than_its_answer_timeout_yields_to_a_process() -> None:
+    """A session that does not answer within its own timeout (well inside the batch's) is
+    killed and the command runs as a process: a stuck session costs its timeout, no more."""
+    stalls = Command(
+        ("echo", "from the process"), interactive=Interactive(("sleep", "60"), "x", "y {}", "> ")
+    )
+    transport = LocalTransport(timeout=30, session_timeout=0.5)
+    try:
+        started = time.monotonic()
+        [result] = await transport.run([stalls])
+        assert time.monotonic() - started < 5
+        assert (result.stdout, result.exit_code) == ("from the process\n", 0)
+        assert transport.session_stats is not None
+        assert (transport.session_stats.failed, transport.session_stats.alive) == (1, 0)
+    finally:
+        await transport.aclose()
+
+
 async def test_a_program_that_is_no_echoing_repl_falls_back_to_a_process() -> None:
     """`cat` echoes the request without the prompt: the session is dropped and the command
     runs as its own process, whose output is the answer."""
@@ -265,3 +284,27 @@ async def test_a_session_serves_every_event_loop(slurm_cluster: str) -> None:
     assert stats is not None
     assert (stats.started, stats.answered, stats.failed, stats.alive) == (1, 2, 0, 1)
     await transport.aclose()
+
+
+async def test_a_session_sees_a_change_made_between_two_asks(slurm_cluster: str) -> None:
+    """scontrol keeps its last node list and asks slurmctld only for what changed since (the
+    controller answers "no change" only if nothing changed after the second before that list
+    was packed): a node drained between two asks reads drained at the second, as a new
+    process would read it."""
+    transport, admin = LocalTransport(), LocalTransport(sessions=0)
+    reason = f"session-{os.getpid()}"
+    [before] = await transport.run([show_nodes_command()])
+    name = parse_nodes(before.stdout)[-1].name
+    drain = ("scontrol", "update", f"NodeName={name}", "State=DRAIN", f"Reason={reason}")
+    try:
+        [drained] = await admin.run([Command(drain)])
+        assert drained.ok, drained.stderr
+        [after] = await transport.run([show_nodes_command()])
+        [node] = [n for n in parse_nodes(after.stdout) if n.name == name]
+        assert node.reason == reason
+        assert "DRAIN" in node.state_flags or node.state.startswith("DRAIN")
+        assert transport.session_stats is not None
+        assert transport.session_stats.started == 1
+    finally:
+        await admin.run([Command(("scontrol", "update", f"NodeName={name}", "State=RESUME"))])
+        await transport.aclose()
