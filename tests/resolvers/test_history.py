@@ -405,6 +405,25 @@ def test_a_window_listing_chooses_the_same_jobs(version: str) -> None:
     assert listed == [Listed(r.job_id, r.submit_time, r.end_time) for r in full]
 
 
+def test_a_captured_listing_reads_as_slurm_printed_it() -> None:
+    """The listing as jobHistory runs it, captured on 22.05 with --jobs of a job requeued once
+    (two records, not next to each other in sacct's output), an array's own id (its three
+    tasks) and bob's job: each job once, in id order, a requeued one as its last run."""
+    argv = json.loads(
+        (GOLDEN / "22.05" / "history" / "window-listing-ids-times.argv.json").read_text()
+    )["argv"]
+    assert sacct_format(argv) == LISTING_FIELDS and sacct_boundary(argv) == ""
+    text = read("22.05", "history", "window-listing-ids-times")
+    assert [line.split("\x1f")[0] for line in text.splitlines()].count("21240") == 2
+    assert parse_listing(text) == [
+        Listed(21240, 1796287002, 1796287009),
+        Listed(21242, 1796286993, 1796286995),
+        Listed(21244, 1796286993, 1796286994),
+        Listed(21245, 1796286993, 1796286995),
+        Listed(21247, 1796287011, 1796287012),
+    ]
+
+
 def test_a_listing_asks_for_ids_and_times_alone() -> None:
     """The window's listing: job rows only (--allocations), JobIDRaw, Submit and End, and
     \\x1f alone between them (numbers only: no text a user chose, so no boundary)."""
