@@ -328,13 +328,14 @@ async def _from_ids(
     transport: Transport,
     user: str,
     query: HistoryQuery,
-    ids: Sequence[int],
+    ids: Sequence[int | tuple[int, int]],
     *,
     steps: bool,
     qos: bool,
 ) -> list[HistoryRow]:
     """The jobs of the window whose ids lie in `ids`, exactly as the window's sacct would list
-    them, by one `sacct --jobs` of those ids.
+    them, by one `sacct --jobs` of those ids (a pair (A, T): the array's own record A, asked
+    as `A_T`).
 
     Why the same. With the same filters, options and [S, E], accounting_storage/mysql (22.05
     and 24.11 alike) selects, for --jobs=L, the records with (id_job in L, or het_job_id in L,
@@ -345,7 +346,9 @@ async def _from_ids(
     requeued job's next run may be submitted, not yet eligible). The het and array terms only
     add records of other ids, which the id range drops. With --state, both select by the same
     state-and-time test, and no eligibility is tested (nor filtered here); with the client's own
-    job ids, the window's query is a --jobs one already.
+    job ids, the window's query is a --jobs one already. `A_T` selects the records with
+    (id_array_job, id_array_task) = (A, T) under the same time test: the array's own record,
+    whose id is A, and no other task.
 
     So every job of the window with an id in `ids` is here, with the records the window shows;
     the caller knows nothing of the jobs past `ids`, which is why it needs one more job than
@@ -366,7 +369,7 @@ async def _from_ids(
     # Each chunk's own ids only: an array's id in one chunk brings tasks of another's.
     rows: list[HistoryRow] = []
     for chunk, got in zip(chunks, found, strict=True):
-        own = set(chunk)
+        own = {i if isinstance(i, int) else i[0] for i in chunk}
         rows += (row for row in got if row.job_id in own)
     return sorted(rows, key=_job_id)
 
@@ -386,13 +389,17 @@ async def _in_full(
     audience again (sacct was asked for the audience's jobs alone: a job of another user here
     is Slurm's error, and is left out); a job the second call no longer finds (purged from the
     database in between) is left out too."""
-    wanted = sorted({row.job_id for row in page})
+    wanted = sorted({row.asked for row in page}, key=_first)
     found = {
         row.job_id: row
         for row in await _from_ids(transport, user, query, wanted, steps=steps, qos=qos)
         if audience.sees(row.user)
     }
     return [found[row.job_id] for row in page if row.job_id in found]
+
+
+def _first(asked: int | tuple[int, int]) -> int:
+    return asked if isinstance(asked, int) else asked[0]
 
 
 _SACCT_JOB_ID = re.compile(r"^\d{1,10}(?:_\d{1,10})?\Z", re.ASCII)

@@ -102,8 +102,9 @@ class HistoryQuery:
     names: tuple[str, ...] = ()
     job_ids: tuple[str, ...] = ()
     # Job ids the server chose (a page's next ids, or its jobs for their steps), not a filter
-    # a client sent: as many as MAX_IDS, and never with `job_ids`.
-    id_list: tuple[int, ...] = ()
+    # a client sent: as many as MAX_IDS, and never with `job_ids`. A pair (A, T) is an array's
+    # own record, asked as `A_T`: plain `A` would bring every task of the array too.
+    id_list: tuple[int | tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,10 +175,21 @@ def validate_query(query: HistoryQuery) -> HistoryQuery:
     if query.id_list and (
         query.job_ids
         or len(query.id_list) > MAX_IDS
-        or not all(0 < i < 1 << 32 for i in query.id_list)
+        or not all(_server_id(i) for i in query.id_list)
     ):
         raise ValueError("id_list: at most MAX_IDS job ids, and no job_ids beside it")
     return query
+
+
+def _server_id(value: int | tuple[int, int]) -> bool:
+    if isinstance(value, int):
+        return 0 < value < 1 << 32
+    array, task = value
+    return 0 < array < 1 << 32 and 0 <= task < 1 << 32
+
+
+def _asked(value: int | tuple[int, int]) -> str:
+    return str(value) if isinstance(value, int) else f"{value[0]}_{value[1]}"
 
 
 def history_fields(*, qos: bool = True) -> tuple[str, ...]:
@@ -216,7 +228,7 @@ def history_command(
         ("--qos", query.qos),
         ("--state", query.states),
         ("--name", query.names),
-        ("--jobs", query.job_ids or tuple(str(i) for i in query.id_list)),
+        ("--jobs", query.job_ids or tuple(_asked(i) for i in query.id_list)),
     ):
         if values:
             argv.append(f"{option}={','.join(values)}")

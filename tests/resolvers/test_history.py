@@ -389,14 +389,15 @@ async def test_more_ids_than_one_sacct_takes_go_in_one_round_trip_of_several() -
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_a_window_listing_chooses_the_same_jobs(version: str) -> None:
-    """A window's listing (ids and times alone; the captures have UID and Eligible too, which
-    the listing no longer asks for) reads the jobs, Submit and End the full rows have: a page is
+    """A window's listing (the captures have UID and Eligible, which the listing no longer asks
+    for, and no JobID, which it does) reads the jobs, Submit and End the full rows have: a page is
     chosen from it as from them."""
     listing_argv = json.loads(
         (GOLDEN / version / "history" / "window-listing.argv.json").read_text()
     )["argv"]
     fields = sacct_format(listing_argv)
-    assert set(LISTING_FIELDS) <= set(fields) and "--allocations" in listing_argv
+    # Made before JobID was listed: what a page is chosen by is there.
+    assert {"JobIDRaw", "Submit", "End"} <= set(fields) and "--allocations" in listing_argv
     listed = parse_listing(
         read(version, "history", "window-listing"), sacct_boundary(listing_argv), fields
     )
@@ -408,7 +409,8 @@ def test_a_window_listing_chooses_the_same_jobs(version: str) -> None:
 def test_a_captured_listing_reads_as_slurm_printed_it() -> None:
     """The listing as jobHistory runs it, captured on 22.05 with --jobs of a job requeued once
     (two records, not next to each other in sacct's output), an array's own id (its three
-    tasks) and bob's job: each job once, in id order, a requeued one as its last run."""
+    tasks) and bob's job: each job once, in id order, a requeued one as its last run, the
+    array's own record asked for as `A_T`."""
     argv = json.loads(
         (GOLDEN / "22.05" / "history" / "window-listing-ids-times.argv.json").read_text()
     )["argv"]
@@ -417,44 +419,52 @@ def test_a_captured_listing_reads_as_slurm_printed_it() -> None:
     assert [line.split("\x1f")[0] for line in text.splitlines()].count("21240") == 2
     assert parse_listing(text) == [
         Listed(21240, 1796287002, 1796287009),
-        Listed(21242, 1796286993, 1796286995),
+        Listed(21242, 1796286993, 1796286995, task=3),  # the array's own record: 21242_3
         Listed(21244, 1796286993, 1796286994),
         Listed(21245, 1796286993, 1796286995),
         Listed(21247, 1796287011, 1796287012),
     ]
+    assert [job.asked for job in parse_listing(text)][:2] == [21240, (21242, 3)]
 
 
 def test_a_listing_asks_for_ids_and_times_alone() -> None:
-    """The window's listing: job rows only (--allocations), JobIDRaw, Submit and End, and
-    \\x1f alone between them (numbers only: no text a user chose, so no boundary)."""
+    """The window's listing: job rows only (--allocations), JobIDRaw, JobID, Submit and End,
+    and \\x1f alone between them (no text a user chose, so no boundary); an array's own
+    record is asked for as `A_T` by a page's read."""
     argv = history_command(WINDOW, "", listing=True).argv
     assert "--allocations" in argv and sacct_format(argv) == LISTING_FIELDS
     assert f"--delimiter={delimiter('')}" in argv and delimiter("") == "\x1f"
+    read = history_command(replace(WINDOW, id_list=(5, (7, 3), 9)), "", steps=True).argv
+    assert "--jobs=5,7_3,9" in read
 
 
 @pytest.mark.parametrize(
     "forged",
     [
-        "42\x1f1000\x1f1001\x1fextra\n",  # a column more than asked
-        "42\x1f1000\n",  # one fewer
-        "42.batch\x1f1000\x1f1001\n",  # a step row (--allocations prints none)
-        "x42\x1f1000\x1f1001\n",  # not an id
-        "\u0664\u0662\x1f1000\x1f1001\n",  # digits, but not ASCII ones
-        "-1\x1f1000\x1f1001\n",
+        "42\x1f42\x1f1000\x1f1001\x1fextra\n",  # a column more than asked
+        "42\x1f42\x1f1000\n",  # one fewer
+        "42.batch\x1f42.batch\x1f1000\x1f1001\n",  # a step row (--allocations prints none)
+        "x42\x1f42\x1f1000\x1f1001\n",  # not an id
+        "\u0664\u0662\x1f42\x1f1000\x1f1001\n",  # digits, but not ASCII ones
+        "-1\x1f-1\x1f1000\x1f1001\n",
+        "42\x1f42_1 name\x1f1000\x1f1001\n",  # a JobID Slurm does not print
     ],
 )
 def test_a_listing_row_that_is_not_ids_and_times_is_refused(forged: str) -> None:
     """Anything in a listing but an ASCII job id and two times is a ParseError, never a job."""
     with pytest.raises(ParseError):
-        parse_listing("7\x1f900\x1f950\n" + forged)
+        parse_listing("7\x1f7\x1f900\x1f950\n" + forged)
 
 
 def test_a_listing_shows_a_requeued_jobs_last_run() -> None:
     """--duplicates lists each run of a requeued job: the listing keeps the last submitted
     (what sacct without -D shows), and unset times (0, Unknown: still running) read as None."""
-    text = "5\x1f100\x1f150\n5\x1f160\x1fUnknown\n6\x1f0\x1f0\r\n4\x1f90\x1f95"
+    text = "5\x1f5\x1f100\x1f150\n5\x1f5\x1f160\x1fUnknown\n6\x1f4_2\x1f0\x1f0\r\n"
+    text += "4\x1f4_7\x1f90\x1f95\n8\x1f8_[1-3%2]\x1f80\x1fUnknown\n9\x1f9+0\x1f80\x1f81"
     assert parse_listing(text) == [
-        Listed(4, 90, 95),
+        Listed(4, 90, 95, task=7),  # the array's own record
         Listed(5, 160, None),
-        Listed(6, None, None),
+        Listed(6, None, None),  # a task of array 4: asked by its own id
+        Listed(8, 80, None),  # a pending remainder
+        Listed(9, 80, 81),  # a het job's leader
     ]

@@ -707,6 +707,11 @@ async def test_pages_after_a_cursor_ask_sacct_for_the_next_ids_only(
     assert all(job["steps"] and job["efficiency"] for page in pushed for job in page[1:])
     first, *middle, last = [page[0]["sacct"] for page in pushed]
     assert len(first) == 2  # the window's jobs, then the page's steps
+    # The array's own record (its raw id is the array's, its task the last one) is asked for
+    # as `A_10`: plain `A` would bring all ten tasks and their steps.
+    [page_read] = [a for a in first[1] if a.startswith("--jobs=")]
+    asked = page_read.removeprefix("--jobs=").split(",")
+    assert f"{array}_10" in asked and array not in asked, asked
     for runs in middle:  # one sacct of the next ids, with steps, first
         listed = next(a for a in runs[0] if a.startswith("--jobs="))
         assert "--allocations" not in runs[0] and len(listed.split(",")) <= 1000
@@ -716,7 +721,7 @@ async def test_pages_after_a_cursor_ask_sacct_for_the_next_ids_only(
     # The last page: the next ids hold too few jobs, so the window is listed too; its jobs, all
     # among those ids, were read in full with them (no third sacct).
     assert len(last) == 2 and any(a.startswith("--jobs=") for a in last[0])
-    assert "--format=JobIDRaw,Submit,End" in last[1]
+    assert "--format=JobIDRaw,JobID,Submit,End" in last[1]
     # Counted pages after a cursor ask for the next ids too (the window's listing beside them,
     # at once, for the count): a --jobs of more ids than the page holds.
     counted_runs = [page[0]["sacct"] for page in counted[1:-1]]
@@ -736,7 +741,7 @@ def listings_run(app: App) -> list[tuple[str, ...]]:
         argv
         for batch in app.transport.batches
         for argv in batch
-        if argv[0] == "sacct" and "--format=JobIDRaw,Submit,End" in argv
+        if argv[0] == "sacct" and "--format=JobIDRaw,JobID,Submit,End" in argv
     ]
 
 
