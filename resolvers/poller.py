@@ -48,6 +48,8 @@ from transport.errors import SlurmGraphQLError, TransportError, TransportUnavail
 
 logger = logging.getLogger("slurm_graphql.poller")
 
+# A poll fetches what queries asked for within this many intervals (or TTLs, if longer).
+QUERIED_INTERVALS = 2
 # What a follower's subscribers hear when the replica polling for them could not poll.
 LEADER_FAILED = "the replica polling this cluster could not reach it"
 
@@ -188,7 +190,8 @@ class Poller:
     async def _follow(self, polls: SharedPolls, until: float) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await polls.say_needs(self._needs)
+            # What this replica's queries read too, so the leader's poll serves them.
+            await polls.say_needs(self._needs | self._queried())
             while not self._closed and loop.time() < until:
                 publication = await polls.latest()
                 if isinstance(publication, PollFailed):
@@ -226,6 +229,10 @@ class Poller:
             logger.exception("update of %s failed", self.cluster)
             self._failed(InternalPollError("internal error while polling"))
 
+    def _queried(self) -> Need:
+        """What this replica's queries asked for in the last QUERIED_INTERVALS intervals."""
+        return self.source.queried_needs(QUERIED_INTERVALS * max(self.interval, self.source.ttl))
+
     async def _sleep(self, seconds: float) -> None:
         self._sleeping = True
         try:
@@ -239,7 +246,7 @@ class Poller:
             # Also fetch what queries asked for lately (the cached snapshot's datasets), so
             # the poll's snapshot serves them too; this fades once they stop, with the TTL.
             fresh = self.source.fresh()
-            needs = self._needs | extra
+            needs = self._needs | extra | self._queried()
             if fresh is not None:
                 needs |= fresh.needs
             # A new snapshot, or one another replica fetched at most a quarter interval ago

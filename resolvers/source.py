@@ -103,6 +103,9 @@ class SnapshotSource:
         self._background: dict[asyncio.Task[Snapshot], Need] = {}
         # Partial fetches since the start of the current TTL window: (window start, count).
         self._partial_rate: tuple[float, int] = (0.0, 0)
+        # What queries of whole snapshots asked for lately, and when the latest asked: what a
+        # poll fetches too (queried_needs).
+        self._queried: tuple[Need, float] = (Need.NOTHING, 0.0)
         # Read by the metrics endpoint: gets, and gets served from the cache; the others waited
         # for the head node (a fetch of their own or one already in flight).
         self.lookups = 0
@@ -136,6 +139,9 @@ class SnapshotSource:
         if self.shared is not None:
             await self._follow_writes(self.shared)
         self.lookups += 1
+        if scope.everything:
+            held, _ = self._queried
+            self._queried = (held | needs, self._clock())
         fresh = self.fresh()
         if fresh is not None:
             if needs in fresh.needs:
@@ -229,6 +235,15 @@ class SnapshotSource:
         """How long this cluster's lists were in the latest snapshots (None where no snapshot
         has held the dataset yet). Read-only: never fetches."""
         return self.sizes.bounds
+
+    def queried_needs(self, within: float) -> Need:
+        """What queries of whole snapshots asked for, if one asked within `within` seconds:
+        what the poller fetches too, so its snapshot serves them. The cached snapshot's needs
+        say the same only while it is fresh: a poll that found it just expired (a poll
+        running late, or a TTL shorter than the interval) fetched the jobs alone, and the next
+        query fetched the queue again (1.03 squeues per interval in bench/replicas.py)."""
+        needs, at = self._queried
+        return needs if self._clock() - at <= within else Need.NOTHING
 
     def fresh(self) -> Snapshot | None:
         """The cached snapshot if it is within its TTL, else None."""

@@ -10,12 +10,15 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 
+import httpx
 import pytest
 
 from server.app import create_app
 from server.settings import Settings
 from tests.server.test_mutations import scancel
+from tests.support.counting import CountingTransport
 from tests.support.live import PurgingTransport, slurm_cli, submit
+from tests.support.scenario import Scenario
 from tests.support.ws import Connection, serving
 from transport.base import Command, CommandResult
 from transport.local import LocalTransport
@@ -99,3 +102,33 @@ async def test_a_job_in_the_poll_is_not_held_up_by_another_jobs_look_up(
     assert event["job"]["state"] == "RUNNING", event
     assert message.received - polled < LOOKUP_SECONDS / 2, (message.received, polled)
     assert transport.looking_up(message.received), (message.received, transport.lookups_began)
+
+
+async def test_a_poll_fetches_what_queries_read_lately_though_their_snapshot_expired(
+    scenario: Scenario,
+) -> None:
+    """A cache TTL shorter than the poll interval, so every poll finds the queries' snapshot
+    expired: the polls while a client lists jobs with their nodes still fetch the nodes with
+    the jobs (they fetched the jobs alone, and each next query fetched the queue again)."""
+    transport = CountingTransport(LocalTransport())
+    settings = Settings(poll_interval=INTERVAL, cache_ttl=INTERVAL / 3)
+    query = "{ cluster { jobs(first: 5) { edges { node { jobId nodes { name } } } } } }"
+    async with (
+        serving(create_app(settings, {"local": transport})) as url,
+        Connection.open(url) as connection,
+        httpx.AsyncClient(base_url=url) as client,
+    ):
+        subscription = await connection.subscribe(FOLLOW, id=scenario.held)
+        await subscription.next(30)
+        asked = len(transport.batches)
+        deadline = time.monotonic() + 6 * INTERVAL
+        while time.monotonic() < deadline:
+            response = await client.post("/graphql", json={"query": query})
+            assert "errors" not in response.json(), response.text
+            # Less often than the TTL: a poll finds the queries' snapshot expired.
+            await asyncio.sleep(4 * INTERVAL / 3)
+        fetches = [b for b in transport.batches[asked:] if any(a[0] == "squeue" for a in b)]
+    without_nodes = [b for b in fetches if not any(a[0] == "scontrol" for a in b)]
+    # At most the poll that ran before the first query answered: no queue fetched without
+    # the nodes, then again with them.
+    assert len(without_nodes) <= 1, fetches
