@@ -156,3 +156,14 @@ def test_an_empty_delta_decodes() -> None:
     """A poll where nothing changed travels as no rows at all."""
     empty = PollDelta(4, 1.0, Need.JOBS, None, None, (), (), (), ())
     assert decode_delta(encode_delta(empty, "local", 1), "local") == (empty, 1)
+
+
+def test_a_poll_begun_late_is_followed_a_whole_interval_after_it() -> None:
+    """The leader's schedule: on time, every interval; a poll begun 0.6 s late pushes the next
+    one to an interval after its start (the old schedule put it 0.4 s after: two squeues in one
+    interval); a poll longer than the interval is followed at once."""
+    from resolvers.poller import next_poll
+
+    assert next_poll(10.0, 10.0, 10.1, 1.0) == 11.0
+    assert next_poll(10.0, 10.6, 10.7, 1.0) == 11.6
+    assert next_poll(10.0, 10.0, 11.5, 1.0) == 11.5
