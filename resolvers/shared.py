@@ -191,6 +191,12 @@ class SharedState:
                 # (and is dropped); a new one answers if Redis is there.
                 result = await make()
         except (TimeoutError, RedisError, OSError) as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # The caller was cancelled mid-command and the client reported it as a failure:
+                # it stays a cancellation (a loop that goes on after SharedUnavailable, such as
+                # the leader's lease renewal, would otherwise never end), and Redis is not down.
+                raise asyncio.CancelledError from exc
             self.failures += 1
             if not self._down:
                 self._down = True

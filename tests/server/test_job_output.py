@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -60,8 +61,11 @@ async def test_owner_reads_output_and_others_cannot(user_api: UserApi) -> None:
 
 
 async def test_output_of_a_job_not_started_is_null(user_api: UserApi) -> None:
-    """A held job has no output file yet: output is null, without an error."""
-    job = await submitted(user_api, "alice", partition="batch", hold=True)
+    """A held job has no output file yet: output is null, without an error. (Its own file
+    name: job ids start again with each new cluster state, and an earlier cluster's job of the
+    same id may have left slurm-<id>.out in alice's home.)"""
+    name = f"never-started-{uuid.uuid4().hex[:8]}-%j.out"
+    job = await submitted(user_api, "alice", partition="batch", hold=True, stdoutPath=name)
     try:
         body = await read(user_api, "alice", job["displayId"], "STDOUT", 100)
         assert body["data"]["cluster"]["job"]["output"] is None

@@ -101,7 +101,8 @@ async def test_output_is_the_owners_and_admins_only_when_configured(unix_users: 
         try:
             for _ in range(150):
                 body = await call(client, "alice", output, id=job["displayId"])
-                if body["data"]["cluster"]["job"]["output"] is not None:
+                answer = body["data"]["cluster"]["job"]
+                if answer["state"] == "COMPLETED" and answer["output"] is not None:
                     break
                 await asyncio.sleep(0.2)
             assert body["data"]["cluster"]["job"]["output"]["text"] == "secret\n"
