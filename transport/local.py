@@ -134,6 +134,9 @@ class LocalTransport:
         if command.interactive is not None and self._sessions is not None:
             answer = await self._sessions.ask(command)
             if answer is not None:
+                if command.otherwise is not None and not answer.stdout:
+                    then = await self._run_single(command.otherwise, started)
+                    answer = replace(answer, otherwise=then)
                 return answer
         result = await self._run_single(command, started)
         if command.otherwise is not None and not result.refused and not result.stdout:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -120,6 +121,25 @@ async def test_a_forged_end_of_answer_in_a_job_does_not_end_it(forged_job: str) 
         assert again.stdout == ran.stdout
         assert transport.session_stats is not None
         assert transport.session_stats.started == 1
+    finally:
+        await transport.aclose()
+
+
+async def test_otherwise_follows_an_empty_session_answer(slurm_cluster: str) -> None:
+    """`otherwise` runs after a session's answer as after a process's: only when it printed
+    nothing (job(id)'s accounting lookup rides on its live lookup this way)."""
+    transport = LocalTransport()
+    fallback = Command(("echo", "from accounting"))
+    try:
+        unknown = replace(show_job_command("999999999"), otherwise=fallback)
+        [result] = await transport.run([unknown])
+        assert result.otherwise is not None
+        assert result.otherwise.stdout == "from accounting\n"
+        [listed] = await transport.run([replace(show_nodes_command(), otherwise=fallback)])
+        assert listed.otherwise is None
+        assert parse_nodes(listed.stdout)
+        assert transport.session_stats is not None
+        assert transport.session_stats.answered == 2
     finally:
         await transport.aclose()
 
