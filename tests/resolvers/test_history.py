@@ -406,25 +406,48 @@ def test_a_window_listing_chooses_the_same_jobs(version: str) -> None:
     assert listed == [Listed(r.job_id, r.submit_time, r.end_time) for r in full]
 
 
-def test_a_captured_listing_reads_as_slurm_printed_it() -> None:
-    """The listing as jobHistory runs it, captured on 22.05 with --jobs of a job requeued once
-    (two records, not next to each other in sacct's output), an array's own id (its three
-    tasks) and bob's job: each job once, in id order, a requeued one as its last run, the
-    array's own record asked for as `A_T`."""
+# What each version's capture of the listing as jobHistory runs it must read as: the requeued
+# job's id (two records), and the listing, in id order.
+CAPTURED_LISTINGS = {
+    "22.05": (
+        21240,
+        [
+            Listed(21240, 1796287002, 1796287009),
+            Listed(21242, 1796286993, 1796286995, task=3),  # the array's own record: 21242_3
+            Listed(21244, 1796286993, 1796286994),
+            Listed(21245, 1796286993, 1796286995),
+            Listed(21247, 1796287011, 1796287012),
+        ],
+    ),
+    "24.11": (
+        20533,
+        [
+            Listed(20533, 1796294004, 1796294004),  # requeued and cancelled in one second
+            Listed(20534, 1796294004, 1796294005, task=3),  # the array's own record: 20534_3
+            Listed(20535, 1796294004, 1796294005),
+            Listed(20536, 1796294004, 1796294005),
+            Listed(20540, 1796294005, 1796294006),
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("version", sorted(CAPTURED_LISTINGS))
+def test_a_captured_listing_reads_as_slurm_printed_it(version: str) -> None:
+    """The listing as jobHistory runs it, captured (scripts/capture-golden) with --jobs of a job
+    requeued once (two records), an array's own id (its three tasks) and bob's job: each job
+    once, in id order, a requeued one as its last run, the array's own record asked for as
+    `A_T`. 24.11 prints what 22.05 does: a capture that lacked the second run and the tasks
+    was taken before slurmctld had sent them to slurmdbd (the capture now waits for them)."""
+    requeued, expected = CAPTURED_LISTINGS[version]
     argv = json.loads(
-        (GOLDEN / "22.05" / "history" / "window-listing-ids-times.argv.json").read_text()
+        (GOLDEN / version / "history" / "window-listing-ids-times.argv.json").read_text()
     )["argv"]
     assert sacct_format(argv) == LISTING_FIELDS and sacct_boundary(argv) == ""
-    text = read("22.05", "history", "window-listing-ids-times")
-    assert [line.split("\x1f")[0] for line in text.splitlines()].count("21240") == 2
-    assert parse_listing(text) == [
-        Listed(21240, 1796287002, 1796287009),
-        Listed(21242, 1796286993, 1796286995, task=3),  # the array's own record: 21242_3
-        Listed(21244, 1796286993, 1796286994),
-        Listed(21245, 1796286993, 1796286995),
-        Listed(21247, 1796287011, 1796287012),
-    ]
-    assert [job.asked for job in parse_listing(text)][:2] == [21240, (21242, 3)]
+    text = read(version, "history", "window-listing-ids-times")
+    assert [line.split("\x1f")[0] for line in text.splitlines()].count(str(requeued)) == 2
+    assert parse_listing(text) == expected
+    assert [job.asked for job in parse_listing(text)][:2] == [requeued, (expected[1].job_id, 3)]
 
 
 def test_a_listing_asks_for_ids_and_times_alone() -> None:
