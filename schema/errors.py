@@ -31,6 +31,7 @@ from resolvers.slurm.errors import (
 from transport.errors import (
     HeadNodeNotFound,
     OutputTooLarge,
+    RequestTooLarge,
     TransportError,
     TransportThrottled,
     TransportTimeout,
@@ -62,6 +63,11 @@ UNREACHABLE_MESSAGE = (
 OUTPUT_TOO_LARGE_MESSAGE = (
     "the answer was larger than the transport can bring back (the server's log says how to "
     "configure it)"
+)
+REQUEST_TOO_LARGE_MESSAGE = (
+    "the request is larger than the transport to the cluster carries in one command (about "
+    "56 KB through AWS Systems Manager); nothing was run. A batch script that large can be "
+    "submitted with scriptS3Uri"
 )
 UNSAFE_PARAMETER_MESSAGE = (
     "the request holds '{{', which AWS Systems Manager would resolve as a parameter reference; "
@@ -109,6 +115,12 @@ def to_graphql_error(exc: Exception) -> GraphQLError | None:
         return _slurm_error(exc)
     if isinstance(exc, CommandFailed):
         return coded(ErrorCode.SLURM_ERROR, f"Slurm: {slurm_message(exc.stderr) or 'failed'}")
+    if isinstance(exc, TransportError):
+        return _transport_error(exc)
+    return None
+
+
+def _transport_error(exc: TransportError) -> GraphQLError:
     if isinstance(exc, HeadNodeNotFound):
         return coded(ErrorCode.CLUSTER_UNAVAILABLE, str(exc))
     if isinstance(exc, TransportThrottled):
@@ -117,13 +129,14 @@ def to_graphql_error(exc: Exception) -> GraphQLError | None:
         return coded(ErrorCode.TRANSPORT_TIMEOUT, str(exc))
     if isinstance(exc, OutputTooLarge):
         return coded(ErrorCode.OUTPUT_TOO_LARGE, OUTPUT_TOO_LARGE_MESSAGE)
+    if isinstance(exc, RequestTooLarge):
+        # The client's own input (a batch script) made it: theirs to shrink or send otherwise.
+        return coded(ErrorCode.BAD_USER_INPUT, REQUEST_TOO_LARGE_MESSAGE)
     if isinstance(exc, UnsafeParameter):
         # Which value and where stay in the server's log: the client learns only that it was
         # refused, and nothing was run.
         return coded(ErrorCode.UNSAFE_PARAMETER, UNSAFE_PARAMETER_MESSAGE)
-    if isinstance(exc, TransportError):
-        return coded(ErrorCode.SLURM_UNAVAILABLE, UNREACHABLE_MESSAGE)
-    return None
+    return coded(ErrorCode.SLURM_UNAVAILABLE, UNREACHABLE_MESSAGE)
 
 
 def _slurm_error(exc: SlurmError) -> GraphQLError:

@@ -4,6 +4,7 @@ from transport.base import Command, CommandResult, Transport
 from transport.errors import (
     HeadNodeNotFound,
     OutputTooLarge,
+    RequestTooLarge,
     SlurmGraphQLError,
     TransportError,
     TransportThrottled,
@@ -18,6 +19,7 @@ __all__ = [
     "CommandResult",
     "HeadNodeNotFound",
     "OutputTooLarge",
+    "RequestTooLarge",
     "SlurmGraphQLError",
     "Transport",
     "TransportError",

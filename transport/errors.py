@@ -8,7 +8,8 @@
     │   │   └── UnsafeLockDirectory    the head node's lock directory is unsafe (locks.py)
     │   ├── TransportThrottled         the service kept refusing for rate, after retries
     │   ├── UnsafeParameter            a value the service would resolve ({{ssm:…}}): not sent
-    │   └── OutputTooLarge             output was truncated on the way and cannot be recovered
+    │   ├── OutputTooLarge             output was truncated on the way and cannot be recovered
+    │   └── RequestTooLarge            a command larger than the service takes in one request
     ├── CommandFailed                  a command ran and exited non-zero (resolvers/slurm/errors.py)
     ├── SlurmError                     Slurm said no, classified by kind (resolvers/slurm/errors.py)
     ├── ParseError                     output did not have the shape we asked for
@@ -78,3 +79,8 @@ class UnsafeParameter(TransportError):
 
 class OutputTooLarge(TransportError):
     """Output was truncated in transit and the full copy is out of reach."""
+
+
+class RequestTooLarge(TransportError):
+    """A command is larger than the service accepts in one request (ssm://: SendCommand's 64 KB
+    for the document and its parameters); it was not sent."""

@@ -38,6 +38,7 @@ from transport.environment import parse_pass_env, passable_names
 from transport.errors import (
     HeadNodeNotFound,
     OutputTooLarge,
+    RequestTooLarge,
     TransportError,
     TransportThrottled,
     TransportTimeout,
@@ -52,6 +53,11 @@ from transport.shell_batch import (
 )
 
 INLINE_STDOUT_LIMIT = 24_000
+# SendCommand's document and its runtime parameters together may not exceed 64 KB (AWS documents
+# the quota with CreateDocument's Content: "This quota also includes the content specified for
+# input parameters at runtime"). AWS-RunShellScript's own content is about 1 KB; the script gets
+# 56 KiB, and the rest is left to the document and executionTimeout.
+SCRIPT_BUDGET = 56 * 1024
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_CONCURRENCY = 8
 FIRST_POLL, MAX_POLL, POLL_GROWTH = 0.1, 1.0, 1.5
@@ -63,6 +69,7 @@ _THROTTLED = {
     "RequestLimitExceeded",
 }
 _GONE = {"InvalidInstanceId", "InvalidInstanceInformationFilterValue"}
+_SIZING = "0" * len(new_boundary())  # a boundary of the real one's length, to size a script
 T = TypeVar("T")
 logger = logging.getLogger("slurm_graphql.ssm")
 
@@ -106,11 +113,26 @@ class SsmTransport:
         return f"ssm://{target}"
 
     async def run(self, commands: Sequence[Command]) -> list[CommandResult]:
+        """The batch in one SendCommand, or in several, run at once, when its script would
+        exceed SCRIPT_BUDGET (a history page reading 10,000 jobs by id: ten sacct of 1,000 ids,
+        ~117 KB); RequestTooLarge, nothing sent, when one command alone exceeds it."""
         if not commands:
             return []
+        deadline = time.monotonic() + self.timeout
+        parts = parts_within(commands, self._script_bytes, SCRIPT_BUDGET)
+        if len(parts) == 1:
+            return await self._run_part(commands, deadline)
+        logger.info("a batch of %d commands is sent in %d parts", len(commands), len(parts))
+        answers = await asyncio.gather(*(self._run_part(part, deadline) for part in parts))
+        return [result for answer in answers for result in answer]
+
+    def _script_bytes(self, commands: Sequence[Command]) -> int:
+        script = build_script(commands, _SIZING, pass_env=self.pass_env, min_uid=self.min_uid)
+        return len(script.encode())
+
+    async def _run_part(self, commands: Sequence[Command], deadline: float) -> list[CommandResult]:
         boundary = new_boundary()
         script = build_script(commands, boundary, pass_env=self.pass_env, min_uid=self.min_uid)
-        deadline = time.monotonic() + self.timeout
         async with self._slots:
             for attempt in (1, 2):
                 instance = await self._instance()
@@ -250,6 +272,35 @@ class SsmTransport:
             raise TransportUnavailable("no AWS credentials found") from exc
         except botocore.exceptions.BotoCoreError as exc:
             raise TransportUnavailable(f"AWS could not be reached: {exc}") from exc
+
+
+def parts_within(
+    commands: Sequence[Command], size: Callable[[Sequence[Command]], int], budget: int
+) -> list[Sequence[Command]]:
+    """`commands` cut into consecutive parts, in order, each as long as `size` (of a part's
+    script, which grows with each command) keeps within `budget`: the whole batch when it fits.
+    RequestTooLarge when a command alone does not fit."""
+    parts: list[Sequence[Command]] = []
+    start = 0
+    while start < len(commands):
+        if size(commands[start:]) <= budget:
+            parts.append(commands[start:])
+            break
+        if size(commands[start : start + 1]) > budget:
+            raise RequestTooLarge(
+                f"a command of {size(commands[start : start + 1]):,} bytes of script is more "
+                f"than one SendCommand carries ({budget:,}); it was not sent"
+            )
+        low, high = start + 1, len(commands) - 1  # commands[start:low] fits; [start:] does not
+        while low < high:
+            middle = (low + high + 1) // 2
+            if size(commands[start:middle]) <= budget:
+                low = middle
+            else:
+                high = middle - 1
+        parts.append(commands[start:low])
+        start = low
+    return parts
 
 
 class _NotYet(Exception):

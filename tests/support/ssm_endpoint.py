@@ -12,7 +12,8 @@ Parameter Store (tests/support/parameter_store.py) and, like Run Command, resolv
 
 It copies what a client of the real service can notice: invocations are invisible for a moment
 after SendCommand (eventual consistency), inline output is truncated to 24,000/8,000 characters,
-TimedOut and Cancelled kill the process group, errors come back as HTTP 400 `{"__type": ...}`.
+TimedOut and Cancelled kill the process group, parameters over the 64 KB document quota are
+refused, errors come back as HTTP 400 `{"__type": ...}`.
 Faults (throttling, unknown instances, undeliverable invocations, failing S3, latency) are set
 with CLI flags or at run time with `POST /_faults`; `GET /_stats` counts the API calls.
 
@@ -63,6 +64,7 @@ DOCUMENT = "AWS-RunShellScript"
 PLUGIN = "aws:runShellScript"
 PLUGIN_KEY = "awsrunShellScript/0.awsrunshellscript"  # the agent's folder for plugin 0
 STDOUT_LIMIT, STDERR_LIMIT, PLUGIN_OUTPUT_LIMIT = 24_000, 8_000, 2_500
+QUOTA = 64 * 1024  # a document's content with its run-time parameters
 INSTANCE_ID = re.compile(r"^(i|mi)-[0-9a-f]{8,17}$")
 MAX_EXECUTION_TIMEOUT = 172_800  # AWS-RunShellScript's allowed maximum (48 hours)
 TERMINAL = frozenset({"Success", "Failed", "TimedOut", "Cancelled", "Undeliverable"})
@@ -352,6 +354,12 @@ class RunCommandService:
         commands: list[str] = parameters.get("commands", [])
         if not commands:
             raise bad("commands is required")
+        # AWS counts a document's content and the parameters given at run time against one
+        # 64 KB quota (CreateDocument's Content); the parameters alone over it are refused
+        # whatever the document. Which error the service answers then is not documented: this
+        # one is the endpoint's.
+        if sum(len(v.encode()) for values in parameters.values() for v in values) > QUOTA:
+            raise bad(f"the parameters exceed the {QUOTA:,}-byte document quota")
         timeout = parameters.get("executionTimeout", ["3600"])
         if len(timeout) != 1 or not re.fullmatch(r"[1-9][0-9]*", timeout[0]):
             raise bad("executionTimeout must be one whole number of seconds")

@@ -91,10 +91,13 @@ async def test_a_missing_program_exits_127(transport: Transport) -> None:
 
 
 async def test_large_output_arrives_complete(transport: Transport) -> None:
-    """Output far over SSM's 24,000 inline characters, even incompressible, is exact."""
+    """Output far over SSM's 24,000 inline characters, even incompressible, is exact. It is
+    made on the head node: sent as stdin, 300,000 characters are more than one SendCommand
+    carries (64 KB with its document), so ssm:// refuses them (test_ssm_request_size.py)."""
     noise = "".join(random.Random(7).choices(string.ascii_letters + string.digits, k=300_000))
+    make = "random.Random(7).choices(string.ascii_letters + string.digits, k=300_000)"
     [result] = await transport.run(
-        [py("import sys; sys.stdout.write(sys.stdin.read())", stdin=noise.encode())]
+        [py(f"import random, string, sys; sys.stdout.write(''.join({make}))")]
     )
     assert result.stdout == noise
 
