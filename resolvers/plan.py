@@ -46,6 +46,9 @@ FIELD_NEEDS: Mapping[str, Need] = {
 }
 
 
+# Job fields that read squeue's output patterns (JobScope.paths).
+PATH_FIELDS = frozenset({"stdoutPath", "stderrPath", "stdoutPattern", "stderrPattern", "output"})
+
 # What a node's `jobs` read: the jobs holding nodes, as squeue --states (resolvers/scope.py).
 ACTIVE_JOBS = JobScope(states=ACTIVE_JOB_STATES)
 
@@ -106,6 +109,8 @@ def plan_operation(
         for cluster in targets:
             needs[cluster] = needs.get(cluster, Need.NOTHING) | found
             scopes.setdefault(cluster, []).extend(walker.scopes)
+    if not names_beneath([operation], fragments) & PATH_FIELDS:
+        scopes = {cluster: [s.without_paths() for s in found] for cluster, found in scopes.items()}
     merged = {cluster: merge_all(found) or EVERY_JOB for cluster, found in scopes.items()}
     return Plan(needs, merged)
 
@@ -150,7 +155,8 @@ def datasets_named(
 
 
 def names_beneath(
-    field_nodes: Sequence[FieldNode], fragments: Mapping[str, FragmentDefinitionNode]
+    field_nodes: Sequence[FieldNode | OperationDefinitionNode],
+    fragments: Mapping[str, FragmentDefinitionNode],
 ) -> frozenset[str]:
     """The name of every field selected beneath `field_nodes`, fragments followed; type-free
     like the rest of the plan, and blind to @skip/@include (a name counts if it may be read)."""

@@ -61,6 +61,11 @@ class JobScope:
     # sacct answers as that user's Slurm lets them see). Without a requester, no sacct runs.
     recall: bool = False
     requester: str | None = None
+    # Whether the rows must carry squeue's output patterns (STDOUT/STDERR). A lookup by id whose
+    # query reads no output path or pattern may be answered by an scontrol session instead,
+    # which prints expanded paths (resolvers/slurm/job_lookup.py); such rows never serve a
+    # query that reads them.
+    paths: bool = True
 
     @property
     def everything(self) -> bool:
@@ -70,6 +75,8 @@ class JobScope:
         """Every job `other` selects is one this scope selects (and, if `other` recalls
         forgotten jobs, this one recalls them for the same requester)."""
         if other.recall and (not self.recall or self.requester != other.requester):
+            return False
+        if other.paths and not self.paths:
             return False
         return all(
             mine is None or (theirs is not None and theirs <= mine)
@@ -97,7 +104,10 @@ class JobScope:
             )
         ):
             joined = dataclasses.replace(
-                self, ids=self.ids | other.ids, recall=self.recall or other.recall
+                self,
+                ids=self.ids | other.ids,
+                recall=self.recall or other.recall,
+                paths=self.paths or other.paths,
             )
             return joined if len(joined.ids or ()) <= MAX_LISTED_IDS else EVERY_JOB
         return EVERY_JOB
@@ -124,6 +134,10 @@ class JobScope:
         if audience.everyone or audience.owner is None or not _USER.match(audience.owner):
             return self
         return dataclasses.replace(self, users=frozenset({audience.owner}))
+
+    def without_paths(self) -> JobScope:
+        """This lookup by id for a query that reads no output path or pattern."""
+        return dataclasses.replace(self, paths=False) if self.ids is not None else self
 
     def asked_by(self, user: str) -> JobScope:
         """This scope for one requester: the one sacct runs as if it recalls forgotten jobs."""

@@ -22,6 +22,7 @@ from resolvers.selection import JobCriteria, filter_jobs
 from resolvers.slurm.errors import SlurmError, SlurmErrorKind, check
 from resolvers.slurm.history import HistoryRecord
 from resolvers.slurm.hostlist import expand_hostlist
+from resolvers.slurm.job_lookup import show_job_as_squeue
 from resolvers.slurm.jobs import (
     FIELD_SEPARATOR,
     STRUCTURED_FIELDS,
@@ -315,7 +316,16 @@ def _squeue_commands(scope: JobScope, boundary: str) -> list[Command]:
     ids = sorted(scope.ids, key=int)
     if len(ids) > MAX_PUSHED_IDS:
         return [squeue_command(boundary, ids, **lists)]
-    return [squeue_command(boundary, [job_id], **lists) for job_id in ids]
+    commands = [squeue_command(boundary, [job_id], **lists) for job_id in ids]
+    if scope.paths or scope.states or scope.partitions or scope.nodes:
+        return commands
+    # A session may answer each lookup without a process (local://), where it can prove its
+    # answer is squeue's row (resolvers/slurm/job_lookup.py); squeue runs where it cannot.
+    users = frozenset(lists["users"]) or None
+    return [
+        dataclasses.replace(command, interactive=show_job_as_squeue(job_id, boundary, users))
+        for command, job_id in zip(commands, ids, strict=True)
+    ]
 
 
 def _stdout(results: list[CommandResult]) -> str:

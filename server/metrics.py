@@ -200,7 +200,7 @@ class _SessionCollector(Collector):
         )
         requests = CounterMetricFamily(
             "slurm_graphql_transport_session_requests",
-            "Commands a session answered, or failed (then run as a process of their own).",
+            "Commands a session answered, failed or declined (then run as a process of their own).",
             labels=["cluster", "result"],
         )
         started = CounterMetricFamily(
@@ -215,6 +215,7 @@ class _SessionCollector(Collector):
             alive.add_metric([name], stats.alive)
             requests.add_metric([name, "answered"], stats.answered)
             requests.add_metric([name, "failed"], stats.failed)
+            requests.add_metric([name, "declined"], stats.declined)
             started.add_metric([name], stats.started)
         yield from (alive, requests, started)
 

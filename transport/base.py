@@ -8,7 +8,7 @@ backend that must go through a shell (ssm, ssh) quotes them, at its own edge.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import parse_qs
@@ -43,13 +43,19 @@ class Interactive:
     readline echoes input that is not a terminal) and its echo of the marker, followed by the
     token's line. The token is 128 random bits per request, so no value inside an answer (a
     node's reason, a job's name) can end it early. The answer must be what `argv` would print:
-    the caller chooses `program` and `line` so that it is.
+    the caller chooses `program` and `line` so that it is, or gives `translate`.
+
+    `translate`, if given, turns the program's answer (its stdout) into what `argv` would print,
+    or returns None when it cannot prove the two the same; the command then runs as a process,
+    as if no session were kept. It is pure and never raises: the caller's knowledge of both
+    programs' output, which the transport does not have.
     """
 
     program: tuple[str, ...]
     line: str
     marker: str
     prompt: str
+    translate: Callable[[str], str | None] | None = None
 
     def __post_init__(self) -> None:
         if not self.program or not all(isinstance(a, str) and a for a in self.program):

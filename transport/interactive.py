@@ -51,11 +51,13 @@ _Key = tuple[tuple[str, ...], tuple[tuple[str, str], ...]]
 class SessionStats:
     """What the sessions did since the transport opened: `started` processes, `answered`
     requests, `failed` ones (the session was killed; the request ran as a process or timed
-    out), and how many are `alive` now."""
+    out), `declined` answers (the request's `translate` could not vouch for one; it ran as a
+    process, the session stays), and how many are `alive` now."""
 
     started: int = 0
     answered: int = 0
     failed: int = 0
+    declined: int = 0
     alive: int = 0
 
 
@@ -225,6 +227,12 @@ class SessionPool:
                     self._end(session)
                 elif session is not None:
                     kind.idle.append(session)
+        if request.translate is not None:
+            translated = request.translate(stdout)
+            if translated is None:
+                self.stats.declined += 1
+                return None
+            stdout = translated
         self.stats.answered += 1
         # The program's own exit code is not per request: a request that printed nothing but an
         # error failed, as the program run for it alone would have (`scontrol show job <unknown>`

@@ -206,13 +206,18 @@ def _exit_status(raw: str) -> tuple[int | None, int | None]:
     """(exit code, signal) from squeue's exit_code column.
 
     Slurm 22.05 prints the raw wait status (exit code in the high byte, signal in the low seven
-    bits); 24.11 prints `code:signal`, as scontrol does.
+    bits); 24.11 prints `code:signal`, as scontrol does. A job a signal ended has exit code 0,
+    as scontrol and sacct say: the high byte of such a status is no exit code (WEXITSTATUS is
+    defined only for a process that exited).
     """
     code, colon, signal = raw.partition(":")
     if colon:
         return int_or_none(code), int_or_none(signal)
     status = int_or_none(raw)
-    return (None, None) if status is None else (status >> 8, status & 0x7F)
+    if status is None:
+        return None, None
+    signal_number = status & 0x7F
+    return (0, signal_number) if signal_number else (status >> 8, 0)
 
 
 def new_boundary() -> str:

@@ -105,6 +105,29 @@ async def test_job_by_id_asks_squeue_for_that_job_only(
     assert found["cluster"]["job"]["displayId"] == scenario.held
 
 
+async def test_a_job_by_id_is_a_session_lookup_unless_it_reads_output_paths(
+    uncached: Counted, scenario: Scenario
+) -> None:
+    """The same squeue is planned; without output paths in the query, a scontrol session may
+    answer it (local://) and did, with the row squeue gives; with them, squeue runs."""
+    inner = uncached.transport.inner
+    assert isinstance(inner, LocalTransport)
+    stats = inner.session_stats
+    assert stats is not None
+    answered = stats.answered
+    fields = "displayId jobId arrayJobId arrayTaskId name user state nodeList exitCode command"
+    query = f'{{ cluster {{ job(id: "{scenario.held}") {{ {fields} }} }} }}'
+    looked_up = await uncached.query(query)
+    [[command]] = uncached.transport.sent[-1:]
+    assert command.interactive is not None and command.argv[0] == "squeue"
+    assert stats.answered == answered + 1
+    with_paths = await uncached.query(query.replace("command", "command stdoutPath"))
+    [command] = [c for c in uncached.transport.sent[-1] if c.argv[0] == "squeue"]
+    assert command.interactive is None  # a process: a session answers interactive ones only
+    assert with_paths["cluster"]["job"].pop("stdoutPath")
+    assert looked_up == with_paths
+
+
 async def test_array_ids_ask_for_the_whole_array(uncached: Counted, scenario: Scenario) -> None:
     """`42`, `42_1` and a pending remainder's `42_[2-3]` each ask squeue for array 42 (squeue
     would invent a row for a task still pending in the remainder), and answer as the full

@@ -103,7 +103,7 @@ def test_node_plans_what_its_object_needs() -> None:
     job = global_id(Kind.JOB, "local", "42")
     found = plan("query($id: ID!) { node(id: $id) { id ... on Job { nodes { name } } } }", id=job)
     assert found.needs_of("local") == Need.JOBS | Need.NODES
-    assert found.scope_of("local") == JobScope(ids=frozenset({"42"}))
+    assert found.scope_of("local") == JobScope(ids=frozenset({"42"}), paths=False)
     assert found.needs_of("other") == Need.NOTHING
 
     partition = global_id(Kind.PARTITION, "other", "batch")
@@ -115,7 +115,7 @@ def test_node_plans_what_its_object_needs() -> None:
 
     cluster = global_id(Kind.CLUSTER, "local")
     found = plan(f'{{ node(id: "{cluster}") {{ ... on Cluster {{ job(id: "7") {{ id }} }} }} }}')
-    assert found.scope_of("local") == JobScope(ids=frozenset({"7"}), recall=True)
+    assert found.scope_of("local") == JobScope(ids=frozenset({"7"}), recall=True, paths=False)
 
     node = global_id(Kind.COMPUTE_NODE, "local", "n3")
     found = plan(f'{{ node(id: "{node}") {{ ... on ComputeNode {{ jobs {{ id }} }} }} }}')
@@ -133,7 +133,7 @@ def test_nodes_plan_one_snapshot_per_cluster() -> None:
     ]
     found = plan("query($ids: [ID!]!) { nodes(ids: $ids) { id } }", ids=ids)
     assert found.needs_of("local") == Need.JOBS
-    assert found.scope_of("local") == JobScope(ids=frozenset({"1", "2"}))
+    assert found.scope_of("local") == JobScope(ids=frozenset({"1", "2"}), paths=False)
     assert found.needs_of("other") == Need.NODES
     assert found.scope_of("other") == EVERY_JOB  # reads no job at all
     assert "elsewhere" not in found.needs

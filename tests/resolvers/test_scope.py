@@ -33,13 +33,14 @@ def plan(query: str, **variables: Any) -> Plan:
     return plan_operation(operation, fragments, variables, ("local", "other"), 1000)
 
 
-def ids(*values: str) -> JobScope:
-    return JobScope(ids=frozenset(values))
+def ids(*values: str, paths: bool = False) -> JobScope:
+    """Jobs by id, for a query that reads no output path unless `paths`."""
+    return JobScope(ids=frozenset(values), paths=paths)
 
 
-def lookup(*values: str) -> JobScope:
+def lookup(*values: str, paths: bool = False) -> JobScope:
     """What Cluster.job reads: its ids, and accounting for those the controller forgot."""
-    return JobScope(ids=frozenset(values), recall=True)
+    return JobScope(ids=frozenset(values), recall=True, paths=paths)
 
 
 @pytest.mark.parametrize(
@@ -82,6 +83,16 @@ def lookup(*values: str) -> JobScope:
         ),
         # A fragment on Cluster is the Cluster's own field.
         ('{ cluster { ...C } } fragment C on Cluster { job(id: "5") { displayId } }', lookup("5")),
+        # Output paths or patterns anywhere in the query: squeue's rows, which carry patterns.
+        ('{ cluster { job(id: "5") { stdoutPath } } }', lookup("5", paths=True)),
+        (
+            '{ cluster { job(id: "5") { ...J } } } fragment J on Job { output { text } }',
+            lookup("5", paths=True),
+        ),
+        (
+            '{ cluster { a: job(id: "1") { jobId } b: job(id: "2") { stderrPattern } } }',
+            lookup("1", "2", paths=True),
+        ),
     ],
 )
 def test_what_squeue_is_asked_for(query: str, scope: JobScope) -> None:
@@ -176,7 +187,9 @@ def test_own_visibility_narrows_every_scope_to_the_owner() -> None:
     asked = JobScope(users=frozenset({"alice"}), states=frozenset({"RUNNING"}))
     assert asked.seen_by(bob) == JobScope(users=frozenset({"bob"}), states=frozenset({"RUNNING"}))
     assert EVERY_JOB.seen_by(bob) == JobScope(users=frozenset({"bob"}))
-    assert ids("4").seen_by(bob) == JobScope(ids=frozenset({"4"}), users=frozenset({"bob"}))
+    assert ids("4").seen_by(bob) == JobScope(
+        ids=frozenset({"4"}), users=frozenset({"bob"}), paths=False
+    )
     assert asked.seen_by(EVERYONE) == asked
     admin = Visibility.of(Identity("carol", admin=True), own_jobs_only=True)
     assert asked.seen_by(admin) == asked
@@ -191,6 +204,10 @@ def test_covers_and_merged() -> None:
     assert alice.merged(alice_running) == alice
     assert ids("1").merged(ids("2")) == ids("1", "2")
     assert ids("1").merged(alice) == EVERY_JOB
+    # Rows without squeue's output patterns never serve a query that reads them.
+    with_paths, without = ids("1", paths=True), ids("1")
+    assert with_paths.covers(without) and not without.covers(with_paths)
+    assert without.merged(ids("2", paths=True)) == ids("1", "2", paths=True)
 
 
 def scan(rows: tuple[JobRow, ...], wanted: str) -> JobRow | None:
@@ -235,7 +252,7 @@ def test_lookups_use_the_index_once_built() -> None:
 def test_a_partial_snapshot_knows_its_scope() -> None:
     """scope_of_job is what a snapshot fetched for job(id) records (resolvers/source.py keys
     its cache by it)."""
-    assert scope_of_job("12_[3-6%2]") == ids("12")
+    assert scope_of_job("12_[3-6%2]") == ids("12", paths=True)
     assert not scope_of_job("1").everything and EVERY_JOB.everything
 
 

@@ -94,7 +94,10 @@ class PurgingTransport(StampingTransport):
             return command
         purged = {f"--jobs={job_id}" for job_id in self._purged}
         changed = tuple(f"--jobs={UNKNOWN_ID}" if arg in purged else arg for arg in argv)
-        return replace(command, argv=changed)
+        if changed == argv:
+            return command
+        # squeue itself then, not a session asking scontrol for the real job.
+        return replace(command, argv=changed, interactive=None)
 
     def _rewrite(self, result: CommandResult) -> CommandResult:
         argv = result.argv

@@ -57,7 +57,9 @@ def exit_code(value: Any) -> tuple[int, int] | None:
         return (code or 0, signal or 0)
     if value is None:
         return None
-    return (int(value) >> 8, int(value) & 0x7F)
+    # A signal's end has no exit code (WEXITSTATUS is defined only for an exit): 0, as sacct.
+    status = int(value)
+    return (0, status & 0x7F) if status & 0x7F else (status >> 8, 0)
 
 
 def as_list(value: Any) -> list[str]:
