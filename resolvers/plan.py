@@ -160,16 +160,15 @@ def names_beneath(
 ) -> frozenset[str]:
     """The name of every field selected beneath `field_nodes`, fragments followed; type-free
     like the rest of the plan, and blind to @skip/@include (a name counts if it may be read)."""
+    # A loop, not a recursive closure: a closure naming itself is a reference cycle, which
+    # every request would leave to the garbage collector (tests/server/test_memory.py).
     walker = _Walker(fragments, {}, 0)
     found: set[str] = set()
-
-    def walk(selection_set: SelectionSetNode | None) -> None:
-        for field_node in walker.fields(selection_set):
+    pending = [node.selection_set for node in field_nodes]
+    while pending:
+        for field_node in walker.fields(pending.pop()):
             found.add(field_node.name.value)
-            walk(field_node.selection_set)
-
-    for node in field_nodes:
-        walk(node.selection_set)
+            pending.append(field_node.selection_set)
     return frozenset(found)
 
 

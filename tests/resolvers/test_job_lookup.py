@@ -18,12 +18,11 @@ from transport.local import LocalTransport
 
 # Every property of a row but the output patterns, which squeue prints as submitted and
 # scontrol expanded (a query reading them never takes this path: JobScope.paths).
-COMPARED = tuple(
-    name
-    for name in dir(JobRecord)
-    if isinstance(getattr(JobRecord, name), property)
-    and name not in {"stdout_pattern", "stderr_pattern"}
-) + ("display_id", "job_id", "user", "state")
+PROPERTIES = [name for name in dir(JobRecord) if isinstance(getattr(JobRecord, name), property)]
+COMPARED = (
+    *(name for name in PROPERTIES if name not in {"stdout_pattern", "stderr_pattern"}),
+    *("display_id", "job_id", "user", "state"),
+)
 
 
 def squeue_rows(job_id: str) -> list[JobRecord]:
