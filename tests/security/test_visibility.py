@@ -32,6 +32,7 @@ from tests.server.test_mutations import scancel
 from tests.support.app import app_client
 from tests.support.counting import CountingTransport
 from tests.support.lambda_events import LambdaRuntime, event, response_body
+from tests.support.scenario import sbatch, slurm
 from tests.support.visibility import (
     EVERYTHING,
     MISSING,
@@ -443,3 +444,32 @@ async def test_the_cost_of_his_query_says_nothing_of_how_many_jobs_she_has(jobs:
             scancel(job_id)
     assert before["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX", before
     assert after == before
+
+
+async def test_a_name_forging_bobs_user_id_never_shows_her_job_to_him(
+    own_api: OwnApi, unix_users: None
+) -> None:
+    """A job by id read from an scontrol session (a query without output paths): alice names
+    her job so that scontrol's line says `UserId=bob(1002)` after its name. The session's answer
+    is refused (resolvers/slurm/job_lookup.py) and squeue's row says alice: bob gets null, as
+    for her plain job, which the session does answer; alice gets both as hers."""
+    forged = sbatch("--hold", "-J", "mine UserId=bob(1002) GroupId=bob(1002)", "--wrap", "true",
+                    user="alice")  # fmt: skip
+    plain = sbatch("--hold", "-J", "plain", "--wrap", "true", user="alice")
+    query = "query($id: String!) { cluster { job(id: $id) { displayId user name state } } }"
+    try:
+        inner = own_api.transport.inner
+        stats = inner.session_stats if isinstance(inner, LocalTransport) else None
+        before = None if stats is None else (stats.answered, stats.declined)
+        for job_id in (forged, plain):
+            assert json.loads(await own_api.raw("bob", query, id=job_id))["data"] == {
+                "cluster": {"job": None}
+            }
+            hers = json.loads(await own_api.raw("alice", query, id=job_id))["data"]
+            assert hers["cluster"]["job"]["user"] == "alice"
+        if stats is not None and before is not None:
+            # bob's and alice's lookups of each: the forged one refused twice, the plain one
+            # answered twice (bob's by a row of alice's, which his users filter leaves out).
+            assert (stats.answered - before[0], stats.declined - before[1]) == (2, 2)
+    finally:
+        slurm("scancel", forged, plain)
