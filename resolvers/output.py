@@ -6,6 +6,13 @@ the transport's clean environment, so a file the owner cannot open is refused by
 a path such as /proc/self/environ would show nothing of the server's. Only regular files are
 read; anything else (FIFOs, devices, /proc, /sys) is refused as PERMISSION_DENIED. All reads one
 request asks for go to the head node as one batch, after the snapshot that named the files.
+
+A job's output is what a run of it wrote, nothing else. Nothing is read before the job has
+started (`has_started`): until slurmstepd opens the file for a run of this job, whatever lies at
+its path is not its output (a file another user planted in a shared directory, or one an earlier
+job of the same id left: job ids start again with a fresh cluster state). And once it has
+started, a file at its path that its user does not own is not its output either (_READ_TAIL).
+Both answer null, as a file that does not exist does.
 """
 
 from __future__ import annotations
@@ -28,14 +35,22 @@ MAX_TAIL_BYTES = 1_048_576
 # Marks a path the reading program refused (not a regular file, or a kernel file system).
 REFUSED_MARK = "slurm-graphql: not a regular file"
 EXIT_REFUSED_PATH = 77
+# Marks a file the job's user does not own: not the job's output (see _READ_TAIL).
+FOREIGN_MARK = "slurm-graphql: not the job owner's file"
+EXIT_FOREIGN_FILE = 78
 
 # Runs as the job's owner, never as root, in the transport's clean environment. The path is a
 # positional argument, never part of the program text. It refuses, with the same answer whether
 # the target exists or not: paths under /proc, /sys and /dev (before and after resolving
 # symlinks); anything that is not a regular file (so a FIFO is never opened and cannot block);
 # and, checked again on the descriptor actually opened, a file that is not regular or lives on a
-# kernel file system (a symlink swapped in between the test and the open). Then the size (to tell
-# whether the tail is the whole file) and the last bytes, read from that same descriptor.
+# kernel file system (a symlink swapped in between the test and the open). A file its reader (the
+# job's user) does not own is not the job's output: slurmstepd creates the output files as the
+# job's user, so another user's file at the path was put there by them (bob's file planted at
+# the path of alice's job in a shared directory: alice's job, unable to open it, fails to launch
+# and has started; or, if bob made it writable by all, alice's job writes into a file bob owns and
+# may rewrite at will). Then the size (to tell whether the tail is the whole file) and the last
+# bytes, read from that same descriptor.
 _READ_TAIL = f"""\
 set -u
 refuse() {{ echo "{REFUSED_MARK}" >&2; exit {EXIT_REFUSED_PATH}; }}
@@ -49,6 +64,9 @@ opened=$(readlink /dev/fd/3) || refuse
 if kernel_path "$opened"; then refuse; fi
 case $(stat -L -c %F /dev/fd/3) in "regular file"|"regular empty file") ;; *) refuse;; esac
 case $(stat -f -L -c %T /dev/fd/3) in proc|sysfs|devtmpfs|devpts|securityfs|debugfs) refuse;; esac
+if [ "$(stat -L -c %u /dev/fd/3)" != "$(id -u)" ]; then
+  echo "{FOREIGN_MARK}" >&2; exit {EXIT_FOREIGN_FILE}
+fi
 size=$(stat -L -c %s /dev/fd/3) || exit 66
 printf '%s\\n' "$size"
 exec tail -c "$2" <&3
@@ -98,6 +116,43 @@ def output_file(record: JobRecord, stderr: bool, slurm_version: str | None) -> s
     return resolve_pattern(pattern, job)
 
 
+# States in which no run of the job is under way or over: waiting (held or not), waiting again
+# after a requeue (REQUEUED, REQUEUE_HOLD, SPECIAL_EXIT...), nodes still booting (CONFIGURING: the
+# batch script, which opens the output files, has not been launched), or ended without ever
+# running (BOOT_FAIL, REVOKED; a job cancelled while pending is CANCELLED without nodes, below).
+_NOT_STARTED_STATES = frozenset(
+    {
+        "PENDING",
+        "REQUEUED",
+        "REQUEUE_HOLD",
+        "REQUEUE_FED",
+        "SPECIAL_EXIT",
+        "RESV_DEL_HOLD",
+        "CONFIGURING",
+        "BOOT_FAIL",
+        "REVOKED",
+    }
+)
+
+
+def has_started(record: JobRecord, seen_at: float) -> bool:
+    """Whether a run of the job has started, as of the snapshot taken at `seen_at` (epoch s):
+    a state past waiting, nodes allocated (a job cancelled while pending has none, and a start
+    time equal to its end) and a start time known and not after `seen_at` (a pending job's is
+    when Slurm expects it to start).
+
+    A requeued job waiting for its next run counts as not started, although its earlier run
+    wrote the file: from the moment it is requeued nothing vouches that the file at its path is
+    still that run's (in a shared directory it can be removed and another user's planted in its
+    place before the next run), and the next run opens it again anyway. Its output is back
+    once that run has started.
+    """
+    if record.state in _NOT_STARTED_STATES or record.node_list is None:
+        return False
+    start = record.start_time
+    return start is not None and start <= seen_at
+
+
 def read_tail_command(path: str, tail_bytes: int, user: str | None) -> Command:
     if "\x00" in path:
         raise BadUserInput("the path holds a NUL byte")
@@ -105,7 +160,10 @@ def read_tail_command(path: str, tail_bytes: int, user: str | None) -> Command:
 
 
 def parse_tail(path: str, tail_bytes: int, result: CommandResult) -> OutputTail | None:
-    """The tail of `path`; None if the file does not exist (yet)."""
+    """The tail of `path`; None if the file does not exist (yet) or is not the job's (another
+    user's file at its path)."""
+    if result.exit_code == EXIT_FOREIGN_FILE and FOREIGN_MARK in result.stderr:
+        return None
     if result.exit_code != 0:
         refused = result.refused or (
             result.exit_code == EXIT_REFUSED_PATH and REFUSED_MARK in result.stderr

@@ -14,7 +14,13 @@ import strawberry
 from resolvers.context import RequestContext
 from resolvers.final_state import from_accounting
 from resolvers.global_ids import Kind, global_id
-from resolvers.output import DEFAULT_TAIL_BYTES, OutputTail, output_file
+from resolvers.output import (
+    DEFAULT_TAIL_BYTES,
+    OutputTail,
+    has_started,
+    output_file,
+    validate_tail_bytes,
+)
 from resolvers.selection import job_partitions
 from resolvers.slurm.history import HistoryRecord, efficiency
 from resolvers.slurm.hostlist import expand_hostlist
@@ -212,8 +218,9 @@ class Job(Node):
         return split_comment(self._record.comment)[1]
 
     @strawberry.field(
-        description="The end of the job's output file, read as the requesting user; null "
-        "while the file does not exist."
+        description="The end of the job's output file, read as the job's user; null until "
+        "the job has started (a pending, held or requeued job: what lies at its path is not "
+        "its output yet) and while the file does not exist."
     )
     async def output(
         self,
@@ -229,7 +236,12 @@ class Job(Node):
         owner = self._record.user
 
         async def read() -> OutputTail | None:
+            validate_tail_bytes(tail_bytes)
+            # Who may read is answered before whether there is anything to read: bob asking for
+            # alice's pending job is refused as for her running one.
             reader = context.output_reader(self._snapshot.cluster, owner)
+            if not has_started(self._record, self._snapshot.taken_at):
+                return None
             return await reader.read(path, tail_bytes)
 
         tail = await expected_errors_as_graphql(read())

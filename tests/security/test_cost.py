@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pwd
 import subprocess
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager
@@ -324,19 +326,32 @@ async def test_reads_past_the_allowance_never_reach_the_head_node(
     is queued: only the reads within it travel."""
     inner = open_inner_transport(request, kind)
     transport = CountingTransport(inner)
+    # A file of alice's own: a file its reader does not own is no output (resolvers/output.py).
+    owned = await asyncio.to_thread(alice_file, "within the allowance\n")
     try:
         current_allowance.set(OutputAllowance(reads=1, bytes=1_000))
         reader = OutputReader(transport, "alice")
-        first = await reader.read("/etc/hostname", 100)
+        first = await reader.read(owned, 100)
         with pytest.raises(GraphQLError) as refused:
             await reader.read("/etc/os-release", 100)
         with pytest.raises(GraphQLError):
-            await reader.read("/etc/hostname", 10_000)
+            await reader.read(owned, 10_000)
     finally:
         await inner.aclose()
+        await asyncio.to_thread(os.unlink, owned)
     assert first is not None and first.size_bytes > 0
     assert refused.value.extensions == {"code": "QUERY_TOO_COMPLEX"}
     assert transport.calls == 1
+
+
+def alice_file(text: str) -> str:
+    """A file alice owns, as her job's output would be; its path."""
+    descriptor, path = tempfile.mkstemp(prefix="allowance-", suffix=".out")
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+    alice = pwd.getpwnam("alice")
+    os.chown(path, alice.pw_uid, alice.pw_gid)
+    return path
 
 
 async def test_subscriptions_are_costed_per_event_selection(

@@ -26,7 +26,13 @@ from resolvers.slurm.actions import keyed_job_matches
 from resolvers.slurm.jobs import new_boundary, parse_squeue, squeue_command
 from tests.conftest import Aws
 from tests.server.test_mutations import SUBMIT, UPDATE, scancel
-from tests.support.head_node import App, running_app, sbatch_as, secret_local_transport
+from tests.support.head_node import (
+    App,
+    ended_as,
+    running_app,
+    sbatch_as,
+    secret_local_transport,
+)
 from transport import Command, CommandResult, Transport, TransportUnavailable, open_transport
 from transport.local import LocalTransport
 from transport.locks import ROOT_LOCK_DIR
@@ -109,7 +115,9 @@ async def test_a_refused_switch_is_a_typed_permission_denied(
     """A user below the floor gets PERMISSION_DENIED for a submit and for an output read,
     never an internal error, and no job is made."""
     floor = pwd.getpwnam("alice").pw_uid + 1
-    bobs = sbatch_as("bob", "--output=/tmp/never-read-%j.out")
+    # A job that ran: a job that has not started has no output to read (resolvers/output.py).
+    written = Path(f"/tmp/floor-{secrets.token_hex(4)}.out")
+    bobs = await asyncio.to_thread(ended_as, "bob", f"--output={written}")
     try:
         async with running_app(open_kind(kind, request, min_uid=floor), kind) as app:
             payload = await submit(app, "alice")
@@ -133,6 +141,7 @@ async def test_a_refused_switch_is_a_typed_permission_denied(
             assert body == {"data": {"cluster": {"job": None}}}, body
     finally:
         scancel(bobs)
+        await asyncio.to_thread(written.unlink, missing_ok=True)
 
 
 # --- locks users cannot plant ------------------------------------------------------------------

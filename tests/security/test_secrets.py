@@ -1,7 +1,9 @@
 """No secret ever reaches a command, and output reads open only regular files, never as root.
 
-The attack these close: bob submits a held job with `stdoutPath: "/proc/self/environ"` and reads
-`Job.output`, which returned the server's environment (every token). Each test runs over local://
+The attack these close: bob submits a job with `stdoutPath: "/proc/self/environ"` and reads
+`Job.output`, which returned the server's environment (every token). The jobs run first (output
+is read only once a job has started); those whose path slurmstepd cannot open fail to launch,
+and have started all the same. Each test runs over local://
 (the server's environment holding SERVER_SECRETS) and ssm:// (the agent's holding AGENT_SECRETS).
 """
 
@@ -14,6 +16,7 @@ import pwd
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +32,13 @@ from tests.support.head_node import (
     SECRET_VALUES,
     TOKENS,
     App,
+    ended_as,
     leaked,
     running_app,
-    sbatch_as,
     secret_local_transport,
 )
 from tests.support.lambda_events import KINDS, LambdaRuntime, event, response_body
+from tests.support.scenario import wait_until_ended
 from transport import Command, Transport, open_transport
 from transport.environment import FIXED, INHERITED
 from transport.local import LocalTransport
@@ -66,31 +70,48 @@ async def app(request: pytest.FixtureRequest, unix_users: None) -> AsyncIterator
         yield running
 
 
+@dataclass
+class Traps:
+    """Paths in bob's home for jobs to write to, each to be swapped, once its job has run, for
+    something an output read should not open: a FIFO, a directory, and symlinks to the
+    server's environment, /etc/shadow and /dev/zero. (Planted after the run, as bob could do:
+    slurmstepd would block opening a FIFO itself, and output is read only once a job started.)"""
+
+    paths: dict[str, str]
+    owner: pwd.struct_passwd
+
+    def plant(self) -> None:
+        for name, text in self.paths.items():
+            path = Path(text)
+            path.unlink(missing_ok=True)  # what the job wrote
+            if name == "fifo":
+                os.mkfifo(path)
+            elif name == "directory":
+                path.mkdir()
+            else:
+                path.symlink_to(SWAPPED_FOR[name])
+            os.lchown(path, self.owner.pw_uid, self.owner.pw_gid)
+
+
+SWAPPED_FOR = {
+    "to-environ": "/proc/self/environ",
+    "to-shadow": "/etc/shadow",
+    "to-zero": "/dev/zero",
+}
+
+
 @pytest.fixture
-def bob_traps() -> Iterator[dict[str, str]]:
-    """Files in bob's home that are not what an output read should open: a FIFO, a socket-like
-    directory, and symlinks to the server's environment, /etc/shadow and /dev/zero."""
+def bob_traps() -> Iterator[Traps]:
     bob = pwd.getpwnam("bob")
     home = Path(bob.pw_dir)
     tag = secrets.token_hex(4)
-    made = {
-        "fifo": home / f"trap-{tag}.fifo",
-        "to-environ": home / f"trap-{tag}-environ",
-        "to-shadow": home / f"trap-{tag}-shadow",
-        "to-zero": home / f"trap-{tag}-zero",
-        "directory": home / f"trap-{tag}.d",
-    }
-    os.mkfifo(made["fifo"])
-    made["to-environ"].symlink_to("/proc/self/environ")
-    made["to-shadow"].symlink_to("/etc/shadow")
-    made["to-zero"].symlink_to("/dev/zero")
-    made["directory"].mkdir()
-    for path in made.values():
-        os.lchown(path, bob.pw_uid, bob.pw_gid)
+    names = ("fifo", "to-environ", "to-shadow", "to-zero", "directory")
+    traps = Traps({name: str(home / f"trap-{tag}-{name}") for name in names}, bob)
     try:
-        yield {name: str(path) for name, path in made.items()}
+        yield traps
     finally:
-        for path in made.values():
+        for text in traps.paths.values():
+            path = Path(text)
             if path.is_dir() and not path.is_symlink():
                 path.rmdir()
             else:
@@ -104,6 +125,14 @@ async def submit(app: App, user: str, **fields: Any) -> dict[str, Any]:
     assert payload["__typename"] == "JobSubmitted", payload
     job: dict[str, Any] = payload["job"]
     return job
+
+
+async def ended(app: App, user: str, paths: list[str]) -> dict[str, dict[str, Any]]:
+    """A job of `user` per output path, run to its end (output is read only once a job has
+    started): one that could not open its path ended as a launch failure, having started."""
+    jobs = {path: await submit(app, user, hold=False, stdoutPath=path) for path in paths}
+    await asyncio.to_thread(wait_until_ended, [str(job["jobId"]) for job in jobs.values()])
+    return jobs
 
 
 async def read_output(app: App, user: str, job_id: str) -> tuple[dict[str, Any], float]:
@@ -126,13 +155,14 @@ FORBIDDEN_PATHS = (
 
 
 async def test_kernel_paths_and_special_files_are_refused_without_a_leak(
-    app: App, bob_traps: dict[str, str]
+    app: App, bob_traps: Traps
 ) -> None:
     """bob's outputs at /proc, /sys, /dev paths (existing or not), a FIFO, a directory and
     symlinks to /proc/self/environ, /etc/shadow and /dev/zero: every read is PERMISSION_DENIED
     with the same message shape, quickly (a FIFO never blocks), and shows no secret."""
-    paths = [*FORBIDDEN_PATHS, *bob_traps.values()]
-    jobs = {path: await submit(app, "bob", stdoutPath=path) for path in paths}
+    paths = [*FORBIDDEN_PATHS, *bob_traps.paths.values()]
+    jobs = await ended(app, "bob", paths)
+    bob_traps.plant()
     try:
         for path, job in jobs.items():
             body, took = await read_output(app, "bob", job["displayId"])
@@ -148,13 +178,17 @@ async def test_kernel_paths_and_special_files_are_refused_without_a_leak(
 
 
 async def test_an_administrator_reads_output_as_the_owner_not_as_root(
-    app: App, bob_traps: dict[str, str]
+    app: App, bob_traps: Traps
 ) -> None:
     """carol (an administrator allowed to read output) reads bob's output pointing at
     /etc/shadow with bob's rights, so she is refused; a job of root's is never read at all."""
-    job = await submit(app, "bob", stdoutPath=bob_traps["to-shadow"])
-    root_job = sbatch_as("root", "--output=/etc/hostname")
+    [job] = (await ended(app, "bob", [bob_traps.paths["to-shadow"]])).values()
+    bob_traps.plant()
+    # root's job ran, and its output file exists (a harmless one: it runs as root).
+    root_file = Path(f"/tmp/root-{secrets.token_hex(4)}.out")
+    root_job = await asyncio.to_thread(ended_as, "root", f"--output={root_file}")
     try:
+        assert await asyncio.to_thread(root_file.is_file)
         body, _ = await read_output(app, "carol", job["displayId"])
         assert body["errors"][0]["extensions"]["code"] == "PERMISSION_DENIED", body
         assert "root:" not in str(body)
@@ -164,6 +198,7 @@ async def test_an_administrator_reads_output_as_the_owner_not_as_root(
     finally:
         scancel(job["jobId"])
         scancel(root_job)
+        await asyncio.to_thread(root_file.unlink, missing_ok=True)
 
 
 async def test_a_job_script_sees_no_secret_in_its_environment(app: App) -> None:
@@ -277,7 +312,9 @@ def test_through_the_lambda_handler_proc_environ_is_refused(kind: str, unix_user
     settings = Settings(cache_ttl=0.0, tokens=parse_token_map(TOKENS))
     transport = secret_local_transport()
     runtime = LambdaRuntime(lambda: make_handler(settings, {"local": transport}))
-    job_id = sbatch_as("bob", "--output=/proc/self/environ")
+    # It ran (slurmstepd could not open the path: a launch failure): output is read only once
+    # a job has started.
+    job_id = ended_as("bob", "--output=/proc/self/environ")
     try:
         request = event(
             kind,

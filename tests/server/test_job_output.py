@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
+import os
+import pwd
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import UserApi
-from tests.server.test_mutations import scancel, submitted, wait_for
+from tests.server.test_mutations import RELEASE, act, scancel, submitted, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -61,25 +63,52 @@ async def test_owner_reads_output_and_others_cannot(user_api: UserApi) -> None:
 
 
 async def test_output_of_a_job_not_started_is_null(user_api: UserApi) -> None:
-    """A held job has no output file yet: output is null, without an error. (Its own file
-    name: job ids start again with each new cluster state, and an earlier cluster's job of the
-    same id may have left slurm-<id>.out in alice's home.)"""
-    name = f"never-started-{uuid.uuid4().hex[:8]}-%j.out"
-    job = await submitted(user_api, "alice", partition="batch", hold=True, stdoutPath=name)
+    """A held job has no output yet, whatever lies at its path: a slurm-<id>.out an earlier job
+    of the same id left in alice's home (job ids start again with each cluster state) reads
+    null, without an error, and bob is refused as for a job that ran; once the job has run,
+    alice reads what it wrote, and none of the stale file."""
+    job = await submitted(
+        user_api, "alice", partition="batch", hold=True, script="#!/bin/sh\necho fresh\n"
+    )
+    stale = Path(pwd.getpwnam("alice").pw_dir) / f"slurm-{job['jobId']}.out"
     try:
+        assert (await read(user_api, "alice", job["displayId"], "STDOUT", 100))["data"]["cluster"][
+            "job"
+        ]["stdoutPath"] == str(stale)
+        plant(stale, "stale output of an earlier job\n", "alice")
         body = await read(user_api, "alice", job["displayId"], "STDOUT", 100)
         assert body["data"]["cluster"]["job"]["output"] is None
         assert "errors" not in body
         too_much = await read(user_api, "alice", job["displayId"], "STDOUT", 10**9)
         assert too_much["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        refused = await read(user_api, "bob", job["displayId"], "STDOUT", 100)
+        assert refused["errors"][0]["extensions"]["code"] == "PERMISSION_DENIED", refused
+
+        released = await act(user_api, "alice", RELEASE, job["displayId"])
+        assert released["__typename"] == "JobActionDone", released
+        await wait_for(user_api, "alice", job["displayId"], {"COMPLETED"})
+        ran = await read(user_api, "alice", job["displayId"], "STDOUT", 100)
+        assert ran["data"]["cluster"]["job"]["output"]["text"] == "fresh\n", ran
     finally:
         scancel(job["jobId"])
+        stale.unlink(missing_ok=True)
+
+
+def plant(path: Path, text: str, owner: str) -> None:
+    """A file at `path` owned by `owner`, as `owner` (or a job of theirs) would have left it."""
+    path.write_text(text)
+    user = pwd.getpwnam(owner)
+    os.chown(path, user.pw_uid, user.pw_gid)
 
 
 async def test_many_outputs_cost_one_extra_round_trip(user_api: UserApi) -> None:
     """Outputs of every job in a listing are read in one batch, after the snapshot."""
-    jobs = [await submitted(user_api, "alice", partition="batch", hold=True) for _ in range(3)]
+    script = "#!/bin/sh\necho done\n"
+    jobs = [await submitted(user_api, "alice", partition="batch", script=script) for _ in range(3)]
     try:
+        # Jobs that ran: a job that has not started has no output to read.
+        for job in jobs:
+            await wait_for(user_api, "alice", job["displayId"], {"COMPLETED"})
         before = user_api.transport.calls
         query = (
             # `first` bounds the reads: without it the page could hold 10,000 (server/cost.py).
@@ -89,7 +118,11 @@ async def test_many_outputs_cost_one_extra_round_trip(user_api: UserApi) -> None
         body = await user_api.as_user("alice", query, ids=[job["displayId"] for job in jobs])
         assert body["data"]["cluster"]["jobs"]["totalCount"] == 3
         assert "errors" not in body, body
+        edges = body["data"]["cluster"]["jobs"]["edges"]
+        assert [edge["node"]["output"]["text"] for edge in edges] == ["done\n"] * 3
         assert user_api.transport.calls - before == 2
     finally:
+        home = Path(pwd.getpwnam("alice").pw_dir)
         for job in jobs:
             scancel(job["jobId"])
+            (home / f"slurm-{job['jobId']}.out").unlink(missing_ok=True)

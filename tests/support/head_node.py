@@ -20,6 +20,7 @@ from server.app import create_app
 from server.settings import Settings
 from server.tokens import parse_token_map
 from tests.support.aws import AGENT_SECRETS
+from tests.support.scenario import wait_until_ended
 from transport import Transport
 from transport.local import LocalTransport
 
@@ -92,9 +93,16 @@ def as_user(user: str, *argv: str, env: Mapping[str, str] | None = None) -> str:
     return done.stdout
 
 
-def sbatch_as(user: str, *options: str) -> int:
-    """A held job of `user`, submitted directly with sbatch (not through the API)."""
-    out = as_user(
-        user, "sbatch", "--parsable", "--hold", "--partition=batch", *options, "--wrap=true"
-    )
+def sbatch_as(user: str, *options: str, held: bool = True) -> int:
+    """A job of `user` (held unless `held` is False), submitted directly with sbatch (not
+    through the API)."""
+    hold = ("--hold",) if held else ()
+    out = as_user(user, "sbatch", "--parsable", *hold, "--partition=batch", *options, "--wrap=true")
     return int(out.strip().split(";")[0])
+
+
+def ended_as(user: str, *options: str) -> int:
+    """A job of `user` that has run and ended: output is read only once a job has started."""
+    job_id = sbatch_as(user, *options, held=False)
+    wait_until_ended([str(job_id)])
+    return job_id

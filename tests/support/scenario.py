@@ -119,6 +119,23 @@ def wait_for_state(job_id: str, state: str, timeout: float = 60, conf: str | Non
         time.sleep(0.2)
 
 
+# States a job is in while it waits, is being set up or runs: every other one is an end.
+NOT_ENDED = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "SUSPENDED"})
+
+
+def wait_until_ended(job_ids: list[str], timeout: float = 90) -> dict[str, str]:
+    """Wait until every job of `job_ids` has ended (completed, failed, cancelled...); their
+    states. For tests that read output, which exists only once a job has started."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = {job_id: job_state(job_id) for job_id in job_ids}
+        if all(state and state not in NOT_ENDED for state in states.values()):
+            return states
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"jobs have not ended after {timeout} s: {states}")
+        time.sleep(0.2)
+
+
 def wait_for_array_running(array_id: str, count: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while True:
