@@ -12,11 +12,18 @@ a load balancer asks.
 `scontrol ping` is read, not just its exit code: it prints one line per controller,
 "Slurmctld(primary) at head is UP" or "... is DOWN", and is ready when any controller is UP
 (a backup serves when the primary is down).
+
+`/readyz` needs no credentials, so its body says only whether each cluster is ready and, if
+not, which kind of dependency failed and a reason from a fixed vocabulary (`REASONS`): never a
+host, port, path or Slurm's own words (`scontrol ping` names the controller's host; a transport
+error may name an instance, a bucket or a socket). Those go to the log
+(`slurm_graphql.readiness`), once per probe and once per change from ready to not ready.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -26,18 +33,43 @@ from starlette.responses import JSONResponse, Response
 
 from resolvers.shared import SharedState
 from server.round_trips import RoundTrip
-from transport import Command, Transport, TransportError
+from transport import (
+    Command,
+    Transport,
+    TransportError,
+    TransportTimeout,
+    TransportUnavailable,
+)
+
+logger = logging.getLogger("slurm_graphql.readiness")
 
 PROBE = Command(("scontrol", "ping"))
 # A load balancer's check times out after a few seconds; a slower probe is a failed one.
 PROBE_TIMEOUT = 5.0
+
+# What an unauthenticated /readyz may say of a cluster: (dependency, reason). The dependency is
+# what failed: the controller (slurmctld, asked with scontrol ping), the head node (the
+# transport that reaches it: local://, ssm://...) or this server.
+UP = ("controller", "up")
+DOWN = ("controller", "down")
+NO_ANSWER = ("controller", f"no answer within {PROBE_TIMEOUT:g} s")
+HEAD_NODE_TIMEOUT = ("head node", "timed out")
+HEAD_NODE_UNREACHABLE = ("head node", "unreachable")
+HEAD_NODE_ERROR = ("head node", "error")
+STARTING = ("server", "starting")
+INTERNAL = ("server", "internal error")
+REASONS = frozenset(
+    {UP, DOWN, NO_ANSWER, HEAD_NODE_TIMEOUT, HEAD_NODE_UNREACHABLE, HEAD_NODE_ERROR}
+    | {STARTING, INTERNAL}
+)
 
 
 @dataclass(frozen=True)
 class Answer:
     at: float  # on the readiness clock
     ok: bool
-    detail: str
+    kind: tuple[str, str]  # (dependency, reason), one of REASONS: what clients are told
+    detail: str  # for the log only: may name hosts, ports, paths, Slurm's words
     source: str  # "traffic" or "probe"
 
 
@@ -74,8 +106,12 @@ class Readiness:
         """A round trip ended (a round trip listener): a failure is news, a success proves
         nothing about slurmctld, so only failures are kept."""
         if trip.error is not None:
-            detail = _describe(trip.error)
-            self._answers[trip.cluster] = Answer(self._clock(), False, detail, "traffic")
+            kind, detail = _describe(trip.error)
+            before = self._answers.get(trip.cluster)
+            answer = Answer(self._clock(), False, kind, detail, "traffic")
+            self._answers[trip.cluster] = answer
+            if before is None or before.ok:  # a run of failed traffic is logged once
+                _log(trip.cluster, answer)
 
     async def check(self) -> tuple[bool, dict[str, dict[str, object]]]:
         """Whether every cluster is ready, and each cluster's latest answer."""
@@ -84,7 +120,8 @@ class Readiness:
         detail = {
             name: {
                 "ready": answer.ok,
-                "detail": answer.detail,
+                "dependency": answer.kind[0],
+                "reason": answer.kind[1],
                 "source": answer.source,
                 "age_seconds": round(now - answer.at, 3),
             }
@@ -107,21 +144,24 @@ class Readiness:
     async def _probe(self, cluster: str) -> Answer:
         transport = self._transports.get(cluster)
         if transport is None:
-            return Answer(self._clock(), False, "starting", "probe")
+            return Answer(self._clock(), False, STARTING, "no transport yet", "probe")
         try:
             async with asyncio.timeout(PROBE_TIMEOUT):
                 [result] = await transport.run([PROBE])
         except TimeoutError:
-            answer = Answer(self._clock(), False, f"no answer within {PROBE_TIMEOUT:g} s", "probe")
+            answer = Answer(self._clock(), False, NO_ANSWER, "scontrol ping timed out", "probe")
         except Exception as exc:
-            answer = Answer(self._clock(), False, _describe(exc), "probe")
+            kind, detail = _describe(exc)
+            answer = Answer(self._clock(), False, kind, detail, "probe")
         else:
             if controller_up(result.stdout):
-                answer = Answer(self._clock(), True, "scontrol ping succeeded", "probe")
+                answer = Answer(self._clock(), True, UP, "scontrol ping succeeded", "probe")
             else:
                 # Its first line says it: "Slurmctld(primary) at head is DOWN".
                 said = (result.stdout.strip() or result.stderr.strip()).split("\n")[0][:300]
-                answer = Answer(self._clock(), False, f"scontrol ping failed: {said}", "probe")
+                answer = Answer(self._clock(), False, DOWN, f"scontrol ping: {said}", "probe")
+        if not answer.ok:
+            _log(cluster, answer)
         # This answer is later than the one the transport wrapper recorded for the same call.
         self._answers[cluster] = answer
         return answer
@@ -136,17 +176,36 @@ def controller_up(ping_output: str) -> bool:
     )
 
 
-def _describe(error: Exception) -> str:
-    """Transport errors were written for operators; anything else stays internal."""
-    if isinstance(error, TransportError):
-        return f"{type(error).__name__}: {error}"
-    return "internal error"
+def _describe(error: Exception) -> tuple[tuple[str, str], str]:
+    """What clients are told of a failed round trip, and what the log is told (transport
+    errors were written for operators; anything else is logged by its type alone)."""
+    if isinstance(error, TransportTimeout):
+        kind = HEAD_NODE_TIMEOUT
+    elif isinstance(error, TransportUnavailable):
+        kind = HEAD_NODE_UNREACHABLE
+    elif isinstance(error, TransportError):
+        kind = HEAD_NODE_ERROR
+    else:
+        return INTERNAL, type(error).__name__
+    return kind, f"{type(error).__name__}: {error}"
+
+
+def _log(cluster: str, answer: Answer) -> None:
+    dependency, reason = answer.kind
+    logger.warning(
+        "cluster %s not ready (%s %s, from %s): %s",
+        cluster,
+        dependency,
+        reason,
+        answer.source,
+        answer.detail,
+    )
 
 
 def readyz_endpoint(readiness: Readiness) -> Callable[[Request], Awaitable[Response]]:
     async def readyz(request: Request) -> Response:
         """200 when every cluster's controller answered its latest probe, else 503 with each
-        one's state."""
+        one's state, in words that name no host, port or path (unauthenticated)."""
         ready, clusters = await readiness.check()
         body: dict[str, object] = {
             "status": "ready" if ready else "not ready",

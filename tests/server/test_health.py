@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import socket
 from pathlib import Path
 
+import pytest
+
 from server.settings import Settings
+from server.tokens import parse_token_map
+from tests.conftest import TOKENS
 from tests.support.app import app_client
 from tests.support.counting import CountingTransport
 from tests.support.server import free_port
 from transport.local import LocalTransport
 
 PING = [("scontrol", "ping")]
+ALICE = "Bearer alice-token"
 
 
 def down_cluster(tmp_path: Path, slurm_conf: str) -> LocalTransport:
@@ -46,7 +53,7 @@ async def test_readyz_probes_once_per_interval(slurm_cluster: str) -> None:
     assert transport.batches == [PING]
     cluster = responses[-1].json()["clusters"]["local"]
     assert cluster["ready"] and cluster["source"] == "probe"
-    assert cluster["detail"] == "scontrol ping succeeded"
+    assert (cluster["dependency"], cluster["reason"]) == ("controller", "up")
 
 
 async def test_traffic_alone_does_not_make_a_cluster_ready(slurm_cluster: str) -> None:
@@ -71,23 +78,68 @@ async def test_an_old_answer_is_probed_again(slurm_cluster: str) -> None:
     assert transport.batches == [PING, PING]
 
 
-async def test_a_controller_that_is_down_is_not_ready(slurm_cluster: str, tmp_path: Path) -> None:
-    """scontrol ping fails: 503 naming the cluster and Slurm's words; the failure is cached."""
+async def test_a_controller_that_is_down_is_not_ready(
+    slurm_cluster: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """scontrol ping fails: 503 naming the cluster and the dependency that failed, in words
+    that name no host, port or path (anyone may ask); Slurm's own words go to the log. The
+    failure is cached."""
     down = CountingTransport(down_cluster(tmp_path, slurm_cluster))
     up = CountingTransport(LocalTransport())
     settings = Settings(clusters=(("hpc", "local://"), ("gpu", "local://")), ready_interval=60)
-    async with app_client(settings, {"hpc": up, "gpu": down}) as client:
-        first = await client.get("/readyz")
-        second = await client.get("/readyz")
+    with caplog.at_level(logging.WARNING, logger="slurm_graphql.readiness"):
+        async with app_client(settings, {"hpc": up, "gpu": down}) as client:
+            first = await client.get("/readyz")
+            second = await client.get("/readyz")
     assert first.status_code == second.status_code == 503
     body = first.json()
     assert body["status"] == "not ready"
     assert body["clusters"]["hpc"]["ready"] is True
     gpu = body["clusters"]["gpu"]
-    assert gpu["ready"] is False
-    assert gpu["detail"].startswith("scontrol ping failed: Slurmctld(primary)")
-    assert "DOWN" in gpu["detail"]
+    assert (gpu["ready"], gpu["dependency"], gpu["reason"]) == (False, "controller", "down")
     assert (up.calls, down.calls) == (1, 1)
+    assert not internals(first.text, slurm_cluster, str(tmp_path / "slurm.conf")), first.text
+    # The operator still learns what Slurm said, where it said it.
+    [logged] = [r.getMessage() for r in caplog.records if "gpu" in r.getMessage()]
+    assert "Slurmctld(primary)" in logged and "DOWN" in logged
+
+
+def internals(text: str, *slurm_confs: str) -> list[str]:
+    """What in `text` names this machine, a controller's host or port, or a path."""
+    named = {socket.gethostname(), socket.getfqdn(), "localhost", "127.0.0.1", *slurm_confs}
+    for conf in slurm_confs:
+        for line in Path(conf).read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key in ("SlurmctldHost", "ControlMachine", "SlurmctldPort", "SlurmdPort"):
+                named.add(value.split("(")[0])
+    found = [name for name in named if name and name in text]
+    return found + [word for word in ("Slurmctld", "slurm.conf", "/") if word in text]
+
+
+async def test_what_anyone_may_read_names_no_internals(slurm_cluster: str, tmp_path: Path) -> None:
+    """With the controller down and a query failed on it: /healthz, /readyz, /metrics (open,
+    as by default) and the answers to requests without a token or with a wrong one name no
+    host, port or path."""
+    down = down_cluster(tmp_path, slurm_cluster)
+    settings = Settings(tokens=parse_token_map(TOKENS), metrics=True, ready_interval=60)
+    async with app_client(settings, {"local": down}) as client:
+        query = {"query": "{ cluster { name partitions { name } } }"}
+        failed = await client.post("/graphql", json=query, headers={"Authorization": ALICE})
+        assert failed.json()["errors"], failed.text  # the query did reach the head node
+        answers = [
+            await client.get("/healthz"),
+            await client.get("/readyz"),
+            await client.post("/graphql", json=query),
+            await client.post("/graphql", json=query, headers={"Authorization": "Bearer no"}),
+            await client.get("/graphql"),
+        ]
+        metrics = await client.get("/metrics")
+    assert [a.status_code for a in answers] == [200, 503, 401, 401, 401]
+    for answer in answers:
+        assert not internals(answer.text, slurm_cluster, str(tmp_path / "slurm.conf")), answer
+    samples = "\n".join(x for x in metrics.text.splitlines() if not x.startswith("#"))
+    assert "slurm_graphql_transport_round_trips_total" in samples
+    assert not internals(samples, slurm_cluster, str(tmp_path / "slurm.conf")), samples
 
 
 async def test_a_failed_round_trip_makes_the_cluster_not_ready(slurm_cluster: str) -> None:
@@ -102,5 +154,5 @@ async def test_a_failed_round_trip_makes_the_cluster_not_ready(slurm_cluster: st
     assert response.status_code == 503
     local = response.json()["clusters"]["local"]
     assert local["source"] == "traffic"
-    assert local["detail"].startswith("TransportTimeout: ")
+    assert (local["dependency"], local["reason"]) == ("head node", "timed out")
     assert transport.calls == 1
