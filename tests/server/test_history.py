@@ -439,6 +439,15 @@ STEP = """query($ids: [ID!]!) { nodes(ids: $ids) { id __typename
   ... on JobStep { stepId fullId state exitCode } } }"""
 
 
+def first_of(items: list[dict[str, Any]], key: str, value: object) -> dict[str, Any]:
+    """The first of `items` whose `key` is `value`; an assertion naming what there was if none
+    (next() would raise StopIteration, which a coroutine turns into a bare RuntimeError)."""
+    for item in items:
+        if item[key] == value:
+            return item
+    raise AssertionError(f"no {key} {value!r} among {[item[key] for item in items]}")
+
+
 async def test_a_step_is_refetched_by_its_global_id_within_visibility(
     own: App, finished: Finished
 ) -> None:
@@ -446,10 +455,10 @@ async def test_a_step_is_refetched_by_its_global_id_within_visibility(
     under `own`, bob gets null for it (and for a step that does not exist) beside his own step,
     and sacct is asked for bob's jobs only."""
     history = await own.query("alice", filter={"names": [finished.tag]})
-    hers = next(j for j in nodes(history) if j["displayId"] == finished.fails)
-    srun = next(s for s in hers["steps"] if s["stepId"] == "0")
+    hers = first_of(nodes(history), "displayId", finished.fails)
+    srun = first_of(hers["steps"], "stepId", "0")
     theirs = await own.query("bob", filter={"names": [finished.tag]})
-    his = next(s for s in nodes(theirs)[0]["steps"] if s["stepId"] == "batch")
+    his = first_of(nodes(theirs)[0]["steps"], "stepId", "batch")
     tampered = srun["id"][:-2] + "x"  # not an id the API made: null
     missing = global_id(Kind.JOB_STEP, "local", f"{finished.bob}.99")  # no such step: null
 
@@ -713,8 +722,12 @@ async def test_pages_after_a_cursor_ask_sacct_for_the_next_ids_only(
     asked = page_read.removeprefix("--jobs=").split(",")
     assert f"{array}_10" in asked and array not in asked, asked
     for runs in middle:  # one sacct of the next ids, with steps, first
-        listed = next(a for a in runs[0] if a.startswith("--jobs="))
-        assert "--allocations" not in runs[0] and len(listed.split(",")) <= 1000
+        # An assertion, not next(): a StopIteration raised in a coroutine reaches pytest as
+        # "coroutine raised StopIteration", which says nothing of the page.
+        assert runs, f"a page after a cursor ran no sacct: {middle}"
+        listed = [a for a in runs[0] if a.startswith("--jobs=")]
+        assert len(listed) == 1, f"its first sacct does not name the next ids: {runs[0]}"
+        assert "--allocations" not in runs[0] and len(listed[0].split(",")) <= 1000
     # ...and alone, unless other jobs took ids between these (another test's, on a busy CI)
     # beyond what the stride foresaw: then the window is read too, as on the last page.
     assert any(len(runs) == 1 for runs in middle)
