@@ -166,8 +166,16 @@ async def test_a_poll_slower_than_the_lease_keeps_the_leader(
             polled, led = following.squeue_calls(), slow.squeue_calls()
             with redis.Redis.from_url(redis_server.url) as client:
                 seq = int(client.get(SEQ_KEY) or 0)
-                await asyncio.sleep(6 * interval)
-                published = int(client.get(SEQ_KEY) or 0) - seq
+                # Watched for two more of the leader's polls and publications, each poll longer
+                # than the lease, however long they take: not a fixed 6 intervals, which at
+                # load ~10 (the real squeue behind the delay, a lagging loop) held one poll.
+                deadline = time.monotonic() + 60
+                while True:
+                    published = int(client.get(SEQ_KEY) or 0) - seq
+                    if slow.squeue_calls() - led >= 2 and published >= 2:
+                        break
+                    assert time.monotonic() < deadline, (slow.squeue_calls() - led, published)
+                    await asyncio.sleep(interval / 4)
     assert following.squeue_calls() == polled, following.batches[-3:]
     assert slow.squeue_calls() - led >= 2
     assert published >= 2
