@@ -61,6 +61,18 @@ class SessionStats:
     alive: int = 0
 
 
+# Hex digits spelt as letters. A marker's program may read its argument as more than text:
+# scontrol's `show hostnames` reads a trailing run of digits as a host number, and one past
+# 2^64 - 1 prints as 18446744073709551615, so a hex token ending in 20 or more decimal digits
+# (about 1 request in 10,000) never came back and its session stalled until the timeout.
+_LETTERS = str.maketrans("0123456789abcdef", "ghijklmnopqrstuv")
+
+
+def end_token() -> str:
+    """128 random bits as 32 letters: a word every marker program prints as it was given."""
+    return secrets.token_hex(16).translate(_LETTERS)
+
+
 class _BrokenSession(Exception):
     """The program did not answer as an echoing REPL does (or died): do not reuse it."""
 
@@ -94,7 +106,7 @@ class _Session:
     async def ask(self, request: Interactive) -> tuple[str, str]:
         """(stdout, stderr) of one request; _BrokenSession if the program answered otherwise."""
         self._drain(self.stderr)  # whatever an earlier request left is not this one's
-        token = secrets.token_hex(16)
+        token = end_token()
         marker = request.marker.replace("{}", token)
         echo = f"{request.prompt}{request.line}\n".encode()
         end = f"{request.prompt}{marker}\n{token}\n".encode()

@@ -22,6 +22,7 @@ from resolvers.slurm.partitions import parse_partitions, show_partitions_command
 from resolvers.slurm.version import version_command
 from transport import Command, TransportTimeout
 from transport.base import Interactive
+from transport.interactive import end_token
 from transport.local import LocalTransport
 
 
@@ -104,6 +105,23 @@ async def test_an_error_reads_as_the_process_exit(slurm_cluster: str) -> None:
         assert transport.session_stats.failed == 0
     finally:
         await transport.aclose()
+
+
+def test_the_marker_prints_every_end_token_as_given(slurm_cluster: str) -> None:
+    """scontrol's `show hostnames` reads a word ending in digits as a host number: a hex token
+    ending in 21 of them came back as 2^64 - 1, never matched, and stalled its session until
+    the timeout (1 request in ~10,000). End tokens are letters only, which it prints as given."""
+    overflowing = "384f2c0915b" + "647646142370097284145"
+    tokens = [overflowing, *(end_token() for _ in range(200))]
+    lines = [MARKER.format(token) for token in tokens]
+    done = subprocess.run(
+        ["scontrol"], input="\n".join(lines) + "\n", capture_output=True, text=True, check=True
+    )
+    printed = [line for line in done.stdout.splitlines() if not line.startswith(PROMPT)]
+    assert printed[0] == "384f2c0915b018446744073709551615"  # Slurm's reading, not the token
+    assert printed[1:] == tokens[1:]
+    assert all(len(t) == 32 and t.isalpha() and t.islower() for t in tokens[1:])
+    assert len(set(tokens[1:])) == 200
 
 
 async def test_a_forged_end_of_answer_in_a_job_does_not_end_it(forged_job: str) -> None:
