@@ -26,20 +26,29 @@ query reads output paths or patterns is never answered this way (JobScope.paths)
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import re
 from collections.abc import Sequence
 
 from resolvers.slurm.interactive import scontrol_session
 from resolvers.slurm.jobs import FIELD_SEPARATOR, RECORD_SEPARATOR
+from resolvers.slurm.keyvalue import KEY
 from transport.base import Interactive
 
-_KEY = re.compile(r"(?:^| )([A-Za-z][A-Za-z0-9_:/]*)=")
 _OPTIONAL = "?"
 
 
-def _profile(words: str) -> tuple[tuple[str, bool], ...]:
-    return tuple((w.rstrip(_OPTIONAL), w.endswith(_OPTIONAL)) for w in words.split())
+@dataclasses.dataclass(frozen=True)
+class _Profile:
+    """One Slurm version's keys in print order, each with whether it may be left out."""
+
+    keys: tuple[tuple[str, bool], ...]
+    required: frozenset[str]
+
+    @classmethod
+    def of(cls, words: str) -> _Profile:
+        keys = tuple((w.rstrip(_OPTIONAL), w.endswith(_OPTIONAL)) for w in words.split())
+        return cls(keys, frozenset(key for key, optional in keys if not optional))
 
 
 # `scontrol -o show job` of a batch job, key by key (`?`: printed only for some jobs), as Slurm
@@ -57,13 +66,15 @@ Socks/Node NtasksPerN:B:S:C CoreSpec MinCPUsNode MinMemoryCPU? MinMemoryNode? Mi
 Features DelayBoot OverSubscribe Contiguous Licenses Network Command WorkDir StdErr StdIn StdOut
 """
 PROFILES = {
-    "22.05": _profile(_HEAD + "TRES" + _TAIL + "Power"),
-    "24.11": _profile(_HEAD + "ReqTRES AllocTRES" + _TAIL),
+    "22.05": _Profile.of(_HEAD + "TRES" + _TAIL + "Power"),
+    "24.11": _Profile.of(_HEAD + "ReqTRES AllocTRES" + _TAIL),
 }
 # Values a user writes: each must end where a required key begins.
 _USER_WRITTEN = frozenset(
-    {"JobName", "Command", "WorkDir", "StdErr", "StdIn", "StdOut", "Features", "Licenses"}
-    | {"Network"}
+    {
+        *("JobName", "Command", "WorkDir", "StdErr", "StdIn", "StdOut"),
+        *("Features", "Licenses", "Network"),
+    }
 )
 
 
@@ -83,16 +94,14 @@ def _fits(keys: Sequence[str], profile: tuple[tuple[str, bool], ...]) -> bool:
 
 def _proven_fields(line: str) -> dict[str, str] | None:
     """The line's values by key, if one profile reads it and no user value can hide a key."""
-    matches = list(_KEY.finditer(line))
+    matches = list(KEY.finditer(line))
     keys = [match.group(1) for match in matches]
     if not keys or matches[0].start() != 0 or keys[0] != "JobId":
         return None
-    for profile in PROFILES.values():
-        if _fits(keys, profile):
-            break
-    else:
+    profile = next((p for p in PROFILES.values() if _fits(keys, p.keys)), None)
+    if profile is None:
         return None
-    required = {key for key, optional in profile if not optional}
+    required = profile.required
     fields: dict[str, str] = {}
     for index, match in enumerate(matches):
         following = keys[index + 1] if index + 1 < len(keys) else None
@@ -181,10 +190,5 @@ def show_job_as_squeue(
     if not job_id.isdecimal():
         raise ValueError("a session looks a job up by its numeric id")
     session = scontrol_session(("--oneliner",), f"show job {job_id}")
-    return Interactive(
-        session.program,
-        session.line,
-        session.marker,
-        session.prompt,
-        translate=functools.partial(squeue_text, boundary=boundary, users=users),
-    )
+    translate = functools.partial(squeue_text, boundary=boundary, users=users)
+    return dataclasses.replace(session, translate=translate)

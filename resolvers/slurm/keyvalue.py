@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-_KEY = re.compile(r"(?:^| )([A-Za-z][A-Za-z0-9_:/]*)=")
+# A key: after the line start or a space, followed by `=` (the value runs to the next key).
+KEY = re.compile(r"(?:^| )([A-Za-z][A-Za-z0-9_:/]*)=")
 
 
 def split_lines(text: str) -> list[str]:
@@ -23,7 +24,7 @@ def parse_record(
     line: str, known_keys: frozenset[str], free_text: frozenset[str]
 ) -> dict[str, str]:
     """The key/value pairs of one `scontrol -o` line."""
-    matches = list(_KEY.finditer(line))
+    matches = list(KEY.finditer(line))
     record: dict[str, str] = {}
     previous: str | None = None
     for index, match in enumerate(matches):
