@@ -37,6 +37,11 @@ from tests.support.ws import Connection, Subscription, serving
 from transport.local import LocalTransport
 
 INTERVAL = 0.3
+# Both replicas of a test serve from this process's one event loop, and the poll lease lasts
+# 1.25 intervals (resolvers/shared_poll.py): at 0.3 s a loop stall of ~0.4 s under CI load (two
+# suites on two CPUs) let the follower take the lease, and then no replica applied a delta for
+# the rest of the test. A test that needs one replica to stay the follower polls at this pace.
+STEADY_INTERVAL = 1.0
 SEQ_KEY = "slurm-graphql:{local}:poll-seq"
 DELTA_KEY = "slurm-graphql:{local}:poll-delta"
 
@@ -171,7 +176,7 @@ FEED = "subscription { jobEvents { kind job { jobId user state } } }"
 FOLLOW = "subscription($id: String!) { jobStateChanged(id: $id) { kind job { user state } } }"
 
 
-async def until_deltas(url: str, within: float = 30) -> None:
+async def until_deltas(url: str, interval: float, within: float = 30) -> None:
     """Until the follower at `url` has applied a publication as a delta (its /metrics)."""
     deadline = time.monotonic() + within
     async with httpx.AsyncClient(base_url=url) as client:
@@ -184,7 +189,7 @@ async def until_deltas(url: str, within: float = 30) -> None:
             ):  # fmt: skip
                 return
             assert time.monotonic() < deadline, "the follower applied no delta"
-            await asyncio.sleep(INTERVAL / 3)
+            await asyncio.sleep(interval / 3)
 
 
 async def drain(subscription: Subscription, within: float) -> list[dict[str, Any]]:
@@ -209,7 +214,7 @@ async def test_a_follower_hands_bob_none_of_alices_job_events_under_own(
     job by id while alice's job is released and cancelled: he gets what an unknown id gets and
     his own job's events, none of hers; alice, on the same follower, gets her job's end."""
     settings = Settings(
-        poll_interval=INTERVAL,
+        poll_interval=STEADY_INTERVAL,
         cache_ttl=1.0,
         redis_url=shared_redis.url,
         tokens=parse_token_map(TOKENS),
@@ -230,13 +235,13 @@ async def test_a_follower_hands_bob_none_of_alices_job_events_under_own(
             theirs = await bob.subscribe(FOLLOW, id=jobs["alice"])
             mine = await alice.subscribe(FOLLOW, id=jobs["alice"])
             assert (await mine.next(30)).payload["data"]["jobStateChanged"]["kind"] == "SNAPSHOT"
-            await until_deltas(two)
+            await until_deltas(two, STEADY_INTERVAL)
             slurm("scontrol", "release", jobs["alice"])
-            await asyncio.sleep(3 * INTERVAL)
+            await asyncio.sleep(3 * STEADY_INTERVAL)
             scancel(jobs["alice"])
             scancel(jobs["bob"])
             alices = await drain(mine, 30)
-            bobs_feed = await drain(feed, 6 * INTERVAL)
+            bobs_feed = await drain(feed, 6 * STEADY_INTERVAL)
             bobs_follow = await drain(theirs, 1)
     assert alices and alices[-1]["job"]["state"] == "CANCELLED", alices
     seen = {event["job"]["jobId"] for event in bobs_feed if event["job"]}
