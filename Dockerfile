@@ -18,6 +18,7 @@ COPY schema schema
 COPY resolvers resolvers
 COPY transport transport
 COPY server server
+COPY slurm_graphql slurm_graphql
 # A regular (not editable) install: the venv alone is copied into the runtime stage.
 RUN /opt/venv/bin/pip install --no-cache-dir .
 

@@ -15,8 +15,8 @@ from resolvers.plan import Plan, plan_operation
 from resolvers.snapshot import Snapshot
 from resolvers.source import SnapshotSource
 from resolvers.visibility import Visibility
+from slurm_graphql.errors import SlurmGraphQLError
 from transport.base import USER_NAME
-from transport.errors import SlurmGraphQLError
 
 
 class ClusterNotFound(SlurmGraphQLError, LookupError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from transport.errors import SlurmGraphQLError
+from slurm_graphql.errors import SlurmGraphQLError
 
 # The portable POSIX user name rule most distributions enforce (useradd's default).
 _POSIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")

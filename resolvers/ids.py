@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from transport.errors import SlurmGraphQLError
+from slurm_graphql.errors import SlurmGraphQLError
 
 # 42, 42_7, 42_[3-9%2], 42+1: Slurm's display forms of a job id.
 # ASCII: \d would also take other scripts' digits, which int() reads and Slurm does not.

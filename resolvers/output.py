@@ -26,8 +26,8 @@ from resolvers.slurm.filename import BatchJob, resolve_pattern
 from resolvers.slurm.hostlist import expand_hostlist
 from resolvers.slurm.jobs import JobRecord
 from resolvers.slurm.values import is_decimal
+from slurm_graphql.errors import SlurmGraphQLError
 from transport.base import Command, CommandResult, Transport
-from transport.errors import SlurmGraphQLError
 
 DEFAULT_TAIL_BYTES = 65_536
 MAX_TAIL_BYTES = 1_048_576

@@ -44,7 +44,8 @@ from resolvers.slurm.nodes import NodeRecord
 from resolvers.snapshot import Need, Snapshot
 from resolvers.source import SnapshotSource
 from resolvers.watches import PollUpdate, Watch
-from transport.errors import SlurmGraphQLError, TransportError, TransportUnavailable
+from slurm_graphql.errors import SlurmGraphQLError
+from transport.errors import TransportError, TransportUnavailable
 
 logger = logging.getLogger("slurm_graphql.poller")
 

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from resolvers.shared_codec import CorruptSharedValue, decode, encode
 from resolvers.snapshot import Need, Snapshot
-from transport.errors import SlurmGraphQLError
+from slurm_graphql.errors import SlurmGraphQLError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -24,7 +24,7 @@ from resolvers.slurm.jobs import JobRow
 from resolvers.slurm.nodes import NodeRecord
 from resolvers.slurm.partitions import PartitionRecord
 from resolvers.snapshot import Need, Snapshot
-from transport.errors import SlurmGraphQLError
+from slurm_graphql.errors import SlurmGraphQLError
 
 FORMAT = 1
 # Inflated bytes a value may take: a 100,000-job queue is ~40 MB of JSON.

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from resolvers.identity import Identity
-from transport.errors import SlurmGraphQLError
+from slurm_graphql.errors import SlurmGraphQLError
 
 if TYPE_CHECKING:
     from resolvers.snapshot import Snapshot

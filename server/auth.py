@@ -26,7 +26,7 @@ import jwt
 from resolvers.identity import Identity, InvalidUserName
 from server.floor import IdentityRefused
 from server.tokens import TokenMap
-from transport.errors import SlurmGraphQLError
+from slurm_graphql.errors import SlurmGraphQLError
 
 ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"})
 

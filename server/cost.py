@@ -50,7 +50,7 @@ from resolvers.bounds import ListBounds
 from resolvers.global_ids import MAX_IDS
 from resolvers.output import DEFAULT_TAIL_BYTES, MAX_TAIL_BYTES
 from schema.enums import JobState, NodeState
-from transport.errors import SlurmGraphQLError
+from slurm_graphql.errors import SlurmGraphQLError
 
 PAGE = "page"
 # A job's steps are known only once sacct has answered: costed as this many (batch, extern and a

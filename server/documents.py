@@ -57,7 +57,7 @@ from resolvers.context import RequestContext
 from server.cost import CostPlan
 from server.document_shapes import shape_of, strings_are_free
 from server.operations import Operation, select_operation
-from transport.errors import SlurmGraphQLError
+from slurm_graphql.errors import SlurmGraphQLError
 
 DOCUMENT_TOO_LARGE = "DOCUMENT_TOO_LARGE"
 QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"

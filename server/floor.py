@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import pwd
 
-from transport.errors import SlurmGraphQLError
+from slurm_graphql.errors import SlurmGraphQLError
 
 DEFAULT_MIN_UID = 1000
 # Refused by name, wherever they are defined: root, and `slurm`, the conventional SlurmUser, which

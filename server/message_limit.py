@@ -20,7 +20,7 @@ import json
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from transport.errors import SlurmGraphQLError
+from slurm_graphql.errors import SlurmGraphQLError
 
 CLOSE_TOO_BIG = 1009
 CLOSE_MALFORMED = 4400

@@ -1,8 +1,9 @@
 """The project's top-level packages have common names (`schema`, `resolvers`, `transport`,
-`server`); PyPI has a `schema` package, for one. Installed beside such a package, one of ours could
-be shadowed and the service would fail later with a confusing error, or run someone else's code.
-So start-up checks, before anything is imported, that the four packages are this project's own:
-each is a directory beside the others, holding the module we expect there."""
+`server`, and `slurm_graphql` beneath them); PyPI has a `schema` package, for one. Installed
+beside such a package, one of ours could be shadowed and the service would fail later with a
+confusing error, or run someone else's code. So start-up checks, before anything is imported,
+that the five packages are this project's own: each is a directory beside the others, holding
+the module we expect there."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ OWN_PACKAGES = {
     "resolvers": "snapshot.py",
     "transport": "shell_batch.py",
     "server": "packages.py",
+    "slurm_graphql": "errors.py",
 }
 
 

@@ -32,7 +32,7 @@ from typing import Any
 from graphql import GraphQLError, GraphQLSchema, parse, validate
 
 from server.settings_error import SettingsError
-from transport.errors import SlurmGraphQLError
+from slurm_graphql.errors import SlurmGraphQLError
 
 NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
 MISMATCH = "PERSISTED_QUERY_HASH_MISMATCH"

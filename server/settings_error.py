@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transport.errors import SlurmGraphQLError
+from slurm_graphql.errors import SlurmGraphQLError
 
 
 class SettingsError(SlurmGraphQLError, ValueError):

@@ -1,15 +1,19 @@
 """One error tree: every exception class the project defines descends from SlurmGraphQLError,
-and the tree drawn in transport/errors.py's docstring names each of them, where it stands."""
+and the tree drawn in slurm_graphql/errors.py's docstring names each of them, where it stands."""
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import re
+import subprocess
+import sys
 
-import transport.errors
-from tests.test_imports import _modules
-from transport.errors import SlurmGraphQLError
+import slurm_graphql.errors
+from server.packages import OWN_PACKAGES
+from slurm_graphql.errors import SlurmGraphQLError
+from tests.test_imports import ROOT, _modules
 
 # Modules that do work when imported: they define no exception class.
 _NOT_IMPORTED = {"server.lambda_handler"}
@@ -45,7 +49,7 @@ def test_every_error_the_project_defines_is_in_the_tree() -> None:
 def test_the_drawing_names_every_error_under_its_parent() -> None:
     """Each line of the drawing is `├── Name` after the branches it hangs from; a name's parent
     is the nearest name above it that starts further left. Drawing and classes agree exactly."""
-    drawing = transport.errors.__doc__ or ""
+    drawing = slurm_graphql.errors.__doc__ or ""
     parents: dict[str, str] = {}
     stack: list[tuple[int, str]] = []
     for line in drawing.splitlines():
@@ -77,3 +81,24 @@ def test_no_error_is_told_apart_by_graphql_cores_wording() -> None:
         if wording in path.read_text()
     )
     assert quoting == []
+
+
+def test_the_root_has_a_neutral_home() -> None:
+    """The tree's root and drawing live beneath every layer: importing them, or the errors a
+    parser raises, loads no transport (nor any other layer) in a fresh interpreter."""
+    probe = (
+        "import sys, slurm_graphql.errors, resolvers.slurm.errors; "
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules} & set(sys.argv[1:]))))"
+    )
+    layers = [package for package in OWN_PACKAGES if package != "slurm_graphql"]
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe, *layers],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    ).stdout.split()
+    assert loaded == ["resolvers"]  # the parser's own package, and nothing beneath it
+    assert SlurmGraphQLError.__module__ == "slurm_graphql.errors"
+    assert "SlurmGraphQLError\n" in (slurm_graphql.errors.__doc__ or "")

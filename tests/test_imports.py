@@ -1,4 +1,5 @@
-"""The import structure: layers point one way (server → schema → resolvers → transport) and no
+"""The import structure: layers point one way (server → schema → resolvers → transport →
+slurm_graphql) and no
 module imports itself back through another, except the schema's types, which name each other."""
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = ("server", "schema", "resolvers", "transport")  # each may import only those after it
+# Each may import only those after it; slurm_graphql, beneath them all, imports none of them.
+LAYERS = ("server", "schema", "resolvers", "transport", "slurm_graphql")
 
 
 def _modules() -> dict[str, Path]:

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import enum
 import re
+from typing import TYPE_CHECKING
 
-from transport.base import CommandResult
-from transport.errors import SlurmGraphQLError
+from slurm_graphql.errors import SlurmGraphQLError
+
+if TYPE_CHECKING:
+    from transport.base import CommandResult
 
 
 class SlurmErrorKind(enum.Enum):

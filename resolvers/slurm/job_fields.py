@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from resolvers.ids import is_unicode_text, validate_job_id
-from transport.errors import SlurmGraphQLError
+from slurm_graphql.errors import SlurmGraphQLError
 
 
 class InvalidSubmission(SlurmGraphQLError, ValueError):

@@ -24,6 +24,7 @@ from resolvers.slurm.sbatch import SubmitRequest, sbatch_arguments
 from schema import MESSAGE_LIMIT
 from server.app import create_app
 from server.lambda_app import make_handler
+from server.packages import OWN_PACKAGES
 from server.settings import Settings, parse_clusters
 from server.tokens import parse_token_map
 from tests.conftest import TOKENS, UserApi
@@ -327,7 +328,7 @@ def test_no_validator_pattern_ends_in_a_bare_dollar() -> None:
 
     root = Path(__file__).resolve().parents[2]
     offenders = []
-    for package in ("schema", "resolvers", "server", "transport"):
+    for package in OWN_PACKAGES:
         for path in (root / package).rglob("*.py"):
             for number, line in enumerate(path.read_text().splitlines(), 1):
                 if "re.compile(" in line and re.search(r'\$["|)]', line):

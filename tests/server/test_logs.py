@@ -25,6 +25,7 @@ import pytest
 
 from server.app import create_app
 from server.logs import ROOT, configure_logging
+from server.packages import OWN_PACKAGES
 from server.settings import Settings
 from tests.support.app import app_client
 from tests.support.audit import logged
@@ -33,7 +34,7 @@ from tests.support.server import REPO, free_port
 from tests.support.ws import LEGACY_WS, Connection, serving
 from transport.local import LocalTransport
 
-SERVICE_PACKAGES = ("schema", "resolvers", "transport", "server")
+SERVICE_PACKAGES = tuple(OWN_PACKAGES)
 
 
 @pytest.fixture

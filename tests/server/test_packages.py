@@ -37,8 +37,9 @@ def test_our_packages_pass_the_check() -> None:
     [
         {"schema.py": "VERSION = 'pypi'\n"},
         {"transport/__init__.py": "", "transport/base.py": ""},
+        {"slurm_graphql/__init__.py": "", "slurm_graphql/errors.py": ""},
     ],
-    ids=["a module named schema", "a package named transport"],
+    ids=["a module named schema", "a package named transport", "a package named slurm_graphql"],
 )
 def test_a_shadowing_package_is_named_with_the_fix(tmp_path: Path, shadow: dict[str, str]) -> None:
     """A look-alike earlier on sys.path stops start-up, naming it and the own-environment fix."""
