@@ -108,7 +108,7 @@ class RequestContext:
 
     def visible(self, snapshot: Snapshot) -> Snapshot:
         """`snapshot` as this request may see it."""
-        return self.visibility.view(snapshot)
+        return snapshot.seen_by(self.visibility)
 
     def may_read_output_of(self, owner: str) -> bool:
         """Output is its owner's; administrators may read it too when configured."""

@@ -143,7 +143,7 @@ def job_view(
     (a node's jobs), which is rare.
     """
     if Need.JOBS in needs:
-        return visibility.view(snapshot)
+        return snapshot.seen_by(visibility)
     nodes = None
     if Need.NODES in needs and snapshot.nodes is not None:
         by_name = snapshot.nodes_by_name
@@ -157,7 +157,7 @@ def node_view(
 ) -> Snapshot:
     """As job_view, for an event about a node."""
     if Need.JOBS in needs:
-        return visibility.view(snapshot)
+        return snapshot.seen_by(visibility)
     return _view(snapshot, needs, (record,), visibility)
 
 

@@ -154,7 +154,7 @@ def _written(
         jobs=tuple(rows),
         version=source.version,
     )
-    return Written(row, visibility.view(snapshot), created)
+    return Written(row, snapshot.seen_by(visibility), created)
 
 
 async def submit_job(

@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from resolvers.recall import RecallLookup, recalls
 from resolvers.scope import EVERY_JOB, MAX_PUSHED_IDS, JobScope
@@ -36,10 +36,8 @@ from resolvers.slurm.partitions import PartitionRecord, parse_partitions, show_p
 from resolvers.slurm.values import is_decimal
 from resolvers.slurm.version import parse_version, version_command
 from resolvers.stats import Stats, stats_by_partition
+from resolvers.visibility import Visibility
 from transport.base import Command, CommandResult, Transport
-
-if TYPE_CHECKING:
-    from resolvers.visibility import Visibility
 
 # Job states in which a job holds its nodes.
 ACTIVE_JOB_STATES = frozenset(
@@ -224,7 +222,8 @@ class Snapshot:
 
     def seen_by(self, audience: Visibility) -> Snapshot:
         """This snapshot with only the jobs `audience` may see, marked with it; one view per
-        audience, kept with the snapshot (call it through `Visibility.view`)."""
+        audience, kept with the snapshot: the only kind of snapshot GraphQL types are built on
+        (resolvers/visibility.py)."""
         view = self.views.get(audience)
         if view is None:
             jobs, recalled = self.jobs, self.recalled

@@ -1,29 +1,28 @@
 """Which jobs a request may see: the one place that decides it.
 
 A request's `Visibility` is a function of its identity and of SLURM_GRAPHQL_JOB_VISIBILITY. Every
-snapshot a GraphQL type is built on is first seen through it (`Visibility.view`), which keeps only
-the jobs it may see and marks the copy with it. The Job type refuses to exist on a snapshot that is
-not such a view, or for a record its view's audience may not see (`check_visible`): a resolver that
-forgets to filter fails loudly instead of leaking. Subscriptions' watches and mutations' payloads
-go through the same `view`, so nested fields (`node { jobs }`, `job { nodes { jobs } } }`), counts,
-events and payloads all answer from one filtered list.
+snapshot a GraphQL type is built on is first seen through it (`Snapshot.seen_by`), which keeps
+only the jobs it may see and marks the copy with it. The Job type refuses to exist on a snapshot
+that is not such a view, or for a record its view's audience may not see (`check_visible`): a
+resolver that forgets to filter fails loudly instead of leaking. Subscriptions' watches and
+mutations' payloads go through the same `seen_by`, so nested fields (`node { jobs }`,
+`job { nodes { jobs } } }`), counts, events and payloads all answer from one filtered list.
 
 Under `own`, another user's job is indistinguishable from one that does not exist: it is absent
 from lists and counts, `job(id)` is null, following it ends as following an unknown id does, and
 acting on it is refused with the same JOB_NOT_FOUND and message as acting on a missing job (see
 resolvers/mutations.py), decided on the head node before the action runs.
+
+This module knows no snapshot, scope or query: they import it, never the other way
+(tests/test_imports.py), so that what decides sits below everything it decides for.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from resolvers.identity import Identity
 from slurm_graphql.errors import SlurmGraphQLError
-
-if TYPE_CHECKING:
-    from resolvers.snapshot import Snapshot
 
 
 class OutOfSight(SlurmGraphQLError, RuntimeError):
@@ -51,18 +50,14 @@ class Visibility:
         """May this audience see a job of `user`?"""
         return self.everyone or user == self.owner
 
-    def view(self, snapshot: Snapshot) -> Snapshot:
-        """`snapshot` as this audience may see it: the only kind of snapshot types are built on."""
-        return snapshot.seen_by(self)
-
 
 EVERYONE = Visibility(everyone=True)
 
 
-def check_visible(snapshot: Snapshot, user: str | None = None) -> None:
-    """Raise OutOfSight unless `snapshot` is a request's view and (if given) its audience sees
-    a job of `user`. Called by every schema type built on a snapshot."""
-    audience = snapshot.audience
+def check_visible(audience: Visibility | None, user: str | None = None) -> None:
+    """Raise OutOfSight unless a snapshot's `audience` is set (the snapshot is a request's view,
+    made by Snapshot.seen_by) and, if `user` is given, sees a job of `user`. Every schema type
+    built on a snapshot calls it with that snapshot's audience."""
     if audience is None:
         raise OutOfSight("a type was built on a snapshot no audience was applied to")
     if user is not None and not audience.sees(user):

@@ -230,7 +230,7 @@ class JobFeed(Watch):
         self.primed = True
         if not self.initial:
             return
-        visible = self.visibility.view(update.snapshot)
+        visible = update.snapshot.seen_by(self.visibility)
         for row in visible.jobs_matching(self.criteria):
             self._post(EventKind.SNAPSHOT, row.fields(), None, update.snapshot)
 

@@ -44,7 +44,7 @@ class Cluster(Node):
     _snapshot: strawberry.Private[Snapshot]
 
     def __post_init__(self) -> None:
-        check_visible(self._snapshot)  # its jobs, however nested, are a request's view
+        check_visible(self._snapshot.audience)  # its jobs, however nested, are a request's view
 
     @strawberry.field(description="Opaque global id (Node); `name` is the configured one.")
     def id(self) -> strawberry.ID:

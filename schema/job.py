@@ -2,6 +2,10 @@
 
 A Job wraps its parsed record and converts a field only when a query asks for it: listings of
 thousands of jobs usually select a handful of fields.
+
+Job, ComputeNode, Partition and JobConnection name each other as the GraphQL types do: the
+references back up (Job.partition, Job.nodes) are strawberry.lazy, imported where they resolve.
+Their modules form the one import circle tests/test_imports.py allows.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ class Job(Node):
     def __post_init__(self) -> None:
         # The choke point of SLURM_GRAPHQL_JOB_VISIBILITY: no Job exists but on a request's
         # view of a snapshot, for a job that view's audience may see (resolvers/visibility.py).
-        check_visible(self._snapshot, self._record.user)
+        check_visible(self._snapshot.audience, self._record.user)
 
     @classmethod
     def from_row(cls, row: JobRow, snapshot: Snapshot) -> Job:

@@ -80,7 +80,7 @@ class ComputeNode(Node):
         )
 
     def __post_init__(self) -> None:
-        check_visible(self._snapshot)  # its jobs, however nested, are a request's view
+        check_visible(self._snapshot.audience)  # its jobs, however nested, are a request's view
 
     @strawberry.field(description="Opaque global id (Node); `name` is Slurm's.")
     def id(self) -> strawberry.ID:

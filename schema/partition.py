@@ -48,7 +48,7 @@ class Partition(Node):
         )
 
     def __post_init__(self) -> None:
-        check_visible(self._snapshot)  # its jobs, however nested, are a request's view
+        check_visible(self._snapshot.audience)  # its jobs, however nested, are a request's view
 
     @strawberry.field(description="Opaque global id (Node); `name` is Slurm's.")
     def id(self) -> strawberry.ID:

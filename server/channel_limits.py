@@ -31,6 +31,7 @@ from starlette.websockets import WebSocket
 from server.client_address import client_address
 from server.rate_limit import RateLimiter, rate_limited
 from server.shared_limits import SharedRateLimit, StreamSlots
+from server.slots import Slots
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -38,32 +39,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 STREAM_TYPES = ("text/event-stream", "multipart/mixed")
 # graphql-transport-ws reserves 4400-4499 for the server; 4429 is its "too many requests".
 CLOSE_TOO_MANY = 4429
-
-
-class Slots:
-    """How many things each key holds at once, at most `limit` each."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._held: dict[str, int] = {}
-
-    def acquire(self, key: str) -> bool:
-        held = self._held.get(key, 0)
-        if held >= self.limit:
-            return False
-        self._held[key] = held + 1
-        return True
-
-    def release(self, key: str) -> None:
-        held = self._held.get(key, 0) - 1
-        if held > 0:
-            self._held[key] = held
-        else:
-            # Keys that hold nothing are forgotten, so the map is as large as what is open.
-            self._held.pop(key, None)
-
-    def held(self, key: str) -> int:
-        return self._held.get(key, 0)
 
 
 def client_key(identity_key: str | None, scope: Scope) -> str:
@@ -188,7 +163,6 @@ __all__ = [
     "CLOSE_TOO_MANY",
     "ChannelLimitMiddleware",
     "ChannelLimits",
-    "Slots",
     "client_key",
     "is_stream_request",
     "rate_limited_error",

@@ -17,12 +17,9 @@ import asyncio
 import contextlib
 import hashlib
 import secrets
-from typing import TYPE_CHECKING
 
 from resolvers.shared import SharedState, SharedUnavailable
-
-if TYPE_CHECKING:
-    from server.channel_limits import Slots
+from server.slots import Slots
 
 _TAKE = """
 local rate = tonumber(ARGV[1])

@@ -72,7 +72,7 @@ def test_what_a_user_put_in_a_job_stays_data() -> None:
 def test_only_full_unfiltered_snapshots_are_shared() -> None:
     """A partial snapshot (some jobs) or one already filtered for a user never goes to Redis."""
     snapshot = real_snapshot()
-    view = Visibility.of(Identity("bob"), own_jobs_only=True).view(snapshot)
+    view = snapshot.seen_by(Visibility.of(Identity("bob"), own_jobs_only=True))
     with pytest.raises(ValueError, match="only full"):
         encode(view, 0)
     with pytest.raises(ValueError, match="only full"):

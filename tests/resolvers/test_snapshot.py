@@ -30,7 +30,7 @@ def test_everything_a_snapshot_keeps_is_one_of_its_fields() -> None:
     the instance holds its declared fields and nothing else."""
     snapshot = Snapshot("local", 1.0, Need.JOBS, jobs=tuple(golden_rows()))
     used(snapshot)
-    view = Visibility.of(Identity("bob"), own_jobs_only=True).view(snapshot)
+    view = snapshot.seen_by(Visibility.of(Identity("bob"), own_jobs_only=True))
     used(view)
     declared = {field.name for field in dataclasses.fields(Snapshot)}
     assert set(vars(snapshot)) == declared
@@ -44,12 +44,12 @@ def test_a_view_shares_indexes_only_when_it_holds_the_same_jobs() -> None:
     rows = tuple(golden_rows())
     snapshot = Snapshot("local", 1.0, Need.JOBS, jobs=rows)
     used(snapshot)
-    assert EVERYONE.view(snapshot).indexes is snapshot.indexes
-    bobs = Visibility.of(Identity("bob"), own_jobs_only=True).view(snapshot)
+    assert snapshot.seen_by(EVERYONE).indexes is snapshot.indexes
+    bobs = snapshot.seen_by(Visibility.of(Identity("bob"), own_jobs_only=True))
     assert bobs.indexes is not snapshot.indexes
     assert {row.user for row in bobs.jobs_sorted} <= {"bob"}
     assert len(snapshot.jobs_sorted) == len(rows)
-    assert Visibility.of(Identity("bob"), own_jobs_only=True).view(snapshot) is bobs
+    assert snapshot.seen_by(Visibility.of(Identity("bob"), own_jobs_only=True)) is bobs
 
 
 async def test_a_whole_queue_is_parsed_off_the_event_loop() -> None:

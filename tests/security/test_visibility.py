@@ -354,11 +354,11 @@ def test_a_job_cannot_be_built_on_data_no_audience_was_applied_to() -> None:
     raw = Snapshot("local", 1.0, Need.JOBS, jobs=tuple(rows))
     with pytest.raises(OutOfSight):
         Job.from_row(rows[0], raw)
-    bobs = Visibility.of(Identity("bob"), own_jobs_only=True).view(raw)
+    bobs = raw.seen_by(Visibility.of(Identity("bob"), own_jobs_only=True))
     assert bobs.jobs == ()
     with pytest.raises(OutOfSight):
         Job.from_row(rows[0], bobs)
-    assert Job.from_row(rows[0], EVERYONE.view(raw))._record.user == rows[0].user
+    assert Job.from_row(rows[0], raw.seen_by(EVERYONE))._record.user == rows[0].user
 
 
 def test_under_own_users_and_anonymous_see_their_own_and_admins_everyone() -> None:
@@ -367,11 +367,13 @@ def test_under_own_users_and_anonymous_see_their_own_and_admins_everyone() -> No
     rows = golden_rows()
     raw = Snapshot("local", 1.0, Need.JOBS, jobs=tuple(rows))
     owner = rows[0].user
-    mine = Visibility.of(Identity(owner), own_jobs_only=True).view(raw).jobs or ()
+    mine = raw.seen_by(Visibility.of(Identity(owner), own_jobs_only=True)).jobs or ()
     assert mine and {row.user for row in mine} == {owner}
-    assert Visibility.of(Identity("nobody"), own_jobs_only=True).view(raw).jobs == ()
-    assert Visibility.of(Identity("bob", admin=True), own_jobs_only=True).view(raw).jobs == raw.jobs
-    assert Visibility.of(Identity("bob"), own_jobs_only=False).view(raw).jobs == raw.jobs
+    assert raw.seen_by(Visibility.of(Identity("nobody"), own_jobs_only=True)).jobs == ()
+    assert (
+        raw.seen_by(Visibility.of(Identity("bob", admin=True), own_jobs_only=True)).jobs == raw.jobs
+    )
+    assert raw.seen_by(Visibility.of(Identity("bob"), own_jobs_only=False)).jobs == raw.jobs
 
 
 def test_an_accounting_record_of_her_job_is_no_news_to_his_watch() -> None:
