@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from resolvers.events import TERMINAL_STATES, JobEventData, NodeEventData, jobs_by_id
 from resolvers.final_state import look_up
 from resolvers.log_values import loggable
+from resolvers.lookup_backoff import LookupBackoff
 from resolvers.mailbox import Finished, Overflowed
 from resolvers.poll_delta import Applied, Touched, apply_delta, make_delta, touched
 from resolvers.poll_delta import job_changes as diff_only_jobs
@@ -74,8 +75,11 @@ class Poller:
         interval: float,
         on_idle: Callable[[Poller], None] = lambda poller: None,
         polls: SharedPolls | None = None,
+        backoff: LookupBackoff | None = None,
     ) -> None:
         self.source = source
+        # When subscriptions to jobs no poll showed their requester are looked up again.
+        self.backoff = backoff if backoff is not None else LookupBackoff(interval)
         # With Redis: this replica polls only while it leads, else takes the leader's polls.
         self.shared_polls = polls
         self.interval = interval
@@ -286,7 +290,7 @@ class Poller:
         that need none of that take it first (a job that was just submitted, and is not in this
         poll yet, cost every subscriber of the replica that round trip: ~0.3 s on a loaded
         head node, one poll in two in bench/replicas.py)."""
-        wanted = self._wanted(update)
+        wanted, asked = self._wanted(update)
         handed: set[Watch] = set()
         if wanted and self.failure is None:
             handed = {watch for watch in self._watches if watch.early(update)}
@@ -294,6 +298,7 @@ class Poller:
                 watch.on_poll(update)
         if wanted:
             update.finals = await look_up(self.source.transport, sorted(wanted))
+            self._pace(asked, update)
         if self.failure is not None:
             self.failure = None
             for watch in list(self._watches):
@@ -353,9 +358,12 @@ class Poller:
             node_changes = diff_only_nodes(latest.nodes, nodes, differ.nodes)
         return PollUpdate(snapshot, jobs, nodes, job_changes, node_changes)
 
-    def _wanted(self, update: PollUpdate) -> set[str]:
+    def _wanted(self, update: PollUpdate) -> tuple[set[str], dict[Watch, str]]:
         """Jobs that left squeue before a poll saw them end, and jobs watched but not listed:
-        how they ended is looked up, in one more round trip."""
+        how they ended is looked up, in one more round trip. A watch never shown its job is
+        looked up only when its requester's turn has come (resolvers/lookup_backoff.py), else
+        it is put in `update.deferred`. Returns the ids to look up, and the never-shown watches
+        looked up with them (with their ids), whose answers pace their requesters."""
         wanted = {
             str(change.job_id)
             for change in update.job_changes or ()
@@ -363,10 +371,28 @@ class Poller:
             and change.before is not None
             and change.before.state not in TERMINAL_STATES
         }
+        asked: dict[Watch, str] = {}
         for watch in self._watches:
-            if (job_id := watch.missing_job(update)) is not None:
-                wanted.add(job_id)
-        return wanted
+            if (job_id := watch.missing_job(update)) is None:
+                continue
+            if watch.unseen:
+                if not self.backoff.due(watch.requester):
+                    update.deferred.add(watch)
+                    continue
+                asked[watch] = job_id
+            wanted.add(job_id)
+        return wanted, asked
+
+    def _pace(self, asked: Mapping[Watch, str], update: PollUpdate) -> None:
+        """A requester whose look-up found nothing it may see for one of its ids waits longer
+        for the next (an id of another user's counts as one nobody has)."""
+        futile = {
+            watch.requester
+            for watch, job_id in asked.items()
+            if not watch.found(update.finals[job_id])
+        }
+        for requester in futile:
+            self.backoff.futile(requester)
 
 
 def next_poll(due: float, started: float, now: float, interval: float) -> float:
@@ -394,6 +420,9 @@ class PollerHub:
         self.interval = interval
         self.mailbox_size = mailbox_size
         self._pollers: dict[str, Poller] = {}
+        # Per cluster, kept when its poller stops: a subscriber cannot reset its waits by
+        # leaving the replica without subscribers for a moment.
+        self._backoffs: dict[str, LookupBackoff] = {}
 
     def poller(self, cluster: str) -> Poller:
         poller = self._pollers.get(cluster)
@@ -403,7 +432,8 @@ class PollerHub:
             if source.shared is not None:
                 state = source.shared.state
                 polls = SharedPolls(state, cluster, self.interval, state.replica)
-            poller = Poller(source, self.interval, self._forget, polls)
+            backoff = self._backoffs.setdefault(cluster, LookupBackoff(self.interval))
+            poller = Poller(source, self.interval, self._forget, polls, backoff)
             self._pollers[cluster] = poller
         return poller
 

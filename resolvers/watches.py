@@ -45,6 +45,10 @@ class PollUpdate:
     job_changes: list[JobChange] | None  # None when there is no earlier poll to compare with
     node_changes: list[NodeChange] | None
     finals: dict[str, FinalRecord] = field(default_factory=dict)
+    # Watches whose job was not looked up with this poll (their requester waits:
+    # resolvers/lookup_backoff.py): they take no answer from `finals`, which holds what was
+    # looked up for others, so when they are answered never depends on other users' jobs.
+    deferred: set[Watch] = field(default_factory=set)
 
     @cached_property
     def jobs_by_display_id(self) -> dict[str, JobRow]:
@@ -64,10 +68,18 @@ class Watch:
     needs: Need = Need.NOTHING
 
     def __init__(
-        self, mailbox: Mailbox, extra_needs: Need = Need.NOTHING, *, visibility: Visibility
+        self,
+        mailbox: Mailbox,
+        extra_needs: Need = Need.NOTHING,
+        *,
+        visibility: Visibility,
+        requester: str = "",
     ) -> None:
         self.mailbox = mailbox
         self.visibility = visibility  # what the subscriber may see, of the poll and of lookups
+        # Who asked (Identity.cache_key): whose look-ups of jobs it was never shown wait when
+        # they find nothing (resolvers/lookup_backoff.py).
+        self.requester = requester
         self.selection = extra_needs  # what the subscription's fields read, for job_view
         self.needs = self.needs | extra_needs
         self._unavailable = False
@@ -75,6 +87,16 @@ class Watch:
     def missing_job(self, update: PollUpdate) -> str | None:
         """A job this watch needs looked up (it is not in squeue), or None."""
         return None
+
+    @property
+    def unseen(self) -> bool:
+        """Whether no poll or look-up has shown this watch its job yet (its look-ups are then
+        paced per requester: resolvers/lookup_backoff.py)."""
+        return False
+
+    def found(self, final: FinalRecord) -> bool:
+        """Whether `final`, looked up for this watch, is a job its subscriber may see."""
+        return final.record is not None and self.visibility.sees(final.record.user)
 
     def prime(self, update: PollUpdate) -> None:
         """Take `update` as the starting point (the subscription has just begun)."""
@@ -117,8 +139,9 @@ class JobWatch(Watch):
         extra_needs: Need = Need.NOTHING,
         *,
         visibility: Visibility,
+        requester: str = "",
     ) -> None:
-        super().__init__(mailbox, extra_needs, visibility=visibility)
+        super().__init__(mailbox, extra_needs, visibility=visibility, requester=requester)
         self.job_id = job_id
         self.numeric_id: int | None = int(job_id) if is_decimal(job_id) else None
         self.state: str | None = None
@@ -138,6 +161,10 @@ class JobWatch(Watch):
             return None
         return self._lookup_key()
 
+    @property
+    def unseen(self) -> bool:
+        return self.state is None
+
     def early(self, update: PollUpdate) -> bool:
         # Its job is in the poll; and it posts on a state it has not posted yet, never twice.
         return self._find(update) is not None
@@ -155,13 +182,14 @@ class JobWatch(Watch):
                 self._see(row.fields(), RecordSource.SQUEUE, update.snapshot)
             self._row = row
             return
-        if priming:
-            return  # looked up with the next poll
+        if priming or self in update.deferred:
+            return  # looked up with a later poll
         final = update.finals.get(self._lookup_key())
         if final is None:
             return  # looked up with the next poll
         self._row = None
-        if final.record is not None and self.visibility.sees(final.record.user):
+        if self.found(final):
+            assert final.record is not None
             self._see(final.record, final.source, update.snapshot)
             return
         # Nothing this subscriber may see knows the job: another user's job under `own` ends
@@ -216,8 +244,9 @@ class JobFeed(Watch):
         initial: bool = False,
         *,
         visibility: Visibility,
+        requester: str = "",
     ) -> None:
-        super().__init__(mailbox, extra_needs, visibility=visibility)
+        super().__init__(mailbox, extra_needs, visibility=visibility, requester=requester)
         self.criteria = criteria
         self.initial = initial
         self.primed = False
@@ -315,8 +344,9 @@ class NodeFeed(Watch):
         initial: bool = False,
         *,
         visibility: Visibility,
+        requester: str = "",
     ) -> None:
-        super().__init__(mailbox, extra_needs, visibility=visibility)
+        super().__init__(mailbox, extra_needs, visibility=visibility, requester=requester)
         self.states = states
         self.partitions = partitions
         self.initial = initial

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import strawberry
@@ -25,26 +26,36 @@ SUBSCRIBER_TOO_SLOW = "SUBSCRIBER_TOO_SLOW"
 E = TypeVar("E")
 
 
-def _setup(info: strawberry.Info, cluster: str | None) -> tuple[PollerHub, str, Need, Visibility]:
+@dataclass(frozen=True)
+class Subscriber:
+    """What a watch knows of who subscribed: what they may see, and who they are (whose
+    look-ups of jobs nothing showed them are paced together: resolvers/lookup_backoff.py)."""
+
+    visibility: Visibility
+    requester: str
+
+
+def _setup(info: strawberry.Info, cluster: str | None) -> tuple[PollerHub, str, Need, Subscriber]:
     context: LiveContext = info.context
     if not isinstance(context, LiveContext) or context.pollers is None:
         raise RuntimeError("subscriptions need a LiveContext with pollers")
     raw = resolve_info(info)
     needs = selection_needs(raw.field_nodes[0].selection_set, raw.fragments)
-    return context.pollers, context.resolve_cluster_name(cluster), needs, context.visibility
+    subscriber = Subscriber(context.visibility, context.identity.cache_key)
+    return context.pollers, context.resolve_cluster_name(cluster), needs, subscriber
 
 
 async def _events(
     info: strawberry.Info,
     cluster: str | None,
-    make: Callable[[Mailbox, Need, Visibility], Watch],
+    make: Callable[[Mailbox, Need, Subscriber], Watch],
     convert: Callable[..., E],
 ) -> AsyncIterator[E]:
     """The events of the watch `make` builds, for what the subscriber may see (every watch
     takes the subscriber's Visibility: events hold only views filtered for it)."""
     try:
-        hub, name, needs, visibility = _setup(info, cluster)
-        watch = make(Mailbox(hub.mailbox_size), needs, visibility)
+        hub, name, needs, subscriber = _setup(info, cluster)
+        watch = make(Mailbox(hub.mailbox_size), needs, subscriber)
     except Exception as exc:
         error = to_graphql_error(exc)
         if error is None:
@@ -68,8 +79,11 @@ class Subscription:
     async def job_state_changed(
         self, info: strawberry.Info, id: str, cluster: str | None = None
     ) -> AsyncGenerator[JobEvent, None]:
-        def make(mailbox: Mailbox, needs: Need, visibility: Visibility) -> Watch:
-            return JobWatch(validate_job_id(id), mailbox, needs, visibility=visibility)
+        def make(mailbox: Mailbox, needs: Need, who: Subscriber) -> Watch:
+            job_id = validate_job_id(id)
+            return JobWatch(
+                job_id, mailbox, needs, visibility=who.visibility, requester=who.requester
+            )
 
         async for event in _events(info, cluster, make, JobEvent.from_data):
             yield event
@@ -87,8 +101,15 @@ class Subscription:
     ) -> AsyncGenerator[JobEvent, None]:
         criteria = (filter or JobFilter()).criteria()
 
-        def make(mailbox: Mailbox, needs: Need, visibility: Visibility) -> Watch:
-            return JobFeed(criteria, mailbox, needs, initial=initial, visibility=visibility)
+        def make(mailbox: Mailbox, needs: Need, who: Subscriber) -> Watch:
+            return JobFeed(
+                criteria,
+                mailbox,
+                needs,
+                initial=initial,
+                visibility=who.visibility,
+                requester=who.requester,
+            )
 
         async for event in _events(info, cluster, make, JobEvent.from_data):
             yield event
@@ -107,14 +128,15 @@ class Subscription:
         node_filter = filter or NodeFilter()
         states, partitions = node_filter.state_values(), node_filter.partition_names()
 
-        def make(mailbox: Mailbox, needs: Need, visibility: Visibility) -> Watch:
+        def make(mailbox: Mailbox, needs: Need, who: Subscriber) -> Watch:
             return NodeFeed(
                 states,
                 partitions,
                 mailbox,
                 needs,
                 initial=initial,
-                visibility=visibility,
+                visibility=who.visibility,
+                requester=who.requester,
             )
 
         async for event in _events(info, cluster, make, NodeEvent.from_data):
