@@ -9,7 +9,7 @@ change, and the whole snapshot, which a follower that did not (it missed one, jo
 polled alone meanwhile) reads and diffs against the last one it handed on. Keys, under the
 namespace and the cluster's hash tag:
 
-    …:poll-leader   the leader's random token, SET NX PX LEASE_INTERVALS * interval, renewed
+    …:poll-leader   the leader's random token, SET NX PX lease_seconds(interval), renewed
                     on every poll, and every RENEW_INTERVALS in between (keep_lease), by a
                     script that checks the token first
     …:poll-epoch    bumped each time a replica takes the lease: the fencing token, carried in
@@ -27,8 +27,9 @@ namespace and the cluster's hash tag:
 
 Followers look at …:poll-seq every WATCH_STEP seconds (one small read) and try to take the lease
 CLAIMS_PER_INTERVAL times an interval: when the leader dies (kill -9), its lease lapses within
-LEASE_INTERVALS intervals and the first follower to try takes over, diffing its first poll
-against the last snapshot it was handed, so no change, terminal states included, is lost.
+lease_seconds (1.25 intervals, 1 s at least) and the first follower to try takes over, diffing
+its first poll against the last snapshot it was handed, so no change, terminal states included,
+is lost.
 Redis not answering, every replica polls alone, as it would without Redis.
 """
 
@@ -55,8 +56,19 @@ from resolvers.snapshot import Need, Snapshot
 # squeue slower than half an interval on a loaded head node (or a long fan-out to its
 # subscribers) handed leadership over, and two replicas polled.
 LEASE_INTERVALS = 1.25
+# ...but never less than LEASE_FLOOR_SECONDS. An event loop stalls for a few hundred ms under
+# load (a collection of a large heap, two test suites on two CPUs, a noisy neighbour): at a
+# 0.3 s interval a 1.25-interval lease (375 ms) flipped leadership on each such stall, and the
+# old leader read a whole snapshot to follow (in-process, every loop stall of 0.3-1.2 s at
+# 0.3 s handed the lease over: 16 of 16). A second is more than such stalls and still a short
+# wait after a kill -9 (takeover within the lease and a quarter interval: 1.00-1.12 s measured
+# at 0.5 s, 0.59-0.74 s without the floor); from a 0.8 s interval on, 1.25 intervals are longer
+# and the floor changes nothing. A flip loses nothing: the new leader diffs against the last
+# publication it was handed, and the old one, fenced off, follows and applies its deltas
+# (tests/server/test_poll_lease.py).
+LEASE_FLOOR_SECONDS = 1.0
 RENEW_INTERVALS = 0.25
-# A follower tries to take the lease this often per interval (so takeover < 2 intervals).
+# A follower tries to take the lease this often per interval (takeover: the lease + 1/4).
 CLAIMS_PER_INTERVAL = 4
 # How often a follower looks whether the leader published (seconds): the added latency.
 WATCH_STEP = 0.02
@@ -105,6 +117,12 @@ local seq = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[3], seq, 'PX', ARGV[2])
 return seq
 """
+
+
+def lease_seconds(interval: float) -> float:
+    """How long the poll leader's lease lasts without a renewal, at a poll `interval`: the
+    most a dead leader holds polling up (and the shortest loop stall that hands it over)."""
+    return max(LEASE_INTERVALS * interval, LEASE_FLOOR_SECONDS)
 
 
 class PollFailed:
@@ -173,7 +191,7 @@ class SharedPolls:
 
     @property
     def _lease_ms(self) -> str:
-        return str(max(1, int(self.interval * LEASE_INTERVALS * 1000)))
+        return str(int(lease_seconds(self.interval) * 1000))
 
     async def lead(self) -> bool:
         """Whether this replica polls now: it keeps (or takes) the lease, or Redis is not

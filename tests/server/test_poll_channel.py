@@ -37,10 +37,12 @@ from tests.support.ws import Connection, Subscription, serving
 from transport.local import LocalTransport
 
 INTERVAL = 0.3
-# Both replicas of a test serve from this process's one event loop, and the poll lease lasts
-# 1.25 intervals (resolvers/shared_poll.py): at 0.3 s a loop stall of ~0.4 s under CI load (two
-# suites on two CPUs) let the follower take the lease, and then no replica applied a delta for
-# the rest of the test. A test that needs one replica to stay the follower polls at this pace.
+# Both replicas of a test serve from this process's one event loop. The poll lease lasted 1.25
+# intervals (375 ms at 0.3 s): a loop stall of ~0.4 s under CI load (two suites on two CPUs) let
+# the follower take the lease, after which it led and read no more publications, so the
+# follower's count of deltas this test waits for stayed 0 (the other replica, now following,
+# applied them: tests/server/test_poll_lease.py). The lease now lasts 1 s at least; a test that
+# needs one replica to stay the follower still polls at this pace, for a 1.25 s lease.
 STEADY_INTERVAL = 1.0
 SEQ_KEY = "slurm-graphql:{local}:poll-seq"
 DELTA_KEY = "slurm-graphql:{local}:poll-delta"
