@@ -14,11 +14,19 @@ A session holds nothing of an event loop between requests (plain pipes, watched 
 request reads them), so a transport serves every loop it is used from: a Lambda handler runs
 each event in a loop of its own. Sessions end with `aclose()`, or when the pool is garbage (a
 transport nobody closed), or when the interpreter exits: none outlives its owner.
+
+A session is started and reaped in the pool's own threads, not on the event loop: Popen (fork,
+exec, and the wait for the exec) held the loop ~2 ms per start and the reap after SIGKILL ~1 ms
+per stop, which every other request served by that loop waited (bench/session_loop_lag.py; now
+~1.4 and ~0.4 ms, most of it the new process's start-up competing for the CPUs and Popen's
+Python under the GIL). The SIGKILL itself is sent at once. A start whose request is cancelled
+goes on in its thread and its session is ended as soon as it is there: no process outlives it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -79,6 +87,7 @@ class _BrokenSession(Exception):
 
 class _Session:
     def __init__(self, program: tuple[str, ...], env: Mapping[str, str]) -> None:
+        """Blocks until the program is exec'd (or failed to be): call it off the loop."""
         self.process = subprocess.Popen(
             program,
             stdin=subprocess.PIPE,
@@ -155,16 +164,22 @@ class _Session:
                 chunks.append(chunk)
         return b"".join(chunks)
 
-    def kill(self) -> None:
-        _kill(self.process)
-
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
     """Kill the process group, reap the process and close its pipes (no zombie, no open fd)."""
+    _signal(process)
+    _reap(process)
+
+
+def _signal(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
+
+
+def _reap(process: subprocess.Popen[bytes]) -> None:
+    """Wait for a killed process and close its pipes: blocks until the kernel has ended it."""
     with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=1)  # SIGKILL is not ignorable: this returns at once
+        process.wait(timeout=1)  # SIGKILL is not ignorable: this returns within milliseconds
     for pipe in (process.stdin, process.stdout, process.stderr):
         if pipe is not None:
             pipe.close()
@@ -195,6 +210,10 @@ class SessionPool:
         # The live sessions' processes, killed when the pool is collected or at exit.
         self._processes: dict[int, subprocess.Popen[bytes]] = {}
         weakref.finalize(self, _kill_all, self._processes)
+        # Starts and reaps, off every event loop (so any loop may await them); its idle threads
+        # end when the pool is collected, or at exit once their work is done.
+        self._threads = concurrent.futures.ThreadPoolExecutor(size, "scontrol-session")
+        self._reaping: set[concurrent.futures.Future[None]] = set()
         self._closed = False
         self.stats = SessionStats()
 
@@ -219,10 +238,7 @@ class SessionPool:
             answered = False
             try:
                 if session is None:
-                    session = _Session(request.program, env)
-                    self._processes[session.process.pid] = session.process
-                    self.stats.started += 1
-                    self.stats.alive += 1
+                    session = await self._start(request.program, env)
                 async with asyncio.timeout(self.answer_timeout):
                     stdout, stderr = await session.ask(request)
                 answered = True
@@ -252,16 +268,54 @@ class SessionPool:
         code = 1 if stderr and not stdout else 0
         return CommandResult(command.argv, stdout, stderr, code)
 
+    async def _start(self, program: tuple[str, ...], env: Mapping[str, str]) -> _Session:
+        starting = self._threads.submit(self._started, program, env)
+        try:
+            session = await asyncio.wrap_future(starting)
+        except asyncio.CancelledError:
+            # A start not yet begun is cancelled with the request; one under way goes on, and
+            # the session it makes is nobody's: it ends as soon as it is there (uncounted: the
+            # stats are the loop's, and this may run in the starting thread).
+            starting.add_done_callback(self._abandoned)
+            raise
+        self.stats.started += 1
+        self.stats.alive += 1
+        return session
+
+    def _started(self, program: tuple[str, ...], env: Mapping[str, str]) -> _Session:
+        session = _Session(program, env)
+        # Known at once, from this thread: whatever becomes of the request, the process is
+        # killed with the pool (collected, or at exit).
+        self._processes[session.process.pid] = session.process
+        return session
+
+    def _abandoned(self, starting: concurrent.futures.Future[_Session]) -> None:
+        """In the starting thread, or on the loop if the start was done already."""
+        if not starting.cancelled() and starting.exception() is None:
+            self._end_process(starting.result().process)
+
     def _end(self, session: _Session) -> None:
         self.stats.alive -= 1
-        self._processes.pop(session.process.pid, None)
-        session.kill()
+        self._end_process(session.process)
+
+    def _end_process(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGKILL now; the reap (waiting for the kernel to end it) in a thread."""
+        # Out of the map before the SIGKILL: once reaped, its pid may be another process's.
+        self._processes.pop(process.pid, None)
+        _signal(process)
+        reaping = self._threads.submit(_reap, process)
+        self._reaping.add(reaping)
+        reaping.add_done_callback(self._reaping.discard)
 
     async def aclose(self) -> None:
+        """End the idle sessions and wait until every session ended so far is reaped (a session
+        in use ends when its request does)."""
         self._closed = True
         for kind in self._kinds.values():
             while kind.idle:
                 self._end(kind.idle.pop())
+        if self._reaping:
+            await asyncio.wait([asyncio.wrap_future(f) for f in list(self._reaping)])
 
 
 def _kill_all(processes: dict[int, subprocess.Popen[bytes]]) -> None:

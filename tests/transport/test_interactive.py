@@ -8,9 +8,11 @@ import gc
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -25,9 +27,11 @@ from transport.base import Interactive
 from transport.interactive import end_token
 from transport.local import LocalTransport
 
+ROOT = Path(__file__).resolve().parents[2]
 
-def children(name: str) -> set[int]:
-    """PIDs of this process's children running `name` (not zombies)."""
+
+def children(name: str, zombies: bool = False) -> set[int]:
+    """PIDs of this process's children running `name` (zombies too if asked)."""
     found = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -39,7 +43,7 @@ def children(name: str) -> set[int]:
             continue
         comm = fields[0].split("(", 1)[1]
         state, ppid = fields[1].split()[:2]
-        if comm == name and int(ppid) == os.getpid() and state != "Z":
+        if comm == name and int(ppid) == os.getpid() and (zombies or state != "Z"):
             found.add(int(entry))
     return found
 
@@ -304,6 +308,57 @@ async def test_a_transport_nobody_closes_leaves_no_session_behind(slurm_cluster:
     gc.collect()
     await asyncio.sleep(0.2)  # the child watcher reaps them
     assert not ours & children("scontrol")
+
+
+async def test_requests_cancelled_while_their_sessions_start_leave_no_process() -> None:
+    """Requests cancelled at every point of a session's start (waiting for a thread, while the
+    thread forks and execs, just after) and of its first answer: none leaves a process behind,
+    not even a zombie, and the pool counts none alive."""
+    stalls = Command(("true",), interactive=Interactive(("sleep", "60"), "x", "y {}", "> "))
+    transport = LocalTransport(sessions=4)
+    try:
+        for delay in (*([0.0] * 12), 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05):
+            tasks = [asyncio.create_task(transport.run([stalls])) for _ in range(4)]
+            for _ in range(12 if delay else len(tasks)):
+                await asyncio.sleep(delay)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for _ in range(100):  # an abandoned start is ended by its thread once it is done
+            if not children("sleep", zombies=True):
+                break
+            await asyncio.sleep(0.05)
+        assert not children("sleep", zombies=True)
+        assert transport.session_stats is not None
+        assert transport.session_stats.alive == 0
+    finally:
+        await transport.aclose()
+
+
+def test_sessions_end_with_the_interpreter(slurm_cluster: str) -> None:
+    """A process that exits without closing its transport leaves no session behind: its idle
+    scontrol is killed and reaped at exit, not left to whoever adopts it."""
+    script = (
+        "import asyncio, os\n"
+        "from transport.local import LocalTransport\n"
+        "from resolvers.slurm.version import version_command\n"
+        "from tests.transport.test_interactive import children\n"
+        "transport = LocalTransport()\n"
+        "asyncio.run(transport.run([version_command()]))\n"
+        "print(*children('scontrol'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+    pids = [int(pid) for pid in done.stdout.split()]
+    assert len(pids) == 1, done.stderr
+    assert not os.path.exists(f"/proc/{pids[0]}")
 
 
 async def test_a_session_serves_every_event_loop(slurm_cluster: str) -> None:
