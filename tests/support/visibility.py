@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -78,17 +79,22 @@ class Jobs:
         return (*self.alice_ids, f"{self.alice_held}_[1-3]")
 
 
-def roomy_node() -> str:
+def roomy_node(timeout: float = 90.0) -> str:
     """A node of the batch partition with two idle CPUs (the cluster is shared with other
-    tests), for alice's running job and bob's beside it."""
-    for line in slurm(
-        "sinfo", "--noheader", "--Node", "--partition=batch", "--format=%N %C %t"
-    ).splitlines():
-        name, cpus, state = line.split()
-        idle = int(cpus.split("/")[1])
-        if idle >= 2 and state in ("idle", "mix"):
-            return name
-    raise RuntimeError("no node has two idle CPUs for the visibility tests")
+    tests), for alice's running job and bob's beside it. Waited for: the jobs an earlier module
+    cancelled free their CPUs only once Slurm has ended them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in slurm(
+            "sinfo", "--noheader", "--Node", "--partition=batch", "--format=%N %C %t"
+        ).splitlines():
+            name, cpus, state = line.split()
+            idle = int(cpus.split("/")[1])
+            if idle >= 2 and state in ("idle", "mix"):
+                return name
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no node had two idle CPUs for the visibility tests in {timeout} s")
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
