@@ -18,6 +18,7 @@ from server.tokens import parse_token_map
 from tests.conftest import TOKENS, open_inner_transport
 from tests.support.app import app_client
 from tests.support.counting import CountingTransport
+from tests.support.scenario import QUICK_CONNECT_FAILURE
 from transport import Command
 
 QUERY = {"query": "{ cluster { name partitions { name } } }"}
@@ -30,11 +31,12 @@ def configured(slurm_conf: Path) -> Callable[[Command], Command]:
     return lambda c: dataclasses.replace(c, env={**c.env, "SLURM_CONF": str(slurm_conf)})
 
 
-def conf_with_port(slurm_conf: str, port: int, into: Path) -> Path:
-    """A copy of the cluster's slurm.conf whose controller listens on `port`."""
+def conf_with_port(slurm_conf: str, port: int, into: Path, *first: str) -> Path:
+    """A copy of the cluster's slurm.conf whose controller listens on `port`, with the lines
+    `first` before the cluster's."""
     lines = Path(slurm_conf).read_text().splitlines()
     moved = [f"SlurmctldPort={port}" if x.startswith("SlurmctldPort=") else x for x in lines]
-    into.write_text("\n".join(moved) + "\n")
+    into.write_text("\n".join([*first, *moved]) + "\n")
     into.chmod(0o644)
     return into
 
@@ -83,7 +85,9 @@ async def test_a_stopped_controller_is_not_ready_right_after_traffic(
 ) -> None:
     """A query reached the head node (its squeue failed), then /readyz: 503, the controller
     is down."""
-    conf = conf_with_port(slurm_cluster, _closed_port(), conf_dir / "slurm.conf")
+    conf = conf_with_port(
+        slurm_cluster, _closed_port(), conf_dir / "slurm.conf", QUICK_CONNECT_FAILURE
+    )
     status, cluster, calls = await _readyz_after_traffic(request, kind, conf)
     assert status == 503
     assert cluster["ready"] is False and cluster["source"] == "probe"

@@ -15,6 +15,7 @@ from server.tokens import parse_token_map
 from tests.conftest import TOKENS
 from tests.support.app import app_client
 from tests.support.counting import CountingTransport
+from tests.support.scenario import QUICK_CONNECT_FAILURE
 from tests.support.server import free_port
 from transport.local import LocalTransport
 
@@ -23,12 +24,13 @@ ALICE = "Bearer alice-token"
 
 
 def down_cluster(tmp_path: Path, slurm_conf: str) -> LocalTransport:
-    """The local cluster's configuration pointing at a port no controller listens on."""
+    """The local cluster's configuration pointing at a port no controller listens on (whose
+    refusal the Slurm CLI reports after 1 s, not 9)."""
     lines = Path(slurm_conf).read_text().splitlines()
     port = free_port()
     moved = [f"SlurmctldPort={port}" if x.startswith("SlurmctldPort=") else x for x in lines]
     conf = tmp_path / "slurm.conf"
-    conf.write_text("\n".join(moved) + "\n")
+    conf.write_text("\n".join([QUICK_CONNECT_FAILURE, *moved]) + "\n")
     return LocalTransport(environ={**os.environ, "SLURM_CONF": str(conf)})
 
 

@@ -17,7 +17,7 @@ from server.settings import Settings
 from tests.conftest import Api
 from tests.support.app import app_client
 from tests.support.counting import CountingTransport
-from tests.support.scenario import OTHER_USER, Scenario, internals_in
+from tests.support.scenario import OTHER_USER, QUICK_CONNECT_FAILURE, Scenario, internals_in
 from transport.local import LocalTransport
 
 
@@ -138,11 +138,11 @@ async def _first_error(conf: Path, deadline: float, query: str) -> dict[str, Any
     return error
 
 
-def _conf_pointing_at(slurm_conf: str, tmp_path: Path, port: int) -> Path:
+def _conf_pointing_at(slurm_conf: str, tmp_path: Path, port: int, *first: str) -> Path:
     text = Path(slurm_conf).read_text()
     lines = [line for line in text.splitlines() if not line.startswith("SlurmctldPort")]
     conf = tmp_path / "slurm.conf"
-    conf.write_text("\n".join([f"SlurmctldPort={port}", *lines]) + "\n")
+    conf.write_text("\n".join([*first, f"SlurmctldPort={port}", *lines]) + "\n")
     return conf
 
 
@@ -155,7 +155,7 @@ async def test_unreachable_controller_is_slurm_unavailable(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    conf = _conf_pointing_at(slurm_cluster, tmp_path, port)
+    conf = _conf_pointing_at(slurm_cluster, tmp_path, port, QUICK_CONNECT_FAILURE)
     error = await _first_error(conf, 60, "{ cluster { jobs { totalCount } } }")
     assert error["extensions"]["code"] == "SLURM_UNAVAILABLE"
     assert "slurmctld" in error["message"] and "not answering" in error["message"]
