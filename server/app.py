@@ -218,17 +218,22 @@ class _GraphQLApp(GraphQL[RequestContext, None]):
         if not settings.introspection:
             extensions.append(DisableIntrospection)
         executor = LeanExecutionContext if settings.fast_execution else BudgetedExecutionContext
+        executor_class = executor.with_budget(
+            Budget(
+                max_fields=settings.max_fields,
+                max_seconds=settings.max_seconds,
+                max_output_reads=settings.max_output_reads,
+                max_output_bytes=settings.max_output_bytes,
+            )
+        )
+        # The lean executor's shortcut of each field of the schema (server/execution.py).
+        self.field_shortcuts = (
+            executor_class.shortcuts if issubclass(executor_class, LeanExecutionContext) else None
+        )
         schema = build_schema(
             extensions,
             on_unexpected=_log_unexpected,
-            execution_context_class=executor.with_budget(
-                Budget(
-                    max_fields=settings.max_fields,
-                    max_seconds=settings.max_seconds,
-                    max_output_reads=settings.max_output_reads,
-                    max_output_bytes=settings.max_output_bytes,
-                )
-            ),
+            execution_context_class=executor_class,
         )
         super().__init__(
             schema,
@@ -737,6 +742,7 @@ def create_app(
     # What the documents and persisted-query caches hold and did (tests, operators' debugging).
     app.state.documents = graphql_app.documents
     app.state.persisted = graphql_app.persisted
+    app.state.field_shortcuts = graphql_app.field_shortcuts
     return app
 
 

@@ -10,9 +10,12 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import strawberry
+from graphql import GraphQLObjectType
 
+from server.app import create_app
 from server.budget import Budget, BudgetedExecutionContext
 from server.execution import LeanExecutionContext
 from server.settings import Settings
@@ -107,8 +110,13 @@ async def test_same_results_and_errors_as_graphql_core(query: str) -> None:
     """Every query, including failing getters, nulls in non-null fields and coercion errors."""
     plain = strawberry.Schema(query=Query)
     lean = strawberry.Schema(query=Query, execution_context_class=LeanExecutionContext)
+    # An app's executor keeps each field's shortcut: first filled, then read.
+    kept = LeanExecutionContext.with_budget(Budget())
+    keeping = strawberry.Schema(query=Query, execution_context_class=kept)
     expected = normalise(await plain.execute(query))
     assert normalise(await lean.execute(query)) == expected
+    assert normalise(await keeping.execute(query)) == expected
+    assert normalise(await keeping.execute(query)) == expected
     assert expected["data"] is not None or expected["errors"]  # the query itself is valid
 
 
@@ -200,3 +208,55 @@ async def test_fast_execution_setting_chooses_the_executor(
         response = await client.post("/graphql", json={"query": "{ __typename }"})
     assert response.json() == {"data": {"__typename": "Query"}}
     assert calls == lean_calls
+
+
+def _schema_fields(schema: strawberry.Schema) -> set[tuple[str, str]]:
+    types = schema._schema.type_map.values()  # graphql-core's schema, as strawberry builds it
+    return {
+        (t.name, name)
+        for t in types
+        if isinstance(t, GraphQLObjectType)
+        for name in (*t.fields, "__typename")
+    }
+
+
+async def test_kept_shortcuts_are_bounded_by_the_schema() -> None:
+    """However many aliases and names a client sends, an app's executor keeps at most one
+    shortcut per field of its schema; another schema run through it is answered, not kept."""
+    executor = LeanExecutionContext.with_budget(Budget())
+    schema = strawberry.Schema(query=Query, execution_context_class=executor)
+    aliased = " ".join(f"a{i}: edges {{ n{i}: node {{ t{i}: text }} }}" for i in range(300))
+    for query in [*QUERIES, f"{{ {aliased} }}", "{ nothing }", "{ edges { node { nope } } }"]:
+        await schema.execute(query)
+    shortcuts = executor.shortcuts
+    assert shortcuts is not None
+    assert shortcuts.table
+    assert set(shortcuts.table) <= _schema_fields(schema)
+    other = strawberry.Schema(query=BigQuery, execution_context_class=executor)
+    kept = dict(shortcuts.table)
+    expected = normalise(await strawberry.Schema(query=BigQuery).execute(BIG))
+    assert normalise(await other.execute(BIG)) == expected
+    assert shortcuts.table == kept
+    assert LeanExecutionContext.shortcuts is None  # the class itself keeps nothing
+
+
+@pytest.mark.parametrize("value", ["true", "false"])
+async def test_an_apps_shortcuts_are_in_its_state(value: str) -> None:
+    """app.state.field_shortcuts shows what the lean executor keeps (None without it), and one
+    app's table is not another's."""
+    settings = Settings.from_environ({"SLURM_GRAPHQL_FAST_EXECUTION": value})
+    first, second = create_app(settings, transports={}), create_app(settings, transports={})
+    if value == "false":
+        assert first.state.field_shortcuts is None
+        return
+    assert first.state.field_shortcuts is not second.state.field_shortcuts
+    async with (
+        first.router.lifespan_context(first),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=first), base_url="http://localhost"
+        ) as client,
+    ):
+        response = await client.post("/graphql", json={"query": "{ clusters { name } }"})
+    assert "errors" not in response.json()
+    assert ("Query", "clusters") in first.state.field_shortcuts.table
+    assert not second.state.field_shortcuts.table
