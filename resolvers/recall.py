@@ -57,7 +57,7 @@ class RecallLookup:
             users=tuple(sorted(scope.users or ())),
         )
         boundary = new_boundary()
-        sacct = replace(history_command(query, boundary), user=scope.requester)
+        sacct = history_command(query, boundary, user=scope.requester)
         return cls(job_id, replace(squeue, otherwise=sacct), boundary)
 
     def read(self, result: CommandResult) -> tuple[CommandResult, list[HistoryRecord] | None]:

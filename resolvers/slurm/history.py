@@ -19,6 +19,7 @@ given, or earlier, which is what a history cursor needs (resolvers/history.py).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -204,6 +205,7 @@ def history_command(
     steps: bool = True,
     qos: bool = True,
     listing: bool = False,
+    user: str | None = None,
 ) -> Command:
     """sacct for one page of history: every filter pushed down into this one call; `boundary`
     (new_boundary(), fresh per call) joins the field delimiter, and parse_history takes it back.
@@ -211,7 +213,7 @@ def history_command(
     most of the cost of a long listing (a job row and a batch step row per job at least).
     Without `qos`, no QOS column (history_fields): parse the output with the same flag. A
     `listing` asks for LISTING_FIELDS of the jobs alone (parse_listing; its boundary may be "":
-    resolvers/slurm/history_listing.py says why)."""
+    resolvers/slurm/history_listing.py says why). `user`: who it runs as (Command.user)."""
     validate_query(query)
     argv = ["sacct", "--parsable2", "--noheader", "--noconvert", "--duplicates"]
     if listing or not steps:
@@ -233,12 +235,20 @@ def history_command(
         if values:
             argv.append(f"{option}={','.join(values)}")
     # TZ=UTC: sacct reads the window's clock times in its own time zone, so both sides agree.
-    return Command(tuple(argv), env={"SLURM_TIME_FORMAT": "%s", "TZ": "UTC"})
+    return Command(tuple(argv), env={"SLURM_TIME_FORMAT": "%s", "TZ": "UTC"}, user=user)
+
+
+_CLOCK = "%Y-%m-%dT%H:%M:%S"
+# 10000-01-01: from here on datetime refuses the year, where time.strftime would print it.
+_YEAR_10000 = 253_402_300_800
 
 
 def _clock(epoch: int) -> str:
     """An epoch as sacct's `YYYY-MM-DDTHH:MM:SS` (sacct takes no epoch), in UTC."""
-    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if 0 <= epoch < _YEAR_10000:
+        # The same text, about 4x faster than datetime's strftime (every job(id) asks twice).
+        return time.strftime(_CLOCK, time.gmtime(epoch))
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime(_CLOCK)
 
 
 def parse_size(value: str) -> int | None:

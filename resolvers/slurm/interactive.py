@@ -13,12 +13,17 @@ last_node_update`); a node's CPU load or free memory changing counts as a change
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from transport.base import Interactive
 
 PROMPT = "scontrol: "
 MARKER = "show hostnames {}"
 
 
-def scontrol_session(options: tuple[str, ...], line: str) -> Interactive:
-    """`scontrol <options>` asked `line`: what `scontrol <options> <line words>` prints."""
-    return Interactive(("scontrol", *options), line, MARKER, PROMPT)
+def scontrol_session(
+    options: tuple[str, ...], line: str, translate: Callable[[str], str | None] | None = None
+) -> Interactive:
+    """`scontrol <options>` asked `line`: what `scontrol <options> <line words>` prints, or
+    what `translate` makes of it (Interactive.translate)."""
+    return Interactive(("scontrol", *options), line, MARKER, PROMPT, translate)

@@ -190,6 +190,5 @@ def show_job_as_squeue(
     users=users)` prints it. `job_id` is a validated numeric id (resolvers/scope.py)."""
     if not job_id.isdecimal():
         raise ValueError("a session looks a job up by its numeric id")
-    session = scontrol_session(("--oneliner",), f"show job {job_id}")
     translate = functools.partial(squeue_text, boundary=boundary, users=users)
-    return dataclasses.replace(session, translate=translate)
+    return scontrol_session(("--oneliner",), f"show job {job_id}", translate)

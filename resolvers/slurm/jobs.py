@@ -225,6 +225,22 @@ def new_boundary() -> str:
     return secrets.token_hex(6)
 
 
+def _format_option(boundary: str) -> str:
+    separator = FIELD_SEPARATOR + boundary
+    spec = [f"{field}:0{FIELD_SEPARATOR}" for field in STRUCTURED_FIELDS[:-1]]
+    spec.append(f"{STRUCTURED_FIELDS[-1]}:0{separator}")
+    spec.extend(f"{field}:0{separator}" for field in FREE_TEXT_FIELDS[:-1])
+    spec.append(f"{FREE_TEXT_FIELDS[-1]}:0{RECORD_SEPARATOR}{boundary}")
+    return "--Format=" + ",".join(spec)
+
+
+# squeue's --Format with a stand-in for the boundary, built once: every lookup asks for one
+# (~30 fields); a NUL is in no field name and in no boundary (alphanumeric), so replacing it
+# gives exactly what _format_option(boundary) gives (tests/resolvers/test_pure.py).
+_BOUNDARY = "\x00"
+_FORMAT = _format_option(_BOUNDARY)
+
+
 def squeue_command(
     boundary: str,
     job_ids: Sequence[str] = (),
@@ -238,13 +254,8 @@ def squeue_command(
     those matching every list given (values are checked by the caller, resolvers/scope.py)."""
     if not boundary.isalnum():
         raise ValueError("the boundary must be alphanumeric")
-    separator = FIELD_SEPARATOR + boundary
-    spec = [f"{field}:0{FIELD_SEPARATOR}" for field in STRUCTURED_FIELDS[:-1]]
-    spec.append(f"{STRUCTURED_FIELDS[-1]}:0{separator}")
-    spec.extend(f"{field}:0{separator}" for field in FREE_TEXT_FIELDS[:-1])
-    spec.append(f"{FREE_TEXT_FIELDS[-1]}:0{RECORD_SEPARATOR}{boundary}")
     argv = ["squeue", "--all", "--states=" + (",".join(states) or "all"), "--noconvert"]
-    argv += ["--noheader", "--Format=" + ",".join(spec)]
+    argv += ["--noheader", _FORMAT.replace(_BOUNDARY, boundary)]
     for option, values in (
         ("--jobs", job_ids),
         ("--user", users),

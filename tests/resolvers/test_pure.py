@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 
 import pytest
 
@@ -16,8 +17,16 @@ from resolvers.slurm.errors import (
     slurm_message,
     without_internals,
 )
+from resolvers.slurm.history import _clock
 from resolvers.slurm.hostlist import expand_hostlist
-from resolvers.slurm.jobs import FIELD_SEPARATOR, FREE_TEXT_FIELDS, STRUCTURED_FIELDS, parse_squeue
+from resolvers.slurm.jobs import (
+    FIELD_SEPARATOR,
+    FREE_TEXT_FIELDS,
+    STRUCTURED_FIELDS,
+    _format_option,
+    parse_squeue,
+    squeue_command,
+)
 from resolvers.slurm.keyvalue import parse_record
 from resolvers.slurm.nodes import parse_nodes
 from resolvers.slurm.values import int_or_none, minutes_or_none
@@ -215,3 +224,24 @@ def test_slurm_words_lose_hosts_ports_and_paths(said: str, shown: str) -> None:
     """The text of Slurm's that a client may read names no host, port, address, path or ARN."""
     assert without_internals(said) == shown
     assert slurm_message(f"sacct: error: {said}\n") == shown
+
+
+@pytest.mark.parametrize("boundary", ["a", "0f3c9e21ab77", "Z" * 40])
+def test_squeues_format_is_the_one_built_for_its_boundary(boundary: str) -> None:
+    """The --Format kept with a stand-in boundary is, boundary put in, the one built for it."""
+    [option] = [a for a in squeue_command(boundary, ["42"]).argv if a.startswith("--Format=")]
+    assert option == _format_option(boundary)
+    assert "\x00" not in option
+    assert option.count(boundary) >= len(FREE_TEXT_FIELDS)
+
+
+@pytest.mark.parametrize("epoch", [0, 1, 946_684_800, 1_764_000_000, 2**31, 253_402_300_799])
+def test_sacct_clock_is_datetimes_text(epoch: int) -> None:
+    """sacct's window reads the same clock text datetime printed, at every epoch it prints."""
+    assert _clock(epoch) == datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def test_sacct_clock_refuses_what_datetime_refuses() -> None:
+    """Past year 9999 the window fails as it did, not with a five-digit year."""
+    with pytest.raises(ValueError, match="out of range"):
+        _clock(253_402_300_800)
