@@ -199,20 +199,24 @@ async def test_subscriptions_over_server_sent_events_show_nothing_of_hers(
 ) -> None:
     """The same over SSE: initial node and job snapshots hold only bob's jobs, feeds naming
     her send nothing, and following her job sends what a missing id gets."""
-    node_events = await sse(url, NODE_EVENTS, 15, count=4, initial=True)
+    # The streams at once (each its own request and its own wait), as a client may open them:
+    # one after the other they only added their waits up.
+    node_events, feed, *named = await asyncio.gather(
+        sse(url, NODE_EVENTS, 15, count=4, initial=True),
+        sse(url, JOB_EVENTS, 4, initial=True),
+        *(sse(url, JOB_EVENTS, 3, filter=f, initial=True) for f in naming_her(jobs)),
+    )
     assert node_events.count('"nodeEvents"') == 4, node_events
     assert jobs.bob_running in node_events
-    feed = await sse(url, JOB_EVENTS, 4, initial=True)
     assert jobs.bob_running in feed
     for stream in (node_events, feed):
         assert_nothing_of_alice(stream, jobs)
-    for job_filter in naming_her(jobs):
-        assert await sse(url, JOB_EVENTS, 3, filter=job_filter, initial=True) == ""
+    assert named == [""] * len(naming_her(jobs))
+    ids = [*jobs.alice_forms, *(missing_like(i) for i in jobs.alice_forms)]
+    followed = await asyncio.gather(*(sse(url, STATE_CHANGED, 30, id=i) for i in ids))
+    answers = dict(zip(ids, followed, strict=True))
     for job_id in jobs.alice_forms:
-        theirs, missing = await asyncio.gather(
-            sse(url, STATE_CHANGED, 30, id=job_id),
-            sse(url, STATE_CHANGED, 30, id=missing_like(job_id)),
-        )
+        theirs, missing = answers[job_id], answers[missing_like(job_id)]
         assert '"UNKNOWN"' in theirs
         assert_nothing_of_alice(modulo(theirs, job_id), jobs)  # the id asked is echoed
         assert modulo(theirs, job_id) == modulo(missing, missing_like(job_id))
