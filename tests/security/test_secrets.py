@@ -130,7 +130,11 @@ async def submit(app: App, user: str, **fields: Any) -> dict[str, Any]:
 async def ended(app: App, user: str, paths: list[str]) -> dict[str, dict[str, Any]]:
     """A job of `user` per output path, run to its end (output is read only once a job has
     started): one that could not open its path ended as a launch failure, having started."""
-    jobs = {path: await submit(app, user, hold=False, stdoutPath=path) for path in paths}
+    # Submitted at once: one after another, each waited for its own round trip (~0.5 s by ssm://).
+    submitted = await asyncio.gather(
+        *(submit(app, user, hold=False, stdoutPath=path) for path in paths)
+    )
+    jobs = dict(zip(paths, submitted, strict=True))
     await asyncio.to_thread(wait_until_ended, [str(job["jobId"]) for job in jobs.values()])
     return jobs
 
@@ -164,8 +168,11 @@ async def test_kernel_paths_and_special_files_are_refused_without_a_leak(
     jobs = await ended(app, "bob", paths)
     bob_traps.plant()
     try:
-        for path, job in jobs.items():
-            body, took = await read_output(app, "bob", job["displayId"])
+        # Read at once, each timed on its own: a read that blocks still takes its 10 s.
+        reads = await asyncio.gather(
+            *(read_output(app, "bob", job["displayId"]) for job in jobs.values())
+        )
+        for path, (body, took) in zip(jobs, reads, strict=True):
             assert not leaked(str(body)), (path, body)
             assert took < 10, (path, took)
             assert body["data"]["cluster"]["job"]["output"] is None, (path, body)
