@@ -92,6 +92,9 @@ class Poller:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._emptied_at = 0.0  # when the last watch left (time.monotonic())
+        # Set when a watch joins that nothing polled can start: the poll loop polls at once.
+        self._wake = asyncio.Event()
+        self._polling: Need | None = None  # what the poll under way fetches
 
     @property
     def cluster(self) -> str:
@@ -121,6 +124,14 @@ class Poller:
         self._needs |= watch.needs
         if self.latest is not None and watch.needs in self.latest.snapshot.needs:
             watch.prime(self.latest)
+        elif self._task is not None and not (
+            self._polling is not None and watch.needs in self._polling
+        ):
+            # No poll so far fetched what it reads (the latest had nodes only, say): it is
+            # started by a poll now. Left to the next one, up to an interval later, it counted
+            # what happened meanwhile as there before it: the dashboard's job table, opened
+            # after the overview, missed the job submitted just after it loaded.
+            self._wake.set()
         if self.failure is not None:
             watch.on_error(self.failure, time.time())
         if self._task is None:
@@ -174,6 +185,7 @@ class Poller:
         loop = asyncio.get_running_loop()
         due = loop.time()
         while not self._idle():
+            self._wake.clear()
             await self._poll()
             if self._closed:
                 return
@@ -181,7 +193,15 @@ class Poller:
             now = loop.time()
             if due < now:  # the poll took longer than the interval: start again at once
                 due = now
-            await self._sleep(due - now)
+            if await self._woken(due - now):
+                # Brought forward for a watch no poll could start; the next one comes when it
+                # was due anyway, so the head node sees at most one more poll an interval
+                # however often watches come and go.
+                self._wake.clear()
+                await self._poll()
+                if self._closed:
+                    return
+                await self._sleep(due - loop.time())
 
     async def _run_shared(self, polls: SharedPolls) -> None:
         """Poll every interval while this replica leads (publishing each snapshot), else hand
@@ -261,6 +281,15 @@ class Poller:
     async def _sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
 
+    async def _woken(self, seconds: float) -> bool:
+        """Sleep `seconds`, or less if a watch joined that no poll can start (True then)."""
+        try:
+            async with asyncio.timeout(max(0.0, seconds)):
+                await self._wake.wait()
+        except TimeoutError:
+            return False
+        return True
+
     async def _poll(self, extra: Need = Need.NOTHING, publish: SharedPolls | None = None) -> None:
         self.polls += 1
         try:
@@ -270,6 +299,7 @@ class Poller:
             needs = self._needs | extra | self._queried()
             if fresh is not None:
                 needs |= fresh.needs
+            self._polling = needs
             # A new snapshot, or one another replica fetched at most a quarter interval ago
             # (a query's refresh just before the poll): one fetch an interval, not two.
             await self.source.follow_writes()
@@ -297,6 +327,8 @@ class Poller:
             if publish is not None:
                 await publish.publish_failure()
             return
+        finally:
+            self._polling = None
 
     async def _hand_on(self, update: PollUpdate, seq: int) -> None:
         """Hand `update` (publication `seq`, 0 if it is not one) to every watch, after looking

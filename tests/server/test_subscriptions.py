@@ -308,3 +308,43 @@ async def test_subscriptions_per_connection_are_limited(slurm_cluster: str) -> N
         message = await refused.next(5)
     assert message.kind == "error"
     assert "limit" in message.payload[0]["message"]
+
+
+async def test_a_feed_joining_a_poller_that_fetched_no_jobs_is_started_by_a_poll_at_once(
+    slurm_cluster: str,
+) -> None:
+    """A jobEvents subscription opened beside a nodeEvents one (whose polls fetch nodes only:
+    none can start the job feed) is started by a poll at once, so a job submitted right after
+    it is ADDED. Left to the next poll, an interval later, the feed took that poll's queue as
+    where it started and never told of the job: the dashboard's job table, opened after the
+    overview, missed the job alice submitted once it had loaded."""
+    interval = 6.0
+    transport = StampingTransport(LocalTransport())
+    settings = Settings(poll_interval=interval, cache_ttl=1.0)
+    name = f"joined-late-{uuid.uuid4().hex[:8]}"
+    job_id = None
+    app = create_app(settings, transports={"local": transport})
+    async with serving(app) as url, Connection.open(url) as connection:
+        nodes = await connection.subscribe(
+            "subscription { nodeEvents(initial: true) { kind name } }"
+        )
+        await nodes.next(30)  # the first poll (nodes only) is over; the next is 6 s away
+        calls = transport.calls
+        jobs = await connection.subscribe(
+            "subscription ($filter: JobFilter) {"
+            " jobEvents(filter: $filter, initial: false) { kind jobId } }",
+            filter={"names": [name]},
+        )
+        for _ in range(int(interval / 2 / 0.02)):  # within half an interval, not at its end
+            if len(transport.ended) > calls:
+                break  # a poll begun after the feed joined is over: the feed starts from it
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("no poll started the feed")
+        try:
+            job_id = await submit("-J", name, "--hold", "--wrap", "true")
+            added = (await jobs.next(3 * interval)).payload["data"]["jobEvents"]
+        finally:
+            if job_id is not None:
+                await slurm_cli("scancel", job_id)
+    assert added == {"kind": "ADDED", "jobId": job_id}
