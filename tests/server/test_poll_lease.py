@@ -10,7 +10,6 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Iterator
 from contextlib import AsyncExitStack
 
 import httpx
@@ -110,15 +109,6 @@ async def test_a_loop_stall_under_a_second_hands_nothing_over_at_a_short_interva
                 assert squeues(follower) == followed, "the follower polled: it took the lease"
                 assert squeues(leader) >= polled + 3
                 assert (await publications(two))["delta"] >= applied + 3
-
-
-@pytest.fixture
-def counter() -> Iterator[SqueueCounter]:
-    made = SqueueCounter()
-    try:
-        yield made
-    finally:
-        made.close()
 
 
 async def test_a_leader_stopped_past_its_lease_hands_over_and_deltas_go_on(

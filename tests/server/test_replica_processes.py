@@ -85,15 +85,6 @@ def environ(redis_server: RedisServer, counter: SqueueCounter, **more: str) -> d
     }
 
 
-@pytest.fixture
-def counter() -> Iterator[SqueueCounter]:
-    made = SqueueCounter()
-    try:
-        yield made
-    finally:
-        made.close()
-
-
 @pytest.fixture(scope="module")
 def trio(slurm_cluster: str) -> Iterator[Trio]:
     """One trio for the tests that leave the three running and the limits alone."""
